@@ -1,0 +1,44 @@
+//! `POST /delivery-pricing/backend/pricing`.
+
+use crate::domain::{self, PricingError};
+use axum::routing::post;
+use axum::Router;
+use ecom_model::{Address, Package, Quantity};
+use ecom_platform::Context;
+use ecom_runtime::{ApiError, Json};
+use serde::{Deserialize, Serialize};
+
+/// The service's routes.
+pub fn router(ctx: &Context) -> Router {
+    ctx.backend(Router::new().route("/backend/pricing", post(pricing)))
+}
+
+/// A product as far as pricing cares: its box and how many. The other
+/// product fields callers send are ignored.
+#[derive(Debug, Deserialize)]
+struct Item {
+    package: Package,
+    #[serde(default)]
+    quantity: Quantity,
+}
+
+#[derive(Debug, Deserialize)]
+struct PricingRequest {
+    products: Vec<Item>,
+    address: Address,
+}
+
+#[derive(Debug, Serialize)]
+struct PricingResponse {
+    pricing: i64,
+}
+
+async fn pricing(Json(req): Json<PricingRequest>) -> Result<Json<PricingResponse>, ApiError> {
+    let items: Vec<(Package, Quantity)> = req.products.iter().map(|i| (i.package, i.quantity)).collect();
+    let price = domain::price(&items, req.address.country).map_err(|PricingError::TooLarge| {
+        ApiError::bad_request("products: package sizes or quantities are too large to price")
+    })?;
+    Ok(Json(PricingResponse {
+        pricing: price.cents(),
+    }))
+}

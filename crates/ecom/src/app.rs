@@ -1,0 +1,178 @@
+//! Building and running the platform: one database per service, one router
+//! with every service under `/<service>/`, health and metrics routes.
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use ecom_platform::{Context, ServiceDef};
+use ecom_runtime::client::LocalRouter;
+use ecom_runtime::{ApiError, Clients, Config, Json, ServiceKey};
+use ecom_storage::{Db, StorageTarget};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+
+/// Every service this binary knows, in start order.
+pub const SERVICES: &[ServiceDef] = &[ecom_payment_3p::SERVICE, ecom_delivery_pricing::SERVICE];
+
+/// The names of every service.
+pub fn service_names() -> Vec<&'static str> {
+    SERVICES.iter().map(|s| s.name).collect()
+}
+
+/// Finds services by name, refusing unknown names with the list of known ones.
+pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {
+    if names.is_empty() {
+        return Ok(SERVICES.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            SERVICES.iter().find(|s| s.name == n).with_context(|| {
+                format!(
+                    "unknown service '{n}'; the services are: {}",
+                    service_names().join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// A built platform, bound to its listener but not yet serving.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    dbs: Vec<Db>,
+    services: Vec<&'static str>,
+}
+
+#[derive(Clone)]
+struct Health {
+    dbs: Arc<Vec<(&'static str, Db)>>,
+}
+
+impl App {
+    /// Builds the named services (all when empty) with the storage the
+    /// configuration names.
+    pub async fn build(config: Config, names: &[String]) -> anyhow::Result<App> {
+        let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
+        App::build_with(config, names, target).await
+    }
+
+    /// Builds with an explicit storage target (tests use a schema prefix).
+    pub async fn build_with(config: Config, names: &[String], target: StorageTarget) -> anyhow::Result<App> {
+        let defs = select(names)?;
+        let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
+        let config = Arc::new(config);
+        let local: BTreeSet<String> = defs.iter().map(|d| d.name.to_owned()).collect();
+        let local_router: LocalRouter = Arc::new(OnceLock::new());
+        let clients = Clients::new(
+            key.clone(),
+            "ecom",
+            local,
+            local_router.clone(),
+            config.service_urls.clone(),
+        );
+
+        let mut router = Router::new();
+        let mut dbs = Vec::new();
+        for def in &defs {
+            let db = Db::open(&target, def.name)
+                .await
+                .with_context(|| format!("Failed to open the database of {}", def.name))?;
+            db.migrate(def.migrations)
+                .await
+                .with_context(|| format!("Failed to migrate the database of {}", def.name))?;
+            let ctx = Context {
+                name: def.name,
+                db: db.clone(),
+                config: config.clone(),
+                key: key.clone(),
+                clients: clients.for_caller(def.name),
+            };
+            let service_router = (def.build)(ctx)
+                .await
+                .with_context(|| format!("Failed to start {}", def.name))?;
+            router = router.nest(&format!("/{}", def.name), service_router);
+            dbs.push((def.name, db));
+        }
+        let health = Health {
+            dbs: Arc::new(dbs.clone()),
+        };
+        let router = router
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz).with_state(health.clone()))
+            .route("/metrics", get(metrics));
+        let router = ecom_runtime::server::finish(router);
+        // Set before serving, so in-process calls never find it missing.
+        let _ = local_router.set(router.clone());
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("Failed to listen on {}", config.listen))?;
+        Ok(App {
+            listener,
+            router,
+            dbs: dbs.into_iter().map(|(_, db)| db).collect(),
+            services: defs.iter().map(|d| d.name).collect(),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .context("Failed to read the bound address")
+    }
+
+    /// The router, for in-process tests and benchmarks.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The services this app runs.
+    pub fn services(&self) -> &[&'static str] {
+        &self.services
+    }
+
+    /// Serves until `shutdown` completes, then finishes requests in flight
+    /// and closes the databases.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        ecom_runtime::server::serve(self.listener, self.router, shutdown)
+            .await
+            .context("HTTP server failed")?;
+        for db in &self.dbs {
+            db.close().await;
+        }
+        Ok(())
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(health): State<Health>) -> Result<Json<serde_json::Value>, ApiError> {
+    for (name, db) in health.dbs.iter() {
+        if let Err(e) = db.ping().await {
+            tracing::warn!(service = name, error = %e, "database not ready");
+            return Err(ApiError::unavailable(format!(
+                "the database of {name} does not answer"
+            )));
+        }
+    }
+    Ok(Json(serde_json::json!({ "status": "ready" })))
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ecom_runtime::metrics::render(),
+    )
+}

@@ -1,0 +1,130 @@
+//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`.
+
+use crate::app::{self, App};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ecom_runtime::{Config, ConfigArgs, ServiceKey};
+use ecom_storage::{Db, StorageTarget};
+
+/// An e-commerce backend: every service of the shop in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "ecom", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in this process.
+    Up,
+    /// Run only the named services (the others are reached at ECOM_<SERVICE>_URL).
+    Serve {
+        /// Services to run.
+        #[arg(required = true, value_name = "SERVICE")]
+        services: Vec<String>,
+    },
+    /// Create or upgrade the databases of the named services (all when none), then exit.
+    Migrate {
+        /// Services to migrate.
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+    },
+    /// Print a short-lived service credential, for calling /backend/ routes by hand.
+    Token {
+        /// The calling service the credential names.
+        #[arg(long)]
+        service: String,
+    },
+}
+
+impl Cli {
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let names = app::service_names();
+        let config = Config::load(&self.config, &names)?;
+        ecom_runtime::telemetry::init(config.log_format);
+        match self.command {
+            Command::Up => up(config, &[]).await,
+            Command::Serve { services } => up(config, &services).await,
+            Command::Migrate { services } => migrate(config, &services).await,
+            Command::Token { service } => {
+                let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
+                println!("{}", key.issue(&service)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn up(config: Config, services: &[String]) -> anyhow::Result<()> {
+    let app = App::build(config.clone(), services).await?;
+    let addr = app.addr()?;
+    let base = format!("http://{addr}");
+    println!("ecom is running at {base}");
+    for name in app.services() {
+        println!("  {name:<17} {base}/{name}/");
+    }
+    println!("  health            {base}/healthz  {base}/readyz  {base}/metrics");
+    println!("  storage           {}", describe_storage(&config));
+    println!("Stop with Ctrl-C.");
+    tracing::info!(%addr, services = ?app.services(), "serving");
+    app.run(ecom_runtime::server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn describe_storage(config: &Config) -> String {
+    match &config.database_url {
+        Some(url) => format!("PostgreSQL {}", redact(url)),
+        None => format!("SQLite files in {}", config.data_dir.display()),
+    }
+}
+
+/// Hides the password of a connection URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+async fn migrate(config: Config, services: &[String]) -> anyhow::Result<()> {
+    let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
+    for def in app::select(services)? {
+        let db = Db::open(&target, def.name).await?;
+        db.migrate(def.migrations)
+            .await
+            .with_context(|| format!("Failed to migrate {}", def.name))?;
+        db.close().await;
+        println!("{}: up to date ({} migrations)", def.name, def.migrations.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_printed_urls() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        Cli::command_for_test().debug_assert();
+    }
+
+    impl Cli {
+        fn command_for_test() -> clap::Command {
+            <Cli as clap::CommandFactory>::command()
+        }
+    }
+}

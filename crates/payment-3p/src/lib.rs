@@ -1,0 +1,27 @@
+//! payment-3p: a simulated third-party card processor. A shopper
+//! pre-authorises an amount on a card and gets a token; the shop checks,
+//! lowers, processes or cancels it. Tokens are stored durably.
+
+pub mod api;
+pub mod domain;
+pub mod store;
+
+use ecom_platform::ServiceDef;
+use ecom_storage::Migration;
+
+/// Service name and URL prefix.
+pub const NAME: &str = "payment-3p";
+
+/// Schema changes, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "payment tokens",
+    include_str!("../migrations/0001_tokens.sql"),
+)];
+
+/// How the binary builds this service.
+pub const SERVICE: ServiceDef = ServiceDef {
+    name: NAME,
+    migrations: MIGRATIONS,
+    build: |ctx| Box::pin(async move { Ok(api::router(&ctx)) }),
+};

@@ -1,0 +1,235 @@
+//! Service credentials: how `/backend/` routes know which service calls.
+//!
+//! A credential is a JWT signed with HMAC-SHA256 by the platform's service
+//! key, naming the calling service in `sub`, for audience `ecom-backend`,
+//! valid five minutes. One symmetric key is enough because every holder of
+//! it is one of our own services; end users never see it. Their tokens
+//! (signed by the users service with its own key pair, another algorithm and
+//! audience) are therefore refused here.
+
+use crate::ApiError;
+use anyhow::Context as _;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ISSUER: &str = "ecom";
+const AUDIENCE: &str = "ecom-backend";
+/// How long a credential is valid.
+pub const LIFETIME_SECONDS: u64 = 300;
+const KEY_FILE: &str = "service.key";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iss: String,
+    aud: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// The secret that signs and checks service credentials. Cheap to clone.
+#[derive(Clone)]
+pub struct ServiceKey(Arc<Keys>);
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceKey(…)")
+    }
+}
+
+/// The service a `/backend/` request came from, put in the request's
+/// extensions by [`require_service`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCaller(pub String);
+
+impl ServiceKey {
+    /// A key from raw secret bytes.
+    pub fn from_secret(secret: &[u8]) -> ServiceKey {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+        validation.leeway = 5;
+        ServiceKey(Arc::new(Keys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }))
+    }
+
+    /// A key from its hex text (config `service-key` / `ECOM_SERVICE_KEY`).
+    pub fn from_hex(text: &str) -> anyhow::Result<ServiceKey> {
+        let bytes = decode_hex(text.trim()).context("service key must be hex text")?;
+        anyhow::ensure!(
+            bytes.len() >= 16,
+            "service key must be at least 16 bytes (32 hex digits)"
+        );
+        Ok(ServiceKey::from_secret(&bytes))
+    }
+
+    /// The configured key, or the one in `<data_dir>/service.key`, created
+    /// (32 random bytes, readable by the owner only) on first start.
+    pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<ServiceKey> {
+        if let Some(hex) = configured {
+            return ServiceKey::from_hex(hex);
+        }
+        let path = data_dir.join(KEY_FILE);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return ServiceKey::from_hex(&text).with_context(|| format!("in {}", path.display()));
+        }
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("Failed to create data directory {}", data_dir.display()))?;
+        let secret: [u8; 32] = rand::random();
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, &hex)?;
+        // Another process may have raced us; whatever is on disk now wins.
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+        ServiceKey::from_hex(&text)
+    }
+
+    /// A credential for `service`, valid [`LIFETIME_SECONDS`].
+    pub fn issue(&self, service: &str) -> anyhow::Result<String> {
+        let iat = now();
+        let claims = Claims {
+            sub: service.to_owned(),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat,
+            exp: iat + LIFETIME_SECONDS,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
+            .context("Failed to sign a service credential")
+    }
+
+    /// The service named by a valid credential.
+    pub fn verify(&self, token: &str) -> Result<String, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .map(|data| data.claims.sub)
+            .map_err(|e| ApiError::unauthorized(format!("invalid service credential: {e}")))
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut f) => f
+            .write_all(text.as_bytes())
+            .with_context(|| format!("Failed to write {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("Failed to create {}", path.display())),
+    }
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("Failed to write {}", path.display()))
+}
+
+/// Middleware for `/backend/` routes: refuses (401) any request without a
+/// valid service credential in `Authorization: Bearer …`.
+pub async fn require_service(
+    State(key): State<ServiceKey>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = bearer(req.headers()).ok_or_else(|| {
+        ApiError::unauthorized(
+            "this route is for services: send a service credential as 'Authorization: Bearer …'",
+        )
+    })?;
+    let caller = key.verify(token)?;
+    req.extensions_mut().insert(ServiceCaller(caller));
+    Ok(next.run(req).await)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ServiceCaller>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("a service credential is required"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_names_its_service_and_only_our_key_accepts_it() {
+        let key = ServiceKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        let other = ServiceKey::from_secret(b"fedcba9876543210fedcba9876543210");
+        let token = key.issue("orders").unwrap();
+        assert_eq!(key.verify(&token).ok(), Some("orders".to_owned()));
+        assert!(other.verify(&token).is_err());
+        assert!(key.verify("not-a-token").is_err());
+    }
+
+    #[test]
+    fn an_unsigned_token_is_refused() {
+        let key = ServiceKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        // {"alg":"none"} . {"sub":"orders","iss":"ecom","aud":"ecom-backend","exp":9999999999} .
+        let none = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJvcmRlcnMiLCJpc3MiOiJlY29tIiwiYXVkIjoiZWNvbS1iYWNrZW5kIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+        assert!(key.verify(none).is_err());
+    }
+
+    #[test]
+    fn the_generated_key_is_kept_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ServiceKey::load_or_create(None, dir.path()).unwrap();
+        let second = ServiceKey::load_or_create(None, dir.path()).unwrap();
+        let token = first.issue("payment").unwrap();
+        assert_eq!(second.verify(&token).ok(), Some("payment".to_owned()));
+    }
+}

@@ -1,0 +1,18 @@
+//! What every ecom service runs on: configuration, HTTP conventions (errors,
+//! JSON bodies), service credentials for `/backend/` routes, a typed client
+//! for calling other services, metrics and telemetry.
+
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+
+pub use client::{BackendClient, ClientError, Clients};
+pub use config::{Config, ConfigArgs, ConfigFile, LogFormat};
+pub use credentials::{ServiceCaller, ServiceKey};
+pub use error::ApiError;
+pub use extract::{Json, Path, Query};

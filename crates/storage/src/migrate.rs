@@ -1,0 +1,92 @@
+//! Embedded, versioned, append-only migrations.
+//!
+//! A migration is plain SQL that both engines accept. Two placeholders cover
+//! what they spell differently: `{{serial}}` (an auto-increment integer
+//! primary key) and `{{blob}}` (a byte string).
+
+use crate::{Backend, Db};
+use anyhow::Context as _;
+use sqlx::Row as _;
+
+/// One schema change of a service.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Strictly increasing version, starting at 1.
+    pub version: i64,
+    /// Short description, recorded when applied.
+    pub name: &'static str,
+    /// The SQL, possibly several statements.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// Declares a migration (usually with `include_str!`).
+    pub const fn new(version: i64, name: &'static str, sql: &'static str) -> Migration {
+        Migration { version, name, sql }
+    }
+}
+
+fn render(sql: &str, backend: Backend) -> String {
+    let (serial, blob) = match backend {
+        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+        Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+    };
+    sql.replace("{{serial}}", serial).replace("{{blob}}", blob)
+}
+
+pub(crate) async fn apply(db: &Db, migrations: &[Migration]) -> anyhow::Result<()> {
+    let mut tx = db
+        .begin()
+        .await
+        .context("Failed to start the migration transaction")?;
+    if db.backend() == Backend::Postgres {
+        // Replicas starting together on one database take turns here.
+        sqlx::query("SELECT pg_advisory_xact_lock(7419130)")
+            .execute(&mut *tx)
+            .await
+            .context("Failed to take the migration lock")?;
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS _migrations (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *tx)
+    .await
+    .context("Failed to create the migrations table")?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM _migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    let mut sorted: Vec<&Migration> = migrations.iter().collect();
+    sorted.sort_by_key(|m| m.version);
+    for m in sorted {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        tracing::info!(version = m.version, name = m.name, "applying migration");
+        sqlx::raw_sql(&render(m.sql, db.backend()))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("Failed to apply migration {} ({})", m.version, m.name))?;
+        sqlx::query("INSERT INTO _migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now_unix())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await.context("Failed to commit migrations")?;
+    Ok(())
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
