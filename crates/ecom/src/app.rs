@@ -85,7 +85,7 @@ impl App {
             let db = Db::open(&target, def.name)
                 .await
                 .with_context(|| format!("Failed to open the database of {}", def.name))?;
-            db.migrate(def.migrations)
+            db.migrate(def.name, def.migrations)
                 .await
                 .with_context(|| format!("Failed to migrate the database of {}", def.name))?;
             let ctx = Context {

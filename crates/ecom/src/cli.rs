@@ -98,7 +98,7 @@ async fn migrate(config: Config, services: &[String]) -> anyhow::Result<()> {
     let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
     for def in app::select(services)? {
         let db = Db::open(&target, def.name).await?;
-        db.migrate(def.migrations)
+        db.migrate(def.name, def.migrations)
             .await
             .with_context(|| format!("Failed to migrate {}", def.name))?;
         db.close().await;

@@ -216,9 +216,9 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ())
     }
 
-    /// Applies the migrations not applied yet, in version order.
-    pub async fn migrate(&self, migrations: &[Migration]) -> anyhow::Result<()> {
-        migrate::apply(self, migrations).await
+    /// Applies the migrations of `scope` not applied yet, in version order.
+    pub async fn migrate(&self, scope: &str, migrations: &[Migration]) -> anyhow::Result<()> {
+        migrate::apply(self, scope, migrations).await
     }
 
     /// Closes the pools, waiting for connections to be returned.

@@ -1,5 +1,8 @@
 //! Embedded, versioned, append-only migrations.
 //!
+//! Versions are counted per scope: a service's own tables are one scope,
+//! the platform's tables in the same database (outbox, inbox) another.
+//!
 //! A migration is plain SQL that both engines accept. Two placeholders cover
 //! what they spell differently: `{{serial}}` (an auto-increment integer
 //! primary key) and `{{blob}}` (a byte string).
@@ -34,7 +37,7 @@ fn render(sql: &str, backend: Backend) -> String {
     sql.replace("{{serial}}", serial).replace("{{blob}}", blob)
 }
 
-pub(crate) async fn apply(db: &Db, migrations: &[Migration]) -> anyhow::Result<()> {
+pub(crate) async fn apply(db: &Db, scope: &str, migrations: &[Migration]) -> anyhow::Result<()> {
     let mut tx = db
         .begin()
         .await
@@ -48,15 +51,18 @@ pub(crate) async fn apply(db: &Db, migrations: &[Migration]) -> anyhow::Result<(
     }
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS _migrations (
-            version BIGINT PRIMARY KEY,
+            scope TEXT NOT NULL,
+            version BIGINT NOT NULL,
             name TEXT NOT NULL,
-            applied_at BIGINT NOT NULL
+            applied_at BIGINT NOT NULL,
+            PRIMARY KEY (scope, version)
         )",
     )
     .execute(&mut *tx)
     .await
     .context("Failed to create the migrations table")?;
-    let applied: Vec<i64> = sqlx::query("SELECT version FROM _migrations ORDER BY version")
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM _migrations WHERE scope = $1 ORDER BY version")
+        .bind(scope)
         .fetch_all(&mut *tx)
         .await?
         .iter()
@@ -68,12 +74,13 @@ pub(crate) async fn apply(db: &Db, migrations: &[Migration]) -> anyhow::Result<(
         if applied.contains(&m.version) {
             continue;
         }
-        tracing::info!(version = m.version, name = m.name, "applying migration");
+        tracing::info!(scope, version = m.version, name = m.name, "applying migration");
         sqlx::raw_sql(&render(m.sql, db.backend()))
             .execute(&mut *tx)
             .await
-            .with_context(|| format!("Failed to apply migration {} ({})", m.version, m.name))?;
-        sqlx::query("INSERT INTO _migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .with_context(|| format!("Failed to apply migration {scope} {} ({})", m.version, m.name))?;
+        sqlx::query("INSERT INTO _migrations (scope, version, name, applied_at) VALUES ($1, $2, $3, $4)")
+            .bind(scope)
             .bind(m.version)
             .bind(m.name)
             .bind(now_unix())
