@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use ecom_platform::{Context, ServiceDef};
+use ecom_platform::bus::memory::MemoryBus;
+use ecom_platform::{Bus, Context, Outbox, ServiceDef};
 use ecom_runtime::client::LocalRouter;
 use ecom_runtime::{ApiError, Clients, Config, Json, ServiceKey};
 use ecom_storage::{Db, StorageTarget};
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// Every service this binary knows, in start order.
 pub const SERVICES: &[ServiceDef] = &[ecom_payment_3p::SERVICE, ecom_delivery_pricing::SERVICE];
@@ -49,6 +51,8 @@ pub struct App {
     router: Router,
     dbs: Vec<Db>,
     services: Vec<&'static str>,
+    bus: Bus,
+    relays: Vec<(&'static str, Db, Outbox)>,
 }
 
 #[derive(Clone)]
@@ -79,21 +83,30 @@ impl App {
             config.service_urls.clone(),
         );
 
+        let bus = Bus::new(Arc::new(MemoryBus::default()));
         let mut router = Router::new();
         let mut dbs = Vec::new();
+        let mut relays = Vec::new();
         for def in &defs {
             let db = Db::open(&target, def.name)
                 .await
                 .with_context(|| format!("Failed to open the database of {}", def.name))?;
+            db.migrate(ecom_platform::outbox::SCOPE, ecom_platform::outbox::MIGRATIONS)
+                .await
+                .with_context(|| format!("Failed to add the outbox to the database of {}", def.name))?;
             db.migrate(def.name, def.migrations)
                 .await
                 .with_context(|| format!("Failed to migrate the database of {}", def.name))?;
+            let outbox = Outbox::new();
+            relays.push((def.name, db.clone(), outbox.clone()));
             let ctx = Context {
                 name: def.name,
                 db: db.clone(),
                 config: config.clone(),
                 key: key.clone(),
                 clients: clients.for_caller(def.name),
+                outbox,
+                bus: bus.clone(),
             };
             let service_router = (def.build)(ctx)
                 .await
@@ -120,6 +133,8 @@ impl App {
             router,
             dbs: dbs.into_iter().map(|(_, db)| db).collect(),
             services: defs.iter().map(|d| d.name).collect(),
+            bus,
+            relays,
         })
     }
 
@@ -135,6 +150,11 @@ impl App {
         self.router.clone()
     }
 
+    /// The bus (tests watch its feed).
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
     /// The services this app runs.
     pub fn services(&self) -> &[&'static str] {
         &self.services
@@ -143,9 +163,33 @@ impl App {
     /// Serves until `shutdown` completes, then finishes requests in flight
     /// and closes the databases.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        ecom_runtime::server::serve(self.listener, self.router, shutdown)
+        let stop = CancellationToken::new();
+        let delivery = self
+            .bus
+            .start(stop.clone())
             .await
-            .context("HTTP server failed")?;
+            .context("Failed to start event delivery")?;
+        let relays: Vec<_> = self
+            .relays
+            .into_iter()
+            .map(|(name, db, outbox)| {
+                tokio::spawn(ecom_platform::relay::run(
+                    name,
+                    db,
+                    outbox,
+                    self.bus.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        let served = ecom_runtime::server::serve(self.listener, self.router, shutdown).await;
+        // Requests are finished; stop relaying and delivering, then close.
+        stop.cancel();
+        for relay in relays {
+            let _ = relay.await;
+        }
+        let _ = delivery.await;
+        served.context("HTTP server failed")?;
         for db in &self.dbs {
             db.close().await;
         }

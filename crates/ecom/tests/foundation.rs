@@ -9,8 +9,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn preauth(app: &TestApp, amount: i64) -> String {
-    let (status, body) =
-        app.post("/payment-3p/preauth", &json!({"cardNumber": "1234567890123456", "amount": amount})).await;
+    let (status, body) = app
+        .post(
+            "/payment-3p/preauth",
+            &json!({"cardNumber": "1234567890123456", "amount": amount}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["paymentToken"].as_str().unwrap().to_owned()
 }
@@ -34,8 +38,14 @@ mod platform {
     #[tokio::test]
     async fn health_and_readiness_answer_ok() {
         on_each_storage(|app| async move {
-            assert_eq!(app.get("/healthz").await, (StatusCode::OK, json!({"status": "ok"})));
-            assert_eq!(app.get("/readyz").await, (StatusCode::OK, json!({"status": "ready"})));
+            assert_eq!(
+                app.get("/healthz").await,
+                (StatusCode::OK, json!({"status": "ok"}))
+            );
+            assert_eq!(
+                app.get("/readyz").await,
+                (StatusCode::OK, json!({"status": "ready"}))
+            );
             let text = app.http.get(app.url("/metrics")).send().await.unwrap();
             assert_eq!(text.status(), StatusCode::OK);
         })
@@ -60,17 +70,22 @@ mod platform {
             assert_eq!(status, StatusCode::UNAUTHORIZED);
             assert!(err["message"].as_str().unwrap().contains("service credential"));
 
-            let (status, _) =
-                app.post_with_token("/delivery-pricing/backend/pricing", "garbage", &body).await;
+            let (status, _) = app
+                .post_with_token("/delivery-pricing/backend/pricing", "garbage", &body)
+                .await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
 
             // A credential signed by another platform's key is refused too.
             let foreign = ecom_runtime::ServiceKey::from_secret(b"another-platform-secret-key-0000");
             let token = foreign.issue("orders").unwrap();
-            let (status, _) = app.post_with_token("/delivery-pricing/backend/pricing", &token, &body).await;
+            let (status, _) = app
+                .post_with_token("/delivery-pricing/backend/pricing", &token, &body)
+                .await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-            let (status, _) = app.post_as_service("/delivery-pricing/backend/pricing", &body).await;
+            let (status, _) = app
+                .post_as_service("/delivery-pricing/backend/pricing", &body)
+                .await;
             assert_eq!(status, StatusCode::OK);
         })
         .await;
@@ -85,9 +100,17 @@ mod payment_3p {
         on_each_storage(|app| async move {
             let token = preauth(&app, 5000).await;
             for (amount, ok) in [(0, true), (4999, true), (5000, true), (5001, false)] {
-                let (status, body) =
-                    app.post("/payment-3p/check", &json!({"paymentToken": token, "amount": amount})).await;
-                assert_eq!((status, body), (StatusCode::OK, json!({"ok": ok})), "amount {amount}");
+                let (status, body) = app
+                    .post(
+                        "/payment-3p/check",
+                        &json!({"paymentToken": token, "amount": amount}),
+                    )
+                    .await;
+                assert_eq!(
+                    (status, body),
+                    (StatusCode::OK, json!({"ok": ok})),
+                    "amount {amount}"
+                );
             }
         })
         .await;
@@ -100,13 +123,28 @@ mod payment_3p {
             let update = |amount: i64| {
                 let app = &app;
                 let token = token.clone();
-                async move { app.post("/payment-3p/updateAmount", &json!({"paymentToken": token, "amount": amount})).await }
+                async move {
+                    app.post(
+                        "/payment-3p/updateAmount",
+                        &json!({"paymentToken": token, "amount": amount}),
+                    )
+                    .await
+                }
             };
             assert_eq!(update(6000).await.1, json!({"ok": false}));
             assert_eq!(update(3000).await.1, json!({"ok": true}));
-            let (_, body) = app.post("/payment-3p/check", &json!({"paymentToken": token, "amount": 3001})).await;
+            let (_, body) = app
+                .post(
+                    "/payment-3p/check",
+                    &json!({"paymentToken": token, "amount": 3001}),
+                )
+                .await;
             assert_eq!(body, json!({"ok": false}), "the held amount is now 3000");
-            assert_eq!(update(4000).await.1, json!({"ok": false}), "cannot go back above the held amount");
+            assert_eq!(
+                update(4000).await.1,
+                json!({"ok": false}),
+                "cannot go back above the held amount"
+            );
         })
         .await;
     }
@@ -116,11 +154,23 @@ mod payment_3p {
         on_each_storage(|app| async move {
             let token = preauth(&app, 100).await;
             let body = json!({"paymentToken": token});
-            assert_eq!(app.post("/payment-3p/processPayment", &body).await.1, json!({"ok": true}));
-            assert_eq!(app.post("/payment-3p/processPayment", &body).await.1, json!({"ok": false}));
-            assert_eq!(app.post("/payment-3p/cancelPayment", &body).await.1, json!({"ok": false}));
+            assert_eq!(
+                app.post("/payment-3p/processPayment", &body).await.1,
+                json!({"ok": true})
+            );
+            assert_eq!(
+                app.post("/payment-3p/processPayment", &body).await.1,
+                json!({"ok": false})
+            );
+            assert_eq!(
+                app.post("/payment-3p/cancelPayment", &body).await.1,
+                json!({"ok": false})
+            );
             let check = json!({"paymentToken": token, "amount": 0});
-            assert_eq!(app.post("/payment-3p/check", &check).await.1, json!({"ok": false}));
+            assert_eq!(
+                app.post("/payment-3p/check", &check).await.1,
+                json!({"ok": false})
+            );
         })
         .await;
     }
@@ -130,8 +180,14 @@ mod payment_3p {
         on_each_storage(|app| async move {
             let token = preauth(&app, 100).await;
             let body = json!({"paymentToken": token});
-            assert_eq!(app.post("/payment-3p/cancelPayment", &body).await.1, json!({"ok": true}));
-            assert_eq!(app.post("/payment-3p/processPayment", &body).await.1, json!({"ok": false}));
+            assert_eq!(
+                app.post("/payment-3p/cancelPayment", &body).await.1,
+                json!({"ok": true})
+            );
+            assert_eq!(
+                app.post("/payment-3p/processPayment", &body).await.1,
+                json!({"ok": false})
+            );
         })
         .await;
     }
@@ -141,11 +197,17 @@ mod payment_3p {
         on_each_storage(|app| async move {
             let unknown = "63fa7809-a708-461f-99e8-13c48bbb5dbb";
             for path in ["/payment-3p/processPayment", "/payment-3p/cancelPayment"] {
-                assert_eq!(app.post(path, &json!({"paymentToken": unknown})).await, (StatusCode::OK, json!({"ok": false})));
+                assert_eq!(
+                    app.post(path, &json!({"paymentToken": unknown})).await,
+                    (StatusCode::OK, json!({"ok": false}))
+                );
             }
             for path in ["/payment-3p/check", "/payment-3p/updateAmount"] {
                 let body = json!({"paymentToken": "not-even-a-uuid", "amount": 1});
-                assert_eq!(app.post(path, &body).await, (StatusCode::OK, json!({"ok": false})));
+                assert_eq!(
+                    app.post(path, &body).await,
+                    (StatusCode::OK, json!({"ok": false}))
+                );
             }
         })
         .await;
@@ -171,26 +233,77 @@ mod payment_3p {
     async fn bad_input_is_refused_with_400_naming_the_field() {
         on_each_storage(|app| async move {
             let cases: &[(&str, &str, &str)] = &[
-                ("/payment-3p/preauth", "not json", "request body is not valid JSON"),
+                (
+                    "/payment-3p/preauth",
+                    "not json",
+                    "request body is not valid JSON",
+                ),
                 ("/payment-3p/preauth", "", "request body is empty"),
-                ("/payment-3p/preauth", r#"{"amount": 5}"#, "missing field `cardNumber`"),
-                ("/payment-3p/preauth", r#"{"cardNumber": "1234567890123456"}"#, "missing field `amount`"),
-                ("/payment-3p/preauth", r#"{"cardNumber": "123456789012345", "amount": 5}"#, "cardNumber: must be a string of 16 digits"),
-                ("/payment-3p/preauth", r#"{"cardNumber": 1234567890123456, "amount": 5}"#, "cardNumber: invalid type"),
-                ("/payment-3p/preauth", r#"{"cardNumber": "1234567890123456", "amount": -5}"#, "amount: must be a non-negative integer"),
-                ("/payment-3p/preauth", r#"{"cardNumber": "1234567890123456", "amount": 1.5}"#, "amount: invalid type"),
-                ("/payment-3p/preauth", r#"{"cardNumber": "1234567890123456", "amount": "5"}"#, "amount: invalid type"),
-                ("/payment-3p/check", r#"{"paymentToken": "x"}"#, "missing field `amount`"),
-                ("/payment-3p/check", r#"{"paymentToken": 5, "amount": 1}"#, "paymentToken: invalid type"),
-                ("/payment-3p/updateAmount", r#"{"paymentToken": "x", "amount": -1}"#, "amount: must be a non-negative integer"),
-                ("/payment-3p/processPayment", r#"{}"#, "missing field `paymentToken`"),
+                (
+                    "/payment-3p/preauth",
+                    r#"{"amount": 5}"#,
+                    "missing field `cardNumber`",
+                ),
+                (
+                    "/payment-3p/preauth",
+                    r#"{"cardNumber": "1234567890123456"}"#,
+                    "missing field `amount`",
+                ),
+                (
+                    "/payment-3p/preauth",
+                    r#"{"cardNumber": "123456789012345", "amount": 5}"#,
+                    "cardNumber: must be a string of 16 digits",
+                ),
+                (
+                    "/payment-3p/preauth",
+                    r#"{"cardNumber": 1234567890123456, "amount": 5}"#,
+                    "cardNumber: invalid type",
+                ),
+                (
+                    "/payment-3p/preauth",
+                    r#"{"cardNumber": "1234567890123456", "amount": -5}"#,
+                    "amount: must be a non-negative integer",
+                ),
+                (
+                    "/payment-3p/preauth",
+                    r#"{"cardNumber": "1234567890123456", "amount": 1.5}"#,
+                    "amount: invalid type",
+                ),
+                (
+                    "/payment-3p/preauth",
+                    r#"{"cardNumber": "1234567890123456", "amount": "5"}"#,
+                    "amount: invalid type",
+                ),
+                (
+                    "/payment-3p/check",
+                    r#"{"paymentToken": "x"}"#,
+                    "missing field `amount`",
+                ),
+                (
+                    "/payment-3p/check",
+                    r#"{"paymentToken": 5, "amount": 1}"#,
+                    "paymentToken: invalid type",
+                ),
+                (
+                    "/payment-3p/updateAmount",
+                    r#"{"paymentToken": "x", "amount": -1}"#,
+                    "amount: must be a non-negative integer",
+                ),
+                (
+                    "/payment-3p/processPayment",
+                    r#"{}"#,
+                    "missing field `paymentToken`",
+                ),
                 ("/payment-3p/cancelPayment", r#"[1,2]"#, "invalid type"),
             ];
             for (path, body, want) in cases {
                 let (status, answer) = app.post_raw(path, body).await;
                 assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
                 let message = answer["message"].as_str().unwrap_or_default();
-                assert!(message.contains(want), "{path} {body}: got '{message}', want '{want}'");
+                assert!(
+                    message.contains(want),
+                    "{path} {body}: got '{message}', want '{want}'"
+                );
             }
         })
         .await;
@@ -255,7 +368,11 @@ mod delivery_pricing {
                 (json!([product(10, 10, 10, 5000, 5)]), "JP", 7500),
                 (json!([product(500, 500, 500, 1, 2)]), "PL", 2000),
                 (json!([product(500, 500, 500, 1, 2)]), "se", 0),
-                (json!([product(400, 400, 400, 100, 1), product(400, 400, 400, 100, 1)]), "CA", 3000),
+                (
+                    json!([product(400, 400, 400, 100, 1), product(400, 400, 400, 100, 1)]),
+                    "CA",
+                    3000,
+                ),
                 (json!([]), "US", 0),
             ];
             for (products, country, want) in cases {
@@ -283,14 +400,31 @@ mod delivery_pricing {
             let cases = [
                 (json!({"address": address("US")}), "missing field `products`"),
                 (json!({"products": []}), "missing field `address`"),
-                (json!({"products": [product(1, 1, 1, 1, 0)], "address": address("US")}), "products[0].quantity"),
-                (json!({"products": [product(-1, 1, 1, 1, 1)], "address": address("US")}), "products[0].package.width"),
-                (json!({"products": [], "address": address("USA")}), "address.country"),
-                (json!({"products": "none", "address": address("US")}), "products: invalid type"),
-                (json!({"products": [{"quantity": 1}], "address": address("US")}), "missing field `package`"),
+                (
+                    json!({"products": [product(1, 1, 1, 1, 0)], "address": address("US")}),
+                    "products[0].quantity",
+                ),
+                (
+                    json!({"products": [product(-1, 1, 1, 1, 1)], "address": address("US")}),
+                    "products[0].package.width",
+                ),
+                (
+                    json!({"products": [], "address": address("USA")}),
+                    "address.country",
+                ),
+                (
+                    json!({"products": "none", "address": address("US")}),
+                    "products: invalid type",
+                ),
+                (
+                    json!({"products": [{"quantity": 1}], "address": address("US")}),
+                    "missing field `package`",
+                ),
             ];
             for (body, want) in cases {
-                let (status, answer) = app.post_as_service("/delivery-pricing/backend/pricing", &body).await;
+                let (status, answer) = app
+                    .post_as_service("/delivery-pricing/backend/pricing", &body)
+                    .await;
                 assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
                 let message = answer["message"].as_str().unwrap_or_default();
                 assert!(message.contains(want), "{body}: got '{message}', want '{want}'");

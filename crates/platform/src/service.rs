@@ -1,5 +1,6 @@
 //! The shape every service crate has, so the binary can wire any of them.
 
+use crate::{Bus, Outbox};
 use axum::Router;
 use ecom_runtime::{Clients, Config, ServiceKey};
 use ecom_storage::{Db, Migration};
@@ -19,6 +20,10 @@ pub struct Context {
     pub key: ServiceKey,
     /// Clients for calling other services, acting as this one.
     pub clients: Clients,
+    /// The service's outbox: events written with its changes.
+    pub outbox: Outbox,
+    /// The bus, to subscribe rules on.
+    pub bus: Bus,
 }
 
 impl Context {

@@ -31,7 +31,9 @@ pub fn storages() -> Vec<Storage> {
 }
 
 fn postgres_url() -> Option<String> {
-    std::env::var("ECOM_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+    std::env::var("ECOM_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// Runs `test` once per storage backend, each on a fresh app.
@@ -77,7 +79,9 @@ impl TestApp {
         let config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
         let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let target = match storage {
-            Storage::Sqlite => StorageTarget::Sqlite { dir: dir.path().to_path_buf() },
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: dir.path().to_path_buf(),
+            },
             Storage::Postgres => StorageTarget::Postgres {
                 url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
                 schema_prefix: schema_prefix.clone(),
@@ -98,7 +102,11 @@ impl TestApp {
             key,
             data_dir: dir.path().to_path_buf(),
             schema_prefix,
-            guard: Some(Guard { _dir: dir, shutdown: tx, handle }),
+            guard: Some(Guard {
+                _dir: dir,
+                shutdown: tx,
+                handle,
+            }),
         }
     }
 
@@ -143,7 +151,13 @@ impl TestApp {
     }
 
     pub async fn post_as_service(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        send(self.http.post(self.url(path)).bearer_auth(self.service_token("tests")).json(body)).await
+        send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(self.service_token("tests"))
+                .json(body),
+        )
+        .await
     }
 
     pub async fn post_with_token(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
@@ -171,7 +185,9 @@ async fn drop_schemas(prefix: &str) {
     use ecom_storage::sqlx::{self, Row as _};
     let Some(url) = postgres_url() else { return };
     sqlx::any::install_default_drivers();
-    let Ok(pool) = sqlx::AnyPool::connect(&url).await else { return };
+    let Ok(pool) = sqlx::AnyPool::connect(&url).await else {
+        return;
+    };
     let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
         .bind(prefix)
         .fetch_all(&pool)
@@ -179,7 +195,9 @@ async fn drop_schemas(prefix: &str) {
         .unwrap_or_default();
     for row in rows {
         if let Ok(name) = row.try_get::<String, _>(0) {
-            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")).execute(&pool).await;
+            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&pool)
+                .await;
         }
     }
     pool.close().await;

@@ -1,0 +1,64 @@
+//! The event envelope: Amazon EventBridge's JSON shape.
+
+use ecom_model::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// One event on the bus.
+///
+/// `{"version":"0","id":…,"source":"ecommerce.orders","detail-type":"OrderCreated",
+///   "time":…,"resources":["<id>"],"detail":{…}}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Always `"0"`.
+    pub version: String,
+    /// Unique id; consumers de-duplicate on it.
+    pub id: Uuid,
+    /// Who emitted it, e.g. `ecommerce.orders`.
+    pub source: String,
+    /// What happened, e.g. `OrderCreated`.
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    /// When it happened (UTC).
+    pub time: Timestamp,
+    /// Ids of the resources concerned.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// The payload.
+    pub detail: Value,
+}
+
+impl Event {
+    /// A new event with a fresh id, stamped now.
+    pub fn new(source: &str, detail_type: &str, resources: Vec<String>, detail: Value) -> Event {
+        Event {
+            version: "0".to_owned(),
+            id: Uuid::new_v4(),
+            source: source.to_owned(),
+            detail_type: detail_type.to_owned(),
+            time: Timestamp::now(),
+            resources,
+            detail,
+        }
+    }
+
+    /// The event as the JSON value patterns are matched against.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The sources of this platform.
+pub mod sources {
+    /// Users service.
+    pub const USERS: &str = "ecommerce.users";
+    /// Products service.
+    pub const PRODUCTS: &str = "ecommerce.products";
+    /// Orders service.
+    pub const ORDERS: &str = "ecommerce.orders";
+    /// Warehouse service.
+    pub const WAREHOUSE: &str = "ecommerce.warehouse";
+    /// Delivery service.
+    pub const DELIVERY: &str = "ecommerce.delivery";
+}

@@ -1,0 +1,153 @@
+//! The transactional outbox: a service writes its change and the events
+//! describing it in one database transaction; the relay publishes them later.
+//! A crash between commit and publish loses nothing: the rows wait in
+//! `_outbox` until the relay (restarted with the process) sends them.
+//!
+//! Created / Modified / Deleted events are derived from the row's old and
+//! new images, like a table change stream.
+
+use crate::Event;
+use anyhow::Context as _;
+use ecom_storage::{Migration, Tx};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Platform tables in every service database (scope `platform`).
+pub const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "outbox and inbox",
+    include_str!("../migrations/0001_outbox_inbox.sql"),
+)];
+
+/// Migration scope of [`MIGRATIONS`].
+pub const SCOPE: &str = "_platform";
+
+/// A service's outbox. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// A new outbox handle.
+    pub fn new() -> Outbox {
+        Outbox::default()
+    }
+
+    /// Adds `event` to the outbox inside `tx`: it is published if and only
+    /// if `tx` commits.
+    pub async fn push(&self, tx: &mut Tx, event: &Event) -> anyhow::Result<()> {
+        let payload = serde_json::to_string(event).context("Failed to encode an event")?;
+        ecom_storage::sqlx::query("INSERT INTO _outbox (event_id, payload, created_at) VALUES ($1, $2, $3)")
+            .bind(event.id.to_string())
+            .bind(payload)
+            .bind(event.time.unix_micros())
+            .execute(&mut **tx)
+            .await
+            .context("Failed to write to the outbox")?;
+        Ok(())
+    }
+
+    /// Commits `tx` and wakes the relay, so events leave at once rather
+    /// than at the relay's next poll.
+    pub async fn commit(&self, tx: Tx) -> anyhow::Result<()> {
+        tx.commit().await.context("Failed to commit")?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Completes when a commit has added events (used by the relay).
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+}
+
+fn to_object(value: &impl Serialize) -> anyhow::Result<Value> {
+    serde_json::to_value(value).context("Failed to encode a resource")
+}
+
+/// `<Resource>Created` with the whole new resource as detail.
+pub fn created(source: &str, resource: &str, id: &str, new: &impl Serialize) -> anyhow::Result<Event> {
+    Ok(Event::new(
+        source,
+        &format!("{resource}Created"),
+        vec![id.to_owned()],
+        to_object(new)?,
+    ))
+}
+
+/// `<Resource>Deleted` with the whole resource as it was as detail.
+pub fn deleted(source: &str, resource: &str, id: &str, old: &impl Serialize) -> anyhow::Result<Event> {
+    Ok(Event::new(
+        source,
+        &format!("{resource}Deleted"),
+        vec![id.to_owned()],
+        to_object(old)?,
+    ))
+}
+
+/// `<Resource>Modified` with `{old, new, changed}`, where `changed` lists
+/// the top-level fields that differ (a nested change names its top field).
+/// `None` when nothing changed.
+pub fn modified(
+    source: &str,
+    resource: &str,
+    id: &str,
+    old: &impl Serialize,
+    new: &impl Serialize,
+) -> anyhow::Result<Option<Event>> {
+    let (old, new) = (to_object(old)?, to_object(new)?);
+    let changed = changed_fields(&old, &new);
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let detail = json!({ "old": old, "new": new, "changed": changed });
+    Ok(Some(Event::new(
+        source,
+        &format!("{resource}Modified"),
+        vec![id.to_owned()],
+        detail,
+    )))
+}
+
+/// Top-level field names whose values differ (or exist on one side only),
+/// sorted.
+pub fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let old = old.as_object().unwrap_or(&empty);
+    let new = new.as_object().unwrap_or(&empty);
+    let mut changed: Vec<String> = old
+        .iter()
+        .filter(|(k, v)| new.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .chain(new.keys().filter(|k| !old.contains_key(*k)).cloned())
+        .collect();
+    changed.sort();
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_names_top_fields_including_nested_and_removed_ones() {
+        let old = json!({"a": 1, "b": {"x": 1}, "c": 3, "gone": true});
+        let new = json!({"a": 1, "b": {"x": 2}, "c": 4, "added": 0});
+        assert_eq!(changed_fields(&old, &new), vec!["added", "b", "c", "gone"]);
+    }
+
+    #[test]
+    fn an_unchanged_resource_emits_nothing() {
+        let v = json!({"a": 1});
+        assert!(modified("s", "Thing", "1", &v, &v).unwrap().is_none());
+        let e = modified("s", "Thing", "1", &v, &json!({"a": 2}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.detail_type, "ThingModified");
+        assert_eq!(e.detail["changed"], json!(["a"]));
+        assert_eq!(e.resources, vec!["1"]);
+    }
+}
