@@ -107,6 +107,7 @@ impl App {
                 clients: clients.for_caller(def.name),
                 outbox,
                 bus: bus.clone(),
+                verifier: ecom_runtime::auth::Verifier::default(),
             };
             let service_router = (def.build)(ctx)
                 .await

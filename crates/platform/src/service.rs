@@ -2,6 +2,7 @@
 
 use crate::{Bus, Outbox};
 use axum::Router;
+use ecom_runtime::auth::Verifier;
 use ecom_runtime::{Clients, Config, ServiceKey};
 use ecom_storage::{Db, Migration};
 use futures::future::BoxFuture;
@@ -24,6 +25,8 @@ pub struct Context {
     pub outbox: Outbox,
     /// The bus, to subscribe rules on.
     pub bus: Bus,
+    /// Checks end-user JWTs.
+    pub verifier: Verifier,
 }
 
 impl Context {

@@ -2,6 +2,7 @@
 //! JSON bodies), service credentials for `/backend/` routes, a typed client
 //! for calling other services, metrics and telemetry.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod credentials;
