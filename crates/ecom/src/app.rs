@@ -20,7 +20,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Every service this binary knows, in start order.
-pub const SERVICES: &[ServiceDef] = &[ecom_payment_3p::SERVICE, ecom_delivery_pricing::SERVICE];
+pub const SERVICES: &[ServiceDef] = &[
+    ecom_payment_3p::SERVICE,
+    ecom_delivery_pricing::SERVICE,
+    ecom_frontend_api::SERVICE,
+];
+
+/// Services whose routes are mounted at the root of the listener instead of
+/// under `/<name>`: the GraphQL gateway answers at `/graphql`, as the
+/// public interface says (it keeps anything else under `/frontend-api/`).
+const AT_ROOT: &[&str] = &[ecom_frontend_api::NAME];
 
 /// The names of every service.
 pub fn service_names() -> Vec<&'static str> {
@@ -112,7 +121,11 @@ impl App {
             let service_router = (def.build)(ctx)
                 .await
                 .with_context(|| format!("Failed to start {}", def.name))?;
-            router = router.nest(&format!("/{}", def.name), service_router);
+            router = if AT_ROOT.contains(&def.name) {
+                router.merge(service_router)
+            } else {
+                router.nest(&format!("/{}", def.name), service_router)
+            };
             dbs.push((def.name, db));
         }
         let health = Health {

@@ -130,6 +130,7 @@ impl Clients {
             key: self.key.clone(),
             target,
             timeout: self.timeout,
+            credential: Credential::Service,
         })
     }
 }
@@ -140,6 +141,17 @@ enum Target {
     Http { http: reqwest::Client, base: String },
 }
 
+/// What a call sends in `Authorization`.
+#[derive(Clone)]
+enum Credential {
+    /// A fresh service credential naming the caller (the default).
+    Service,
+    /// An end user's token, passed on for routes that check the user.
+    User(String),
+    /// Nothing: the route is public.
+    Anonymous,
+}
+
 /// Calls one service's routes with a credential of the caller.
 #[derive(Clone)]
 pub struct BackendClient {
@@ -148,9 +160,26 @@ pub struct BackendClient {
     key: ServiceKey,
     target: Target,
     timeout: Duration,
+    credential: Credential,
 }
 
 impl BackendClient {
+    /// The same client sending an end user's token (`Bearer <token>`)
+    /// instead of the service credential: for staff routes that check the
+    /// user's groups themselves, so the user's rights, not the caller's,
+    /// decide.
+    pub fn as_user(mut self, token: &str) -> BackendClient {
+        self.credential = Credential::User(token.to_owned());
+        self
+    }
+
+    /// The same client sending no credential, for public routes (saves
+    /// signing a credential nobody checks).
+    pub fn anonymous(mut self) -> BackendClient {
+        self.credential = Credential::Anonymous;
+        self
+    }
+
     /// POSTs JSON to `path` (below the service's prefix, e.g.
     /// `/backend/pricing`) and decodes the JSON answer.
     pub async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
@@ -173,7 +202,11 @@ impl BackendClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Resp, ClientError> {
-        let token = self.key.issue(&self.caller).map_err(|e| self.unreachable(e))?;
+        let token = match &self.credential {
+            Credential::Service => Some(self.key.issue(&self.caller).map_err(|e| self.unreachable(e))?),
+            Credential::User(token) => Some(token.clone()),
+            Credential::Anonymous => None,
+        };
         let uri = format!("/{}{}", self.service, path);
         let fut = async {
             match &self.target {
@@ -182,11 +215,14 @@ impl BackendClient {
                         .get()
                         .cloned()
                         .ok_or_else(|| self.unreachable("the local router is not ready yet"))?;
-                    let req = Request::builder()
+                    let mut req = Request::builder()
                         .method(method)
                         .uri(&uri)
-                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                        .header(header::CONTENT_TYPE, "application/json")
+                        .header(header::CONTENT_TYPE, "application/json");
+                    if let Some(token) = &token {
+                        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                    }
+                    let req = req
                         .body(body.map(Body::from).unwrap_or_else(Body::empty))
                         .map_err(|e| self.unreachable(e))?;
                     let resp = router.oneshot(req).await.map_err(|e| self.unreachable(e))?;
@@ -200,7 +236,10 @@ impl BackendClient {
                     Ok::<_, ClientError>((status, bytes.to_vec()))
                 }
                 Target::Http { http, base } => {
-                    let mut req = http.request(method, format!("{base}{uri}")).bearer_auth(&token);
+                    let mut req = http.request(method, format!("{base}{uri}"));
+                    if let Some(token) = &token {
+                        req = req.bearer_auth(token);
+                    }
                     if let Some(body) = body {
                         req = req.header(header::CONTENT_TYPE, "application/json").body(body);
                     }

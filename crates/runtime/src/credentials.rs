@@ -39,6 +39,8 @@ struct Claims {
 pub struct ServiceKey(Arc<Keys>);
 
 struct Keys {
+    /// The raw secret, for [`ServiceKey::mac`].
+    secret: Vec<u8>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -64,6 +66,7 @@ impl ServiceKey {
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         validation.leeway = 5;
         ServiceKey(Arc::new(Keys {
+            secret: secret.to_vec(),
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
@@ -113,6 +116,23 @@ impl ServiceKey {
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
             .context("Failed to sign a service credential")
+    }
+
+    /// HMAC-SHA256 of `data` under a key derived from the service key for
+    /// `purpose`, so that values a service hands out (page tokens) cannot be
+    /// forged or altered, and a MAC made for one purpose is worthless for
+    /// another.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        use hmac::Mac as _;
+        let derive = |key: &[u8], msg: &[u8]| {
+            // HMAC accepts keys of any length, so this cannot fail.
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+            mac.update(msg);
+            mac.finalize().into_bytes()
+        };
+        let key = derive(&self.0.secret, purpose.as_bytes());
+        derive(&key, data).into()
     }
 
     /// The service named by a valid credential.
@@ -214,6 +234,16 @@ mod tests {
         assert_eq!(key.verify(&token).ok(), Some("orders".to_owned()));
         assert!(other.verify(&token).is_err());
         assert!(key.verify("not-a-token").is_err());
+    }
+
+    #[test]
+    fn macs_depend_on_key_purpose_and_data() {
+        let key = ServiceKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        let other = ServiceKey::from_secret(b"fedcba9876543210fedcba9876543210");
+        assert_eq!(key.mac("page", b"x"), key.mac("page", b"x"));
+        assert_ne!(key.mac("page", b"x"), key.mac("page", b"y"));
+        assert_ne!(key.mac("page", b"x"), key.mac("other", b"x"));
+        assert_ne!(key.mac("page", b"x"), other.mac("page", b"x"));
     }
 
     #[test]

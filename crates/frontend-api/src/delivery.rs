@@ -1,0 +1,111 @@
+//! Deliveries, for staff: the delivery service's staff routes, called with
+//! the staff member's own token (the delivery service checks the groups
+//! too). Listing and reading: `admin`, `delivery`; starting, completing and
+//! failing: also `warehouse`, as in the original.
+
+use crate::page::{self, Position, PAGE_SIZE};
+use crate::types::{Address, Response};
+use crate::error;
+use async_graphql::{Context, InputObject, Object, SimpleObject};
+use serde::{Deserialize, Serialize};
+
+/// Who may list and read deliveries.
+pub const READERS: &[&str] = &["admin", "delivery"];
+/// Who may start, complete and fail deliveries.
+pub const DRIVERS: &[&str] = &["admin", "delivery", "warehouse"];
+
+/// A delivery of a packed order.
+#[derive(Debug, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// The order delivered.
+    pub order_id: String,
+    /// Where to.
+    pub address: Address,
+}
+
+/// A page of new deliveries, oldest first.
+#[derive(Debug, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaginatedDeliveries {
+    /// At most 20 deliveries.
+    pub deliveries: Vec<Delivery>,
+    /// Pass to `getNewDeliveries(nextToken:)`; null on the last page.
+    pub next_token: Option<String>,
+}
+
+/// Names a delivery.
+#[derive(Debug, InputObject, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryInput {
+    /// The order id.
+    pub order_id: String,
+}
+
+/// Delivery's part of `Query`.
+#[derive(Default)]
+pub struct DeliveryQuery;
+
+/// Delivery's part of `Mutation`.
+#[derive(Default)]
+pub struct DeliveryMutation;
+
+const LIST: &str = "deliveries";
+
+#[Object]
+impl DeliveryQuery {
+    /// Deliveries waiting to be started.
+    async fn get_new_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        next_token: Option<String>,
+    ) -> async_graphql::Result<PaginatedDeliveries> {
+        let user = crate::auth::staff(ctx, READERS).await?;
+        let gw = crate::gateway(ctx)?;
+        let inner = page::inner_for(&gw.key, LIST, next_token.as_deref())?;
+        let mut path = format!("/deliveries?limit={PAGE_SIZE}");
+        if let Some(inner) = &inner {
+            path.push_str(&format!("&nextToken={}", page::encode(inner)));
+        }
+        let mut found: PaginatedDeliveries = crate::client(ctx, "delivery")?
+            .as_user(user.token)
+            .get(&path)
+            .await
+            .map_err(error::from_client)?;
+        found.next_token = found.next_token.map(|inner| {
+            page::wrap(&gw.key, &Position {
+                list: LIST.to_owned(),
+                extra: String::new(),
+                inner,
+            })
+        });
+        Ok(found)
+    }
+
+    /// One delivery; null when there is none for the order.
+    async fn get_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Option<Delivery>> {
+        let user = crate::auth::staff(ctx, READERS).await?;
+        let path = format!("/deliveries/{}", page::encode(&input.order_id));
+        crate::read_one(crate::client(ctx, "delivery")?.as_user(user.token), &path).await
+    }
+}
+
+#[Object]
+impl DeliveryMutation {
+    /// NEW → IN_PROGRESS.
+    async fn start_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Response> {
+        crate::staff_action(ctx, "delivery", DRIVERS, "/startDelivery", &input).await
+    }
+
+    /// IN_PROGRESS → FAILED: the order becomes DELIVERY_FAILED and the
+    /// payment is cancelled.
+    async fn fail_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Response> {
+        crate::staff_action(ctx, "delivery", DRIVERS, "/failDelivery", &input).await
+    }
+
+    /// IN_PROGRESS → COMPLETED: the order becomes FULFILLED and the payment
+    /// is processed.
+    async fn complete_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Response> {
+        crate::staff_action(ctx, "delivery", DRIVERS, "/completeDelivery", &input).await
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP face of the gateway: `POST /graphql` runs a GraphQL request,
+//! `GET /graphql` serves the GraphiQL IDE.
+//!
+//! A small handler rather than async-graphql-axum's extractor: that one
+//! answers a malformed body with a plain-text 400, while here every failure
+//! — a body too large or not JSON, a query that does not parse or fit the
+//! schema — is a GraphQL error with a code, in one JSON shape.
+
+use crate::auth::Caller;
+use crate::error;
+use crate::orders::IdempotencyKey;
+use crate::GatewaySchema;
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// `/graphql`, to be mounted at the root of the listener.
+pub fn router(schema: GatewaySchema) -> Router {
+    Router::new()
+        .route("/graphql", get(ide).post(execute))
+        .with_state(schema)
+}
+
+async fn ide() -> Html<String> {
+    Html(
+        async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("ecom GraphQL")
+            .finish(),
+    )
+}
+
+async fn execute(State(schema): State<GatewaySchema>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error::BAD_USER_INPUT,
+                &format!("the request body is larger than {MAX_BODY} bytes"),
+            )
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                error::BAD_USER_INPUT,
+                &format!(
+                    "the body must be a JSON object {{\"query\", \"variables\"?, \"operationName\"?}}: {e}"
+                ),
+            )
+        }
+    };
+    let mut request = request.data(Caller::from_headers(&headers));
+    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        request = request.data(IdempotencyKey(key.to_owned()));
+    }
+    let mut response = schema.execute(request).await;
+    // Errors async-graphql raises while running (a variable of the wrong
+    // type, a missing argument) carry no code: they are the caller's.
+    for e in &mut response.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", error::BAD_USER_INPUT);
+        }
+    }
+    axum::Json(response).into_response()
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code } }],
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Gives the errors of documents that cannot run a code: parse failures
+/// and validation failures (unknown fields, wrong types, too deep).
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+fn coded(mut e: ServerError, code: &str) -> ServerError {
+    e.extensions.get_or_insert_with(Default::default).set("code", code);
+    e
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| coded(e, error::PARSE_FAILED))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx)
+            .await
+            .map_err(|errors| errors.into_iter().map(|e| coded(e, error::VALIDATION_FAILED)).collect())
+    }
+}

@@ -1,0 +1,42 @@
+//! `getDeliveryPricing`: delivery-pricing's `POST /backend/pricing`.
+
+use crate::error;
+use crate::types::{AddressInput, ProductInput};
+use async_graphql::{Context, InputObject, Object, SimpleObject};
+use serde::{Deserialize, Serialize};
+
+/// What to price: the products (with quantities) and where they go.
+#[derive(Debug, InputObject, Serialize)]
+pub struct DeliveryPricingInput {
+    /// The products; each counts `quantity` times.
+    pub products: Vec<ProductInput>,
+    /// Destination.
+    pub address: AddressInput,
+}
+
+/// The delivery fee.
+#[derive(Debug, SimpleObject, Deserialize)]
+pub struct DeliveryPricingResponse {
+    /// In the smallest currency unit.
+    pub pricing: i64,
+}
+
+/// Pricing's part of `Query`.
+#[derive(Default)]
+pub struct PricingQuery;
+
+#[Object]
+impl PricingQuery {
+    /// What delivering these products to this address costs. Signed-in users.
+    async fn get_delivery_pricing(
+        &self,
+        ctx: &Context<'_>,
+        input: DeliveryPricingInput,
+    ) -> async_graphql::Result<DeliveryPricingResponse> {
+        crate::auth::user(ctx).await?;
+        crate::client(ctx, "delivery-pricing")?
+            .post("/backend/pricing", &input)
+            .await
+            .map_err(error::from_client)
+    }
+}
