@@ -58,6 +58,10 @@ pub struct TestApp {
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
     schema_prefix: String,
+    /// Every event the bus carries, watched from before the app serves.
+    feed: std::sync::Arc<
+        tokio::sync::Mutex<tokio::sync::broadcast::Receiver<std::sync::Arc<ecom_platform::Event>>>,
+    >,
     guard: Option<Guard>,
 }
 
@@ -90,6 +94,7 @@ impl TestApp {
         };
         let app = App::build_with(config, &[], target).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
+        let feed = std::sync::Arc::new(tokio::sync::Mutex::new(app.bus().feed()));
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run(async move {
@@ -102,6 +107,7 @@ impl TestApp {
             key,
             data_dir: dir.path().to_path_buf(),
             schema_prefix,
+            feed,
             guard: Some(Guard {
                 _dir: dir,
                 shutdown: tx,
@@ -118,6 +124,7 @@ impl TestApp {
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
             schema_prefix: self.schema_prefix.clone(),
+            feed: self.feed.clone(),
             guard: None,
         }
     }
@@ -170,6 +177,49 @@ impl TestApp {
 
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
+    }
+}
+
+impl TestApp {
+    pub async fn put_with_token(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// Where this app keeps its data, for opening a service database or
+    /// running a CLI command beside it.
+    pub fn storage_target(&self) -> StorageTarget {
+        match self.storage {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: self.data_dir.clone(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: self.schema_prefix.clone(),
+                max_connections: 2,
+            },
+        }
+    }
+
+    /// The first event seen on the bus (since the app started, not yet
+    /// taken by an earlier call) for which `matches` holds; panics after 10 s.
+    pub async fn wait_for_event(
+        &self,
+        matches: impl Fn(&ecom_platform::Event) -> bool,
+    ) -> ecom_platform::Event {
+        let mut feed = self.feed.lock().await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, feed.recv()).await {
+                Ok(Ok(event)) if matches(&event) => return (*event).clone(),
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => panic!("the bus feed closed: {e}"),
+                Err(_) => panic!("no matching event on the bus within 10 s"),
+            }
+        }
     }
 }
 
