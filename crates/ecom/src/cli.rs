@@ -1,4 +1,6 @@
-//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`.
+//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`, `ecom events`.
+
+mod events;
 
 use crate::app::{self, App};
 use anyhow::Context as _;
@@ -38,6 +40,11 @@ enum Command {
         #[arg(long)]
         service: String,
     },
+    /// Put, watch, dead-letter and replay events on the bus.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
 }
 
 impl Cli {
@@ -50,6 +57,7 @@ impl Cli {
             Command::Up => up(config, &[]).await,
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
+            Command::Events { command } => events::run(config, command).await,
             Command::Token { service } => {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);
