@@ -123,16 +123,12 @@ impl ServiceKey {
     /// forged or altered, and a MAC made for one purpose is worthless for
     /// another.
     pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
-        use hmac::Mac as _;
-        let derive = |key: &[u8], msg: &[u8]| {
-            // HMAC accepts keys of any length, so this cannot fail.
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
-                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-            mac.update(msg);
-            mac.finalize().into_bytes()
-        };
-        let key = derive(&self.0.secret, purpose.as_bytes());
-        derive(&key, data).into()
+        use ring::hmac;
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &self.0.secret), purpose.as_bytes());
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()), data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// The service named by a valid credential.
@@ -151,7 +147,7 @@ fn now() -> u64 {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
