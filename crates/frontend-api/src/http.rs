@@ -65,6 +65,13 @@ async fn execute(State(schema): State<GatewaySchema>, headers: HeaderMap, body: 
             )
         }
     };
+    if request.query.trim().is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            error::BAD_USER_INPUT,
+            "query: the body must name the GraphQL document to run",
+        );
+    }
     let mut request = request.data(Caller::from_headers(&headers));
     if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         request = request.data(IdempotencyKey(key.to_owned()));
