@@ -10,6 +10,8 @@
 //! answer arrives. `--rate` switches to an open loop at a fixed request
 //! rate, which is what a latency target "at N req/s" means.
 
+mod graphql;
+
 use crate::app::App;
 use anyhow::Context as _;
 use axum::body::Bytes;
@@ -32,6 +34,10 @@ pub enum Scenario {
     Preauth,
     /// `GET /healthz` (the floor: routing and HTTP only).
     Health,
+    /// `POST /graphql` `getProducts`: a page of 20 products, anonymous (30 seeded first).
+    GraphqlProducts,
+    /// `POST /graphql` `getProduct` of one id, anonymous (30 seeded first).
+    GraphqlProduct,
 }
 
 /// `ecom bench` flags.
@@ -61,7 +67,7 @@ struct Target {
     body: Bytes,
 }
 
-fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
+fn target(scenario: Scenario, key: &ServiceKey, product_id: &str) -> anyhow::Result<Target> {
     let product = |w: i64, weight: i64, q: i64| {
         serde_json::json!({
             "productId": "f380305b-99fe-45ba-b1ab-ba6349d141a2", "name": "Item", "price": 1299,
@@ -91,6 +97,18 @@ fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
             path: "/healthz".into(),
             token: None,
             body: Bytes::new(),
+        },
+        Scenario::GraphqlProducts => Target {
+            method: Method::POST,
+            path: "/graphql".into(),
+            token: None,
+            body: graphql::products_body(),
+        },
+        Scenario::GraphqlProduct => Target {
+            method: Method::POST,
+            path: "/graphql".into(),
+            token: None,
+            body: graphql::product_body(product_id),
         },
     })
 }
@@ -127,7 +145,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let authority = base.trim_start_matches("http://").to_owned();
-    let target = Arc::new(target(args.scenario, &key)?);
+    let product_id = match args.scenario {
+        Scenario::GraphqlProducts | Scenario::GraphqlProduct => {
+            graphql::prepare(&authority, _guard.as_ref().map(|dir| dir.path())).await?
+        }
+        _ => String::new(),
+    };
+    let target = Arc::new(target(args.scenario, &key, &product_id)?);
     println!(
         "ecom bench {:?}: {} connections, {} s{} against {base}",
         args.scenario,
