@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use ecom_runtime::{Config, ConfigArgs, ServiceKey};
 use ecom_storage::{Db, StorageTarget};
 
+pub mod products;
+
 /// An e-commerce backend: every service of the shop in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "ecom", version, about)]
@@ -38,6 +40,11 @@ enum Command {
         #[arg(long)]
         service: String,
     },
+    /// Manage the catalogue (`ecom products import FILE.json`).
+    Products {
+        #[command(subcommand)]
+        command: products::ProductsCommand,
+    },
 }
 
 impl Cli {
@@ -54,6 +61,11 @@ impl Cli {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);
                 Ok(())
+            }
+            Command::Products { command } => {
+                let target =
+                    StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
+                products::run(&target, command).await
             }
         }
     }
