@@ -4,11 +4,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ecom::App;
+use ecom_platform::Event;
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
 use ecom_storage::StorageTarget;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Which storage a test app runs on.
@@ -57,6 +60,10 @@ pub struct TestApp {
     pub storage: Storage,
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
+    /// Where the services keep their data (for CLI functions run beside the app).
+    pub storage_target: StorageTarget,
+    /// Every event the bus has carried since the app started.
+    seen: Arc<Mutex<Vec<Event>>>,
     schema_prefix: String,
     guard: Option<Guard>,
 }
@@ -88,8 +95,9 @@ impl TestApp {
                 max_connections: 5,
             },
         };
-        let app = App::build_with(config, &[], target).await.unwrap();
+        let app = App::build_with(config, &[], target.clone()).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
+        let seen = collect_events(app.bus());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run(async move {
@@ -101,6 +109,8 @@ impl TestApp {
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
+            storage_target: target,
+            seen,
             schema_prefix,
             guard: Some(Guard {
                 _dir: dir,
@@ -117,6 +127,8 @@ impl TestApp {
             storage: self.storage,
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
+            storage_target: self.storage_target.clone(),
+            seen: self.seen.clone(),
             schema_prefix: self.schema_prefix.clone(),
             guard: None,
         }
@@ -171,6 +183,49 @@ impl TestApp {
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
     }
+}
+
+impl TestApp {
+    /// Every event the bus has carried so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 10 s) until `count` events matching `wanted` have been
+    /// carried, and returns them in the order seen; fails the test otherwise.
+    pub async fn wait_for_events(&self, count: usize, wanted: impl Fn(&Event) -> bool) -> Vec<Event> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<Event> = self.events().into_iter().filter(|e| wanted(e)).collect();
+            if found.len() >= count || tokio::time::Instant::now() > deadline {
+                assert!(
+                    found.len() >= count,
+                    "expected {count} events, saw {}: {found:#?}",
+                    found.len()
+                );
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Collects the bus feed from before the app runs, so no event is missed.
+fn collect_events(bus: &ecom_platform::Bus) -> Arc<Mutex<Vec<Event>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut feed = bus.feed();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match feed.recv().await {
+                Ok(event) => sink.lock().unwrap().push((*event).clone()),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+    seen
 }
 
 /// Sends and decodes the JSON answer (`Value::Null` when the body is not JSON).
