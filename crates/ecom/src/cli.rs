@@ -1,12 +1,15 @@
-//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`.
+//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`,
+//! `ecom users`, `ecom events`, `ecom products`, `ecom bench`.
+
+mod events;
+pub mod products;
+pub mod users;
 
 use crate::app::{self, App};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ecom_runtime::{Config, ConfigArgs, ServiceKey};
 use ecom_storage::{Db, StorageTarget};
-
-pub mod products;
 
 /// An e-commerce backend: every service of the shop in one binary.
 #[derive(Debug, Parser)]
@@ -34,11 +37,23 @@ enum Command {
         #[arg(value_name = "SERVICE")]
         services: Vec<String>,
     },
+    /// Load-test the HTTP routes (boots a platform in process unless --url is given).
+    Bench(crate::bench::BenchArgs),
+    /// Manage user accounts directly in the users database.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
     /// Print a short-lived service credential, for calling /backend/ routes by hand.
     Token {
         /// The calling service the credential names.
         #[arg(long)]
         service: String,
+    },
+    /// Put, watch, dead-letter and replay events on the bus.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
     },
     /// Manage the catalogue (`ecom products import FILE.json`).
     Products {
@@ -57,16 +72,15 @@ impl Cli {
             Command::Up => up(config, &[]).await,
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
+            Command::Bench(args) => crate::bench::run(args).await,
+            Command::Users { command } => users::run(&config, command).await,
+            Command::Events { command } => events::run(config, command).await,
             Command::Token { service } => {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);
                 Ok(())
             }
-            Command::Products { command } => {
-                let target =
-                    StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
-                products::run(&target, command).await
-            }
+            Command::Products { command } => products::run(&config, command).await,
         }
     }
 }

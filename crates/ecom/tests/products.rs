@@ -7,6 +7,7 @@ mod common;
 
 use common::{on_each_storage, TestApp};
 use ecom::cli::products::import_file;
+use ecom_platform::Event;
 use ecom_products::import::ImportReport;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -39,7 +40,7 @@ fn product(name: &str, price: i64, category: &str) -> Value {
 async fn import(app: &TestApp, products: &[Value]) -> ImportReport {
     let file = app.data_dir.join(format!("import-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&file, serde_json::to_string(products).unwrap()).unwrap();
-    import_file(&app.storage_target, &file).await.unwrap()
+    import_file(&app.storage_target(), &file).await.unwrap()
 }
 
 async fn validate(app: &TestApp, products: &[Value]) -> (StatusCode, Value) {
@@ -50,6 +51,14 @@ async fn validate(app: &TestApp, products: &[Value]) -> (StatusCode, Value) {
 /// The fields validate compares, as an order line would carry them.
 fn line(p: &Value) -> Value {
     json!({"productId": p["productId"], "name": p["name"], "package": p["package"], "price": p["price"], "quantity": 2})
+}
+
+/// Waits until `count` events matching `wanted` have been carried; returns them in the order seen.
+async fn events(app: &TestApp, count: usize, wanted: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let matching = || app.events().into_iter().filter(|e| wanted(e)).collect::<Vec<_>>();
+    app.eventually(&format!("{count} events"), || async { matching().len() >= count })
+        .await;
+    matching()
 }
 
 /// Every product of a listing, following `nextToken` to the end.
@@ -402,17 +411,30 @@ mod import {
     #[tokio::test]
     async fn the_sample_catalogue_loads_once_and_a_second_run_changes_nothing() {
         on_each_storage(|app| async move {
-            let first = import_file(&app.storage_target, &catalogue_file()).await.unwrap();
+            let first = import_file(&app.storage_target(), &catalogue_file())
+                .await
+                .unwrap();
             let n = catalogue().len();
             assert!(n >= 30, "a few dozen products");
             assert_eq!((first.created, first.updated, first.refused.len()), (n, 0, 0));
-            let second = import_file(&app.storage_target, &catalogue_file()).await.unwrap();
+            let created = events(&app, n, |e| e.detail_type == "ProductCreated").await;
+            let second = import_file(&app.storage_target(), &catalogue_file())
+                .await
+                .unwrap();
             assert_eq!((second.created, second.updated, second.unchanged), (0, 0, n));
 
-            let created = app
-                .wait_for_events(n, |e| e.detail_type == "ProductCreated")
-                .await;
-            assert_eq!(created.len(), n, "the second run emits nothing");
+            // The outbox is relayed in order: once a later change is seen,
+            // anything the second run had emitted would have been seen too.
+            let marker = product("Marker", 1, "x");
+            import(&app, &[marker.clone()]).await;
+            let marker_id = marker["productId"].as_str().unwrap().to_owned();
+            events(&app, 1, |e| e.resources == [marker_id.clone()]).await;
+            let products_events = app
+                .events()
+                .into_iter()
+                .filter(|e| e.source == "ecommerce.products")
+                .count();
+            assert_eq!(products_events, n + 1, "the second run emits nothing");
             let categories: BTreeSet<&str> = created
                 .iter()
                 .filter_map(|e| e.detail["category"].as_str())
@@ -466,11 +488,10 @@ mod import {
             assert_eq!(report.updated, 1);
 
             let id = original["productId"].as_str().unwrap().to_owned();
-            let modified = app
-                .wait_for_events(1, |e| {
-                    e.detail_type == "ProductModified" && e.resources == [id.clone()]
-                })
-                .await;
+            let modified = events(&app, 1, |e| {
+                e.detail_type == "ProductModified" && e.resources == [id.clone()]
+            })
+            .await;
             let detail = &modified[0].detail;
             assert_eq!(modified[0].source, "ecommerce.products");
             assert_eq!(detail["changed"], json!(["modifiedDate", "price", "tags"]));
@@ -479,6 +500,339 @@ mod import {
             assert_eq!(detail["new"]["createdDate"], detail["old"]["createdDate"]);
             let (_, got) = app.get(&format!("/products/products/{id}")).await;
             assert_eq!(got, detail["new"]);
+        })
+        .await;
+    }
+}
+
+mod admin {
+    use super::*;
+
+    const PASSWORD: &str = "Sup3r-secret";
+
+    async fn sign_in(app: &TestApp, email: &str) -> String {
+        let (status, body) = app
+            .post("/users/sign-in", &json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["idToken"].as_str().unwrap().to_owned()
+    }
+
+    /// An administrator made with `ecom users add --group admin`, signed in.
+    async fn admin_token(app: &TestApp) -> String {
+        ecom::cli::users::add(
+            &app.storage_target(),
+            "root@example.com",
+            PASSWORD,
+            &["admin".into()],
+        )
+        .await
+        .unwrap();
+        sign_in(app, "root@example.com").await
+    }
+
+    /// A shopper who signed up, signed in.
+    async fn shopper_token(app: &TestApp) -> String {
+        let (status, body) = app
+            .post(
+                "/users/sign-up",
+                &json!({"email": "shopper@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        sign_in(app, "shopper@example.com").await
+    }
+
+    fn without(mut p: Value, field: &str) -> Value {
+        p.as_object_mut().unwrap().remove(field);
+        p
+    }
+
+    #[tokio::test]
+    async fn admin_routes_refuse_anonymous_callers_and_users_outside_the_admin_group() {
+        on_each_storage(|app| async move {
+            let shopper = shopper_token(&app).await;
+            let id = uuid::Uuid::new_v4();
+            let one = format!("/products/admin/products/{id}");
+            let body = product("Shoe", 500, "shoes");
+            for token in [None, Some("garbage"), Some(shopper.as_str())] {
+                let expected = match token {
+                    Some(t) if t == shopper => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                let with = |r: reqwest::RequestBuilder| match token {
+                    Some(t) => r.bearer_auth(t),
+                    None => r,
+                };
+                let url = |p: &str| app.url(p);
+                let calls = [
+                    with(app.http.post(url("/products/admin/products")).json(&body)),
+                    with(app.http.get(url("/products/admin/products"))),
+                    with(app.http.get(url(&one))),
+                    with(app.http.put(url(&one)).json(&body)),
+                    with(app.http.delete(url(&one))),
+                ];
+                for call in calls {
+                    let (status, answer) = common::send(call).await;
+                    assert_eq!(status, expected, "token {token:?}: {answer}");
+                    assert!(answer["message"].is_string());
+                }
+            }
+            let (_, page) = app.get("/products/products").await;
+            assert_eq!(page["products"], json!([]), "nothing was created");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_admin_creates_reads_updates_and_deletes_a_product_and_each_change_is_an_event() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let sent = without(product("Shoe", 500, "shoes"), "productId");
+            let (status, created) = app
+                .post_with_token("/products/admin/products", &admin, &sent)
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            let id = created["productId"].as_str().unwrap().to_owned();
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "an id is generated: {id}");
+            assert_eq!(created["name"], "Shoe");
+            assert_eq!(created["createdDate"], created["modifiedDate"]);
+            let one = format!("/products/admin/products/{id}");
+            assert_eq!(
+                app.get_with_token(&one, &admin).await,
+                (StatusCode::OK, created.clone())
+            );
+            assert_eq!(
+                app.get(&format!("/products/products/{id}")).await,
+                (StatusCode::OK, created.clone())
+            );
+
+            let mut change = created.clone();
+            change["price"] = json!(450);
+            change["name"] = json!("Running shoe");
+            let (status, updated) = app.put_with_token(&one, &admin, &change).await;
+            assert_eq!(status, StatusCode::OK, "{updated}");
+            assert_eq!(
+                (updated["price"].clone(), updated["name"].clone()),
+                (json!(450), json!("Running shoe"))
+            );
+            assert_eq!(updated["createdDate"], created["createdDate"]);
+            assert!(updated["modifiedDate"].as_str() > created["modifiedDate"].as_str());
+
+            // Sending the stored product back changes nothing.
+            let (status, same) = app.put_with_token(&one, &admin, &updated).await;
+            assert_eq!((status, &same), (StatusCode::OK, &updated));
+
+            let (_, page) = app.get_with_token("/products/admin/products", &admin).await;
+            assert_eq!(page["products"], json!([updated.clone()]));
+
+            let (status, deleted) = app.delete_with_token(&one, &admin).await;
+            assert_eq!((status, &deleted), (StatusCode::OK, &updated));
+            assert_eq!(app.get_with_token(&one, &admin).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(
+                app.get(&format!("/products/products/{id}")).await.0,
+                StatusCode::NOT_FOUND
+            );
+            let (status, body) = app.delete_with_token(&one, &admin).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert_eq!(body["message"], format!("product '{id}' not found"));
+
+            let seen = events(&app, 3, |e| e.resources == [id.clone()]).await;
+            let kinds: Vec<&str> = seen.iter().map(|e| e.detail_type.as_str()).collect();
+            assert_eq!(
+                kinds,
+                ["ProductCreated", "ProductModified", "ProductDeleted"],
+                "no event for the no-op update"
+            );
+            assert!(seen.iter().all(|e| e.source == "ecommerce.products"));
+            assert_eq!(seen[0].detail, created);
+            assert_eq!(
+                seen[1].detail["changed"],
+                json!(["modifiedDate", "name", "price"])
+            );
+            assert_eq!(seen[1].detail["old"], created);
+            assert_eq!(seen[1].detail["new"], updated);
+            assert_eq!(seen[2].detail, updated);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn create_refuses_bad_input_naming_the_field_and_stores_nothing() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let good = product("Shoe", 500, "shoes");
+            let with = |field: &str, value: Value| {
+                let mut p = good.clone();
+                p[field] = value;
+                p
+            };
+            let cases = [
+                (without(good.clone(), "name"), "missing field `name`"),
+                (with("name", json!("")), "name: must not be empty"),
+                (
+                    with("price", json!(-1)),
+                    "price: must be a non-negative integer, got -1",
+                ),
+                (
+                    with("price", json!(9.99)),
+                    "price: invalid type: floating point `9.99`",
+                ),
+                (with("price", json!("500")), "price: invalid type: string"),
+                (without(good.clone(), "package"), "missing field `package`"),
+                (
+                    with(
+                        "package",
+                        json!({"width": 1, "length": 1, "height": -1, "weight": 1}),
+                    ),
+                    "package.height: must be a non-negative integer, got -1",
+                ),
+                (
+                    with("pictures", json!(["https://ok.example/a.jpg", "/relative.jpg"])),
+                    "pictures[1]: must be an http or https URL",
+                ),
+                (with("productId", json!("1234")), "productId: UUID parsing failed"),
+                (with("category", json!("  ")), "category: must not be empty"),
+            ];
+            for (body, message) in cases {
+                let (status, answer) = app
+                    .post_with_token("/products/admin/products", &admin, &body)
+                    .await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+                let got = answer["message"].as_str().unwrap();
+                assert!(got.starts_with(message), "'{got}' should start with '{message}'");
+            }
+            let (status, answer) = common::send(
+                app.http
+                    .post(app.url("/products/admin/products"))
+                    .bearer_auth(&admin)
+                    .body("{nope"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(answer["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("request body is not valid JSON"));
+            let (_, page) = app.get_with_token("/products/admin/products", &admin).await;
+            assert_eq!(page["products"], json!([]));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn create_with_a_taken_id_is_a_conflict() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let p = product("Shoe", 500, "shoes");
+            let (status, _) = app.post_with_token("/products/admin/products", &admin, &p).await;
+            assert_eq!(status, StatusCode::CREATED);
+            let (status, body) = app.post_with_token("/products/admin/products", &admin, &p).await;
+            assert_eq!(status, StatusCode::CONFLICT);
+            assert_eq!(
+                body["message"],
+                format!("product '{}' already exists", p["productId"].as_str().unwrap())
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn update_refuses_unknown_products_mismatched_ids_and_bad_input() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let p = product("Shoe", 500, "shoes");
+            app.post_with_token("/products/admin/products", &admin, &p).await;
+            let id = p["productId"].as_str().unwrap();
+            let one = format!("/products/admin/products/{id}");
+
+            let ghost = uuid::Uuid::new_v4();
+            let (status, body) = app
+                .put_with_token(
+                    &format!("/products/admin/products/{ghost}"),
+                    &admin,
+                    &without(p.clone(), "productId"),
+                )
+                .await;
+            assert_eq!(
+                (status, body["message"].clone()),
+                (
+                    StatusCode::NOT_FOUND,
+                    json!(format!("product '{ghost}' not found"))
+                )
+            );
+
+            let mut other_id = p.clone();
+            other_id["productId"] = json!(ghost.to_string());
+            let (status, body) = app.put_with_token(&one, &admin, &other_id).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                body["message"],
+                "productId: differs from the product id in the path"
+            );
+
+            let mut negative = p.clone();
+            negative["package"]["weight"] = json!(-3);
+            let (status, body) = app.put_with_token(&one, &admin, &negative).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                body["message"],
+                "package.weight: must be a non-negative integer, got -3"
+            );
+
+            let (status, body) = app
+                .put_with_token("/products/admin/products/not-a-uuid", &admin, &p)
+                .await;
+            assert_eq!(
+                (status, body["message"].clone()),
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!("productId: 'not-a-uuid' is not a UUID")
+                )
+            );
+
+            let (_, stored) = app.get_with_token(&one, &admin).await;
+            assert_eq!(stored["price"], 500, "nothing changed");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_admin_listing_pages_through_every_product_once() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let all = catalogue();
+            import(&app, &all).await;
+            let mut seen = Vec::new();
+            let mut path = "/products/admin/products?limit=5".to_owned();
+            loop {
+                let (status, page) = app.get_with_token(&path, &admin).await;
+                assert_eq!(status, StatusCode::OK, "{page}");
+                seen.extend(
+                    page["products"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p["productId"].clone()),
+                );
+                match page["nextToken"].as_str() {
+                    Some(t) => path = format!("/products/admin/products?limit=5&nextToken={t}"),
+                    None => break,
+                }
+            }
+            let unique: BTreeSet<String> = seen.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+            assert_eq!((seen.len(), unique.len()), (all.len(), all.len()));
+
+            let (status, body) = app
+                .get_with_token("/products/admin/products?nextToken=garbage", &admin)
+                .await;
+            assert_eq!(
+                (status, body["message"].clone()),
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!("nextToken: not a page token given by this service")
+                )
+            );
         })
         .await;
     }

@@ -28,14 +28,13 @@
 use crate::domain::{Page, PageQuery, PageRequest, ProductInput};
 use crate::store;
 use crate::validate::{self, ValidateRequest, ValidateResponse};
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use ecom_model::Product;
 use ecom_platform::Context;
-use ecom_runtime::auth::Claims;
+use ecom_runtime::auth::{Claims, User};
 use ecom_runtime::{ApiError, Json, Path, Query};
 use uuid::Uuid;
 
@@ -58,24 +57,10 @@ pub fn router(ctx: &Context) -> Router {
         .merge(backend)
 }
 
-/// A caller whose bearer token belongs to an administrator.
-pub struct Admin(pub Claims);
-
-impl FromRequestParts<Context> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("this route needs a bearer token"))?;
-        // Like the gateway, accept the bare token as well as `Bearer <token>`.
-        let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
-        let claims = ctx.verifier.verify(token).await?;
-        claims.require_group(&["admin"])?;
-        Ok(Admin(claims))
-    }
+/// Admin routes are for group `admin` only (403 for other signed-in users).
+fn admin(User(claims): &User) -> Result<&Claims, ApiError> {
+    claims.require_group(&["admin"])?;
+    Ok(claims)
 }
 
 fn product_id(text: &str) -> Result<Uuid, ApiError> {
@@ -109,33 +94,37 @@ async fn validate_products(
 }
 
 async fn admin_list(
-    _: Admin,
+    user: User,
     state: State<Context>,
     query: Query<PageQuery>,
 ) -> Result<Json<Page>, ApiError> {
+    admin(&user)?;
     list_products(state, query).await
 }
 
-async fn admin_get(_: Admin, state: State<Context>, id: Path<String>) -> Result<Json<Product>, ApiError> {
+async fn admin_get(user: User, state: State<Context>, id: Path<String>) -> Result<Json<Product>, ApiError> {
+    admin(&user)?;
     get_product(state, id).await
 }
 
 async fn admin_create(
-    Admin(claims): Admin,
+    user: User,
     State(ctx): State<Context>,
     Json(input): Json<ProductInput>,
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
+    let claims = admin(&user)?;
     let product = store::create(&ctx.db, &ctx.outbox, input).await?;
     tracing::info!(product_id = %product.product_id, admin = claims.sub, "product created");
     Ok((StatusCode::CREATED, Json(product)))
 }
 
 async fn admin_update(
-    Admin(claims): Admin,
+    user: User,
     State(ctx): State<Context>,
     Path(id): Path<String>,
     Json(input): Json<ProductInput>,
 ) -> Result<Json<Product>, ApiError> {
+    let claims = admin(&user)?;
     let id = product_id(&id)?;
     if input.product_id.is_some_and(|body_id| body_id != id) {
         return Err(ApiError::bad_request(
@@ -148,10 +137,11 @@ async fn admin_update(
 }
 
 async fn admin_delete(
-    Admin(claims): Admin,
+    user: User,
     State(ctx): State<Context>,
     Path(id): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
+    let claims = admin(&user)?;
     let id = product_id(&id)?;
     let product = store::delete(&ctx.db, &ctx.outbox, id).await?;
     tracing::info!(product_id = %id, admin = claims.sub, "product deleted");

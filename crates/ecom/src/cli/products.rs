@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use ecom_platform::Outbox;
 use ecom_products::import::{self, ImportReport};
+use ecom_runtime::Config;
 use ecom_storage::{Db, StorageTarget};
 use std::path::{Path, PathBuf};
 
@@ -21,11 +22,12 @@ pub enum ProductsCommand {
     },
 }
 
-/// Runs the command on `target`.
-pub async fn run(target: &StorageTarget, command: ProductsCommand) -> anyhow::Result<()> {
+/// Runs a products command on the storage `config` names.
+pub async fn run(config: &Config, command: ProductsCommand) -> anyhow::Result<()> {
+    let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
     match command {
         ProductsCommand::Import { file } => {
-            let report = import_file(target, &file).await?;
+            let report = import_file(&target, &file).await?;
             println!("{}: {report}", file.display());
             Ok(())
         }
@@ -35,8 +37,13 @@ pub async fn run(target: &StorageTarget, command: ProductsCommand) -> anyhow::Re
 /// Imports `file` into the products database of `target`.
 pub async fn import_file(target: &StorageTarget, file: &Path) -> anyhow::Result<ImportReport> {
     let text = std::fs::read_to_string(file).with_context(|| format!("Failed to read {}", file.display()))?;
+    import_text(target, &text).await
+}
+
+/// Imports `text` (a JSON array of products) into the products database of `target`.
+pub async fn import_text(target: &StorageTarget, text: &str) -> anyhow::Result<ImportReport> {
     let db = open(target).await?;
-    let report = import::import(&db, &Outbox::new(), &text).await;
+    let report = import::import(&db, &Outbox::new(), text).await;
     db.close().await;
     report
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ecom::App;
-use ecom_platform::Event;
+use ecom_platform::{Bus, Event};
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
 use ecom_storage::StorageTarget;
 use reqwest::StatusCode;
@@ -60,11 +60,11 @@ pub struct TestApp {
     pub storage: Storage,
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
-    /// Where the services keep their data (for CLI functions run beside the app).
-    pub storage_target: StorageTarget,
-    /// Every event the bus has carried since the app started.
-    seen: Arc<Mutex<Vec<Event>>>,
     schema_prefix: String,
+    /// The platform's bus: publish events to it directly.
+    pub bus: Bus,
+    /// Every event the bus carried since the app started.
+    seen: Arc<Mutex<Vec<Event>>>,
     guard: Option<Guard>,
 }
 
@@ -95,10 +95,22 @@ impl TestApp {
                 max_connections: 5,
             },
         };
-        let app = App::build_with(config, &[], target.clone()).await.unwrap();
+        let app = App::build_with(config, &[], target).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
-        let seen = collect_events(app.bus());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
+        let bus = app.bus().clone();
+        let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let mut feed = bus.feed();
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                match feed.recv().await {
+                    Ok(event) => sink.lock().unwrap().push((*event).clone()),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -109,9 +121,9 @@ impl TestApp {
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
-            storage_target: target,
-            seen,
             schema_prefix,
+            bus,
+            seen,
             guard: Some(Guard {
                 _dir: dir,
                 shutdown: tx,
@@ -127,9 +139,9 @@ impl TestApp {
             storage: self.storage,
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
-            storage_target: self.storage_target.clone(),
-            seen: self.seen.clone(),
             schema_prefix: self.schema_prefix.clone(),
+            bus: self.bus.clone(),
+            seen: self.seen.clone(),
             guard: None,
         }
     }
@@ -143,6 +155,46 @@ impl TestApp {
         if self.storage == Storage::Postgres {
             drop_schemas(&self.schema_prefix).await;
         }
+    }
+
+    /// Every event seen on the bus so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for an event matching `pred` and returns it.
+    pub async fn wait_for_event(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.seen.lock().unwrap().iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("no event {what} within 10 s; seen: {:#?}", self.events());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until `check` holds, polling; for state that
+    /// follows events.
+    pub async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            if tokio::time::Instant::now() > deadline {
+                panic!("{what} did not happen within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes events straight onto the bus, as another service would.
+    pub async fn publish(&self, events: &[Event]) {
+        self.bus.publish(events).await.unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -186,46 +238,28 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Every event the bus has carried so far.
-    pub fn events(&self) -> Vec<Event> {
-        self.seen.lock().unwrap().clone()
+    pub async fn put_with_token(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
     }
 
-    /// Waits (at most 10 s) until `count` events matching `wanted` have been
-    /// carried, and returns them in the order seen; fails the test otherwise.
-    pub async fn wait_for_events(&self, count: usize, wanted: impl Fn(&Event) -> bool) -> Vec<Event> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let found: Vec<Event> = self.events().into_iter().filter(|e| wanted(e)).collect();
-            if found.len() >= count || tokio::time::Instant::now() > deadline {
-                assert!(
-                    found.len() >= count,
-                    "expected {count} events, saw {}: {found:#?}",
-                    found.len()
-                );
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// Where this app keeps its data, for opening a service database or
+    /// running a CLI command beside it.
+    pub fn storage_target(&self) -> StorageTarget {
+        match self.storage {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: self.data_dir.clone(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: self.schema_prefix.clone(),
+                max_connections: 2,
+            },
         }
     }
-}
-
-/// Collects the bus feed from before the app runs, so no event is missed.
-fn collect_events(bus: &ecom_platform::Bus) -> Arc<Mutex<Vec<Event>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut feed = bus.feed();
-    let sink = seen.clone();
-    tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match feed.recv().await {
-                Ok(event) => sink.lock().unwrap().push((*event).clone()),
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
-            }
-        }
-    });
-    seen
 }
 
 /// Sends and decodes the JSON answer (`Value::Null` when the body is not JSON).
