@@ -25,6 +25,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ecom_users::SERVICE,
     ecom_payment_3p::SERVICE,
     ecom_delivery_pricing::SERVICE,
+    ecom_products::SERVICE,
     ecom_frontend_api::SERVICE,
 ];
 

@@ -34,11 +34,19 @@ pub enum Scenario {
     Preauth,
     /// `GET /healthz` (the floor: routing and HTTP only).
     Health,
-    /// `POST /graphql` `getProducts`: a page of 20 products, anonymous (30 seeded first).
+    /// `POST /products/backend/validate` with 8 catalogue products and a service credential.
+    Validate,
+    /// `GET /products/products/{productId}` (one catalogue read).
+    Product,
+    /// `POST /graphql` `getProducts`: a page of 20 products, anonymous.
     GraphqlProducts,
-    /// `POST /graphql` `getProduct` of one id, anonymous (30 seeded first).
+    /// `POST /graphql` `getProduct` of one id, anonymous.
     GraphqlProduct,
 }
+
+/// The sample catalogue: loaded into an in-process platform for the products
+/// scenarios (a running one needs `ecom products import data/catalogue.json`).
+const CATALOGUE: &str = include_str!("../../../data/catalogue.json");
 
 /// `ecom bench` flags.
 #[derive(Debug, Clone, Args)]
@@ -98,6 +106,36 @@ fn target(scenario: Scenario, key: &ServiceKey, product_id: &str) -> anyhow::Res
             token: None,
             body: Bytes::new(),
         },
+        Scenario::Validate => {
+            let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+            let lines: Vec<serde_json::Value> = catalogue
+                .iter()
+                .take(8)
+                .map(|p| {
+                    serde_json::json!({"productId": p["productId"], "name": p["name"],
+                                       "package": p["package"], "price": p["price"], "quantity": 1})
+                })
+                .collect();
+            Target {
+                method: Method::POST,
+                path: "/products/backend/validate".into(),
+                token: Some(key.issue("bench")?),
+                body: serde_json::to_vec(&serde_json::json!({ "products": lines }))?.into(),
+            }
+        }
+        Scenario::Product => {
+            let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+            let id = catalogue
+                .first()
+                .and_then(|p| p["productId"].as_str())
+                .context("the sample catalogue is empty")?;
+            Target {
+                method: Method::GET,
+                path: format!("/products/products/{id}"),
+                token: None,
+                body: Bytes::new(),
+            }
+        }
         Scenario::GraphqlProducts => Target {
             method: Method::POST,
             path: "/graphql".into(),
@@ -134,6 +172,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
+            if matches!(
+                args.scenario,
+                Scenario::Validate | Scenario::Product | Scenario::GraphqlProducts | Scenario::GraphqlProduct
+            ) {
+                let target = ecom_storage::StorageTarget::Sqlite {
+                    dir: dir.path().to_path_buf(),
+                };
+                crate::cli::products::import_text(&target, CATALOGUE).await?;
+            }
             let app = App::build(config, &[]).await?;
             let base = format!("http://{}", app.addr()?);
             let key = ServiceKey::load_or_create(None, dir.path())?;
@@ -147,7 +194,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let authority = base.trim_start_matches("http://").to_owned();
     let product_id = match args.scenario {
         Scenario::GraphqlProducts | Scenario::GraphqlProduct => {
-            graphql::prepare(&authority, _guard.as_ref().map(|dir| dir.path())).await?
+            graphql::product_id(&authority).await?
         }
         _ => String::new(),
     };
