@@ -91,7 +91,11 @@ async fn up(config: Config, services: &[String]) -> anyhow::Result<()> {
     let base = format!("http://{addr}");
     println!("ecom is running at {base}");
     for name in app.services() {
-        println!("  {name:<17} {base}/{name}/");
+        if *name == ecom_frontend_api::NAME {
+            println!("  {name:<17} {base}/graphql");
+        } else {
+            println!("  {name:<17} {base}/{name}/");
+        }
     }
     println!("  health            {base}/healthz  {base}/readyz  {base}/metrics");
     println!("  storage           {}", describe_storage(&config));
