@@ -11,6 +11,7 @@
 //! [`crate::inbox`].
 
 pub mod memory;
+pub mod nats;
 
 use crate::pattern::Pattern;
 use crate::Event;
