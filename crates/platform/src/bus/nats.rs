@@ -26,10 +26,12 @@
 //!   time of `start`; `publish` does not touch the feed.
 //!
 //! Subject tokens and consumer names encode free text with [`token`]:
-//! `[A-Za-z0-9_-]` stay, every other byte becomes `%XX` (upper-case hex), and
-//! the empty string becomes `%`. So `ecommerce.orders` is
-//! `ecommerce%2Eorders`; dots, spaces and wildcards in a source or
+//! `[A-Za-z0-9_-]` stay, every other byte becomes `~XX` (upper-case hex), and
+//! the empty string becomes `~`. So `ecommerce.orders` is
+//! `ecommerce~2Eorders`; dots, spaces and wildcards in a source or
 //! detail-type cannot add subject levels, and the mapping is one to one.
+//! (Not `%XX`: nats-server 2.9 formats ack subjects with the consumer name
+//! as part of a format string, so a `%` there corrupts every delivery.)
 //!
 //! Retries: a handler error is a NAK with a delay drawn with full jitter from
 //! `[0, min(max_backoff, initial_backoff * 2^(attempt-1))]`. The attempt
@@ -140,14 +142,14 @@ impl Names {
 /// module documentation.
 pub fn token(text: &str) -> String {
     if text.is_empty() {
-        return "%".to_owned();
+        return "~".to_owned();
     }
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            out.push_str(&format!("~{byte:02X}"));
         }
     }
     out
@@ -232,7 +234,11 @@ impl NatsBus {
 
     /// The rule's pattern if it runs in this process.
     fn local_rule(&self, name: &str) -> Option<Arc<Rule>> {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Dead letters with what redrive needs: their stream sequence and raw
@@ -243,8 +249,14 @@ impl NatsBus {
             Some(rule) => names.dlq_subject(rule),
             None => format!("{}.>", names.dlq),
         };
-        let messages =
-            read_all(&self.shared.js, &names.dlq_stream, filter, DeliverPolicy::All, |_| true).await?;
+        let messages = read_all(
+            &self.shared.js,
+            &names.dlq_stream,
+            filter,
+            DeliverPolicy::All,
+            |_| true,
+        )
+        .await?;
         Ok(messages
             .into_iter()
             .filter_map(|(message, sequence)| StoredLetter::parse(message, sequence))
@@ -350,7 +362,9 @@ impl BusBackend for NatsBus {
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let payload = serde_json::to_vec(event)?;
-            let publish = Publish::build().payload(payload.into()).message_id(event.id.to_string());
+            let publish = Publish::build()
+                .payload(payload.into())
+                .message_id(event.id.to_string());
             let subject = names.event_subject(&event.source, &event.detail_type);
             let ack = self
                 .shared
@@ -360,7 +374,8 @@ impl BusBackend for NatsBus {
                 .with_context(|| format!("cannot publish event {}", event.id))?;
             acks.push(ack);
         }
-        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
+        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
+        {
             ack.context("the event stream did not confirm a publish")?;
         }
         Ok(())
@@ -424,7 +439,12 @@ impl BusBackend for NatsBus {
     }
 
     async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
-        Ok(self.read_letters(rule).await?.into_iter().map(|l| l.letter).collect())
+        Ok(self
+            .read_letters(rule)
+            .await?
+            .into_iter()
+            .map(|l| l.letter)
+            .collect())
     }
 
     async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64> {
@@ -484,18 +504,24 @@ impl BusBackend for NatsBus {
         let subject = names.redrive_subject(rule);
         let mut acks = Vec::new();
         for (message, _) in messages {
-            let Ok(event) = serde_json::from_slice::<Event>(&message.payload) else { continue };
+            let Ok(event) = serde_json::from_slice::<Event>(&message.payload) else {
+                continue;
+            };
             if event.time < from || event.time >= to {
                 continue;
             }
-            if local.as_ref().is_some_and(|r| !r.pattern.matches(&event.to_value())) {
+            if local
+                .as_ref()
+                .is_some_and(|r| !r.pattern.matches(&event.to_value()))
+            {
                 continue;
             }
             let publish = Publish::build().payload(message.payload.clone());
             acks.push(shared.js.send_publish(subject.clone(), publish).await?);
         }
         let count = acks.len() as u64;
-        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
+        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
+        {
             ack.context("the event stream did not confirm a replayed event")?;
         }
         Ok(count)
@@ -536,7 +562,12 @@ async fn durable(
                 }
             };
         }
-        tracing::info!(consumer = name, old = current.filter_subject, new = filter, "rule changed: replacing its consumer");
+        tracing::info!(
+            consumer = name,
+            old = current.filter_subject,
+            new = filter,
+            "rule changed: replacing its consumer"
+        );
         stream.delete_consumer(&name).await?;
     }
     stream
@@ -640,7 +671,10 @@ impl Worker {
     async fn deliver(&self, message: jetstream::Message) {
         let settings = &self.shared.settings;
         let (attempt, sequence) = match message.info() {
-            Ok(info) => (u32::try_from(info.delivered).unwrap_or(u32::MAX), info.stream_sequence),
+            Ok(info) => (
+                u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                info.stream_sequence,
+            ),
             Err(_) => (1, 0),
         };
         let event = match serde_json::from_slice::<Event>(&message.payload) {
@@ -664,10 +698,14 @@ impl Worker {
         let Err(error) = outcome else {
             return settle(&message, AckKind::Ack).await;
         };
-        let age = Timestamp::now().unix_micros().saturating_sub(event.time.unix_micros());
+        let age = Timestamp::now()
+            .unix_micros()
+            .saturating_sub(event.time.unix_micros());
         let too_old = u128::try_from(age).unwrap_or(0) > settings.max_age.as_micros();
         if attempt >= settings.max_attempts || too_old {
-            return self.dead_letter(&message, attempt, sequence, &format!("{error:#}")).await;
+            return self
+                .dead_letter(&message, attempt, sequence, &format!("{error:#}"))
+                .await;
         }
         tracing::debug!(rule = self.rule.name, event = %event.id, attempt, error = %format!("{error:#}"), "handler failed; will retry");
         settle(&message, AckKind::Nak(Some(backoff(settings, attempt)))).await;
@@ -688,7 +726,11 @@ impl Worker {
             .payload(message.payload.clone())
             .headers(headers)
             .message_id(format!("{}-{sequence}", token(&self.rule.name)));
-        let sent = match shared.js.send_publish(shared.names.dlq_subject(&self.rule.name), publish).await {
+        let sent = match shared
+            .js
+            .send_publish(shared.names.dlq_subject(&self.rule.name), publish)
+            .await
+        {
             Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
             Err(e) => Err(e.into()),
         };
@@ -715,14 +757,20 @@ async fn settle(message: &jetstream::Message, kind: AckKind) {
 /// Full-jitter exponential backoff after failed attempt `attempt` (1-based).
 fn backoff(settings: &BusSettings, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-    let cap = settings.initial_backoff.saturating_mul(factor).min(settings.max_backoff);
+    let cap = settings
+        .initial_backoff
+        .saturating_mul(factor)
+        .min(settings.max_backoff);
     let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
 }
 
 /// Header values are one line of text.
 fn header_text(text: &str) -> String {
-    let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     line.chars().take(2000).collect()
 }
 
@@ -742,12 +790,13 @@ mod tests {
     fn tokens_keep_names_and_escape_everything_that_could_split_a_subject() {
         let cases = [
             ("OrderCreated", "OrderCreated"),
-            ("ecommerce.orders", "ecommerce%2Eorders"),
-            ("a b*c>", "a%20b%2Ac%3E"),
+            ("ecommerce.orders", "ecommerce~2Eorders"),
+            ("a b*c>", "a~20b~2Ac~3E"),
             ("under_score-dash", "under_score-dash"),
-            ("%2E", "%252E"),
-            ("", "%"),
-            ("é", "%C3%A9"),
+            ("~2E", "~7E2E"),
+            ("%", "~25"),
+            ("", "~"),
+            ("é", "~C3~A9"),
         ];
         for (text, expected) in cases {
             assert_eq!(token(text), expected, "{text}");
@@ -759,11 +808,11 @@ mod tests {
         let cases = [
             (
                 serde_json::json!({"source": ["ecommerce.orders"], "detail-type": ["OrderCreated"]}),
-                "ecom.events.ecommerce%2Eorders.OrderCreated",
+                "ecom.events.ecommerce~2Eorders.OrderCreated",
             ),
             (
                 serde_json::json!({"source": ["ecommerce.orders"]}),
-                "ecom.events.ecommerce%2Eorders.*",
+                "ecom.events.ecommerce~2Eorders.*",
             ),
             (
                 serde_json::json!({"detail-type": ["OrderCreated"], "detail": {"x": [1]}}),
@@ -773,7 +822,10 @@ mod tests {
                 serde_json::json!({"source": ["a", "b"], "detail-type": ["X"]}),
                 "ecom.events.*.X",
             ),
-            (serde_json::json!({"source": [{"prefix": "ecommerce."}]}), "ecom.events.>"),
+            (
+                serde_json::json!({"source": [{"prefix": "ecommerce."}]}),
+                "ecom.events.>",
+            ),
         ];
         for (pattern, expected) in cases {
             let rule = Rule::new("r", pattern.clone(), |_| async { Ok(()) });
