@@ -34,6 +34,7 @@ struct Harness {
     nats: Arc<NatsBus>,
     bus: Bus,
     url: String,
+    prefix: String,
     shutdown: CancellationToken,
     running: Option<JoinHandle<()>>,
 }
@@ -55,6 +56,7 @@ impl Harness {
             nats,
             bus,
             url,
+            prefix,
             shutdown: CancellationToken::new(),
             running: None,
         })
@@ -64,14 +66,36 @@ impl Harness {
         self.running = Some(self.bus.start(self.shutdown.clone()).await.unwrap());
     }
 
-    async fn finish(self) {
+    /// Stops the bus, letting handlers in flight finish.
+    async fn stop(&mut self) {
         self.shutdown.cancel();
-        if let Some(running) = self.running {
+        if let Some(running) = self.running.take() {
             tokio::time::timeout(Duration::from_secs(10), running)
                 .await
                 .expect("the bus stops within 10 s")
                 .unwrap();
         }
+    }
+
+    /// A new process on the same streams: a fresh connection and bus.
+    async fn restart(mut self) -> Harness {
+        self.stop().await;
+        let nats = Arc::new(
+            NatsBus::connect(&self.url, settings(), &self.prefix)
+                .await
+                .unwrap(),
+        );
+        Harness {
+            bus: Bus::new(nats.clone()),
+            nats,
+            shutdown: CancellationToken::new(),
+            running: None,
+            ..self
+        }
+    }
+
+    async fn finish(mut self) {
+        self.stop().await;
         self.nats.delete_streams().await.unwrap();
     }
 }
@@ -374,5 +398,39 @@ async fn the_feed_sees_published_events_once() {
     assert_eq!(*seen, event);
     let again = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await;
     assert!(again.is_err(), "an event shows once on the feed");
+    h.finish().await;
+}
+
+fn recording_rule(name: &str, seen: &Arc<Mutex<Vec<uuid::Uuid>>>) -> Rule {
+    let seen = seen.clone();
+    Rule::new(name, json!({"source": [ORDERS]}), move |event| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(event.id);
+            Ok(())
+        }
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_restarted_bus_resumes_where_its_rules_stopped() {
+    let Some(mut h) = Harness::new().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    h.bus.subscribe(recording_rule("test.durable", &seen)).unwrap();
+    h.start().await;
+    let first = order_event("OrderCreated", json!({}));
+    h.bus.publish(std::slice::from_ref(&first)).await.unwrap();
+    eventually("the first event", || async { seen.lock().unwrap().len() == 1 }).await;
+
+    let mut h = h.restart().await;
+    // Published while no process runs the rule.
+    let second = order_event("OrderCreated", json!({}));
+    h.bus.publish(std::slice::from_ref(&second)).await.unwrap();
+    h.bus.subscribe(recording_rule("test.durable", &seen)).unwrap();
+    h.start().await;
+    eventually("the second event", || async { seen.lock().unwrap().len() >= 2 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*seen.lock().unwrap(), vec![first.id, second.id]);
     h.finish().await;
 }
