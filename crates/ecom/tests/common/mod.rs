@@ -4,11 +4,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ecom::App;
+use ecom_platform::{Bus, Event};
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
 use ecom_storage::StorageTarget;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Which storage a test app runs on.
@@ -58,6 +61,10 @@ pub struct TestApp {
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
     schema_prefix: String,
+    /// The platform's bus: publish events to it directly.
+    pub bus: Bus,
+    /// Every event the bus carried since the app started.
+    seen: Arc<Mutex<Vec<Event>>>,
     guard: Option<Guard>,
 }
 
@@ -91,6 +98,19 @@ impl TestApp {
         let app = App::build_with(config, &[], target).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
+        let bus = app.bus().clone();
+        let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let mut feed = bus.feed();
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                match feed.recv().await {
+                    Ok(event) => sink.lock().unwrap().push((*event).clone()),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -102,6 +122,8 @@ impl TestApp {
             key,
             data_dir: dir.path().to_path_buf(),
             schema_prefix,
+            bus,
+            seen,
             guard: Some(Guard {
                 _dir: dir,
                 shutdown: tx,
@@ -118,6 +140,8 @@ impl TestApp {
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
             schema_prefix: self.schema_prefix.clone(),
+            bus: self.bus.clone(),
+            seen: self.seen.clone(),
             guard: None,
         }
     }
@@ -131,6 +155,46 @@ impl TestApp {
         if self.storage == Storage::Postgres {
             drop_schemas(&self.schema_prefix).await;
         }
+    }
+
+    /// Every event seen on the bus so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for an event matching `pred` and returns it.
+    pub async fn wait_for_event(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.seen.lock().unwrap().iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("no event {what} within 10 s; seen: {:#?}", self.events());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until `check` holds, polling; for state that
+    /// follows events.
+    pub async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            if tokio::time::Instant::now() > deadline {
+                panic!("{what} did not happen within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes events straight onto the bus, as another service would.
+    pub async fn publish(&self, events: &[Event]) {
+        self.bus.publish(events).await.unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -170,6 +234,31 @@ impl TestApp {
 
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
+    }
+}
+
+impl TestApp {
+    pub async fn put_with_token(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// Where this app keeps its data, for opening a service database or
+    /// running a CLI command beside it.
+    pub fn storage_target(&self) -> StorageTarget {
+        match self.storage {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: self.data_dir.clone(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: self.schema_prefix.clone(),
+                max_connections: 2,
+            },
+        }
     }
 }
 
