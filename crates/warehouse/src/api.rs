@@ -93,19 +93,12 @@ pub async fn new_request_ids(
     next_token: Option<&str>,
     limit: Option<i64>,
 ) -> Result<RequestIds, ApiError> {
-    let after = next_token.map(decode_cursor).transpose()?;
+    let after = next_token.map(page::position).transpose()?;
     let (ids, next) = store::list_new(&w.db, after, page::limit(limit)?).await?;
     Ok(RequestIds {
         packaging_request_ids: ids,
-        next_token: next.map(|(micros, id)| page::encode(&format!("{micros}:{id}"))),
+        next_token: next.as_ref().map(page::next_token),
     })
-}
-
-fn decode_cursor(token: &str) -> Result<store::Cursor, ApiError> {
-    let text = page::decode(token)?;
-    text.split_once(':')
-        .and_then(|(micros, id)| Some((micros.parse().ok()?, id.to_owned())))
-        .ok_or_else(|| ApiError::bad_request("nextToken: not a token this list gave out"))
 }
 
 /// One request; 404 when there is none for the order.

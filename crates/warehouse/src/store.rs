@@ -5,6 +5,7 @@
 use crate::domain::{Line, LineChange, OrderImage, PackagingRequest, Status};
 use anyhow::Context as _;
 use ecom_model::Timestamp;
+use ecom_runtime::page::Position;
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use std::collections::BTreeMap;
@@ -219,16 +220,13 @@ pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<PackagingRequ
     }))
 }
 
-/// Where a page of new requests starts: after this (created µs, order id).
-pub type Cursor = (i64, String);
-
 /// Up to `limit` ids of NEW requests, oldest first, after `after`; and
 /// the cursor of the next page when there may be one.
 pub async fn list_new(
     db: &Db,
-    after: Option<Cursor>,
+    after: Option<Position>,
     limit: i64,
-) -> anyhow::Result<(Vec<Uuid>, Option<Cursor>)> {
+) -> anyhow::Result<(Vec<Uuid>, Option<Position>)> {
     let (micros, id) = after.unwrap_or((i64::MIN, String::new()));
     let rows = sqlx::query(
         "SELECT order_id, created_micros FROM packaging_requests
@@ -242,7 +240,7 @@ pub async fn list_new(
     .fetch_all(db.reader())
     .await
     .context("Failed to list packaging requests")?;
-    let mut page: Vec<Cursor> = rows
+    let mut page: Vec<Position> = rows
         .iter()
         .map(|r| Ok((r.try_get(1)?, r.try_get(0)?)))
         .collect::<Result<_, sqlx::Error>>()?;
