@@ -50,6 +50,21 @@ where
     }
 }
 
+/// Like [`on_each_storage`], running only `services`, reaching the others
+/// at `service_urls`.
+pub async fn on_each_storage_with<F, Fut>(services: &[&str], service_urls: &[(&str, &str)], test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for storage in storages() {
+        eprintln!("running on {storage:?}");
+        let app = TestApp::spawn_with(storage, services, service_urls).await;
+        test(app.clone_handle()).await;
+        app.stop().await;
+    }
+}
+
 /// A running platform.
 pub struct TestApp {
     pub base: String,
@@ -57,6 +72,8 @@ pub struct TestApp {
     pub storage: Storage,
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
+    /// The app's bus: publish events on it, watch its feed.
+    pub bus: ecom_platform::Bus,
     schema_prefix: String,
     guard: Option<Guard>,
 }
@@ -70,10 +87,17 @@ struct Guard {
 impl TestApp {
     /// Boots every service on `storage`.
     pub async fn spawn(storage: Storage) -> TestApp {
+        TestApp::spawn_with(storage, &[], &[]).await
+    }
+
+    /// Boots the named services (all when empty) on `storage`, reaching
+    /// other services at `service_urls` (`("orders", "http://…")`).
+    pub async fn spawn_with(storage: Storage, services: &[&str], service_urls: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let args = ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
+            service_urls: service_urls.iter().map(|(n, u)| format!("{n}={u}")).collect(),
             ..Default::default()
         };
         let config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
@@ -88,7 +112,9 @@ impl TestApp {
                 max_connections: 5,
             },
         };
-        let app = App::build_with(config, &[], target).await.unwrap();
+        let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        let app = App::build_with(config, &names, target).await.unwrap();
+        let bus = app.bus().clone();
         let base = format!("http://{}", app.addr().unwrap());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
         let (tx, rx) = oneshot::channel();
@@ -101,6 +127,7 @@ impl TestApp {
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
+            bus,
             schema_prefix,
             guard: Some(Guard {
                 _dir: dir,
@@ -117,6 +144,7 @@ impl TestApp {
             storage: self.storage,
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
+            bus: self.bus.clone(),
             schema_prefix: self.schema_prefix.clone(),
             guard: None,
         }
@@ -168,9 +196,98 @@ impl TestApp {
         send(self.http.get(self.url(path))).await
     }
 
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path))).await
+    }
+
+    /// A second handle on the database of `service` (the app keeps its own).
+    pub async fn db(&self, service: &str) -> ecom_storage::Db {
+        let target = match self.storage {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: self.data_dir.clone(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: self.schema_prefix.clone(),
+                max_connections: 2,
+            },
+        };
+        ecom_storage::Db::open(&target, service).await.unwrap()
+    }
+
+    /// Publishes events on the app's bus, as another service would.
+    pub async fn publish(&self, events: &[ecom_platform::Event]) {
+        self.bus.publish(events).await.unwrap();
+    }
+
+    /// Waits until `consumer` (a rule name) of `service` has applied `event`.
+    pub async fn handled(&self, service: &str, consumer: &str, event: &ecom_platform::Event) {
+        use ecom_storage::sqlx;
+        let db = self.db(service).await;
+        let id = event.id.to_string();
+        eventually(&format!("{consumer} to apply {}", event.detail_type), || {
+            let (db, id) = (db.clone(), id.clone());
+            async move {
+                sqlx::query("SELECT 1 FROM _inbox WHERE consumer = $1 AND event_id = $2")
+                    .bind(consumer)
+                    .bind(id)
+                    .fetch_optional(db.reader())
+                    .await
+                    .unwrap()
+                    .map(|_| ())
+            }
+        })
+        .await;
+        db.close().await;
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
     }
+}
+
+/// Polls `check` until it gives a value (5 s at most; then the test fails
+/// saying what it waited for).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The next event on `feed` for which `pick` is true (5 s at most).
+pub async fn next_event(
+    feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<ecom_platform::Event>>,
+    what: &str,
+    pick: impl Fn(&ecom_platform::Event) -> bool,
+) -> ecom_platform::Event {
+    let wait = async {
+        loop {
+            match feed.recv().await {
+                Ok(event) if pick(&event) => return (*event).clone(),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("the bus feed closed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// Sends and decodes the JSON answer (`Value::Null` when the body is not JSON).
