@@ -1,0 +1,335 @@
+//! Delivery: a packaged order becomes a NEW delivery to the order's
+//! address; staff start it and complete or fail it; outcomes leave as
+//! events. Orders is played by a stub reached over HTTP, as in a
+//! distributed deployment, so these tests need only delivery itself.
+
+mod common;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode as Status};
+use axum::routing::get;
+use axum::Router;
+use common::{next_event, on_each_storage_with, TestApp};
+use ecom_delivery::api::{self, Deliveries};
+use ecom_delivery::events::ON_PACKAGE_CREATED;
+use ecom_platform::event::sources;
+use ecom_platform::{Event, Outbox};
+use ecom_runtime::auth::Verifier;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// A stand-in for orders' `GET /orders/backend/{orderId}`.
+#[derive(Clone, Default)]
+struct Orders {
+    orders: Arc<Mutex<HashMap<Uuid, Value>>>,
+    down: Arc<Mutex<bool>>,
+}
+
+impl Orders {
+    /// Serves on a random port; returns its base URL.
+    async fn serve(&self) -> String {
+        let app = Router::new()
+            .route("/orders/backend/{id}", get(Orders::get))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    async fn get(
+        State(orders): State<Orders>,
+        headers: HeaderMap,
+        Path(id): Path<Uuid>,
+    ) -> (Status, axum::Json<Value>) {
+        if !headers.contains_key("authorization") {
+            return (
+                Status::UNAUTHORIZED,
+                axum::Json(json!({"message": "no credential"})),
+            );
+        }
+        if *orders.down.lock().unwrap() {
+            return (
+                Status::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"message": "down"})),
+            );
+        }
+        match orders.orders.lock().unwrap().get(&id) {
+            Some(order) => (Status::OK, axum::Json(json!({ "order": order }))),
+            None => (Status::NOT_FOUND, axum::Json(json!({"message": "no such order"}))),
+        }
+    }
+
+    /// Adds an order shipping to `city`; returns its id and address.
+    fn add(&self, city: &str) -> (Uuid, Value) {
+        let id = Uuid::new_v4();
+        let address = json!({
+            "name": "Ada", "streetAddress": "1 Main St", "city": city,
+            "country": "FR", "phoneNumber": "+33123456789",
+        });
+        let order = json!({"orderId": id, "status": "PACKAGED", "address": address, "total": 1000});
+        self.orders.lock().unwrap().insert(id, order);
+        (id, address)
+    }
+}
+
+async fn run<F, Fut>(test: F)
+where
+    F: Fn(TestApp, Orders) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let orders = Orders::default();
+    let url = orders.serve().await;
+    on_each_storage_with(&["delivery"], &[("orders", &url)], |app| {
+        test(app, orders.clone())
+    })
+    .await;
+}
+
+/// Delivery's staff operations, on the app's database.
+async fn staff(app: &TestApp) -> Deliveries {
+    Deliveries::with(app.db("delivery").await, Outbox::new(), Verifier::default())
+}
+
+fn package_created(order_id: Uuid) -> Event {
+    let detail = json!({ "orderId": order_id, "products": [{"productId": Uuid::new_v4(), "quantity": 1}] });
+    Event::new(
+        sources::WAREHOUSE,
+        "PackageCreated",
+        vec![order_id.to_string()],
+        detail,
+    )
+}
+
+/// Publishes a PackageCreated for `order_id` and waits until it is applied.
+async fn packaged(app: &TestApp, order_id: Uuid) -> Event {
+    let event = package_created(order_id);
+    app.publish(std::slice::from_ref(&event)).await;
+    app.handled("delivery", ON_PACKAGE_CREATED, &event).await;
+    event
+}
+
+/// (status, address) of a delivery, or the status code when there is none.
+async fn read(d: &Deliveries, order_id: Uuid) -> Result<(String, Value), u16> {
+    api::delivery(d, order_id)
+        .await
+        .map(|d| (d.status.to_owned(), serde_json::to_value(&d.address).unwrap()))
+        .map_err(|e| e.status().as_u16())
+}
+
+fn code(result: Result<(), ecom_runtime::ApiError>) -> Result<(), u16> {
+    result.map_err(|e| e.status().as_u16())
+}
+
+fn from_delivery(order_id: Uuid) -> impl Fn(&Event) -> bool {
+    move |e| e.source == sources::DELIVERY && e.resources == [order_id.to_string()]
+}
+
+#[tokio::test]
+async fn a_package_created_event_makes_a_new_delivery_to_the_orders_address() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let (order_id, address) = orders.add("Lyon");
+        packaged(&app, order_id).await;
+
+        assert_eq!(read(&d, order_id).await, Ok(("NEW".to_owned(), address.clone())));
+        let page = api::new_deliveries(&d, None, None).await.unwrap();
+        let listed = serde_json::to_value(&page).unwrap();
+        assert_eq!(
+            listed,
+            json!({"deliveries": [{"orderId": order_id, "address": address, "status": "NEW"}], "nextToken": null})
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_package_for_an_order_that_cannot_be_fetched_is_applied_when_redelivered() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let (order_id, address) = orders.add("Nantes");
+        *orders.down.lock().unwrap() = true;
+        let event = package_created(order_id);
+        app.publish(std::slice::from_ref(&event)).await;
+        // The handler fails (the bus would retry); nothing is stored.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(read(&d, order_id).await, Err(404));
+
+        *orders.down.lock().unwrap() = false;
+        app.publish(std::slice::from_ref(&event)).await;
+        app.handled("delivery", ON_PACKAGE_CREATED, &event).await;
+        assert_eq!(read(&d, order_id).await, Ok(("NEW".to_owned(), address)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redelivered_or_repeated_package_does_not_reset_a_started_delivery() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let (order_id, address) = orders.add("Lille");
+        let first = packaged(&app, order_id).await;
+        api::start_delivery(&d, order_id).await.unwrap();
+
+        // The same event again, and a second package for the order.
+        app.publish(std::slice::from_ref(&first)).await;
+        packaged(&app, order_id).await;
+        assert_eq!(read(&d, order_id).await, Ok(("IN_PROGRESS".to_owned(), address)));
+        assert!(api::new_deliveries(&d, None, None)
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn completing_a_started_delivery_emits_delivery_completed_with_the_address() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let mut feed = app.bus.feed();
+        let (order_id, address) = orders.add("Paris");
+        packaged(&app, order_id).await;
+        api::start_delivery(&d, order_id).await.unwrap();
+        api::complete_delivery(&d, order_id).await.unwrap();
+
+        let event = next_event(&mut feed, "DeliveryCompleted", from_delivery(order_id)).await;
+        assert_eq!(event.detail_type, "DeliveryCompleted");
+        assert_eq!(event.detail, json!({ "orderId": order_id, "address": address }));
+        assert_eq!(read(&d, order_id).await.map(|r| r.0), Ok("COMPLETED".to_owned()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failing_a_started_delivery_emits_delivery_failed_with_the_address() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let mut feed = app.bus.feed();
+        let (order_id, address) = orders.add("Brest");
+        packaged(&app, order_id).await;
+        api::start_delivery(&d, order_id).await.unwrap();
+        api::fail_delivery(&d, order_id).await.unwrap();
+
+        let event = next_event(&mut feed, "DeliveryFailed", from_delivery(order_id)).await;
+        assert_eq!(event.detail_type, "DeliveryFailed");
+        assert_eq!(event.detail, json!({ "orderId": order_id, "address": address }));
+        assert_eq!(read(&d, order_id).await.map(|r| r.0), Ok("FAILED".to_owned()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn transitions_from_the_wrong_state_are_refused_with_409() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let (order_id, _) = orders.add("Metz");
+        packaged(&app, order_id).await;
+
+        assert_eq!(code(api::complete_delivery(&d, order_id).await), Err(409));
+        assert_eq!(code(api::fail_delivery(&d, order_id).await), Err(409));
+        assert_eq!(code(api::start_delivery(&d, order_id).await), Ok(()));
+        let twice = api::start_delivery(&d, order_id).await.unwrap_err();
+        assert_eq!(twice.status().as_u16(), 409);
+        assert!(
+            twice.message().contains("it is IN_PROGRESS"),
+            "{}",
+            twice.message()
+        );
+        assert_eq!(code(api::complete_delivery(&d, order_id).await), Ok(()));
+        assert_eq!(code(api::fail_delivery(&d, order_id).await), Err(409));
+        assert_eq!(code(api::complete_delivery(&d, order_id).await), Err(409));
+
+        assert_eq!(code(api::start_delivery(&d, Uuid::new_v4()).await), Err(404));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_delivery_without_an_outcome_emits_delivery_failed() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let mut feed = app.bus.feed();
+        // (status reached before deletion, whether DeliveryFailed is emitted)
+        for (steps, emits) in [(0, true), (1, true), (2, false)] {
+            let (order_id, address) = orders.add("Caen");
+            packaged(&app, order_id).await;
+            if steps >= 1 {
+                api::start_delivery(&d, order_id).await.unwrap();
+            }
+            if steps >= 2 {
+                api::complete_delivery(&d, order_id).await.unwrap();
+            }
+            api::delete_delivery(&d, order_id).await.unwrap();
+            assert_eq!(read(&d, order_id).await, Err(404));
+
+            // The outbox relays in commit order: a delivery completed after
+            // the deletion bounds the wait.
+            let (marker, _) = orders.add("Marker");
+            packaged(&app, marker).await;
+            api::start_delivery(&d, marker).await.unwrap();
+            api::complete_delivery(&d, marker).await.unwrap();
+            let seen = next_event(&mut feed, "an event after the deletion", |e| {
+                (from_delivery(order_id)(e) && e.detail_type == "DeliveryFailed") || from_delivery(marker)(e)
+            })
+            .await;
+            if emits {
+                assert_eq!(seen.detail_type, "DeliveryFailed", "after {steps} steps");
+                assert_eq!(seen.detail, json!({ "orderId": order_id, "address": address }));
+            } else {
+                assert_eq!(seen.resources, [marker.to_string()], "after {steps} steps");
+            }
+        }
+        assert_eq!(code(api::delete_delivery(&d, Uuid::new_v4()).await), Err(404));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn new_deliveries_come_a_page_at_a_time_oldest_first() {
+    run(|app, orders| async move {
+        let d = staff(&app).await;
+        let mut expected = Vec::new();
+        for city in ["A", "B", "C"] {
+            let (order_id, _) = orders.add(city);
+            packaged(&app, order_id).await;
+            expected.push(order_id);
+        }
+        let first = api::new_deliveries(&d, None, Some(2)).await.unwrap();
+        let token = first.next_token.clone().expect("a second page");
+        let second = api::new_deliveries(&d, Some(&token), Some(2)).await.unwrap();
+        let seen: Vec<Uuid> = first
+            .deliveries
+            .iter()
+            .chain(&second.deliveries)
+            .map(|d| d.order_id)
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(second.next_token, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn staff_routes_refuse_callers_without_a_token_with_401() {
+    run(|app, _| async move {
+        let id = Uuid::new_v4();
+        let body = json!({ "orderId": id });
+        for (status, answer) in [
+            app.get("/delivery/deliveries").await,
+            app.get(&format!("/delivery/deliveries/{id}")).await,
+            app.delete(&format!("/delivery/deliveries/{id}")).await,
+            app.post("/delivery/startDelivery", &body).await,
+            app.post("/delivery/completeDelivery", &body).await,
+            app.post("/delivery/failDelivery", &body).await,
+        ] {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+            assert!(answer["message"].is_string());
+        }
+    })
+    .await;
+}
