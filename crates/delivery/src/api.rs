@@ -206,10 +206,7 @@ pub async fn delete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiEr
 /// The caller's claims when they hold a bearer token of one of `groups`:
 /// 401 without a valid token, 403 outside the groups.
 async fn staff(d: &Deliveries, headers: &HeaderMap, groups: &[&str]) -> Result<Claims, ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let token = ecom_runtime::credentials::bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
     let claims = d.verifier.verify(token).await?;
     claims.require_group(groups)?;

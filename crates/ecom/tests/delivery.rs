@@ -2,6 +2,7 @@
 //! address; staff start it and complete or fail it; outcomes leave as
 //! events. Orders is played by a stub reached over HTTP, as in a
 //! distributed deployment, so these tests need only delivery itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Warehouse: packaging requests follow order events while NEW; staff
 //! start, adjust and complete them; the outcome leaves as an event.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

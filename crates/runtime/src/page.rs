@@ -39,14 +39,7 @@ fn encode(position: &str) -> String {
 
 /// Decodes a token made by [`encode`]; 400 naming `nextToken` otherwise.
 fn decode(token: &str) -> Result<String, ApiError> {
-    if token.len() % 2 != 0 || !token.is_ascii() {
-        return Err(invalid());
-    }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
+    let bytes = crate::credentials::decode_hex(token).ok_or_else(invalid)?;
     String::from_utf8(bytes).map_err(|_| invalid())
 }
 

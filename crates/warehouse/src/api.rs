@@ -196,10 +196,7 @@ pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), Api
 /// The caller's claims when they hold a bearer token of a staff group:
 /// 401 without a valid token, 403 outside the groups.
 async fn staff(w: &Warehouse, headers: &HeaderMap) -> Result<Claims, ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let token = ecom_runtime::credentials::bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
     let claims = w.verifier.verify(token).await?;
     claims.require_group(STAFF)?;
