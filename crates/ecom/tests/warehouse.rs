@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{next_event, on_each_storage_with, TestApp};
+use common::{on_each_storage_with, TestApp};
 use ecom_model::Timestamp;
 use ecom_platform::event::sources;
 use ecom_platform::{Event, Outbox};
@@ -296,7 +296,6 @@ async fn transitions_from_the_wrong_state_are_refused_with_409() {
 async fn lowering_lines_then_completing_emits_package_created_with_what_remains() {
     run(|app| async move {
         let w = staff(&app).await;
-        let mut feed = app.bus.feed();
         let [order_id, shoe, hat, sock] = ids();
         deliver(
             &app,
@@ -330,10 +329,11 @@ async fn lowering_lines_then_completing_emits_package_created_with_what_remains(
         );
 
         api::complete_packaging(&w, order_id).await.unwrap();
-        let event = next_event(&mut feed, "the packaging outcome", |e| {
-            e.source == sources::WAREHOUSE && e.resources == [order_id.to_string()]
-        })
-        .await;
+        let event = app
+            .wait_for_event("the packaging outcome", |e| {
+                e.source == sources::WAREHOUSE && e.resources == [order_id.to_string()]
+            })
+            .await;
         assert_eq!(event.source, "ecommerce.warehouse");
         assert_eq!(event.detail_type, "PackageCreated");
         let mut products = event.detail["products"].as_array().unwrap().clone();
@@ -353,7 +353,6 @@ async fn lowering_lines_then_completing_emits_package_created_with_what_remains(
 async fn completing_with_every_line_removed_emits_packaging_failed() {
     run(|app| async move {
         let w = staff(&app).await;
-        let mut feed = app.bus.feed();
         let [order_id, shoe] = ids();
         deliver(&app, ON_ORDER_CREATED, &created(order_id, &[(shoe, 1)], 1)).await;
         api::start_packaging(&w, order_id).await.unwrap();
@@ -362,10 +361,11 @@ async fn completing_with_every_line_removed_emits_packaging_failed() {
             .unwrap();
         api::complete_packaging(&w, order_id).await.unwrap();
 
-        let event = next_event(&mut feed, "the packaging outcome", |e| {
-            e.source == sources::WAREHOUSE && e.resources == [order_id.to_string()]
-        })
-        .await;
+        let event = app
+            .wait_for_event("the packaging outcome", |e| {
+                e.source == sources::WAREHOUSE && e.resources == [order_id.to_string()]
+            })
+            .await;
         assert_eq!(event.detail_type, "PackagingFailed");
         assert_eq!(event.detail, json!({ "orderId": order_id }));
         assert_eq!(read(&w, order_id).await, Ok(("COMPLETED".to_owned(), vec![])));

@@ -4,11 +4,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ecom::App;
+use ecom_platform::{Bus, Event};
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
 use ecom_storage::StorageTarget;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Which storage a test app runs on.
@@ -72,9 +75,11 @@ pub struct TestApp {
     pub storage: Storage,
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
-    /// The app's bus: publish events on it, watch its feed.
-    pub bus: ecom_platform::Bus,
     schema_prefix: String,
+    /// The platform's bus: publish events to it directly.
+    pub bus: Bus,
+    /// Every event the bus carried since the app started.
+    seen: Arc<Mutex<Vec<Event>>>,
     guard: Option<Guard>,
 }
 
@@ -114,9 +119,21 @@ impl TestApp {
         };
         let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
         let app = App::build_with(config, &names, target).await.unwrap();
-        let bus = app.bus().clone();
         let base = format!("http://{}", app.addr().unwrap());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
+        let bus = app.bus().clone();
+        let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let mut feed = bus.feed();
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                match feed.recv().await {
+                    Ok(event) => sink.lock().unwrap().push((*event).clone()),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -127,8 +144,9 @@ impl TestApp {
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
-            bus,
             schema_prefix,
+            bus,
+            seen,
             guard: Some(Guard {
                 _dir: dir,
                 shutdown: tx,
@@ -144,8 +162,9 @@ impl TestApp {
             storage: self.storage,
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
-            bus: self.bus.clone(),
             schema_prefix: self.schema_prefix.clone(),
+            bus: self.bus.clone(),
+            seen: self.seen.clone(),
             guard: None,
         }
     }
@@ -159,6 +178,46 @@ impl TestApp {
         if self.storage == Storage::Postgres {
             drop_schemas(&self.schema_prefix).await;
         }
+    }
+
+    /// Every event seen on the bus so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for an event matching `pred` and returns it.
+    pub async fn wait_for_event(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.seen.lock().unwrap().iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("no event {what} within 10 s; seen: {:#?}", self.events());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until `check` holds, polling; for state that
+    /// follows events.
+    pub async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            if tokio::time::Instant::now() > deadline {
+                panic!("{what} did not happen within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes events straight onto the bus, as another service would.
+    pub async fn publish(&self, events: &[Event]) {
+        self.bus.publish(events).await.unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -219,27 +278,19 @@ impl TestApp {
         ecom_storage::Db::open(&target, service).await.unwrap()
     }
 
-    /// Publishes events on the app's bus, as another service would.
-    pub async fn publish(&self, events: &[ecom_platform::Event]) {
-        self.bus.publish(events).await.unwrap();
-    }
-
     /// Waits until `consumer` (a rule name) of `service` has applied `event`.
-    pub async fn handled(&self, service: &str, consumer: &str, event: &ecom_platform::Event) {
+    pub async fn handled(&self, service: &str, consumer: &str, event: &Event) {
         use ecom_storage::sqlx;
         let db = self.db(service).await;
         let id = event.id.to_string();
-        eventually(&format!("{consumer} to apply {}", event.detail_type), || {
-            let (db, id) = (db.clone(), id.clone());
-            async move {
-                sqlx::query("SELECT 1 FROM _inbox WHERE consumer = $1 AND event_id = $2")
-                    .bind(consumer)
-                    .bind(id)
-                    .fetch_optional(db.reader())
-                    .await
-                    .unwrap()
-                    .map(|_| ())
-            }
+        self.eventually(&format!("{consumer} to apply {}", event.detail_type), || async {
+            sqlx::query("SELECT 1 FROM _inbox WHERE consumer = $1 AND event_id = $2")
+                .bind(consumer)
+                .bind(&id)
+                .fetch_optional(db.reader())
+                .await
+                .unwrap()
+                .is_some()
         })
         .await;
         db.close().await;
@@ -248,46 +299,6 @@ impl TestApp {
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
     }
-}
-
-/// Polls `check` until it gives a value (5 s at most; then the test fails
-/// saying what it waited for).
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// The next event on `feed` for which `pick` is true (5 s at most).
-pub async fn next_event(
-    feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<ecom_platform::Event>>,
-    what: &str,
-    pick: impl Fn(&ecom_platform::Event) -> bool,
-) -> ecom_platform::Event {
-    let wait = async {
-        loop {
-            match feed.recv().await {
-                Ok(event) if pick(&event) => return (*event).clone(),
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(e) => panic!("the bus feed closed: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// Sends and decodes the JSON answer (`Value::Null` when the body is not JSON).
