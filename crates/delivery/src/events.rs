@@ -60,25 +60,41 @@ struct OrderAddress {
 pub async fn on_package_created(db: &Db, clients: &Clients, event: &Event) -> anyhow::Result<bool> {
     let package = PackageCreated::deserialize(&event.detail).context("PackageCreated detail is malformed")?;
     let order_id = package.order_id;
-    // The call happens before the transaction: a write transaction must not
-    // wait on another service (on SQLite it holds the write lock).
-    let answer: OrderAnswer = clients
-        .get("orders")?
-        .get(&format!("/backend/{order_id}"))
-        .await
-        .with_context(|| format!("Failed to fetch order {order_id}"))?;
+    // Only a delivery still to be made needs the order, so a replay for a
+    // delivery under way does not depend on orders answering. The call
+    // happens before the transaction: a write transaction must not wait on
+    // another service (on SQLite it holds the write lock).
+    let address = if store::status(db, order_id)
+        .await?
+        .is_some_and(|s| s != Status::New)
+    {
+        None
+    } else {
+        let answer: OrderAnswer = clients
+            .get("orders")?
+            .get(&format!("/backend/{order_id}"))
+            .await
+            .with_context(|| format!("Failed to fetch order {order_id}"))?;
+        Some(answer.order.address)
+    };
     let Some(mut tx) = inbox::begin(db, ON_PACKAGE_CREATED, event.id).await? else {
         return Ok(false);
     };
-    let existing = store::find(&mut tx, order_id).await?;
-    match existing {
-        Some((status, _)) if status != Status::New => {
+    let existing = store::find(&mut tx, order_id).await?.map(|(status, _)| status);
+    let mut created = false;
+    match (existing, address) {
+        (Some(status), _) if status != Status::New => {
             tracing::info!(%order_id, status = status.as_str(), "PackageCreated ignored: delivery is past NEW");
         }
-        _ => store::put_new(&mut tx, order_id, &answer.order.address).await?,
+        (_, Some(address)) => {
+            store::put_new(&mut tx, order_id, &address).await?;
+            created = existing.is_none();
+        }
+        // Past NEW a moment ago, gone now: deleted by an admin; not recreated.
+        (_, None) => tracing::info!(%order_id, "PackageCreated ignored: delivery was deleted"),
     }
     tx.commit().await.context("Failed to commit PackageCreated")?;
-    Ok(existing.is_none())
+    Ok(created)
 }
 
 /// `DeliveryCompleted` or `DeliveryFailed` with `{orderId, address}`.

@@ -30,6 +30,16 @@ pub async fn find(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<(Status,
     .transpose()
 }
 
+/// The status of a delivery, if it exists.
+pub async fn status(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Status>> {
+    let row = sqlx::query("SELECT status FROM deliveries WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .fetch_optional(db.reader())
+        .await
+        .context("Failed to read a delivery")?;
+    row.map(|r| status_of(&r.try_get::<String, _>(0)?)).transpose()
+}
+
 /// Stores a NEW delivery, or refreshes the address of one still NEW.
 pub async fn put_new(tx: &mut Tx, order_id: Uuid, address: &Address) -> anyhow::Result<()> {
     let now = Timestamp::now();

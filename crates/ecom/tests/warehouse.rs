@@ -193,6 +193,29 @@ async fn an_order_modified_event_is_ignored_when_older_or_once_packaging_started
 }
 
 #[tokio::test]
+async fn an_order_modified_event_that_overtakes_its_creation_makes_the_request() {
+    run(|app| async move {
+        let w = staff(&app).await;
+        let [order_id, shoe, hat] = ids();
+        let first: &[(Uuid, i64)] = &[(shoe, 1)];
+        let second: &[(Uuid, i64)] = &[(shoe, 2), (hat, 1)];
+        deliver(
+            &app,
+            ON_ORDER_MODIFIED,
+            &modified(order_id, (first, 1), (second, 2)),
+        )
+        .await;
+        deliver(&app, ON_ORDER_CREATED, &created(order_id, first, 1)).await;
+
+        assert_eq!(
+            read(&w, order_id).await,
+            Ok(("NEW".to_owned(), sorted(second.to_vec())))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_order_deleted_event_drops_a_new_request_but_not_one_being_packed() {
     run(|app| async move {
         let w = staff(&app).await;

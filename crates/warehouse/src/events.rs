@@ -82,7 +82,8 @@ struct Modified {
 }
 
 /// `OrderModified` with changed products: brings a NEW request's lines to
-/// the new image by adding, changing and removing lines.
+/// the new image by adding, changing and removing lines (or makes the
+/// request from the new image when the change arrives before the creation).
 pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
     let modified = Modified::deserialize(&event.detail).context("OrderModified detail is malformed")?;
     if !modified.changed.iter().any(|c| c == "products") {
@@ -101,8 +102,12 @@ pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
             store::apply(&mut tx, order.order_id, &changes).await?;
             store::set_modified(&mut tx, order.order_id, order.modified_date).await?;
         }
+        // Events come in no particular order: the change overtook the
+        // creation, so the request starts from this (newer) image and the
+        // late OrderCreated will be ignored.
+        None => store::put_new(&mut tx, &order).await?,
         _ => {
-            tracing::debug!(order_id = %order.order_id, "OrderModified ignored: no NEW request older than it")
+            tracing::debug!(order_id = %order.order_id, "OrderModified ignored: request is newer or past NEW")
         }
     }
     tx.commit().await.context("Failed to commit OrderModified")?;
