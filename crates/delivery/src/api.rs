@@ -13,11 +13,10 @@
 use crate::domain::{Delivery, Status};
 use crate::{events, store};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use ecom_platform::{Context, Outbox};
-use ecom_runtime::auth::{Claims, Verifier};
+use ecom_runtime::auth::User;
 use ecom_runtime::metrics::{counter, Counter};
 use ecom_runtime::{page, ApiError, Json, Path, Query};
 use ecom_storage::{Db, Tx};
@@ -41,7 +40,6 @@ pub struct Deliveries {
     pub db: Db,
     /// Its outbox (outcomes leave through it).
     pub outbox: Outbox,
-    verifier: Verifier,
     /// Deliveries created (counted by the event handler).
     pub created: Arc<Counter>,
     completed: Arc<Counter>,
@@ -51,11 +49,11 @@ pub struct Deliveries {
 impl Deliveries {
     /// The state of delivery built from its context.
     pub fn new(ctx: &Context) -> Deliveries {
-        Deliveries::with(ctx.db.clone(), ctx.outbox.clone(), ctx.verifier.clone())
+        Deliveries::with(ctx.db.clone(), ctx.outbox.clone())
     }
 
     /// The state from its parts (tests build it without a whole platform).
-    pub fn with(db: Db, outbox: Outbox, verifier: Verifier) -> Deliveries {
+    pub fn with(db: Db, outbox: Outbox) -> Deliveries {
         let count = |e: &str| {
             counter(
                 "ecom_deliveries_total",
@@ -66,7 +64,6 @@ impl Deliveries {
         Deliveries {
             db,
             outbox,
-            verifier,
             created: count("created"),
             completed: count("completed"),
             failed: count("failed"),
@@ -203,16 +200,6 @@ pub async fn delete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiEr
     Ok(())
 }
 
-/// The caller's claims when they hold a bearer token of one of `groups`:
-/// 401 without a valid token, 403 outside the groups.
-async fn staff(d: &Deliveries, headers: &HeaderMap, groups: &[&str]) -> Result<Claims, ApiError> {
-    let token = ecom_runtime::credentials::bearer(headers)
-        .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
-    let claims = d.verifier.verify(token).await?;
-    claims.require_group(groups)?;
-    Ok(claims)
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListParams {
@@ -232,10 +219,10 @@ fn success() -> Json<Value> {
 
 async fn list_route(
     State(d): State<Deliveries>,
-    headers: HeaderMap,
+    User(caller): User,
     Query(params): Query<ListParams>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
-    staff(&d, &headers, READERS).await?;
+    caller.require_group(READERS)?;
     Ok(Json(
         new_deliveries(&d, params.next_token.as_deref(), params.limit).await?,
     ))
@@ -243,49 +230,49 @@ async fn list_route(
 
 async fn read_route(
     State(d): State<Deliveries>,
-    headers: HeaderMap,
+    User(caller): User,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<Delivery>, ApiError> {
-    staff(&d, &headers, READERS).await?;
+    caller.require_group(READERS)?;
     Ok(Json(delivery(&d, order_id).await?))
 }
 
 async fn delete_route(
     State(d): State<Deliveries>,
-    headers: HeaderMap,
+    User(caller): User,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&d, &headers, ADMINS).await?;
+    caller.require_group(ADMINS)?;
     delete_delivery(&d, order_id).await?;
     Ok(success())
 }
 
 async fn start_route(
     State(d): State<Deliveries>,
-    headers: HeaderMap,
+    User(caller): User,
     Json(input): Json<DeliveryInput>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&d, &headers, DRIVERS).await?;
+    caller.require_group(DRIVERS)?;
     start_delivery(&d, input.order_id).await?;
     Ok(success())
 }
 
 async fn complete_route(
     State(d): State<Deliveries>,
-    headers: HeaderMap,
+    User(caller): User,
     Json(input): Json<DeliveryInput>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&d, &headers, DRIVERS).await?;
+    caller.require_group(DRIVERS)?;
     complete_delivery(&d, input.order_id).await?;
     Ok(success())
 }
 
 async fn fail_route(
     State(d): State<Deliveries>,
-    headers: HeaderMap,
+    User(caller): User,
     Json(input): Json<DeliveryInput>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&d, &headers, DRIVERS).await?;
+    caller.require_group(DRIVERS)?;
     fail_delivery(&d, input.order_id).await?;
     Ok(success())
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Every service this binary knows, in start order.
 pub const SERVICES: &[ServiceDef] = &[
+    ecom_users::SERVICE,
     ecom_payment_3p::SERVICE,
     ecom_delivery_pricing::SERVICE,
     ecom_warehouse::SERVICE,
@@ -88,6 +89,10 @@ impl App {
             config.service_urls.clone(),
         );
 
+        // One verifier for every service: it fetches the users service's
+        // public keys (in process or over HTTP) and caches them.
+        let verifier = ecom_runtime::auth::Verifier::from_users(clients.for_caller("ecom").get("users"));
+
         let bus = Bus::new(Arc::new(MemoryBus::default()));
         let mut router = Router::new();
         let mut dbs = Vec::new();
@@ -112,7 +117,7 @@ impl App {
                 clients: clients.for_caller(def.name),
                 outbox,
                 bus: bus.clone(),
-                verifier: ecom_runtime::auth::Verifier::default(),
+                verifier: verifier.clone(),
             };
             let service_router = (def.build)(ctx)
                 .await
@@ -126,7 +131,9 @@ impl App {
         let router = router
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(health.clone()))
-            .route("/metrics", get(metrics));
+            .route("/metrics", get(metrics))
+            // Lets any handler take `ecom_runtime::auth::User`.
+            .layer(axum::Extension(verifier));
         let router = ecom_runtime::server::finish(router);
         // Set before serving, so in-process calls never find it missing.
         let _ = local_router.set(router.clone());

@@ -1,4 +1,7 @@
-//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`.
+//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`,
+//! `ecom users`.
+
+pub mod users;
 
 use crate::app::{self, App};
 use anyhow::Context as _;
@@ -34,6 +37,11 @@ enum Command {
     },
     /// Load-test the HTTP routes (boots a platform in process unless --url is given).
     Bench(crate::bench::BenchArgs),
+    /// Manage user accounts directly in the users database.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
     /// Print a short-lived service credential, for calling /backend/ routes by hand.
     Token {
         /// The calling service the credential names.
@@ -53,6 +61,7 @@ impl Cli {
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
             Command::Bench(args) => crate::bench::run(args).await,
+            Command::Users { command } => users::run(&config, command).await,
             Command::Token { service } => {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);

@@ -15,7 +15,6 @@ use ecom_delivery::api::{self, Deliveries};
 use ecom_delivery::events::ON_PACKAGE_CREATED;
 use ecom_platform::event::sources;
 use ecom_platform::{Event, Outbox};
-use ecom_runtime::auth::Verifier;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -94,7 +93,7 @@ where
 
 /// Delivery's staff operations, on the app's database.
 async fn staff(app: &TestApp) -> Deliveries {
-    Deliveries::with(app.db("delivery").await, Outbox::new(), Verifier::default())
+    Deliveries::with(app.db("delivery").await, Outbox::new())
 }
 
 fn package_created(order_id: Uuid) -> Event {

@@ -8,15 +8,14 @@ use common::{on_each_storage_with, TestApp};
 use ecom_model::Timestamp;
 use ecom_platform::event::sources;
 use ecom_platform::{Event, Outbox};
-use ecom_runtime::auth::Verifier;
 use ecom_warehouse::api::{self, Warehouse};
 use ecom_warehouse::events::{ON_ORDER_CREATED, ON_ORDER_DELETED, ON_ORDER_MODIFIED};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// The services these tests run.
-const SERVICES: &[&str] = &["warehouse"];
+/// The services these tests run (users for staff tokens).
+const SERVICES: &[&str] = &["users", "warehouse"];
 
 async fn run<F, Fut>(test: F)
 where
@@ -28,7 +27,7 @@ where
 
 /// The warehouse's staff operations, on the app's database.
 async fn staff(app: &TestApp) -> Warehouse {
-    Warehouse::with(app.db("warehouse").await, Outbox::new(), Verifier::default())
+    Warehouse::with(app.db("warehouse").await, Outbox::new())
 }
 
 fn at(second: u32) -> Timestamp {
@@ -421,20 +420,147 @@ async fn new_request_ids_come_a_page_at_a_time_oldest_first() {
 }
 
 #[tokio::test]
-async fn staff_routes_refuse_callers_without_a_token_with_401() {
+async fn staff_routes_need_the_admin_or_warehouse_group() {
     run(|app| async move {
-        let id = Uuid::new_v4();
-        let body = json!({ "orderId": id, "productId": id, "quantity": 1 });
-        for (status, answer) in [
-            app.get("/warehouse/packaging-requests").await,
-            app.get(&format!("/warehouse/packaging-requests/{id}")).await,
-            app.post("/warehouse/startPackaging", &body).await,
-            app.post("/warehouse/updatePackagingProduct", &body).await,
-            app.post("/warehouse/completePackaging", &body).await,
-        ] {
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
-            assert!(answer["message"].is_string());
+        let unknown = Uuid::new_v4();
+        let body = json!({ "orderId": unknown, "productId": unknown, "quantity": 1 });
+        // (caller, token, status of a list, status of an operation on an unknown order)
+        let callers = [
+            ("anonymous", None, 401, 401),
+            ("a shopper", Some(app.user_token(&[]).await), 403, 403),
+            (
+                "delivery staff",
+                Some(app.user_token(&["delivery"]).await),
+                403,
+                403,
+            ),
+            (
+                "warehouse staff",
+                Some(app.user_token(&["warehouse"]).await),
+                200,
+                404,
+            ),
+            ("an admin", Some(app.user_token(&["admin"]).await), 200, 404),
+        ];
+        for (who, token, list, operation) in callers {
+            let token = token.unwrap_or_default();
+            let (status, answer) = app.get_with_token("/warehouse/packaging-requests", &token).await;
+            assert_eq!(status.as_u16(), list, "{who} lists: {answer}");
+            let read = format!("/warehouse/packaging-requests/{unknown}");
+            let (status, answer) = app.get_with_token(&read, &token).await;
+            assert_eq!(status.as_u16(), operation, "{who} reads: {answer}");
+            for op in ["startPackaging", "updatePackagingProduct", "completePackaging"] {
+                let (status, answer) = app
+                    .post_with_token(&format!("/warehouse/{op}"), &token, &body)
+                    .await;
+                assert_eq!(status.as_u16(), operation, "{who} runs {op}: {answer}");
+                assert!(answer["message"].is_string(), "{answer}");
+            }
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn warehouse_staff_pack_an_order_over_http() {
+    run(|app| async move {
+        let token = app.user_token(&["warehouse"]).await;
+        let [order_id, shoe, hat] = ids();
+        deliver(
+            &app,
+            ON_ORDER_CREATED,
+            &created(order_id, &[(shoe, 2), (hat, 1)], 1),
+        )
+        .await;
+        let post = |op: &'static str, body: Value| {
+            let (app, token) = (&app, &token);
+            async move {
+                app.post_with_token(&format!("/warehouse/{op}"), token, &body)
+                    .await
+            }
+        };
+
+        let (status, page) = app.get_with_token("/warehouse/packaging-requests", &token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            page,
+            json!({ "packagingRequestIds": [order_id], "nextToken": null })
+        );
+        let path = format!("/warehouse/packaging-requests/{order_id}");
+        let (status, request) = app.get_with_token(&path, &token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(request["orderId"], json!(order_id));
+        assert_eq!(request["status"], "NEW");
+        assert_eq!(request["products"].as_array().map(Vec::len), Some(2));
+
+        let (status, answer) = post("completePackaging", json!({ "orderId": order_id })).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            answer["message"].as_str().unwrap().contains("it is NEW"),
+            "{answer}"
+        );
+        let (status, answer) = post("startPackaging", json!({ "orderId": order_id })).await;
+        assert_eq!((status, answer), (StatusCode::OK, json!({ "success": true })));
+        let (status, _) = post("startPackaging", json!({ "orderId": order_id })).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let line = json!({ "orderId": order_id, "productId": hat, "quantity": 0 });
+        let (status, answer) = post("updatePackagingProduct", line).await;
+        assert_eq!((status, answer), (StatusCode::OK, json!({ "success": true })));
+        let (status, answer) = post("completePackaging", json!({ "orderId": order_id })).await;
+        assert_eq!((status, answer), (StatusCode::OK, json!({ "success": true })));
+
+        let event = app
+            .wait_for_event("PackageCreated", |e| {
+                e.source == sources::WAREHOUSE && e.resources == [order_id.to_string()]
+            })
+            .await;
+        assert_eq!(event.detail_type, "PackageCreated");
+        assert_eq!(
+            event.detail,
+            json!({ "orderId": order_id, "products": [{ "productId": shoe, "quantity": 2 }] })
+        );
+        let (_, request) = app.get_with_token(&path, &token).await;
+        assert_eq!(request["status"], "COMPLETED");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_staff_requests_are_refused_with_400_naming_the_field() {
+    run(|app| async move {
+        let token = app.user_token(&["warehouse"]).await;
+        let id = Uuid::new_v4();
+        let cases = [
+            (
+                "/warehouse/startPackaging",
+                json!({ "orderId": "nope" }),
+                "orderId",
+            ),
+            ("/warehouse/completePackaging", json!({}), "orderId"),
+            (
+                "/warehouse/updatePackagingProduct",
+                json!({ "orderId": id, "productId": id, "quantity": "two" }),
+                "quantity",
+            ),
+            (
+                "/warehouse/updatePackagingProduct",
+                json!({ "orderId": id, "productId": id, "quantity": -1 }),
+                "quantity",
+            ),
+        ];
+        for (path, body, field) in cases {
+            let (status, answer) = app.post_with_token(path, &token, &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
+            assert!(answer["message"].as_str().unwrap().contains(field), "{answer}");
+        }
+        let (status, answer) = app
+            .get_with_token("/warehouse/packaging-requests?nextToken=zz", &token)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("nextToken"),
+            "{answer}"
+        );
     })
     .await;
 }

@@ -13,11 +13,10 @@
 use crate::domain::{PackagingRequest, Status};
 use crate::{events, store};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use ecom_platform::{Context, Outbox};
-use ecom_runtime::auth::{Claims, Verifier};
+use ecom_runtime::auth::User;
 use ecom_runtime::metrics::{counter, Counter};
 use ecom_runtime::{page, ApiError, Json, Path, Query};
 use ecom_storage::Db;
@@ -36,7 +35,6 @@ pub struct Warehouse {
     pub db: Db,
     /// Its outbox (packaging outcomes leave through it).
     pub outbox: Outbox,
-    verifier: Verifier,
     packages_created: Arc<Counter>,
     packaging_failed: Arc<Counter>,
 }
@@ -44,11 +42,11 @@ pub struct Warehouse {
 impl Warehouse {
     /// The state of the warehouse built from its context.
     pub fn new(ctx: &Context) -> Warehouse {
-        Warehouse::with(ctx.db.clone(), ctx.outbox.clone(), ctx.verifier.clone())
+        Warehouse::with(ctx.db.clone(), ctx.outbox.clone())
     }
 
     /// The state from its parts (tests build it without a whole platform).
-    pub fn with(db: Db, outbox: Outbox, verifier: Verifier) -> Warehouse {
+    pub fn with(db: Db, outbox: Outbox) -> Warehouse {
         let outcome = |o: &str| {
             counter(
                 "ecom_warehouse_packages_total",
@@ -59,7 +57,6 @@ impl Warehouse {
         Warehouse {
             db,
             outbox,
-            verifier,
             packages_created: outcome("created"),
             packaging_failed: outcome("failed"),
         }
@@ -193,16 +190,6 @@ pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), Api
     Ok(())
 }
 
-/// The caller's claims when they hold a bearer token of a staff group:
-/// 401 without a valid token, 403 outside the groups.
-async fn staff(w: &Warehouse, headers: &HeaderMap) -> Result<Claims, ApiError> {
-    let token = ecom_runtime::credentials::bearer(headers)
-        .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
-    let claims = w.verifier.verify(token).await?;
-    claims.require_group(STAFF)?;
-    Ok(claims)
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListParams {
@@ -230,10 +217,10 @@ fn success() -> Json<Value> {
 
 async fn list_route(
     State(w): State<Warehouse>,
-    headers: HeaderMap,
+    User(caller): User,
     Query(params): Query<ListParams>,
 ) -> Result<Json<RequestIds>, ApiError> {
-    staff(&w, &headers).await?;
+    caller.require_group(STAFF)?;
     Ok(Json(
         new_request_ids(&w, params.next_token.as_deref(), params.limit).await?,
     ))
@@ -241,39 +228,39 @@ async fn list_route(
 
 async fn read_route(
     State(w): State<Warehouse>,
-    headers: HeaderMap,
+    User(caller): User,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<PackagingRequest>, ApiError> {
-    staff(&w, &headers).await?;
+    caller.require_group(STAFF)?;
     Ok(Json(packaging_request(&w, order_id).await?))
 }
 
 async fn start_route(
     State(w): State<Warehouse>,
-    headers: HeaderMap,
+    User(caller): User,
     Json(input): Json<PackagingInput>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&w, &headers).await?;
+    caller.require_group(STAFF)?;
     start_packaging(&w, input.order_id).await?;
     Ok(success())
 }
 
 async fn update_route(
     State(w): State<Warehouse>,
-    headers: HeaderMap,
+    User(caller): User,
     Json(input): Json<UpdatePackagingProductInput>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&w, &headers).await?;
+    caller.require_group(STAFF)?;
     update_packaging_product(&w, input.order_id, input.product_id, input.quantity).await?;
     Ok(success())
 }
 
 async fn complete_route(
     State(w): State<Warehouse>,
-    headers: HeaderMap,
+    User(caller): User,
     Json(input): Json<PackagingInput>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&w, &headers).await?;
+    caller.require_group(STAFF)?;
     complete_packaging(&w, input.order_id).await?;
     Ok(success())
 }

@@ -255,27 +255,15 @@ impl TestApp {
         send(self.http.get(self.url(path))).await
     }
 
-    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        send(self.http.delete(self.url(path)).bearer_auth(token)).await
-    }
-
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         send(self.http.delete(self.url(path))).await
     }
 
     /// A second handle on the database of `service` (the app keeps its own).
     pub async fn db(&self, service: &str) -> ecom_storage::Db {
-        let target = match self.storage {
-            Storage::Sqlite => StorageTarget::Sqlite {
-                dir: self.data_dir.clone(),
-            },
-            Storage::Postgres => StorageTarget::Postgres {
-                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
-                schema_prefix: self.schema_prefix.clone(),
-                max_connections: 2,
-            },
-        };
-        ecom_storage::Db::open(&target, service).await.unwrap()
+        ecom_storage::Db::open(&self.storage_target(), service)
+            .await
+            .unwrap()
     }
 
     /// Waits until `consumer` (a rule name) of `service` has applied `event`.
@@ -298,6 +286,77 @@ impl TestApp {
 
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
+    }
+}
+
+impl TestApp {
+    pub async fn put_with_token(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// Where this app keeps its data, for opening a service database or
+    /// running a CLI command beside it.
+    pub fn storage_target(&self) -> StorageTarget {
+        match self.storage {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: self.data_dir.clone(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: self.schema_prefix.clone(),
+                max_connections: 2,
+            },
+        }
+    }
+}
+
+/// Password of the users the helpers below make.
+pub const PASSWORD: &str = "Sup3r-secret";
+
+impl TestApp {
+    /// Signs `email` in; its ID token.
+    pub async fn sign_in(&self, email: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/users/sign-in",
+                &serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["idToken"].as_str().unwrap().to_owned()
+    }
+
+    /// The ID token of a new user in `groups` (a shopper when empty): the
+    /// user signs up, an admin (made with `ecom users add`) adds each
+    /// group, the user signs in. Needs the users service.
+    pub async fn user_token(&self, groups: &[&str]) -> String {
+        let email = |who: &str| format!("{who}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let user = email("user");
+        let (status, body) = self
+            .post(
+                "/users/sign-up",
+                &serde_json::json!({"email": user, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let user_id = body["userId"].as_str().unwrap().to_owned();
+        if !groups.is_empty() {
+            let admin = email("admin");
+            ecom::cli::users::add(&self.storage_target(), &admin, PASSWORD, &["admin".into()])
+                .await
+                .unwrap();
+            let admin = self.sign_in(&admin).await;
+            for group in groups {
+                let path = format!("/users/admin/users/{user_id}/groups/{group}");
+                let (status, body) = send(self.http.put(self.url(&path)).bearer_auth(&admin)).await;
+                assert!(status.is_success(), "adding {group}: {status} {body}");
+            }
+        }
+        self.sign_in(&user).await
     }
 }
 
