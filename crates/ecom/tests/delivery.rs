@@ -83,7 +83,7 @@ where
 {
     let orders = Orders::default();
     let url = orders.serve().await;
-    on_each_storage_with(&["delivery"], &[("orders", &url)], |app| {
+    on_each_storage_with(&["users", "delivery"], &[("orders", &url)], |app| {
         // Each storage's run starts with orders answering.
         *orders.down.lock().unwrap() = false;
         test(app, orders.clone())
@@ -323,21 +323,120 @@ async fn new_deliveries_come_a_page_at_a_time_oldest_first() {
 }
 
 #[tokio::test]
-async fn staff_routes_refuse_callers_without_a_token_with_401() {
+async fn delivery_routes_need_the_groups_the_spec_names() {
     run(|app, _| async move {
-        let id = Uuid::new_v4();
-        let body = json!({ "orderId": id });
-        for (status, answer) in [
-            app.get("/delivery/deliveries").await,
-            app.get(&format!("/delivery/deliveries/{id}")).await,
-            app.delete(&format!("/delivery/deliveries/{id}")).await,
-            app.post("/delivery/startDelivery", &body).await,
-            app.post("/delivery/completeDelivery", &body).await,
-            app.post("/delivery/failDelivery", &body).await,
-        ] {
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
-            assert!(answer["message"].is_string());
+        let unknown = Uuid::new_v4();
+        let body = json!({ "orderId": unknown });
+        // Reading: admin, delivery. Moving a delivery: also warehouse.
+        // Deleting: admin. Allowed callers get 200 on the list and 404 for
+        // the unknown order.
+        // (caller, groups or None for anonymous, list, read, move, delete)
+        let callers: [(&str, Option<&[&str]>, u16, u16, u16, u16); 6] = [
+            ("anonymous", None, 401, 401, 401, 401),
+            ("a shopper", Some(&[]), 403, 403, 403, 403),
+            ("warehouse staff", Some(&["warehouse"]), 403, 403, 404, 403),
+            ("delivery staff", Some(&["delivery"]), 200, 404, 404, 403),
+            ("an admin", Some(&["admin"]), 200, 404, 404, 404),
+            (
+                "warehouse and delivery staff",
+                Some(&["warehouse", "delivery"]),
+                200,
+                404,
+                404,
+                403,
+            ),
+        ];
+        for (who, groups, list, read, moves, delete) in callers {
+            let token = match groups {
+                Some(groups) => app.user_token(groups).await,
+                None => String::new(),
+            };
+            let one = format!("/delivery/deliveries/{unknown}");
+            let (status, answer) = app.get_with_token("/delivery/deliveries", &token).await;
+            assert_eq!(status.as_u16(), list, "{who} lists: {answer}");
+            let (status, answer) = app.get_with_token(&one, &token).await;
+            assert_eq!(status.as_u16(), read, "{who} reads: {answer}");
+            for op in ["startDelivery", "completeDelivery", "failDelivery"] {
+                let (status, answer) = app
+                    .post_with_token(&format!("/delivery/{op}"), &token, &body)
+                    .await;
+                assert_eq!(status.as_u16(), moves, "{who} runs {op}: {answer}");
+            }
+            let (status, answer) = app.delete_with_token(&one, &token).await;
+            assert_eq!(status.as_u16(), delete, "{who} deletes: {answer}");
+            assert!(answer["message"].is_string(), "{answer}");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn staff_deliver_an_order_over_http() {
+    run(|app, orders| async move {
+        let driver = app.user_token(&["delivery"]).await;
+        let packer = app.user_token(&["warehouse"]).await;
+        let (order_id, address) = orders.add("Rennes");
+        packaged(&app, order_id).await;
+
+        let (status, page) = app.get_with_token("/delivery/deliveries", &driver).await;
+        assert_eq!(status, StatusCode::OK);
+        let expected = json!({ "orderId": order_id, "address": address, "status": "NEW" });
+        assert_eq!(page, json!({ "deliveries": [expected], "nextToken": null }));
+        let one = format!("/delivery/deliveries/{order_id}");
+        assert_eq!(
+            app.get_with_token(&one, &driver).await,
+            (StatusCode::OK, expected)
+        );
+
+        let body = json!({ "orderId": order_id });
+        let (status, answer) = app
+            .post_with_token("/delivery/completeDelivery", &driver, &body)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            answer["message"].as_str().unwrap().contains("it is NEW"),
+            "{answer}"
+        );
+        // As in the original, warehouse staff may hand the package over.
+        let ok = (StatusCode::OK, json!({ "success": true }));
+        assert_eq!(
+            app.post_with_token("/delivery/startDelivery", &packer, &body)
+                .await,
+            ok
+        );
+        assert_eq!(
+            app.post_with_token("/delivery/completeDelivery", &driver, &body)
+                .await,
+            ok
+        );
+
+        let event = app
+            .wait_for_event("DeliveryCompleted", from_delivery(order_id))
+            .await;
+        assert_eq!(event.detail_type, "DeliveryCompleted");
+        assert_eq!(event.detail, json!({ "orderId": order_id, "address": address }));
+        let (_, delivery) = app.get_with_token(&one, &driver).await;
+        assert_eq!(delivery["status"], "COMPLETED");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_admin_deleting_a_delivery_under_way_over_http_emits_delivery_failed() {
+    run(|app, orders| async move {
+        let admin = app.user_token(&["admin"]).await;
+        let (order_id, address) = orders.add("Tours");
+        packaged(&app, order_id).await;
+        let one = format!("/delivery/deliveries/{order_id}");
+        let ok = (StatusCode::OK, json!({ "success": true }));
+        assert_eq!(app.delete_with_token(&one, &admin).await, ok);
+
+        let event = app
+            .wait_for_event("DeliveryFailed", from_delivery(order_id))
+            .await;
+        assert_eq!(event.detail_type, "DeliveryFailed");
+        assert_eq!(event.detail, json!({ "orderId": order_id, "address": address }));
+        assert_eq!(app.get_with_token(&one, &admin).await.0, StatusCode::NOT_FOUND);
     })
     .await;
 }
