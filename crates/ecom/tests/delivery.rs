@@ -322,6 +322,10 @@ async fn new_deliveries_come_a_page_at_a_time_oldest_first() {
     .await;
 }
 
+/// (who, groups or `None` for anonymous, status of: list, read, start /
+/// complete / fail, delete)
+type Caller = (&'static str, Option<&'static [&'static str]>, u16, u16, u16, u16);
+
 #[tokio::test]
 async fn delivery_routes_need_the_groups_the_spec_names() {
     run(|app, _| async move {
@@ -330,8 +334,7 @@ async fn delivery_routes_need_the_groups_the_spec_names() {
         // Reading: admin, delivery. Moving a delivery: also warehouse.
         // Deleting: admin. Allowed callers get 200 on the list and 404 for
         // the unknown order.
-        // (caller, groups or None for anonymous, list, read, move, delete)
-        let callers: [(&str, Option<&[&str]>, u16, u16, u16, u16); 6] = [
+        let callers: [Caller; 6] = [
             ("anonymous", None, 401, 401, 401, 401),
             ("a shopper", Some(&[]), 403, 403, 403, 403),
             ("warehouse staff", Some(&["warehouse"]), 403, 403, 404, 403),
