@@ -379,6 +379,11 @@ async fn staff_deliver_an_order_over_http() {
         let driver = app.user_token(&["delivery"]).await;
         let packer = app.user_token(&["warehouse"]).await;
         let (order_id, address) = orders.add("Rennes");
+        let series = |e: &str| format!("ecom_deliveries_total{{event=\"{e}\"}}");
+        let (created_before, completed_before) = (
+            app.metric(&series("created")).await,
+            app.metric(&series("completed")).await,
+        );
         packaged(&app, order_id).await;
 
         let (status, page) = app.get_with_token("/delivery/deliveries", &driver).await;
@@ -420,6 +425,8 @@ async fn staff_deliver_an_order_over_http() {
         assert_eq!(event.detail, json!({ "orderId": order_id, "address": address }));
         let (_, delivery) = app.get_with_token(&one, &driver).await;
         assert_eq!(delivery["status"], "COMPLETED");
+        assert!(app.metric(&series("created")).await > created_before);
+        assert!(app.metric(&series("completed")).await > completed_before);
     })
     .await;
 }

@@ -466,6 +466,8 @@ async fn warehouse_staff_pack_an_order_over_http() {
     run(|app| async move {
         let token = app.user_token(&["warehouse"]).await;
         let [order_id, shoe, hat] = ids();
+        let packages = r#"ecom_warehouse_packages_total{outcome="created"}"#;
+        let packages_before = app.metric(packages).await;
         deliver(
             &app,
             ON_ORDER_CREATED,
@@ -521,6 +523,7 @@ async fn warehouse_staff_pack_an_order_over_http() {
         );
         let (_, request) = app.get_with_token(&path, &token).await;
         assert_eq!(request["status"], "COMPLETED");
+        assert!(app.metric(packages).await > packages_before);
     })
     .await;
 }

@@ -314,6 +314,27 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The value of one series on `/metrics`, e.g.
+    /// `ecom_deliveries_total{event="created"}` (0 when absent). Metrics are
+    /// per process, shared by the tests running in it: compare before and
+    /// after, and expect at least the change a test made.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 /// Password of the users the helpers below make.
 pub const PASSWORD: &str = "Sup3r-secret";
 
