@@ -4,6 +4,7 @@ use crate::domain::Status;
 use crate::store;
 use anyhow::Context as _;
 use ecom_model::Address;
+use ecom_platform::bus::permanent;
 use ecom_platform::event::sources;
 use ecom_platform::{inbox, Event, Rule};
 use ecom_runtime::Clients;
@@ -58,7 +59,8 @@ struct OrderAddress {
 /// orders, unless the delivery is already past NEW. True when a delivery
 /// was created. A failed fetch is an error, so the bus retries the event.
 pub async fn on_package_created(db: &Db, clients: &Clients, event: &Event) -> anyhow::Result<bool> {
-    let package = PackageCreated::deserialize(&event.detail).context("PackageCreated detail is malformed")?;
+    let package = PackageCreated::deserialize(&event.detail)
+        .map_err(|e| permanent(format!("PackageCreated detail is malformed: {e}")))?;
     let order_id = package.order_id;
     // Only a delivery still to be made needs the order, so a replay for a
     // delivery under way does not depend on orders answering. The call

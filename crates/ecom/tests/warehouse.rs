@@ -9,7 +9,7 @@ use ecom_model::Timestamp;
 use ecom_platform::event::sources;
 use ecom_platform::{Event, Outbox};
 use ecom_warehouse::api::{self, Warehouse};
-use ecom_warehouse::events::{ON_ORDER_CREATED, ON_ORDER_DELETED, ON_ORDER_MODIFIED};
+use ecom_warehouse::events::{self, ON_ORDER_CREATED, ON_ORDER_DELETED, ON_ORDER_MODIFIED};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -251,14 +251,18 @@ async fn a_redelivered_order_event_is_applied_once() {
         let [order_id, shoe, hat] = ids();
         let first: &[(Uuid, i64)] = &[(shoe, 1)];
         let second: &[(Uuid, i64)] = &[(shoe, 1), (hat, 1)];
-        deliver(&app, ON_ORDER_CREATED, &created(order_id, first, 1)).await;
+        let creation = created(order_id, first, 1);
+        deliver(&app, ON_ORDER_CREATED, &creation).await;
         let change = modified(order_id, (first, 1), (second, 2));
-        app.publish(&[change.clone(), change.clone()]).await;
-        app.handled("warehouse", ON_ORDER_MODIFIED, &change).await;
-        // Staff lower a line; a third copy of the change must not undo it.
+        deliver(&app, ON_ORDER_MODIFIED, &change).await;
+        // Staff lower a line; redeliveries of either event (the bus delivers
+        // at least once) must not undo it.
         api::start_packaging(&w, order_id).await.unwrap();
         api::update_packaging_product(&w, order_id, hat, 0).await.unwrap();
-        deliver(&app, ON_ORDER_MODIFIED, &change).await;
+        for _ in 0..2 {
+            events::on_order_created(&w.db, &creation).await.unwrap();
+            events::on_order_modified(&w.db, &change).await.unwrap();
+        }
 
         assert_eq!(
             read(&w, order_id).await,
@@ -563,6 +567,36 @@ async fn malformed_staff_requests_are_refused_with_400_naming_the_field() {
         assert!(
             answer["message"].as_str().unwrap().contains("nextToken"),
             "{answer}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_order_event_goes_to_the_dead_letter_queue_without_retries() {
+    run(|app| async move {
+        let bad = Event::new(
+            sources::ORDERS,
+            "OrderCreated",
+            vec![],
+            json!({ "orderId": "nope" }),
+        );
+        app.publish(std::slice::from_ref(&bad)).await;
+        app.eventually("the dead letter", || async {
+            !app.bus
+                .dead_letters(Some(ON_ORDER_CREATED))
+                .await
+                .unwrap()
+                .is_empty()
+        })
+        .await;
+        let letters = app.bus.dead_letters(Some(ON_ORDER_CREATED)).await.unwrap();
+        assert_eq!(letters[0].event.id, bad.id);
+        assert_eq!(letters[0].attempts, 1);
+        assert!(
+            letters[0].last_error.contains("not an order"),
+            "{}",
+            letters[0].last_error
         );
     })
     .await;

@@ -8,6 +8,7 @@
 use crate::domain::{self, Line, OrderImage, Status};
 use crate::store;
 use anyhow::Context as _;
+use ecom_platform::bus::permanent;
 use ecom_platform::event::sources;
 use ecom_platform::{inbox, Event, Rule};
 use ecom_storage::Db;
@@ -54,7 +55,7 @@ fn pattern(detail_type: &str, detail: Option<serde_json::Value>) -> serde_json::
 }
 
 fn image(value: &serde_json::Value, what: &str) -> anyhow::Result<OrderImage> {
-    OrderImage::deserialize(value).with_context(|| format!("{what} is not an order"))
+    OrderImage::deserialize(value).map_err(|e| permanent(format!("{what} is not an order: {e}")))
 }
 
 /// `OrderCreated`: a NEW request with the order's lines, unless the stored
@@ -85,7 +86,8 @@ struct Modified {
 /// the new image by adding, changing and removing lines (or makes the
 /// request from the new image when the change arrives before the creation).
 pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
-    let modified = Modified::deserialize(&event.detail).context("OrderModified detail is malformed")?;
+    let modified = Modified::deserialize(&event.detail)
+        .map_err(|e| permanent(format!("OrderModified detail is malformed: {e}")))?;
     if !modified.changed.iter().any(|c| c == "products") {
         return Ok(());
     }

@@ -138,7 +138,7 @@ impl TestApp {
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
-        TestApp {
+        let app = TestApp {
             base,
             http: reqwest::Client::new(),
             storage,
@@ -152,7 +152,18 @@ impl TestApp {
                 shutdown: tx,
                 handle,
             }),
-        }
+        };
+        // `run` serves only once event delivery has started (the bus has
+        // stored its rules): an event published before would match no rule.
+        app.eventually("the app to serve", || async {
+            app.http
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        app
     }
 
     fn clone_handle(&self) -> TestApp {
