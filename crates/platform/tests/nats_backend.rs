@@ -465,3 +465,26 @@ async fn a_failing_event_older_than_max_age_is_dead_lettered_without_more_retrie
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_the_clients_ack_window_is_published_and_delivered_whole() {
+    let Some(mut h) = Harness::new().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    h.bus.subscribe(recording_rule("test.bulk", &seen)).unwrap();
+    h.start().await;
+    let events: Vec<Event> = (0..12_000)
+        .map(|i| order_event("OrderCreated", json!({"n": i})))
+        .collect();
+    tokio::time::timeout(Duration::from_secs(60), h.bus.publish(&events))
+        .await
+        .expect("publishing does not stall")
+        .unwrap();
+
+    eventually("every event handled", || async {
+        seen.lock().unwrap().len() >= events.len()
+    })
+    .await;
+    let distinct: HashSet<uuid::Uuid> = seen.lock().unwrap().iter().copied().collect();
+    assert_eq!(distinct.len(), events.len());
+    h.finish().await;
+}

@@ -357,27 +357,14 @@ impl StoredLetter {
 impl BusBackend for NatsBus {
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
         let names = &self.shared.names;
-        // Send everything first and then await the acks, so a batch costs
-        // one round trip rather than one per event.
-        let mut acks = Vec::with_capacity(events.len());
-        for event in events {
+        let messages = events.iter().map(|event| {
             let payload = serde_json::to_vec(event)?;
             let publish = Publish::build()
                 .payload(payload.into())
                 .message_id(event.id.to_string());
-            let subject = names.event_subject(&event.source, &event.detail_type);
-            let ack = self
-                .shared
-                .js
-                .send_publish(subject, publish)
-                .await
-                .with_context(|| format!("cannot publish event {}", event.id))?;
-            acks.push(ack);
-        }
-        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
-        {
-            ack.context("the event stream did not confirm a publish")?;
-        }
+            Ok((names.event_subject(&event.source, &event.detail_type), publish))
+        });
+        publish_pipelined(&self.shared.js, messages).await?;
         Ok(())
     }
 
@@ -502,30 +489,58 @@ impl BusBackend for NatsBus {
         )
         .await?;
         let subject = names.redrive_subject(rule);
-        let mut acks = Vec::new();
-        for (message, _) in messages {
-            let Ok(event) = serde_json::from_slice::<Event>(&message.payload) else {
-                continue;
-            };
-            if event.time < from || event.time >= to {
-                continue;
-            }
-            if local
+        let replayed = messages.into_iter().filter_map(|(message, _)| {
+            let event = serde_json::from_slice::<Event>(&message.payload).ok()?;
+            let in_window = event.time >= from && event.time < to;
+            let matches = local
                 .as_ref()
-                .is_some_and(|r| !r.pattern.matches(&event.to_value()))
-            {
-                continue;
-            }
+                .is_none_or(|r| r.pattern.matches(&event.to_value()));
             let publish = Publish::build().payload(message.payload.clone());
-            acks.push(shared.js.send_publish(subject.clone(), publish).await?);
-        }
-        let count = acks.len() as u64;
-        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
-        {
-            ack.context("the event stream did not confirm a replayed event")?;
-        }
+            (in_window && matches).then(|| Ok((subject.clone(), publish)))
+        });
+        let count = publish_pipelined(&shared.js, replayed).await?;
         Ok(count)
     }
+}
+
+/// Publishes `messages` with many acks in flight (a batch costs about one
+/// round trip, not one per message) and returns how many were stored.
+///
+/// Acks are awaited by a second future polled alongside the sender: the
+/// client caps acks in flight and frees a slot only when its ack is awaited,
+/// so sending everything before awaiting anything would stall on large
+/// batches.
+async fn publish_pipelined(
+    js: &jetstream::Context,
+    messages: impl Iterator<Item = anyhow::Result<(String, Publish)>>,
+) -> anyhow::Result<u64> {
+    let (acks, mut pending) = tokio::sync::mpsc::unbounded_channel();
+    let send = async move {
+        for message in messages {
+            let (subject, publish) = message?;
+            let ack = js
+                .send_publish(subject, publish)
+                .await
+                .context("cannot publish to the event stream")?;
+            // Fails only if the awaiting side stopped on an error, which it reports.
+            if acks.send(ack).is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    };
+    let confirm = async move {
+        let mut count = 0;
+        while let Some(ack) = pending.recv().await {
+            ack.await.context("the event stream did not confirm a publish")?;
+            count += 1;
+        }
+        anyhow::Ok(count)
+    };
+    let (sent, confirmed) = tokio::join!(send, confirm);
+    let count = confirmed?;
+    sent?;
+    Ok(count)
 }
 
 /// Creates the durable consumer `name`, or reuses it when it exists with the
