@@ -286,7 +286,7 @@ async fn a_malformed_message_is_dead_lettered_and_later_events_still_flow() {
     assert_eq!(letters[0].event.detail_type, "MalformedMessage");
     assert_eq!(letters[0].event.detail, json!({"payload": "{not json"}));
     assert!(
-        letters[0].last_error.starts_with("not an event"),
+        letters[0].last_error.starts_with("malformed event"),
         "{}",
         letters[0].last_error
     );

@@ -695,7 +695,7 @@ impl Worker {
         let event = match serde_json::from_slice::<Event>(&message.payload) {
             Ok(event) => event,
             Err(e) => {
-                let error = format!("not an event: {e}");
+                let error = format!("malformed event (not an EventBridge event): {e}");
                 return self.dead_letter(&message, attempt, sequence, &error).await;
             }
         };
