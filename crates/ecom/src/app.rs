@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use ecom_platform::bus::memory::MemoryBus;
+use ecom_platform::bus::embedded::EmbeddedBus;
+use ecom_platform::bus::BusBackend;
 use ecom_platform::{Bus, Context, Outbox, ServiceDef};
 use ecom_runtime::client::LocalRouter;
 use ecom_runtime::{ApiError, Clients, Config, Json, ServiceKey};
@@ -47,6 +48,28 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {
             })
         })
         .collect()
+}
+
+/// The bus `--bus-url` names: the embedded one (tables in the platform
+/// database, `<data-dir>/platform.db` or the `platform` schema) when unset,
+/// NATS JetStream for `nats://…`. Also returns the platform database, to
+/// close on the way out, when the embedded bus uses one.
+pub async fn open_bus(config: &Config, target: &StorageTarget) -> anyhow::Result<(Bus, Option<Db>)> {
+    match config.bus_url.as_deref() {
+        None => {
+            let db = Db::open(target, "platform")
+                .await
+                .context("Failed to open the platform database")?;
+            let backend = EmbeddedBus::open(db.clone(), config.bus.clone()).await?;
+            Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), Some(db)))
+        }
+        Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
+            anyhow::bail!("--bus-url {url}: the NATS backend is not built yet; leave --bus-url unset for the embedded bus")
+        }
+        Some(url) => anyhow::bail!(
+            "unsupported bus URL '{url}': use nats://host:4222, or leave --bus-url unset for the embedded bus"
+        ),
+    }
 }
 
 /// A built platform, bound to its listener but not yet serving.
@@ -91,9 +114,9 @@ impl App {
         // public keys (in process or over HTTP) and caches them.
         let verifier = ecom_runtime::auth::Verifier::from_users(clients.for_caller("ecom").get("users"));
 
-        let bus = Bus::new(Arc::new(MemoryBus::default()));
+        let (bus, platform_db) = open_bus(&config, &target).await?;
         let mut router = Router::new();
-        let mut dbs = Vec::new();
+        let mut dbs: Vec<(&'static str, Db)> = platform_db.into_iter().map(|db| ("platform", db)).collect();
         let mut relays = Vec::new();
         for def in &defs {
             let db = Db::open(&target, def.name)
@@ -130,6 +153,7 @@ impl App {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(health.clone()))
             .route("/metrics", get(metrics))
+            .merge(ecom_platform::listener::router(bus.clone()))
             // Lets any handler take `ecom_runtime::auth::User`.
             .layer(axum::Extension(verifier));
         let router = ecom_runtime::server::finish(router);

@@ -1,6 +1,7 @@
 //! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`,
-//! `ecom users`.
+//! `ecom users`, `ecom events`, `ecom bench`.
 
+mod events;
 pub mod users;
 
 use crate::app::{self, App};
@@ -48,6 +49,11 @@ enum Command {
         #[arg(long)]
         service: String,
     },
+    /// Put, watch, dead-letter and replay events on the bus.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
 }
 
 impl Cli {
@@ -62,6 +68,7 @@ impl Cli {
             Command::Migrate { services } => migrate(config, &services).await,
             Command::Bench(args) => crate::bench::run(args).await,
             Command::Users { command } => users::run(&config, command).await,
+            Command::Events { command } => events::run(config, command).await,
             Command::Token { service } => {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);

@@ -33,16 +33,17 @@
 //! (Not `%XX`: nats-server 2.9 formats ack subjects with the consumer name
 //! as part of a format string, so a `%` there corrupts every delivery.)
 //!
-//! Retries: a handler error is a NAK with a delay drawn with full jitter from
-//! `[0, min(max_backoff, initial_backoff * 2^(attempt-1))]`. The attempt
-//! that fails with `max_attempts` deliveries behind it, or any failure of an
-//! event older than `max_age`, is dead-lettered and the original acked. The
+//! Retries: a handler error is a NAK with the delay of [`super::backoff`]
+//! (exponential, full jitter). The attempt that fails with `max_attempts`
+//! deliveries behind it, any failure of an event older than `max_age`, and a
+//! [`super::Permanent`] error are dead-lettered ([`super::exhausted`]) and
+//! the original acked. The
 //! server does not cap deliveries (`max_deliver` unset) because a capped
 //! message whose last attempt was lost (process killed, DLQ unreachable)
 //! would vanish without a dead letter; a delivery past `max_attempts` is
 //! dead-lettered without running the handler instead.
 
-use super::{BusBackend, DeadLetter, Rule};
+use super::{backoff, describe_error, exhausted, BusBackend, DeadLetter, Rule, RuleMetrics};
 use crate::Event;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
@@ -52,7 +53,6 @@ use async_nats::HeaderMap;
 use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
 use futures::{FutureExt, StreamExt};
-use rand::Rng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -412,10 +412,17 @@ impl BusBackend for NatsBus {
                 DeliverPolicy::All,
             )
             .await?;
+            let metrics = RuleMetrics::new(&rule.name);
+            tasks.push(tokio::spawn(watch_backlog(
+                main.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )));
             for consumer in [main, redrive] {
                 let worker = Worker {
                     shared: shared.clone(),
                     rule: rule.clone(),
+                    metrics: metrics.clone(),
                 };
                 tasks.push(tokio::spawn(worker.run(consumer, shutdown.clone())));
             }
@@ -423,6 +430,17 @@ impl BusBackend for NatsBus {
         Ok(tokio::spawn(async move {
             futures::future::join_all(tasks).await;
         }))
+    }
+
+    async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
+        let subject = self.shared.names.event_subject(source, detail_type);
+        self.shared
+            .js
+            .publish(subject, payload.to_vec().into())
+            .await?
+            .await
+            .context("the event stream did not confirm a publish")?;
+        Ok(())
     }
 
     async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
@@ -627,6 +645,7 @@ async fn run_feed(
 struct Worker {
     shared: Arc<Shared>,
     rule: Arc<Rule>,
+    metrics: RuleMetrics,
 }
 
 impl Worker {
@@ -711,18 +730,19 @@ impl Worker {
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
         let Err(error) = outcome else {
+            self.metrics.delivered.inc();
             return settle(&message, AckKind::Ack).await;
         };
-        let age = Timestamp::now()
+        let age_micros = Timestamp::now()
             .unix_micros()
             .saturating_sub(event.time.unix_micros());
-        let too_old = u128::try_from(age).unwrap_or(0) > settings.max_age.as_micros();
-        if attempt >= settings.max_attempts || too_old {
-            return self
-                .dead_letter(&message, attempt, sequence, &format!("{error:#}"))
-                .await;
+        let age = Duration::from_micros(u64::try_from(age_micros).unwrap_or(0));
+        let error_text = describe_error(&error);
+        if exhausted(settings, attempt, age, &error) {
+            return self.dead_letter(&message, attempt, sequence, &error_text).await;
         }
-        tracing::debug!(rule = self.rule.name, event = %event.id, attempt, error = %format!("{error:#}"), "handler failed; will retry");
+        tracing::debug!(rule = self.rule.name, event = %event.id, attempt, error = error_text, "handler failed; will retry");
+        self.metrics.retried.inc();
         settle(&message, AckKind::Nak(Some(backoff(settings, attempt)))).await;
     }
 
@@ -752,6 +772,7 @@ impl Worker {
         match sent {
             Ok(()) => {
                 tracing::warn!(rule = self.rule.name, attempts, error, "event dead-lettered");
+                self.metrics.dead_lettered.inc();
                 settle(message, AckKind::Ack).await;
             }
             Err(e) => {
@@ -762,22 +783,28 @@ impl Worker {
     }
 }
 
+/// Keeps the rule's backlog gauge (events not yet delivered plus deliveries
+/// awaiting an outcome or a retry) up to date from the consumer's state. The
+/// lag gauge stays 0: the server does not tell the age of the oldest
+/// pending message without reading it.
+async fn watch_backlog(mut consumer: PullConsumer, metrics: RuleMetrics, shutdown: CancellationToken) {
+    loop {
+        if let Ok(info) = consumer.info().await {
+            let waiting = info.num_pending.saturating_add(info.num_ack_pending as u64);
+            metrics.backlog.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
 /// Sends an acknowledgement; a lost one only means a redelivery.
 async fn settle(message: &jetstream::Message, kind: AckKind) {
     if let Err(e) = message.ack_with(kind).await {
         tracing::warn!(error = %e, "cannot acknowledge a message; it will be redelivered");
     }
-}
-
-/// Full-jitter exponential backoff after failed attempt `attempt` (1-based).
-fn backoff(settings: &BusSettings, attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-    let cap = settings
-        .initial_backoff
-        .saturating_mul(factor)
-        .min(settings.max_backoff);
-    let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
 }
 
 /// Header values are one line of text.
@@ -850,20 +877,6 @@ mod tests {
                 Ok(expected.to_owned()),
                 "{pattern}"
             );
-        }
-    }
-
-    #[test]
-    fn backoff_stays_under_the_doubling_cap_and_the_maximum() {
-        let settings = BusSettings {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1000),
-            ..BusSettings::default()
-        };
-        for _ in 0..200 {
-            assert!(backoff(&settings, 1) <= Duration::from_millis(100));
-            assert!(backoff(&settings, 3) <= Duration::from_millis(400));
-            assert!(backoff(&settings, 40) <= Duration::from_millis(1000));
         }
     }
 }
