@@ -15,8 +15,10 @@
 //!   time of failure travel in `Ecom-*` headers. Keeping the raw bytes means a
 //!   malformed message is dead-lettered and redriven losslessly too.
 //! - Per rule, two durable pull consumers with explicit ack:
-//!   `rule_<rule>` on the events (filtered by the narrowest subject the
-//!   pattern allows, see [`filter_subject`]) and `redrive_<rule>` on the
+//!   `rule_<rule>` on the events, filtered by the narrowest subject the
+//!   pattern allows (its one source and one detail-type, `*` for a level the
+//!   pattern does not pin to one value, `events.>` when it pins neither; the
+//!   whole pattern is matched client side), and `redrive_<rule>` on the
 //!   rule's redrive subject. Redrive and replay go through that second
 //!   consumer rather than calling the handler in the calling process, so they
 //!   work from the CLI (which runs no handlers) as well as from the server,
@@ -37,11 +39,18 @@
 //! (exponential, full jitter). The attempt that fails with `max_attempts`
 //! deliveries behind it, any failure of an event older than `max_age`, and a
 //! [`super::Permanent`] error are dead-lettered ([`super::exhausted`]) and
-//! the original acked. The
-//! server does not cap deliveries (`max_deliver` unset) because a capped
-//! message whose last attempt was lost (process killed, DLQ unreachable)
-//! would vanish without a dead letter; a delivery past `max_attempts` is
-//! dead-lettered without running the handler instead.
+//! the original acked. The server does not cap deliveries (`max_deliver`
+//! unset) because a capped message whose last attempt was lost (process
+//! killed, DLQ unreachable) would vanish without a dead letter; a delivery
+//! past `max_attempts` is dead-lettered without running the handler instead.
+//!
+//! A rule's consumer, when first created, starts at events published up to
+//! `max_age` ago, so events published before a service's first start are
+//! not missed. Replay reads the events stream from `from` (publish time)
+//! and re-sends those whose own `time` lies in `[from, to)` and that match
+//! the rule; it stops once publish times pass `to` by a minute (relays publish late). On
+//! shutdown the consumers stop pulling and handlers in flight finish;
+//! messages pulled but not started come back after the ack wait.
 
 use super::{backoff, describe_error, exhausted, BusBackend, DeadLetter, Rule, RuleMetrics};
 use crate::Event;
