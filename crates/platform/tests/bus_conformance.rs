@@ -143,19 +143,19 @@ impl Env {
     }
 }
 
-/// The NATS half of the suite: streams named with the env's prefix.
+/// The NATS half of the suite (stays "skipped" until the backend is in
+/// this build).
 mod nats {
+    use super::*;
     use ecom_platform::bus::nats::NatsBus;
-    use ecom_platform::bus::BusBackend;
-    use std::sync::Arc;
 
     async fn open(prefix: &str) -> NatsBus {
-        let url = super::env_var("ECOM_TEST_BUS_URL").expect("ECOM_TEST_BUS_URL");
-        NatsBus::connect(&url, super::settings(), prefix).await.unwrap()
+        let url = env_var("ECOM_TEST_BUS_URL").expect("ECOM_TEST_BUS_URL");
+        NatsBus::connect(&url, settings(), prefix).await.unwrap()
     }
 
-    pub async fn connect(prefix: &str) -> Arc<dyn BusBackend> {
-        Arc::new(open(prefix).await)
+    pub async fn connect(prefix: &str) -> std::sync::Arc<dyn BusBackend> {
+        std::sync::Arc::new(open(prefix).await)
     }
 
     pub async fn publish_raw(prefix: &str, source: &str, detail_type: &str, payload: &[u8]) {
@@ -167,7 +167,7 @@ mod nats {
     }
 
     pub async fn cleanup(prefix: &str) {
-        open(prefix).await.delete_streams().await.unwrap();
+        let _ = open(prefix).await.delete_streams().await;
     }
 }
 

@@ -13,9 +13,9 @@
 pub mod embedded;
 pub mod memory;
 mod metrics;
-pub mod nats;
 
 pub use metrics::RuleMetrics;
+pub mod nats;
 
 use crate::pattern::Pattern;
 use crate::Event;
