@@ -714,7 +714,7 @@ impl Worker {
             .unix_micros()
             .saturating_sub(event.time.unix_micros());
         let too_old = u128::try_from(age).unwrap_or(0) > settings.max_age.as_micros();
-        if attempt >= settings.max_attempts || too_old {
+        if attempt >= settings.max_attempts || too_old || super::is_permanent(&error) {
             return self
                 .dead_letter(&message, attempt, sequence, &format!("{error:#}"))
                 .await;
