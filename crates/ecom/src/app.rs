@@ -26,6 +26,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ecom_users::SERVICE,
     ecom_payment_3p::SERVICE,
     ecom_delivery_pricing::SERVICE,
+    ecom_products::SERVICE,
     ecom_warehouse::SERVICE,
     ecom_delivery::SERVICE,
 ];
