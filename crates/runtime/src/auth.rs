@@ -426,6 +426,75 @@ mod tests {
         assert!(err.message().contains("admin"));
     }
 
+    /// A key pair: its JWKS (kid `kid`) and a signer.
+    fn key(kid: &str) -> (JwkSet, impl Fn(&TokenClaims) -> String) {
+        use base64::Engine as _;
+        use jsonwebtoken::jwk::{CommonParameters, Jwk, OctetKeyPairParameters, OctetKeyPairType};
+        use ring::signature::KeyPair as _;
+        let pkcs8 =
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let jwks = JwkSet {
+            keys: vec![Jwk {
+                common: CommonParameters {
+                    key_id: Some(kid.to_owned()),
+                    ..Default::default()
+                },
+                algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    key_type: OctetKeyPairType::OctetKeyPair,
+                    curve: EllipticCurve::Ed25519,
+                    x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+                }),
+            }],
+        };
+        let encoding = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let kid = kid.to_owned();
+        let sign = move |claims: &TokenClaims| {
+            let mut header = jsonwebtoken::Header::new(ALGORITHM);
+            header.kid = Some(kid.clone());
+            jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+        };
+        (jwks, sign)
+    }
+
+    fn shopper() -> Claims {
+        Claims {
+            sub: "u1".into(),
+            email: "a@example.com".into(),
+            groups: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_of_a_known_key_is_accepted_and_others_are_not() {
+        let (jwks, sign) = key("k1");
+        let (_, sign_other) = key("k1");
+        let (_, sign_unknown) = key("k2");
+        let verifier = Verifier::from_jwks(&jwks);
+        let token = sign(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        assert_eq!(verifier.verify(&token).await.unwrap(), shopper());
+        // Again, from the cache.
+        assert_eq!(verifier.verify(&token).await.unwrap(), shopper());
+        let forged = sign_other(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        assert!(verifier.verify(&forged).await.is_err());
+        let unknown = sign_unknown(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        let err = verifier.verify(&unknown).await.unwrap_err();
+        assert!(err.message().contains("unknown key"), "{err}");
+        let mut expired = TokenClaims::issue(shopper(), Duration::from_secs(60));
+        expired.exp = expired.iat - 60;
+        let err = verifier.verify(&sign(&expired)).await.unwrap_err();
+        assert!(err.message().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn a_remembered_token_is_forgotten_once_expired() {
+        let verifier = Verifier::from_jwks(&JwkSet { keys: vec![] });
+        verifier.remember("t", &shopper(), 100, 50);
+        assert_eq!(verifier.cached("t", 100), Some(shopper()));
+        assert_eq!(verifier.cached("t", 101), None);
+        assert_eq!(verifier.cached("other", 50), None);
+    }
+
     #[tokio::test]
     async fn without_a_users_service_every_token_is_refused() {
         let err = Verifier::default().verify("a.b.c").await.unwrap_err();

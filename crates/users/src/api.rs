@@ -249,8 +249,8 @@ async fn sign_out(State(s): State<Users>, Json(req): Json<RefreshRequest>) -> Re
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn jwks(State(s): State<Users>) -> Json<jsonwebtoken::jwk::JwkSet> {
-    Json(s.keys.jwks().clone())
+async fn jwks(State(s): State<Users>) -> Result<Json<jsonwebtoken::jwk::JwkSet>, ApiError> {
+    Ok(Json(crate::keys::published(&s.db).await?))
 }
 
 async fn me(User(claims): User, State(s): State<Users>) -> Result<Json<store::User>, ApiError> {
