@@ -147,8 +147,9 @@ struct Inner {
     /// Public keys by `kid`. A std lock: held only for map look-ups, never
     /// across an await.
     keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
-    /// Serialises fetches and remembers when the last one started.
-    fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Serialises fetches and remembers when the last one ended and
+    /// whether it succeeded.
+    fetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
     cache: Mutex<HashMap<String, (Claims, u64)>>,
 }
 
@@ -265,13 +266,19 @@ impl Verifier {
         if let Some(key) = self.key(kid) {
             return Ok(key);
         }
-        if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
-            return Err(unknown());
+        let unavailable =
+            || ApiError::unavailable("cannot check the token now: the users service's keys are unavailable");
+        match *last {
+            Some((at, fetched)) if at.elapsed() < REFETCH_INTERVAL => {
+                return Err(if fetched { unknown() } else { unavailable() });
+            }
+            _ => {}
         }
-        *last = Some(Instant::now());
-        let jwks: JwkSet = client.get(JWKS_PATH).await.map_err(|e| {
+        let fetched = client.get::<JwkSet>(JWKS_PATH).await;
+        *last = Some((Instant::now(), fetched.is_ok()));
+        let jwks = fetched.map_err(|e| {
             tracing::warn!(error = %e, "could not fetch the users service's public keys");
-            ApiError::unavailable("cannot check the token now: the users service's keys are unavailable")
+            unavailable()
         })?;
         self.install(&jwks);
         self.key(kid).ok_or_else(unknown)
@@ -493,6 +500,24 @@ mod tests {
         assert_eq!(verifier.cached("t", 100), Some(shopper()));
         assert_eq!(verifier.cached("t", 101), None);
         assert_eq!(verifier.cached("other", 50), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_users_service_answers_503_not_401() {
+        let clients = crate::Clients::new(
+            crate::ServiceKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            "tests",
+            Default::default(),
+            Default::default(),
+            [("users".to_owned(), "http://127.0.0.1:1".to_owned())].into(),
+        );
+        let verifier = Verifier::from_users(clients.get("users"));
+        let (_, sign) = key("k1");
+        let token = sign(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        for _ in 0..2 {
+            let err = verifier.verify(&token).await.unwrap_err();
+            assert_eq!(err.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE, "{err}");
+        }
     }
 
     #[tokio::test]

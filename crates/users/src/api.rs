@@ -55,6 +55,7 @@ struct Users {
 /// The service's routes; loads (or creates) the signing key first.
 pub async fn router(ctx: &Context) -> anyhow::Result<Router> {
     let keys = SigningKeys::load_or_create(&ctx.db).await?;
+    passwords::prepare().await?;
     let state = Users {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
