@@ -35,7 +35,6 @@ async fn id_token(app: &TestApp, email: &str) -> String {
 }
 
 /// An admin made with the CLI, signed in.
-#[allow(dead_code)] // used by the admin-route tests being written
 async fn admin_token(app: &TestApp) -> String {
     ecom::cli::users::add(
         &app.storage_target(),
@@ -49,7 +48,6 @@ async fn admin_token(app: &TestApp) -> String {
 }
 
 /// A user in `groups` (created by an admin), signed in.
-#[allow(dead_code)] // used by the admin-route tests being written
 async fn staff_token(app: &TestApp, admin: &str, email: &str, groups: &[&str]) -> String {
     let (status, body) = app
         .post_with_token(
@@ -634,7 +632,9 @@ mod admin {
             let admin = admin_token(&app).await;
             staff_token(&app, &admin, "lee@example.com", &["warehouse"]).await;
             let event = app
-                .wait_for_event(|e| e.detail_type == "UserCreated" && e.detail["email"] == "lee@example.com")
+                .wait_for_event("UserCreated for lee", |e| {
+                    e.detail_type == "UserCreated" && e.detail["email"] == "lee@example.com"
+                })
                 .await;
             assert_eq!(event.source, "ecommerce.users");
         })
@@ -658,7 +658,9 @@ mod cli {
             .unwrap();
             // The CLI's user is announced too (the running server relays it).
             let event = app
-                .wait_for_event(|e| e.detail_type == "UserCreated" && e.detail["email"] == "boss@example.com")
+                .wait_for_event("UserCreated for boss", |e| {
+                    e.detail_type == "UserCreated" && e.detail["email"] == "boss@example.com"
+                })
                 .await;
             assert_eq!(event.detail["userId"], admin_id.as_str());
 
