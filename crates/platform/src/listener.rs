@@ -41,9 +41,8 @@ fn error_message(text: &str) -> Message {
 
 /// What a client message asks for, or why it cannot be used.
 fn parse(text: &str) -> Result<(bool, String), String> {
-    let req: Request = serde_json::from_str(text).map_err(|e| {
-        format!("expected {{\"action\":\"register\",\"serviceName\":\"<source>\"}}: {e}")
-    })?;
+    let req: Request = serde_json::from_str(text)
+        .map_err(|e| format!("expected {{\"action\":\"register\",\"serviceName\":\"<source>\"}}: {e}"))?;
     if req.service_name.trim().is_empty() {
         return Err("serviceName must name a source, e.g. ecommerce.orders, or \"*\"".to_owned());
     }
@@ -106,10 +105,19 @@ mod tests {
     #[test]
     fn client_messages_are_understood_or_refused_with_a_reason() {
         let cases = [
-            (r#"{"action":"register","serviceName":"ecommerce.orders"}"#, Ok((true, "ecommerce.orders"))),
+            (
+                r#"{"action":"register","serviceName":"ecommerce.orders"}"#,
+                Ok((true, "ecommerce.orders")),
+            ),
             (r#"{"action":"unregister","serviceName":"*"}"#, Ok((false, "*"))),
-            (r#"{"action":"subscribe","serviceName":"x"}"#, Err("unknown action 'subscribe'")),
-            (r#"{"action":"register","serviceName":" "}"#, Err("serviceName must name")),
+            (
+                r#"{"action":"subscribe","serviceName":"x"}"#,
+                Err("unknown action 'subscribe'"),
+            ),
+            (
+                r#"{"action":"register","serviceName":" "}"#,
+                Err("serviceName must name"),
+            ),
             (r#"{"action":"register"}"#, Err("missing field `serviceName`")),
             ("not json", Err("expected {")),
         ];

@@ -94,9 +94,11 @@ impl Env {
     /// the same durable state, as a restarted process would have.
     async fn bus(&self) -> Bus {
         let backend: Arc<dyn BusBackend> = match self.kind {
-            Kind::EmbeddedSqlite | Kind::EmbeddedPostgres => {
-                Arc::new(EmbeddedBus::open(self.open("platform").await, settings()).await.unwrap())
-            }
+            Kind::EmbeddedSqlite | Kind::EmbeddedPostgres => Arc::new(
+                EmbeddedBus::open(self.open("platform").await, settings())
+                    .await
+                    .unwrap(),
+            ),
             Kind::Nats => nats::connect(&self.prefix).await,
         };
         Bus::new(backend)
@@ -120,7 +122,11 @@ impl Env {
     async fn publish_raw(&self, bus: &Bus, source: &str, detail_type: &str, payload: &[u8]) {
         match self.kind {
             Kind::Nats => nats::publish_raw(&self.prefix, source, detail_type, payload).await,
-            _ => bus.backend().publish_raw(source, detail_type, payload).await.unwrap(),
+            _ => bus
+                .backend()
+                .publish_raw(source, detail_type, payload)
+                .await
+                .unwrap(),
         }
     }
 
@@ -147,9 +153,13 @@ mod nats {
 }
 
 async fn drop_schemas(prefix: &str) {
-    let Some(url) = env_var("ECOM_TEST_DATABASE_URL") else { return };
+    let Some(url) = env_var("ECOM_TEST_DATABASE_URL") else {
+        return;
+    };
     sqlx::any::install_default_drivers();
-    let Ok(pool) = sqlx::AnyPool::connect(&url).await else { return };
+    let Ok(pool) = sqlx::AnyPool::connect(&url).await else {
+        return;
+    };
     let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
         .bind(prefix.to_owned())
         .fetch_all(&pool)
@@ -201,7 +211,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -232,26 +245,31 @@ async fn effects(db: &Db) -> i64 {
 
 /// An idempotent handler: the effect and the inbox record commit together.
 fn inbox_rule(name: &'static str, db: Db, calls: Arc<AtomicUsize>) -> Rule {
-    Rule::new(name, json!({"source": ["ecommerce.orders"]}), move |event: Event| {
-        let (db, calls) = (db.clone(), calls.clone());
-        async move {
-            calls.fetch_add(1, Ordering::SeqCst);
-            let Some(mut tx) = inbox::begin(&db, name, event.id).await? else {
-                return Ok(());
-            };
-            sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
-                .bind(event.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        }
-    })
+    Rule::new(
+        name,
+        json!({"source": ["ecommerce.orders"]}),
+        move |event: Event| {
+            let (db, calls) = (db.clone(), calls.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let Some(mut tx) = inbox::begin(&db, name, event.id).await? else {
+                    return Ok(());
+                };
+                sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+                    .bind(event.id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        },
+    )
     .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_that_fails_twice_then_succeeds_receives_the_event_three_times_and_nothing_is_dead_lettered() {
+async fn a_handler_that_fails_twice_then_succeeds_receives_the_event_three_times_and_nothing_is_dead_lettered(
+) {
     on_each_backend(|env| async move {
         let bus = env.bus().await;
         let calls = Arc::new(AtomicUsize::new(0));
@@ -269,7 +287,10 @@ async fn a_handler_that_fails_twice_then_succeeds_receives_the_event_three_times
         .unwrap();
         let running = start(&bus).await;
         bus.publish(&[order_event(json!({"n": 1}))]).await.unwrap();
-        eventually("the third attempt ran", || async { calls.load(Ordering::SeqCst) >= 3 }).await;
+        eventually("the third attempt ran", || async {
+            calls.load(Ordering::SeqCst) >= 3
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 3, "delivered again after success");
         assert!(bus.dead_letters(Some("test.flaky")).await.unwrap().is_empty());
@@ -286,14 +307,18 @@ async fn an_event_failing_every_attempt_is_dead_lettered_with_its_error_and_redr
         let delivered = Arc::new(AtomicUsize::new(0));
         let (b, d) = (broken.clone(), delivered.clone());
         bus.subscribe(
-            Rule::new("test.strict", json!({"detail-type": ["OrderCreated"]}), move |_| {
-                let (b, d) = (b.clone(), d.clone());
-                async move {
-                    anyhow::ensure!(!b.load(Ordering::SeqCst), "payment service unreachable");
-                    d.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }
-            })
+            Rule::new(
+                "test.strict",
+                json!({"detail-type": ["OrderCreated"]}),
+                move |_| {
+                    let (b, d) = (b.clone(), d.clone());
+                    async move {
+                        anyhow::ensure!(!b.load(Ordering::SeqCst), "payment service unreachable");
+                        d.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                },
+            )
             .unwrap(),
         )
         .unwrap();
@@ -309,12 +334,19 @@ async fn an_event_failing_every_attempt_is_dead_lettered_with_its_error_and_redr
         assert_eq!(letters[0].rule, "test.strict");
         assert_eq!(letters[0].event, event);
         assert_eq!(letters[0].attempts, 3);
-        assert!(letters[0].last_error.contains("payment service unreachable"), "{}", letters[0].last_error);
+        assert!(
+            letters[0].last_error.contains("payment service unreachable"),
+            "{}",
+            letters[0].last_error
+        );
         assert!(bus.dead_letters(Some("test.other")).await.unwrap().is_empty());
 
         broken.store(false, Ordering::SeqCst);
         assert_eq!(bus.redrive(Some("test.strict")).await.unwrap(), 1);
-        eventually("the redriven event is delivered", || async { delivered.load(Ordering::SeqCst) == 1 }).await;
+        eventually("the redriven event is delivered", || async {
+            delivered.load(Ordering::SeqCst) == 1
+        })
+        .await;
         eventually("the dead-letter queue is empty", || async {
             bus.dead_letters(None).await.unwrap().is_empty()
         })
@@ -329,13 +361,20 @@ async fn publishing_one_event_id_twice_has_one_effect() {
     on_each_backend(|env| async move {
         let bus = env.bus().await;
         let calls = Arc::new(AtomicUsize::new(0));
-        bus.subscribe(counting_rule("test.once", json!({"source": ["ecommerce.orders"]}), calls.clone()))
-            .unwrap();
+        bus.subscribe(counting_rule(
+            "test.once",
+            json!({"source": ["ecommerce.orders"]}),
+            calls.clone(),
+        ))
+        .unwrap();
         let running = start(&bus).await;
         let event = order_event(json!({"n": 1}));
         bus.publish(&[event.clone(), event.clone()]).await.unwrap();
         bus.publish(std::slice::from_ref(&event)).await.unwrap();
-        eventually("the event is delivered", || async { calls.load(Ordering::SeqCst) >= 1 }).await;
+        eventually("the event is delivered", || async {
+            calls.load(Ordering::SeqCst) >= 1
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         stop(running).await;
@@ -349,11 +388,16 @@ async fn replaying_a_window_redelivers_archived_events_and_an_inbox_handler_chan
         let bus = env.bus().await;
         let db = env.service_db().await;
         let calls = Arc::new(AtomicUsize::new(0));
-        bus.subscribe(inbox_rule("test.replayed", db.clone(), calls.clone())).unwrap();
+        bus.subscribe(inbox_rule("test.replayed", db.clone(), calls.clone()))
+            .unwrap();
         // A rule the replay must not touch.
         let bystander = Arc::new(AtomicUsize::new(0));
-        bus.subscribe(counting_rule("test.bystander", json!({"source": ["ecommerce.orders"]}), bystander.clone()))
-            .unwrap();
+        bus.subscribe(counting_rule(
+            "test.bystander",
+            json!({"source": ["ecommerce.orders"]}),
+            bystander.clone(),
+        ))
+        .unwrap();
         let running = start(&bus).await;
         let from = Timestamp::now();
         let events: Vec<Event> = (0..3).map(|n| order_event(json!({"n": n}))).collect();
@@ -362,17 +406,26 @@ async fn replaying_a_window_redelivers_archived_events_and_an_inbox_handler_chan
             .await
             .unwrap();
         eventually("three effects", || async { effects(&db).await == 3 }).await;
-        eventually("the bystander saw them", || async { bystander.load(Ordering::SeqCst) == 3 }).await;
+        eventually("the bystander saw them", || async {
+            bystander.load(Ordering::SeqCst) == 3
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let to = Timestamp::now();
 
         let replayed = bus.replay("test.replayed", from, to).await.unwrap();
         assert_eq!(replayed, 3, "the three order events, not the user event");
-        eventually("the replay is delivered", || async { calls.load(Ordering::SeqCst) == 6 }).await;
+        eventually("the replay is delivered", || async {
+            calls.load(Ordering::SeqCst) == 6
+        })
+        .await;
         assert_eq!(effects(&db).await, 3);
         // Replaying again is just as harmless.
         bus.replay("test.replayed", from, to).await.unwrap();
-        eventually("the second replay is delivered", || async { calls.load(Ordering::SeqCst) == 9 }).await;
+        eventually("the second replay is delivered", || async {
+            calls.load(Ordering::SeqCst) == 9
+        })
+        .await;
         assert_eq!(effects(&db).await, 3);
         assert_eq!(bystander.load(Ordering::SeqCst), 3);
         assert!(bus.replay("test.nobody", from, to).await.is_err());
@@ -386,20 +439,36 @@ async fn a_malformed_event_goes_to_the_dead_letter_queue_and_later_events_still_
     on_each_backend(|env| async move {
         let bus = env.bus().await;
         let calls = Arc::new(AtomicUsize::new(0));
-        bus.subscribe(counting_rule("test.robust", json!({"source": ["ecommerce.orders"]}), calls.clone()))
-            .unwrap();
+        bus.subscribe(counting_rule(
+            "test.robust",
+            json!({"source": ["ecommerce.orders"]}),
+            calls.clone(),
+        ))
+        .unwrap();
         let running = start(&bus).await;
-        env.publish_raw(&bus, "ecommerce.orders", "OrderCreated", b"{\"id\": \"not an event\"")
-            .await;
+        env.publish_raw(
+            &bus,
+            "ecommerce.orders",
+            "OrderCreated",
+            b"{\"id\": \"not an event\"",
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         bus.publish(&[order_event(json!({"n": 1}))]).await.unwrap();
-        eventually("the good event is delivered", || async { calls.load(Ordering::SeqCst) == 1 }).await;
+        eventually("the good event is delivered", || async {
+            calls.load(Ordering::SeqCst) == 1
+        })
+        .await;
         eventually("the bad one is dead-lettered", || async {
             bus.dead_letters(Some("test.robust")).await.unwrap().len() == 1
         })
         .await;
         let letters = bus.dead_letters(Some("test.robust")).await.unwrap();
-        assert!(letters[0].last_error.contains("malformed"), "{}", letters[0].last_error);
+        assert!(
+            letters[0].last_error.contains("malformed"),
+            "{}",
+            letters[0].last_error
+        );
         stop(running).await;
     })
     .await;
@@ -421,21 +490,30 @@ async fn each_rule_receives_only_the_events_its_pattern_matches() {
             })
             .unwrap()
         };
-        bus.subscribe(rule("test.created", json!({"source": ["ecommerce.orders"], "detail-type": ["OrderCreated"]})))
-            .unwrap();
+        bus.subscribe(rule(
+            "test.created",
+            json!({"source": ["ecommerce.orders"], "detail-type": ["OrderCreated"]}),
+        ))
+        .unwrap();
         bus.subscribe(rule(
             "test.total-changed",
             json!({"detail-type": ["OrderModified"], "detail": {"changed": ["total"]}}),
         ))
         .unwrap();
-        bus.subscribe(rule("test.big", json!({"detail": {"total": [{"numeric": [">=", 1000]}]}})))
-            .unwrap();
+        bus.subscribe(rule(
+            "test.big",
+            json!({"detail": {"total": [{"numeric": [">=", 1000]}]}}),
+        ))
+        .unwrap();
         let running = start(&bus).await;
         let ev = |dt: &str, detail| Event::new("ecommerce.orders", dt, vec![], detail);
         bus.publish(&[
             ev("OrderCreated", json!({"total": 10})),
             ev("OrderModified", json!({"changed": ["status"]})),
-            ev("OrderModified", json!({"changed": ["products", "total"], "total": 5000})),
+            ev(
+                "OrderModified",
+                json!({"changed": ["products", "total"], "total": 5000}),
+            ),
             ev("OrderDeleted", json!({"total": 1})),
             Event::new("ecommerce.users", "OrderCreated", vec![], json!({})),
         ])
@@ -464,7 +542,11 @@ async fn events_published_while_no_consumer_runs_are_delivered_after_a_restart()
         let calls = Arc::new(AtomicUsize::new(0));
         let first = env.bus().await;
         first
-            .subscribe(counting_rule("test.durable", json!({"source": ["ecommerce.orders"]}), calls.clone()))
+            .subscribe(counting_rule(
+                "test.durable",
+                json!({"source": ["ecommerce.orders"]}),
+                calls.clone(),
+            ))
             .unwrap();
         stop(start(&first).await).await;
         // Meanwhile someone else publishes (the CLI, another service).
@@ -478,10 +560,17 @@ async fn events_published_while_no_consumer_runs_are_delivered_after_a_restart()
         // The consumer comes back.
         let second = env.bus().await;
         second
-            .subscribe(counting_rule("test.durable", json!({"source": ["ecommerce.orders"]}), calls.clone()))
+            .subscribe(counting_rule(
+                "test.durable",
+                json!({"source": ["ecommerce.orders"]}),
+                calls.clone(),
+            ))
             .unwrap();
         let running = start(&second).await;
-        eventually("both events are delivered", || async { calls.load(Ordering::SeqCst) == 2 }).await;
+        eventually("both events are delivered", || async {
+            calls.load(Ordering::SeqCst) == 2
+        })
+        .await;
         stop(running).await;
     })
     .await;

@@ -38,7 +38,9 @@ fn settings() -> BusSettings {
 /// The service database (outbox, inbox, its effects) and the bus, as a
 /// process opens them at start.
 async fn open(dir: &Path) -> (Db, Bus) {
-    let target = StorageTarget::Sqlite { dir: dir.to_path_buf() };
+    let target = StorageTarget::Sqlite {
+        dir: dir.to_path_buf(),
+    };
     let svc = Db::open(&target, "svc").await.unwrap();
     svc.migrate(ecom_platform::outbox::SCOPE, ecom_platform::outbox::MIGRATIONS)
         .await
@@ -56,22 +58,26 @@ async fn open(dir: &Path) -> (Db, Bus) {
 /// transaction; `after_effect` runs after that commit, before the handler
 /// returns (that is, before the bus acknowledges the delivery).
 fn rule(db: Db, calls: Arc<AtomicUsize>, after_effect: fn()) -> Rule {
-    Rule::new(RULE, json!({"source": ["ecommerce.orders"]}), move |event: Event| {
-        let (db, calls) = (db.clone(), calls.clone());
-        async move {
-            calls.fetch_add(1, Ordering::SeqCst);
-            let Some(mut tx) = inbox::begin(&db, RULE, event.id).await? else {
-                return Ok(());
-            };
-            sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
-                .bind(event.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            after_effect();
-            Ok(())
-        }
-    })
+    Rule::new(
+        RULE,
+        json!({"source": ["ecommerce.orders"]}),
+        move |event: Event| {
+            let (db, calls) = (db.clone(), calls.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let Some(mut tx) = inbox::begin(&db, RULE, event.id).await? else {
+                    return Ok(());
+                };
+                sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+                    .bind(event.id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                after_effect();
+                Ok(())
+            }
+        },
+    )
     .unwrap()
 }
 
@@ -86,7 +92,12 @@ fn crash_here() {
 /// A service write and its event, committed together.
 async fn write_order(svc: &Db) -> Event {
     let outbox = Outbox::new();
-    let event = Event::new("ecommerce.orders", "OrderCreated", vec!["o-1".into()], json!({"orderId": "o-1"}));
+    let event = Event::new(
+        "ecommerce.orders",
+        "OrderCreated",
+        vec!["o-1".into()],
+        json!({"orderId": "o-1"}),
+    );
     let mut tx = svc.begin().await.unwrap();
     outbox.push(&mut tx, &event).await.unwrap();
     outbox.commit(tx).await.unwrap();
@@ -94,7 +105,12 @@ async fn write_order(svc: &Db) -> Event {
 }
 
 async fn count(db: &Db, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(db.reader()).await.unwrap().try_get(0).unwrap()
+    sqlx::query(sql)
+        .fetch_one(db.reader())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
 }
 
 /// A previous run of the server: registers the rule, then stops cleanly.
@@ -133,12 +149,15 @@ fn crash_child() {
                     .unwrap()
                     .try_get(0)
                     .unwrap();
-                bus.publish(&[serde_json::from_str(&payload).unwrap()]).await.unwrap();
+                bus.publish(&[serde_json::from_str(&payload).unwrap()])
+                    .await
+                    .unwrap();
                 crash_here();
             }
             // The handler committed its effect; the delivery is not acknowledged.
             "after-effect" => {
-                bus.subscribe(rule(svc.clone(), Arc::default(), crash_here)).unwrap();
+                bus.subscribe(rule(svc.clone(), Arc::default(), crash_here))
+                    .unwrap();
                 let _running = bus.start(CancellationToken::new()).await.unwrap();
                 write_order(&svc).await;
                 ecom_platform::relay::relay_batch(&svc, &bus).await.unwrap();
@@ -152,7 +171,13 @@ fn crash_child() {
 /// Runs the child until its crash point, then kills it with SIGKILL.
 fn run_child_and_kill(scenario: &str, dir: &Path) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("ECOM_CRASH_CHILD", scenario)
         .env("ECOM_CRASH_DIR", dir)
         .stdout(Stdio::piped())
@@ -185,9 +210,14 @@ async fn restart_and_settle(dir: &Path) -> (Db, usize) {
         bus.clone(),
         stop.clone(),
     ));
-    let platform = Db::open(&StorageTarget::Sqlite { dir: dir.to_path_buf() }, "platform")
-        .await
-        .unwrap();
+    let platform = Db::open(
+        &StorageTarget::Sqlite {
+            dir: dir.to_path_buf(),
+        },
+        "platform",
+    )
+    .await
+    .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let outbox = count(&svc, "SELECT COUNT(*) FROM _outbox").await;
@@ -195,7 +225,10 @@ async fn restart_and_settle(dir: &Path) -> (Db, usize) {
         if outbox == 0 && pending == 0 && calls.load(Ordering::SeqCst) > 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "outbox {outbox}, pending {pending}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox {outbox}, pending {pending}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Anything that would be delivered twice has had time to show.
@@ -222,7 +255,10 @@ async fn killed_between_publish_and_outbox_delete_the_republished_event_is_deliv
     register_rule(dir.path()).await;
     run_child_and_kill("after-publish", dir.path());
     let (svc, calls) = restart_and_settle(dir.path()).await;
-    assert_eq!(calls, 1, "the relay's second publish of the event must be a no-op");
+    assert_eq!(
+        calls, 1,
+        "the relay's second publish of the event must be a no-op"
+    );
     assert_eq!(count(&svc, "SELECT COUNT(*) FROM effects").await, 1);
 }
 

@@ -149,7 +149,12 @@ where
 }
 
 /// The event `ecom events put` publishes, or what is wrong with its flags.
-fn build_event(source: &str, detail_type: &str, resources: Vec<String>, detail: &str) -> anyhow::Result<Event> {
+fn build_event(
+    source: &str,
+    detail_type: &str,
+    resources: Vec<String>,
+    detail: &str,
+) -> anyhow::Result<Event> {
     anyhow::ensure!(
         !source.trim().is_empty(),
         "--source must name who emits the event, e.g. ecommerce.orders"
@@ -158,8 +163,9 @@ fn build_event(source: &str, detail_type: &str, resources: Vec<String>, detail: 
         !detail_type.trim().is_empty(),
         "--detail-type must say what happened, e.g. OrderCreated"
     );
-    let detail: serde_json::Value = serde_json::from_str(detail)
-        .map_err(|e| anyhow::anyhow!("--detail is not valid JSON ({e}); give an object such as '{{\"orderId\":\"o-1\"}}'"))?;
+    let detail: serde_json::Value = serde_json::from_str(detail).map_err(|e| {
+        anyhow::anyhow!("--detail is not valid JSON ({e}); give an object such as '{{\"orderId\":\"o-1\"}}'")
+    })?;
     anyhow::ensure!(
         detail.is_object(),
         "--detail must be a JSON object such as '{{\"orderId\":\"o-1\"}}', not {detail}"
@@ -194,7 +200,10 @@ fn print_letters(letters: &[DeadLetter], json: bool) -> anyhow::Result<()> {
             l.rule, l.event.id, what, l.attempts, l.failed_at, error
         );
     }
-    println!("{} dead letters; `ecom events dlq redrive [--rule R]` delivers them again", letters.len());
+    println!(
+        "{} dead letters; `ecom events dlq redrive [--rule R]` delivers them again",
+        letters.len()
+    );
     Ok(())
 }
 
@@ -212,7 +221,9 @@ async fn tail(config: &Config, source: Option<String>) -> anyhow::Result<()> {
     let url = listener_url(config);
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
-        .with_context(|| format!("Failed to reach the server's listener at {url}; is `ecom up` running (see --listen)?"))?;
+        .with_context(|| {
+            format!("Failed to reach the server's listener at {url}; is `ecom up` running (see --listen)?")
+        })?;
     let register = serde_json::json!({
         "action": "register",
         "serviceName": source.as_deref().unwrap_or("*"),
@@ -223,7 +234,9 @@ async fn tail(config: &Config, source: Option<String>) -> anyhow::Result<()> {
         .context("Failed to register with the listener")?;
     eprintln!(
         "watching {} at {url} (Ctrl-C to stop)",
-        source.as_deref().map_or("every source".to_owned(), |s| format!("source {s}"))
+        source
+            .as_deref()
+            .map_or("every source".to_owned(), |s| format!("source {s}"))
     );
     loop {
         tokio::select! {
@@ -247,14 +260,34 @@ mod tests {
         let cases = [
             ("", "OrderCreated", "{}", "--source must name"),
             ("ecommerce.orders", " ", "{}", "--detail-type must say"),
-            ("ecommerce.orders", "OrderCreated", "{oops", "--detail is not valid JSON"),
-            ("ecommerce.orders", "OrderCreated", "[1]", "--detail must be a JSON object"),
+            (
+                "ecommerce.orders",
+                "OrderCreated",
+                "{oops",
+                "--detail is not valid JSON",
+            ),
+            (
+                "ecommerce.orders",
+                "OrderCreated",
+                "[1]",
+                "--detail must be a JSON object",
+            ),
         ];
         for (source, detail_type, detail, want) in cases {
-            let err = build_event(source, detail_type, vec![], detail).err().map(|e| e.to_string());
-            assert!(err.as_deref().is_some_and(|e| e.contains(want)), "{detail}: {err:?}");
+            let err = build_event(source, detail_type, vec![], detail)
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains(want)),
+                "{detail}: {err:?}"
+            );
         }
-        let event = build_event("ecommerce.orders", "OrderCreated", vec!["o-1".into()], r#"{"a":1}"#);
+        let event = build_event(
+            "ecommerce.orders",
+            "OrderCreated",
+            vec!["o-1".into()],
+            r#"{"a":1}"#,
+        );
         let event = event.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(event.resources, vec!["o-1"]);
         assert_eq!(event.detail["a"], 1);

@@ -57,6 +57,8 @@ pub struct TestApp {
     pub storage: Storage,
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
+    /// The app's bus (to publish or watch events in-process).
+    pub bus: ecom_platform::Bus,
     schema_prefix: String,
     guard: Option<Guard>,
 }
@@ -91,6 +93,7 @@ impl TestApp {
         let app = App::build_with(config, &[], target).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
+        let bus = app.bus().clone();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -101,6 +104,7 @@ impl TestApp {
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
+            bus,
             schema_prefix,
             guard: Some(Guard {
                 _dir: dir,
@@ -117,6 +121,7 @@ impl TestApp {
             storage: self.storage,
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
+            bus: self.bus.clone(),
             schema_prefix: self.schema_prefix.clone(),
             guard: None,
         }

@@ -270,8 +270,14 @@ mod tests {
         let s = settings();
         for (attempt, bound_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
             let delays: Vec<Duration> = (0..200).map(|_| backoff(&s, attempt)).collect();
-            assert!(delays.iter().all(|d| *d <= Duration::from_millis(bound_ms)), "attempt {attempt}");
-            assert!(delays.iter().any(|d| *d != delays[0]), "attempt {attempt} is not jittered");
+            assert!(
+                delays.iter().all(|d| *d <= Duration::from_millis(bound_ms)),
+                "attempt {attempt}"
+            );
+            assert!(
+                delays.iter().any(|d| *d != delays[0]),
+                "attempt {attempt} is not jittered"
+            );
         }
     }
 
