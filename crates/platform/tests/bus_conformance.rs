@@ -131,7 +131,8 @@ impl Env {
     }
 
     async fn cleanup(self) {
-        for db in self.dbs.lock().unwrap().drain(..) {
+        let dbs: Vec<Db> = self.dbs.lock().unwrap().drain(..).collect();
+        for db in dbs {
             db.close().await;
         }
         match self.kind {

@@ -255,7 +255,6 @@ pub fn describe_error(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context as _;
 
     fn settings() -> BusSettings {
         BusSettings {
