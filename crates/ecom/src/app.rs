@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use ecom_platform::bus::embedded::EmbeddedBus;
+use ecom_platform::bus::nats::NatsBus;
 use ecom_platform::bus::BusBackend;
 use ecom_platform::{Bus, Context, Outbox, ServiceDef};
 use ecom_runtime::client::LocalRouter;
@@ -21,7 +22,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Every service this binary knows, in start order.
-pub const SERVICES: &[ServiceDef] = &[ecom_payment_3p::SERVICE, ecom_delivery_pricing::SERVICE];
+pub const SERVICES: &[ServiceDef] = &[
+    ecom_users::SERVICE,
+    ecom_payment_3p::SERVICE,
+    ecom_delivery_pricing::SERVICE,
+    ecom_products::SERVICE,
+];
 
 /// The names of every service.
 pub fn service_names() -> Vec<&'static str> {
@@ -60,7 +66,8 @@ pub async fn open_bus(config: &Config, target: &StorageTarget) -> anyhow::Result
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), Some(db)))
         }
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            anyhow::bail!("--bus-url {url}: the NATS backend is not built yet; leave --bus-url unset for the embedded bus")
+            let backend = NatsBus::connect(url, config.bus.clone(), &config.bus_prefix).await?;
+            Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), None))
         }
         Some(url) => anyhow::bail!(
             "unsupported bus URL '{url}': use nats://host:4222, or leave --bus-url unset for the embedded bus"
@@ -106,6 +113,10 @@ impl App {
             config.service_urls.clone(),
         );
 
+        // One verifier for every service: it fetches the users service's
+        // public keys (in process or over HTTP) and caches them.
+        let verifier = ecom_runtime::auth::Verifier::from_users(clients.for_caller("ecom").get("users"));
+
         let (bus, platform_db) = open_bus(&config, &target).await?;
         let mut router = Router::new();
         let mut dbs: Vec<(&'static str, Db)> = platform_db.into_iter().map(|db| ("platform", db)).collect();
@@ -130,7 +141,7 @@ impl App {
                 clients: clients.for_caller(def.name),
                 outbox,
                 bus: bus.clone(),
-                verifier: ecom_runtime::auth::Verifier::default(),
+                verifier: verifier.clone(),
             };
             let service_router = (def.build)(ctx)
                 .await
@@ -145,7 +156,9 @@ impl App {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(health.clone()))
             .route("/metrics", get(metrics))
-            .merge(ecom_platform::listener::router(bus.clone()));
+            .merge(ecom_platform::listener::router(bus.clone()))
+            // Lets any handler take `ecom_runtime::auth::User`.
+            .layer(axum::Extension(verifier));
         let router = ecom_runtime::server::finish(router);
         // Set before serving, so in-process calls never find it missing.
         let _ = local_router.set(router.clone());

@@ -1,6 +1,9 @@
-//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`, `ecom events`.
+//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`,
+//! `ecom users`, `ecom events`, `ecom products`, `ecom bench`.
 
 mod events;
+pub mod products;
+pub mod users;
 
 use crate::app::{self, App};
 use anyhow::Context as _;
@@ -34,6 +37,13 @@ enum Command {
         #[arg(value_name = "SERVICE")]
         services: Vec<String>,
     },
+    /// Load-test the HTTP routes (boots a platform in process unless --url is given).
+    Bench(crate::bench::BenchArgs),
+    /// Manage user accounts directly in the users database.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
     /// Print a short-lived service credential, for calling /backend/ routes by hand.
     Token {
         /// The calling service the credential names.
@@ -44,6 +54,11 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: events::EventsCommand,
+    },
+    /// Manage the catalogue (`ecom products import FILE.json`).
+    Products {
+        #[command(subcommand)]
+        command: products::ProductsCommand,
     },
 }
 
@@ -57,12 +72,15 @@ impl Cli {
             Command::Up => up(config, &[]).await,
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
+            Command::Bench(args) => crate::bench::run(args).await,
+            Command::Users { command } => users::run(&config, command).await,
             Command::Events { command } => events::run(config, command).await,
             Command::Token { service } => {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);
                 Ok(())
             }
+            Command::Products { command } => products::run(&config, command).await,
         }
     }
 }

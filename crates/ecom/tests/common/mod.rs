@@ -1,14 +1,21 @@
 //! The test harness: boots the real platform on a random port with a fresh
-//! data directory (and, when `ECOM_TEST_DATABASE_URL` is set, a fresh set of
-//! PostgreSQL schemas), and offers one helper per kind of call.
+//! data directory, and offers one helper per kind of call.
+//!
+//! Backend pairs: SQLite + the embedded bus always; PostgreSQL (fresh
+//! schemas) when `ECOM_TEST_DATABASE_URL` is set, with NATS JetStream (fresh
+//! streams) as its bus when `ECOM_TEST_BUS_URL` is set too — the two pairs
+//! the platform is deployed with.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ecom::App;
+use ecom_platform::{Bus, Event};
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
 use ecom_storage::StorageTarget;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Which storage a test app runs on.
@@ -30,6 +37,10 @@ pub fn storages() -> Vec<Storage> {
     out
 }
 
+fn nats_url() -> Option<String> {
+    std::env::var("ECOM_TEST_BUS_URL").ok().filter(|u| !u.is_empty())
+}
+
 fn postgres_url() -> Option<String> {
     std::env::var("ECOM_TEST_DATABASE_URL")
         .ok()
@@ -43,7 +54,12 @@ where
     Fut: Future<Output = ()>,
 {
     for storage in storages() {
-        eprintln!("running on {storage:?}");
+        let bus = if storage == Storage::Postgres && nats_url().is_some() {
+            "NATS"
+        } else {
+            "embedded bus"
+        };
+        eprintln!("running on {storage:?} + {bus}");
         let app = TestApp::spawn(storage).await;
         test(app.clone_handle()).await;
         app.stop().await;
@@ -57,9 +73,11 @@ pub struct TestApp {
     pub storage: Storage,
     pub key: ServiceKey,
     pub data_dir: std::path::PathBuf,
-    /// The app's bus (to publish or watch events in-process).
-    pub bus: ecom_platform::Bus,
     schema_prefix: String,
+    /// The platform's bus: publish events to it directly.
+    pub bus: Bus,
+    /// Every event the bus carried since the app started.
+    seen: Arc<Mutex<Vec<Event>>>,
     guard: Option<Guard>,
 }
 
@@ -73,13 +91,15 @@ impl TestApp {
     /// Boots every service on `storage`.
     pub async fn spawn(storage: Storage) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
+        let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let args = ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
+            bus_url: nats_url().filter(|_| storage == Storage::Postgres),
+            bus_prefix: Some(schema_prefix.clone()),
             ..Default::default()
         };
         let config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
-        let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let target = match storage {
             Storage::Sqlite => StorageTarget::Sqlite {
                 dir: dir.path().to_path_buf(),
@@ -94,6 +114,18 @@ impl TestApp {
         let base = format!("http://{}", app.addr().unwrap());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
         let bus = app.bus().clone();
+        let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let mut feed = bus.feed();
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                match feed.recv().await {
+                    Ok(event) => sink.lock().unwrap().push((*event).clone()),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -104,8 +136,9 @@ impl TestApp {
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
-            bus,
             schema_prefix,
+            bus,
+            seen,
             guard: Some(Guard {
                 _dir: dir,
                 shutdown: tx,
@@ -121,8 +154,9 @@ impl TestApp {
             storage: self.storage,
             key: self.key.clone(),
             data_dir: self.data_dir.clone(),
-            bus: self.bus.clone(),
             schema_prefix: self.schema_prefix.clone(),
+            bus: self.bus.clone(),
+            seen: self.seen.clone(),
             guard: None,
         }
     }
@@ -135,7 +169,55 @@ impl TestApp {
         }
         if self.storage == Storage::Postgres {
             drop_schemas(&self.schema_prefix).await;
+            if let Some(url) = nats_url() {
+                let settings = ecom_runtime::config::BusSettings::default();
+                if let Ok(nats) =
+                    ecom_platform::bus::nats::NatsBus::connect(&url, settings, &self.schema_prefix).await
+                {
+                    let _ = nats.delete_streams().await;
+                }
+            }
         }
+    }
+
+    /// Every event seen on the bus so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for an event matching `pred` and returns it.
+    pub async fn wait_for_event(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.seen.lock().unwrap().iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("no event {what} within 10 s; seen: {:#?}", self.events());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until `check` holds, polling; for state that
+    /// follows events.
+    pub async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            if tokio::time::Instant::now() > deadline {
+                panic!("{what} did not happen within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes events straight onto the bus, as another service would.
+    pub async fn publish(&self, events: &[Event]) {
+        self.bus.publish(events).await.unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -175,6 +257,31 @@ impl TestApp {
 
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
+    }
+}
+
+impl TestApp {
+    pub async fn put_with_token(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// Where this app keeps its data, for opening a service database or
+    /// running a CLI command beside it.
+    pub fn storage_target(&self) -> StorageTarget {
+        match self.storage {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: self.data_dir.clone(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: self.schema_prefix.clone(),
+                max_connections: 2,
+            },
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Rules and feed, known once delivery starts.
 type Started = (Vec<Arc<Rule>>, broadcast::Sender<Arc<Event>>);
 
 /// See the module documentation.
