@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use ecom_platform::bus::embedded::EmbeddedBus;
+use ecom_platform::bus::nats::NatsBus;
 use ecom_platform::bus::BusBackend;
 use ecom_platform::{Bus, Context, Outbox, ServiceDef};
 use ecom_runtime::client::LocalRouter;
@@ -26,6 +27,8 @@ pub const SERVICES: &[ServiceDef] = &[
     ecom_payment_3p::SERVICE,
     ecom_delivery_pricing::SERVICE,
     ecom_products::SERVICE,
+    ecom_warehouse::SERVICE,
+    ecom_delivery::SERVICE,
     ecom_frontend_api::SERVICE,
 ];
 
@@ -71,7 +74,8 @@ pub async fn open_bus(config: &Config, target: &StorageTarget) -> anyhow::Result
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), Some(db)))
         }
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            anyhow::bail!("--bus-url {url}: the NATS backend is not built yet; leave --bus-url unset for the embedded bus")
+            let backend = NatsBus::connect(url, config.bus.clone(), &config.bus_prefix).await?;
+            Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), None))
         }
         Some(url) => anyhow::bail!(
             "unsupported bus URL '{url}': use nats://host:4222, or leave --bus-url unset for the embedded bus"

@@ -232,7 +232,7 @@ mod validate {
     async fn an_unknown_product_is_reported_with_the_callers_version() {
         on_each_storage(|app| async move {
             let unknown = line(&product("Ghost", 100, "none"));
-            let (status, body) = validate(&app, &[unknown.clone()]).await;
+            let (status, body) = validate(&app, std::slice::from_ref(&unknown)).await;
             assert_eq!(status, StatusCode::OK);
             let id = unknown["productId"].as_str().unwrap();
             assert_eq!(
@@ -247,7 +247,7 @@ mod validate {
     async fn a_wrong_price_is_reported_with_the_catalogues_version() {
         on_each_storage(|app| async move {
             let known = product("Shoe", 500, "shoes");
-            import(&app, &[known.clone()]).await;
+            import(&app, std::slice::from_ref(&known)).await;
             let mut claim = line(&known);
             claim["price"] = json!(400);
             let (status, body) = validate(&app, &[claim]).await;
@@ -272,7 +272,7 @@ mod validate {
     async fn a_wrong_package_or_name_is_reported() {
         on_each_storage(|app| async move {
             let known = product("Shoe", 500, "shoes");
-            import(&app, &[known.clone()]).await;
+            import(&app, std::slice::from_ref(&known)).await;
             let id = known["productId"].as_str().unwrap();
 
             let mut claim = line(&known);
@@ -426,7 +426,7 @@ mod import {
             // The outbox is relayed in order: once a later change is seen,
             // anything the second run had emitted would have been seen too.
             let marker = product("Marker", 1, "x");
-            import(&app, &[marker.clone()]).await;
+            import(&app, std::slice::from_ref(&marker)).await;
             let marker_id = marker["productId"].as_str().unwrap().to_owned();
             events(&app, 1, |e| e.resources == [marker_id.clone()]).await;
             let products_events = app
@@ -480,7 +480,7 @@ mod import {
     async fn importing_a_changed_product_updates_it_and_emits_what_changed() {
         on_each_storage(|app| async move {
             let original = product("Shoe", 500, "shoes");
-            import(&app, &[original.clone()]).await;
+            import(&app, std::slice::from_ref(&original)).await;
             let mut changed = original.clone();
             changed["price"] = json!(450);
             changed["tags"] = json!(["sale"]);

@@ -15,6 +15,7 @@ pub mod memory;
 mod metrics;
 
 pub use metrics::RuleMetrics;
+pub mod nats;
 
 use crate::pattern::Pattern;
 use crate::Event;
