@@ -47,6 +47,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
                 clients: ctx.clients.clone(),
                 key: ctx.key.clone(),
                 verifier: ctx.verifier.clone(),
+                catalogue: Default::default(),
             };
             Ok(http::router(schema(Some(gateway))))
         })
@@ -84,6 +85,8 @@ pub struct Gateway {
     pub key: ServiceKey,
     /// Checks users' tokens.
     pub verifier: Verifier,
+    /// Recent catalogue answers.
+    pub catalogue: std::sync::Arc<products::Catalogue>,
 }
 
 /// The schema, with the limits; `None` builds it without services, to

@@ -6,9 +6,12 @@ use crate::page::{self, Position, PAGE_SIZE};
 use crate::types::Product;
 use async_graphql::{Context, Object, SimpleObject, ID};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// A page of products.
-#[derive(Debug, SimpleObject, Deserialize)]
+#[derive(Debug, Clone, SimpleObject, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaginatedProducts {
     /// At most 20 products.
@@ -44,12 +47,19 @@ impl ProductsQuery {
 
     /// One product; null when the catalogue has no such product.
     async fn get_product(&self, ctx: &Context<'_>, product_id: ID) -> async_graphql::Result<Option<Product>> {
-        let client = crate::client(ctx, "products")?.anonymous();
-        match client.get::<Product>(&format!("/products/{}", page::encode(&product_id))).await {
-            Ok(product) => Ok(Some(product)),
-            Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => Ok(None),
-            Err(e) => Err(error::from_client(e)),
+        let gw = crate::gateway(ctx)?;
+        let path = format!("/products/{}", page::encode(&product_id));
+        if let Some(found) = gw.catalogue.product(&path) {
+            return Ok(found);
         }
+        let client = crate::client(ctx, "products")?.anonymous();
+        let found = match client.get::<Product>(&path).await {
+            Ok(product) => Some(product),
+            Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => None,
+            Err(e) => return Err(error::from_client(e)),
+        };
+        gw.catalogue.keep_product(path, found.clone());
+        Ok(found)
     }
 
     /// The products of one category, a page at a time; follow `nextToken`
@@ -72,8 +82,15 @@ async fn list(ctx: &Context<'_>, category: Option<String>, inner: Option<String>
     if let Some(inner) = &inner {
         path.push_str(&format!("&nextToken={}", page::encode(inner)));
     }
-    let client = crate::client(ctx, "products")?.anonymous();
-    let mut found: PaginatedProducts = client.get(&path).await.map_err(error::from_client)?;
+    let mut found = match gw.catalogue.page(&path) {
+        Some(found) => found,
+        None => {
+            let client = crate::client(ctx, "products")?.anonymous();
+            let found: PaginatedProducts = client.get(&path).await.map_err(error::from_client)?;
+            gw.catalogue.keep_page(path, found.clone());
+            found
+        }
+    };
     found.next_token = found.next_token.map(|inner| {
         page::wrap(&gw.key, &Position {
             list: LIST.to_owned(),
@@ -82,4 +99,55 @@ async fn list(ctx: &Context<'_>, category: Option<String>, inner: Option<String>
         })
     });
     Ok(found)
+}
+
+/// Catalogue answers kept for a moment. The catalogue is public and
+/// changes rarely while shoppers read it constantly, so the gateway keeps
+/// each answer (a product, or absent; a page) for [`Catalogue::TTL`]: a
+/// change shows within that time. Orders are checked against the catalogue
+/// itself, never against this copy.
+#[derive(Default)]
+pub struct Catalogue {
+    products: Mutex<HashMap<String, (Instant, Option<Product>)>>,
+    pages: Mutex<HashMap<String, (Instant, PaginatedProducts)>>,
+}
+
+impl Catalogue {
+    /// How long an answer is kept.
+    pub const TTL: Duration = Duration::from_secs(1);
+    /// Most answers of each kind kept (the map is emptied when full).
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn product(&self, path: &str) -> Option<Option<Product>> {
+        fresh(&self.products, path)
+    }
+
+    fn keep_product(&self, path: String, found: Option<Product>) {
+        keep(&self.products, path, found)
+    }
+
+    fn page(&self, path: &str) -> Option<PaginatedProducts> {
+        fresh(&self.pages, path)
+    }
+
+    fn keep_page(&self, path: String, found: PaginatedProducts) {
+        keep(&self.pages, path, found)
+    }
+}
+
+// A std mutex: held only to copy a value out or in, never across an await.
+fn fresh<T: Clone>(map: &Mutex<HashMap<String, (Instant, T)>>, key: &str) -> Option<T> {
+    let map = map.lock().ok()?;
+    map.get(key)
+        .filter(|(at, _)| at.elapsed() < Catalogue::TTL)
+        .map(|(_, value)| value.clone())
+}
+
+fn keep<T>(map: &Mutex<HashMap<String, (Instant, T)>>, key: String, value: T) {
+    if let Ok(mut map) = map.lock() {
+        if map.len() >= Catalogue::MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, (Instant::now(), value));
+    }
 }
