@@ -193,9 +193,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let authority = base.trim_start_matches("http://").to_owned();
     let product_id = match args.scenario {
-        Scenario::GraphqlProducts | Scenario::GraphqlProduct => {
-            graphql::product_id(&authority).await?
-        }
+        Scenario::GraphqlProducts | Scenario::GraphqlProduct => graphql::product_id(&authority).await?,
         _ => String::new(),
     };
     let target = Arc::new(target(args.scenario, &key, &product_id)?);

@@ -59,7 +59,8 @@ fn line(id: &str, price: i64, quantity: i64) -> Value {
            "package": {"width": 100, "length": 200, "height": 300, "weight": 1000}})
 }
 
-const PRICING: &str = "query($input: DeliveryPricingInput!) { getDeliveryPricing(input: $input) { pricing } }";
+const PRICING: &str =
+    "query($input: DeliveryPricingInput!) { getDeliveryPricing(input: $input) { pricing } }";
 
 mod schema_and_ide {
     use super::*;
@@ -72,7 +73,13 @@ mod schema_and_ide {
             let html = resp.text().await.unwrap();
             assert!(html.contains("graphiql"), "{html}");
 
-            let (status, body) = gql(&app, None, "{ __schema { queryType { name } mutationType { name } } }", json!({})).await;
+            let (status, body) = gql(
+                &app,
+                None,
+                "{ __schema { queryType { name } mutationType { name } } }",
+                json!({}),
+            )
+            .await;
             assert_eq!(status, StatusCode::OK);
             assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
             assert_eq!(body["data"]["__schema"]["mutationType"]["name"], "Mutation");
@@ -85,7 +92,9 @@ mod schema_and_ide {
         on_each_storage(|app| async move {
             let (_, body) = gql(&app, None, INTROSPECTION, json!({})).await;
             assert!(body["errors"].is_null(), "{body}");
-            assert!(body["data"]["__schema"]["types"].as_array().is_some_and(|t| t.len() > 20));
+            assert!(body["data"]["__schema"]["types"]
+                .as_array()
+                .is_some_and(|t| t.len() > 20));
         })
         .await;
     }
@@ -123,21 +132,59 @@ mod bad_requests {
         on_each_storage(|app| async move {
             let product = "query($id: ID!) { getProduct(productId: $id) { name } }";
             let cases: Vec<(&str, &str, Value, &str)> = vec![
-                ("not GraphQL", "{ getProducts {", json!({}), "GRAPHQL_PARSE_FAILED"),
-                ("unknown field", "{ getProducts { products { colour } } }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
-                ("unknown operation", "{ getEverything }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
-                ("missing argument", "{ getProduct { name } }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
+                (
+                    "not GraphQL",
+                    "{ getProducts {",
+                    json!({}),
+                    "GRAPHQL_PARSE_FAILED",
+                ),
+                (
+                    "unknown field",
+                    "{ getProducts { products { colour } } }",
+                    json!({}),
+                    "GRAPHQL_VALIDATION_FAILED",
+                ),
+                (
+                    "unknown operation",
+                    "{ getEverything }",
+                    json!({}),
+                    "GRAPHQL_VALIDATION_FAILED",
+                ),
+                (
+                    "missing argument",
+                    "{ getProduct { name } }",
+                    json!({}),
+                    "GRAPHQL_VALIDATION_FAILED",
+                ),
                 ("missing variable", product, json!({}), "BAD_USER_INPUT"),
-                ("variable of the wrong type", product, json!({"id": {"a": 1}}), "GRAPHQL_VALIDATION_FAILED"),
-                ("wrong type inline", "{ getDeliveryPricing(input: 5) { pricing } }", json!({}), "BAD_USER_INPUT"),
-                ("no selection on an object", "{ getProducts }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
+                (
+                    "variable of the wrong type",
+                    product,
+                    json!({"id": {"a": 1}}),
+                    "GRAPHQL_VALIDATION_FAILED",
+                ),
+                (
+                    "wrong type inline",
+                    "{ getDeliveryPricing(input: 5) { pricing } }",
+                    json!({}),
+                    "BAD_USER_INPUT",
+                ),
+                (
+                    "no selection on an object",
+                    "{ getProducts }",
+                    json!({}),
+                    "GRAPHQL_VALIDATION_FAILED",
+                ),
             ];
             for (what, query, variables, code) in cases {
                 let (status, body) = gql(&app, None, query, variables).await;
                 assert_eq!(status, StatusCode::OK, "{what}: {body}");
                 assert!(body["data"].is_null(), "{what}: {body}");
                 assert_eq!(codes(&body), vec![code.to_owned()], "{what}: {body}");
-                assert!(!body["errors"][0]["message"].as_str().unwrap_or("").is_empty(), "{what}");
+                assert!(
+                    !body["errors"][0]["message"].as_str().unwrap_or("").is_empty(),
+                    "{what}"
+                );
             }
         })
         .await;
@@ -152,8 +199,18 @@ mod bad_requests {
             }
             let query = format!("{{ __type(name: \"Order\") {{ fields {{ type {{ {nested} }} }} }} }}");
             let (_, body) = gql(&app, None, &query, json!({})).await;
-            assert_eq!(codes(&body), vec!["GRAPHQL_VALIDATION_FAILED".to_owned()], "{body}");
-            assert!(body["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{body}");
+            assert_eq!(
+                codes(&body),
+                vec!["GRAPHQL_VALIDATION_FAILED".to_owned()],
+                "{body}"
+            );
+            assert!(
+                body["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("nested too deep"),
+                "{body}"
+            );
         })
         .await;
     }
@@ -167,9 +224,15 @@ mod bad_requests {
 
             let (status, body) = app.post("/graphql", &json!({"variables": {}})).await;
             assert_eq!(status, StatusCode::BAD_REQUEST);
-            assert!(body["errors"][0]["message"].as_str().unwrap().contains("query"), "{body}");
+            assert!(
+                body["errors"][0]["message"].as_str().unwrap().contains("query"),
+                "{body}"
+            );
 
-            let huge = format!("{{\"query\": \"{{ getProducts {{ nextToken }} }}\", \"x\": \"{}\"}}", "a".repeat(300 * 1024));
+            let huge = format!(
+                "{{\"query\": \"{{ getProducts {{ nextToken }} }}\", \"x\": \"{}\"}}",
+                "a".repeat(300 * 1024)
+            );
             let (status, body) = app.post_raw("/graphql", &huge).await;
             assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
             assert_eq!(codes(&body), vec!["BAD_USER_INPUT".to_owned()], "{body}");
@@ -189,7 +252,10 @@ mod bad_requests {
                 )
                 .await;
                 assert_eq!(codes(&body), vec!["BAD_USER_INPUT".to_owned()], "{token}: {body}");
-                assert!(body["errors"][0]["message"].as_str().unwrap().contains("nextToken"));
+                assert!(body["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("nextToken"));
             }
         })
         .await;
@@ -226,12 +292,18 @@ mod authentication {
             for (country, pricing) in [("SE", 0), ("PL", 1000), ("US", 1500), ("JP", 2500)] {
                 let input = json!({"input": {"products": [product.clone()], "address": address(country)}});
                 let (_, body) = gql(&app, Some(&token), PRICING, input).await;
-                assert_eq!(body["data"]["getDeliveryPricing"]["pricing"], pricing, "{country}: {body}");
+                assert_eq!(
+                    body["data"]["getDeliveryPricing"]["pricing"], pricing,
+                    "{country}: {body}"
+                );
             }
             let input = json!({"input": {"products": [product], "address": address("Sweden")}});
             let (_, body) = gql(&app, Some(&token), PRICING, input).await;
             assert_eq!(codes(&body), vec!["BAD_USER_INPUT".to_owned()], "{body}");
-            assert!(body["errors"][0]["message"].as_str().unwrap().contains("country"), "{body}");
+            assert!(
+                body["errors"][0]["message"].as_str().unwrap().contains("country"),
+                "{body}"
+            );
         })
         .await;
     }
@@ -306,9 +378,18 @@ mod authorisation {
         on_each_storage(|app| async move {
             let mut tokens = std::collections::BTreeMap::new();
             tokens.insert(SHOPPER, Some(user_token(&app, "shopper@example.com", &[]).await));
-            tokens.insert(WAREHOUSE, Some(user_token(&app, "packer@example.com", &["warehouse"]).await));
-            tokens.insert(DELIVERY, Some(user_token(&app, "driver@example.com", &["delivery"]).await));
-            tokens.insert(ADMIN, Some(user_token(&app, "admin@example.com", &["admin"]).await));
+            tokens.insert(
+                WAREHOUSE,
+                Some(user_token(&app, "packer@example.com", &["warehouse"]).await),
+            );
+            tokens.insert(
+                DELIVERY,
+                Some(user_token(&app, "driver@example.com", &["delivery"]).await),
+            );
+            tokens.insert(
+                ADMIN,
+                Some(user_token(&app, "admin@example.com", &["admin"]).await),
+            );
             tokens.insert(ANONYMOUS, None);
             let mut wrong = Vec::new();
             for (name, query, variables, allowed) in operations() {
@@ -421,8 +502,10 @@ mod journey {
     use super::*;
 
     const CREATE: &str = "mutation($o: CreateOrderRequest!) { createOrder(order: $o) { success message errors order { orderId userId status total deliveryPrice products { productId quantity price } address { country } } } }";
-    const ORDER: &str = "query($id: ID!) { getOrder(orderId: $id) { orderId status total products { productId quantity } } }";
-    const ORDERS: &str = "query($t: String) { getOrders(nextToken: $t) { orders { orderId status } nextToken } }";
+    const ORDER: &str =
+        "query($id: ID!) { getOrder(orderId: $id) { orderId status total products { productId quantity } } }";
+    const ORDERS: &str =
+        "query($t: String) { getOrders(nextToken: $t) { orders { orderId status } nextToken } }";
 
     async fn create_order(app: &TestApp, token: &str, key: Option<&str>, order: Value) -> Value {
         let mut req = app
@@ -440,7 +523,10 @@ mod journey {
 
     async fn preauth(app: &TestApp, amount: i64) -> String {
         let (status, body) = app
-            .post("/payment-3p/preauth", &json!({"cardNumber": "4242424242424242", "amount": amount}))
+            .post(
+                "/payment-3p/preauth",
+                &json!({"cardNumber": "4242424242424242", "amount": amount}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["paymentToken"].as_str().unwrap().to_owned()
@@ -448,14 +534,20 @@ mod journey {
 
     async fn status_of(app: &TestApp, token: &str, order_id: &str) -> String {
         let (_, body) = gql(app, Some(token), ORDER, json!({"id": order_id})).await;
-        body["data"]["getOrder"]["status"].as_str().unwrap_or("").to_owned()
+        body["data"]["getOrder"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// Products from getProducts, as order lines.
     async fn lines_from_catalogue(app: &TestApp, quantities: &[i64]) -> Vec<Value> {
         let page = format!("{{ getProducts {{ products {{ {PRODUCT_FIELDS} }} }} }}");
         let (_, body) = gql(app, None, &page, json!({})).await;
-        let products = body["data"]["getProducts"]["products"].as_array().unwrap().clone();
+        let products = body["data"]["getProducts"]["products"]
+            .as_array()
+            .unwrap()
+            .clone();
         products
             .into_iter()
             .zip(quantities)

@@ -3,9 +3,9 @@
 //! too). Listing and reading: `admin`, `delivery`; starting, completing and
 //! failing: also `warehouse`, as in the original.
 
+use crate::error;
 use crate::page::{self, Position, PAGE_SIZE};
 use crate::types::{Address, Response};
-use crate::error;
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use serde::{Deserialize, Serialize};
 
@@ -73,17 +73,24 @@ impl DeliveryQuery {
             .await
             .map_err(error::from_client)?;
         found.next_token = found.next_token.map(|inner| {
-            page::wrap(&gw.key, &Position {
-                list: LIST.to_owned(),
-                extra: String::new(),
-                inner,
-            })
+            page::wrap(
+                &gw.key,
+                &Position {
+                    list: LIST.to_owned(),
+                    extra: String::new(),
+                    inner,
+                },
+            )
         });
         Ok(found)
     }
 
     /// One delivery; null when there is none for the order.
-    async fn get_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Option<Delivery>> {
+    async fn get_delivery(
+        &self,
+        ctx: &Context<'_>,
+        input: DeliveryInput,
+    ) -> async_graphql::Result<Option<Delivery>> {
         let user = crate::auth::staff(ctx, READERS).await?;
         let path = format!("/deliveries/{}", page::encode(&input.order_id));
         crate::read_one(crate::client(ctx, "delivery")?.as_user(user.token), &path).await
@@ -93,19 +100,31 @@ impl DeliveryQuery {
 #[Object]
 impl DeliveryMutation {
     /// NEW → IN_PROGRESS.
-    async fn start_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Response> {
+    async fn start_delivery(
+        &self,
+        ctx: &Context<'_>,
+        input: DeliveryInput,
+    ) -> async_graphql::Result<Response> {
         crate::staff_action(ctx, "delivery", DRIVERS, "/startDelivery", &input).await
     }
 
     /// IN_PROGRESS → FAILED: the order becomes DELIVERY_FAILED and the
     /// payment is cancelled.
-    async fn fail_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Response> {
+    async fn fail_delivery(
+        &self,
+        ctx: &Context<'_>,
+        input: DeliveryInput,
+    ) -> async_graphql::Result<Response> {
         crate::staff_action(ctx, "delivery", DRIVERS, "/failDelivery", &input).await
     }
 
     /// IN_PROGRESS → COMPLETED: the order becomes FULFILLED and the payment
     /// is processed.
-    async fn complete_delivery(&self, ctx: &Context<'_>, input: DeliveryInput) -> async_graphql::Result<Response> {
+    async fn complete_delivery(
+        &self,
+        ctx: &Context<'_>,
+        input: DeliveryInput,
+    ) -> async_graphql::Result<Response> {
         crate::staff_action(ctx, "delivery", DRIVERS, "/completeDelivery", &input).await
     }
 }

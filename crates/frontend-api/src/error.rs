@@ -65,7 +65,10 @@ pub fn from_client(err: ClientError) -> Error {
         }
         ClientError::Unreachable { service, .. } => {
             tracing::warn!(error = %err, "a service behind the gateway is unreachable");
-            error(SERVICE_UNAVAILABLE, format!("the {service} service is unavailable"))
+            error(
+                SERVICE_UNAVAILABLE,
+                format!("the {service} service is unavailable"),
+            )
         }
         _ => internal(err),
     }

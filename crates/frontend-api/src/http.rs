@@ -107,7 +107,9 @@ impl ExtensionFactory for ErrorCodes {
 }
 
 fn coded(mut e: ServerError, code: &str) -> ServerError {
-    e.extensions.get_or_insert_with(Default::default).set("code", code);
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
     e
 }
 
@@ -130,8 +132,11 @@ impl Extension for ErrorCodes {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx)
-            .await
-            .map_err(|errors| errors.into_iter().map(|e| coded(e, error::VALIDATION_FAILED)).collect())
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| coded(e, error::VALIDATION_FAILED))
+                .collect()
+        })
     }
 }

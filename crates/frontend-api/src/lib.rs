@@ -117,7 +117,10 @@ fn client(ctx: &Context<'_>, service: &str) -> async_graphql::Result<BackendClie
 }
 
 /// GETs one resource; null when the service answers 404.
-async fn read_one<T: DeserializeOwned>(client: BackendClient, path: &str) -> async_graphql::Result<Option<T>> {
+async fn read_one<T: DeserializeOwned>(
+    client: BackendClient,
+    path: &str,
+) -> async_graphql::Result<Option<T>> {
     match client.get::<T>(path).await {
         Ok(found) => Ok(Some(found)),
         Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => Ok(None),

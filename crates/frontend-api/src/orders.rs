@@ -88,13 +88,20 @@ struct OneOrder {
 #[Object]
 impl OrdersQuery {
     /// The caller's orders, newest first, a page at a time. Signed-in users.
-    async fn get_orders(&self, ctx: &Context<'_>, next_token: Option<String>) -> async_graphql::Result<PaginatedOrders> {
+    async fn get_orders(
+        &self,
+        ctx: &Context<'_>,
+        next_token: Option<String>,
+    ) -> async_graphql::Result<PaginatedOrders> {
         let user = crate::auth::user(ctx).await?;
         let gw = crate::gateway(ctx)?;
         // The list is the caller's: a token from another user's list is refused.
         let list = format!("orders:{}", user.claims.sub);
         let inner = page::inner_for(&gw.key, &list, next_token.as_deref())?;
-        let mut path = format!("/backend/users/{}/orders?limit={PAGE_SIZE}", page::encode(&user.claims.sub));
+        let mut path = format!(
+            "/backend/users/{}/orders?limit={PAGE_SIZE}",
+            page::encode(&user.claims.sub)
+        );
         if let Some(inner) = &inner {
             path.push_str(&format!("&nextToken={}", page::encode(inner)));
         }
@@ -103,11 +110,14 @@ impl OrdersQuery {
             .await
             .map_err(error::from_client)?;
         found.next_token = found.next_token.map(|inner| {
-            page::wrap(&gw.key, &Position {
-                list,
-                extra: String::new(),
-                inner,
-            })
+            page::wrap(
+                &gw.key,
+                &Position {
+                    list,
+                    extra: String::new(),
+                    inner,
+                },
+            )
         });
         Ok(found)
     }
@@ -143,11 +153,18 @@ impl OrdersMutation {
     /// payment token) is `success: false` with every reason in `errors`.
     /// Send an `Idempotency-Key` header to make retries safe: the same key
     /// returns the order created the first time. Signed-in users.
-    async fn create_order(&self, ctx: &Context<'_>, order: CreateOrderRequest) -> async_graphql::Result<CreateOrderResponse> {
+    async fn create_order(
+        &self,
+        ctx: &Context<'_>,
+        order: CreateOrderRequest,
+    ) -> async_graphql::Result<CreateOrderResponse> {
         let user = crate::auth::user(ctx).await?;
         let key = ctx.data_opt::<IdempotencyKey>().map(|k| k.0.as_str());
         if key.is_some_and(|k| k.len() > 200) {
-            return Err(error(error::BAD_USER_INPUT, "Idempotency-Key: at most 200 characters"));
+            return Err(error(
+                error::BAD_USER_INPUT,
+                "Idempotency-Key: at most 200 characters",
+            ));
         }
         let call = CreateCall {
             user_id: &user.claims.sub,

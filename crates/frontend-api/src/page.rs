@@ -86,12 +86,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
         .collect()
 }
 
@@ -154,7 +157,10 @@ mod tests {
         let token = wrap(&key(), &position());
         assert!(inner_for(&key(), "orders:u1", Some(&token)).is_err());
         assert_eq!(
-            inner_for(&key(), "products", Some(&token)).ok().flatten().as_deref(),
+            inner_for(&key(), "products", Some(&token))
+                .ok()
+                .flatten()
+                .as_deref(),
             Some("abc123")
         );
         assert_eq!(inner_for(&key(), "products", None).ok(), Some(None));

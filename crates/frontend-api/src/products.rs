@@ -30,16 +30,26 @@ const LIST: &str = "products";
 impl ProductsQuery {
     /// The catalogue, a page at a time. Also continues a
     /// `getProductsByCategory` listing when given its `nextToken`.
-    async fn get_products(&self, ctx: &Context<'_>, next_token: Option<String>) -> async_graphql::Result<PaginatedProducts> {
+    async fn get_products(
+        &self,
+        ctx: &Context<'_>,
+        next_token: Option<String>,
+    ) -> async_graphql::Result<PaginatedProducts> {
         let gw = crate::gateway(ctx)?;
         let (category, inner) = match next_token.as_deref().filter(|t| !t.is_empty()) {
             None => (None, None),
             Some(token) => {
                 let position = page::unwrap(&gw.key, token)?;
                 if position.list != LIST {
-                    return Err(error(error::BAD_USER_INPUT, "nextToken: this token belongs to another list"));
+                    return Err(error(
+                        error::BAD_USER_INPUT,
+                        "nextToken: this token belongs to another list",
+                    ));
                 }
-                (Some(position.extra).filter(|c| !c.is_empty()), Some(position.inner))
+                (
+                    Some(position.extra).filter(|c| !c.is_empty()),
+                    Some(position.inner),
+                )
             }
         };
         list(ctx, category, inner).await
@@ -65,7 +75,11 @@ impl ProductsQuery {
     /// The products of one category, a page at a time; follow `nextToken`
     /// with `getProducts(nextToken:)` (this query takes no token, as in the
     /// original schema; the token remembers the category).
-    async fn get_products_by_category(&self, ctx: &Context<'_>, category: String) -> async_graphql::Result<PaginatedProducts> {
+    async fn get_products_by_category(
+        &self,
+        ctx: &Context<'_>,
+        category: String,
+    ) -> async_graphql::Result<PaginatedProducts> {
         if category.contains('\0') {
             return Err(error(error::BAD_USER_INPUT, "category: must not contain NUL"));
         }
@@ -73,7 +87,11 @@ impl ProductsQuery {
     }
 }
 
-async fn list(ctx: &Context<'_>, category: Option<String>, inner: Option<String>) -> async_graphql::Result<PaginatedProducts> {
+async fn list(
+    ctx: &Context<'_>,
+    category: Option<String>,
+    inner: Option<String>,
+) -> async_graphql::Result<PaginatedProducts> {
     let gw = crate::gateway(ctx)?;
     let mut path = format!("/products?limit={PAGE_SIZE}");
     if let Some(category) = &category {
@@ -92,11 +110,14 @@ async fn list(ctx: &Context<'_>, category: Option<String>, inner: Option<String>
         }
     };
     found.next_token = found.next_token.map(|inner| {
-        page::wrap(&gw.key, &Position {
-            list: LIST.to_owned(),
-            extra: category.unwrap_or_default(),
-            inner,
-        })
+        page::wrap(
+            &gw.key,
+            &Position {
+                list: LIST.to_owned(),
+                extra: category.unwrap_or_default(),
+                inner,
+            },
+        )
     });
     Ok(found)
 }

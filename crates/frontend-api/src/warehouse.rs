@@ -94,11 +94,14 @@ impl WarehouseQuery {
             .await
             .map_err(error::from_client)?;
         found.next_token = found.next_token.map(|inner| {
-            page::wrap(&gw.key, &Position {
-                list: LIST.to_owned(),
-                extra: String::new(),
-                inner,
-            })
+            page::wrap(
+                &gw.key,
+                &Position {
+                    list: LIST.to_owned(),
+                    extra: String::new(),
+                    inner,
+                },
+            )
         });
         Ok(found)
     }
@@ -118,7 +121,11 @@ impl WarehouseQuery {
 #[Object]
 impl WarehouseMutation {
     /// NEW → IN_PROGRESS.
-    async fn start_packaging(&self, ctx: &Context<'_>, input: PackagingInput) -> async_graphql::Result<Response> {
+    async fn start_packaging(
+        &self,
+        ctx: &Context<'_>,
+        input: PackagingInput,
+    ) -> async_graphql::Result<Response> {
         crate::staff_action(ctx, "warehouse", STAFF, "/startPackaging", &input).await
     }
 
@@ -133,7 +140,11 @@ impl WarehouseMutation {
 
     /// IN_PROGRESS → COMPLETED: the order becomes PACKAGED, or
     /// PACKAGING_FAILED when no line is left.
-    async fn complete_packaging(&self, ctx: &Context<'_>, input: PackagingInput) -> async_graphql::Result<Response> {
+    async fn complete_packaging(
+        &self,
+        ctx: &Context<'_>,
+        input: PackagingInput,
+    ) -> async_graphql::Result<Response> {
         crate::staff_action(ctx, "warehouse", STAFF, "/completePackaging", &input).await
     }
 }

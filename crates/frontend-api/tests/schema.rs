@@ -157,7 +157,10 @@ fn the_schema_has_the_contracts_types_fields_arguments_and_nullability() {
 fn the_contract_check_notices_a_changed_nullability() {
     // Guards the check above against comparing nothing.
     let contract = shape(include_str!("contract.graphql"));
-    let altered = shape(&include_str!("contract.graphql").replace("getOrder(orderId: ID!): Order", "getOrder(orderId: ID): Order"));
+    let altered = shape(
+        &include_str!("contract.graphql")
+            .replace("getOrder(orderId: ID!): Order", "getOrder(orderId: ID): Order"),
+    );
     assert_ne!(contract, altered);
     assert!(contract.len() > 20, "{} types", contract.len());
 }

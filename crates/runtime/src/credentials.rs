@@ -124,7 +124,10 @@ impl ServiceKey {
     /// another.
     pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
         use ring::hmac;
-        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &self.0.secret), purpose.as_bytes());
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &self.0.secret),
+            purpose.as_bytes(),
+        );
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()), data);
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
