@@ -588,7 +588,12 @@ mod journey {
             let (_, priced) = gql(&app, Some(&shopper), PRICING, json!({"input": {"products": lines, "address": address("DE")}})).await;
             let delivery_price = priced["data"]["getDeliveryPricing"]["pricing"].as_i64().unwrap();
             assert_eq!(delivery_price, 1000, "{priced}");
-            let total = 2 * 4000 + 3 * 500 + delivery_price;
+            // getProducts lists by id, so which product got which quantity varies.
+            let total = lines
+                .iter()
+                .map(|l| l["price"].as_i64().unwrap() * l["quantity"].as_i64().unwrap())
+                .sum::<i64>()
+                + delivery_price;
             let payment_token = preauth(&app, total).await;
 
             let order = json!({"products": lines, "address": address("DE"), "deliveryPrice": delivery_price, "paymentToken": payment_token});
