@@ -20,7 +20,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Every service this binary knows, in start order.
-pub const SERVICES: &[ServiceDef] = &[ecom_payment_3p::SERVICE, ecom_delivery_pricing::SERVICE];
+pub const SERVICES: &[ServiceDef] = &[
+    ecom_payment_3p::SERVICE,
+    ecom_delivery_pricing::SERVICE,
+    ecom_orders::SERVICE,
+    ecom_payment::SERVICE,
+];
 
 /// The names of every service.
 pub fn service_names() -> Vec<&'static str> {
