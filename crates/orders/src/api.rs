@@ -81,7 +81,9 @@ fn refused(errors: Vec<String>) -> Json<Value> {
 async fn create(State(api): State<Api>, Json(req): Json<CreateRequest>) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let answer = create_order(&api, req).await;
-    api.metrics.create_latency_micros_sum.add(started.elapsed().as_micros() as u64);
+    api.metrics
+        .create_latency_micros_sum
+        .add(started.elapsed().as_micros() as u64);
     api.metrics.create_latency_count.inc();
     answer
 }
@@ -185,9 +187,14 @@ struct PaymentAnswer {
 async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money) -> Vec<String> {
     let clients = ctx.clients.clone().with_timeout(CHECK_TIMEOUT);
     let products = async {
-        let answer = call(&clients, "products", "/backend/validate", &ProductsCheck {
-            products: &request.products,
-        })
+        let answer = call(
+            &clients,
+            "products",
+            "/backend/validate",
+            &ProductsCheck {
+                products: &request.products,
+            },
+        )
         .await;
         match answer {
             Ok(ProductsAnswer { products, .. }) if products.is_empty() => None,
@@ -196,10 +203,15 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
         }
     };
     let delivery = async {
-        let answer = call(&clients, "delivery-pricing", "/backend/pricing", &PricingCheck {
-            products: &request.products,
-            address: &request.address,
-        })
+        let answer = call(
+            &clients,
+            "delivery-pricing",
+            "/backend/pricing",
+            &PricingCheck {
+                products: &request.products,
+                address: &request.address,
+            },
+        )
         .await;
         match answer {
             Ok(PricingAnswer { pricing }) if pricing == request.delivery_price.cents() => None,
@@ -211,10 +223,15 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
         }
     };
     let payment = async {
-        let answer = call(&clients, "payment", "/backend/validate", &PaymentCheck {
-            payment_token: &request.payment_token,
-            total,
-        })
+        let answer = call(
+            &clients,
+            "payment",
+            "/backend/validate",
+            &PaymentCheck {
+                payment_token: &request.payment_token,
+                total,
+            },
+        )
         .await;
         match answer {
             Ok(PaymentAnswer { ok: true }) => None,

@@ -132,7 +132,9 @@ impl OrderRequest {
             errors.push("paymentToken: must not be empty".to_owned());
         }
         match (products, address, delivery_price, payment_token) {
-            (Some(products), Some(address), Some(delivery_price), Some(payment_token)) if errors.is_empty() => {
+            (Some(products), Some(address), Some(delivery_price), Some(payment_token))
+                if errors.is_empty() =>
+            {
                 let request = OrderRequest {
                     products,
                     address,
@@ -282,26 +284,38 @@ mod tests {
     #[test]
     fn malformed_requests_name_each_field_at_fault() {
         let cases: Vec<(Value, &str)> = vec![
-            (json!({"products": [product(1, None)], "deliveryPrice": 0, "paymentToken": "t"}), "address"),
+            (
+                json!({"products": [product(1, None)], "deliveryPrice": 0, "paymentToken": "t"}),
+                "address",
+            ),
             (request(json!([product(1, Some(0))])), "products[0].quantity"),
             (request(json!([product(1, Some(-2))])), "products[0].quantity"),
             (request(json!([])), "products"),
             (request(json!([product(-1, None)])), "products[0].price"),
-            ({
-                let mut r = request(json!([product(1, None)]));
-                r["address"]["country"] = json!("SWE");
-                r
-            }, "address.country"),
-            ({
-                let mut r = request(json!([product(1, None)]));
-                r["deliveryPrice"] = json!(-5);
-                r
-            }, "deliveryPrice"),
-            ({
-                let mut r = request(json!([product(1, None)]));
-                r.as_object_mut().unwrap().remove("paymentToken");
-                r
-            }, "paymentToken"),
+            (
+                {
+                    let mut r = request(json!([product(1, None)]));
+                    r["address"]["country"] = json!("SWE");
+                    r
+                },
+                "address.country",
+            ),
+            (
+                {
+                    let mut r = request(json!([product(1, None)]));
+                    r["deliveryPrice"] = json!(-5);
+                    r
+                },
+                "deliveryPrice",
+            ),
+            (
+                {
+                    let mut r = request(json!([product(1, None)]));
+                    r.as_object_mut().unwrap().remove("paymentToken");
+                    r
+                },
+                "paymentToken",
+            ),
             (request(json!([product(i64::MAX / 2, Some(3))])), "products"),
         ];
         for (body, field) in cases {

@@ -57,7 +57,12 @@ enum Change {
 /// Subscribes the service's rules.
 pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let rules = [
-        ("orders.on-package-created", sources::WAREHOUSE, "PackageCreated", Change::Packaged),
+        (
+            "orders.on-package-created",
+            sources::WAREHOUSE,
+            "PackageCreated",
+            Change::Packaged,
+        ),
         (
             "orders.on-packaging-failed",
             sources::WAREHOUSE,
@@ -93,7 +98,13 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
 
 /// Applies one event to its order, once: the new image, its
 /// `OrderModified` and the inbox record commit together.
-async fn apply(ctx: &Context, metrics: &Metrics, rule: &str, change: Change, event: Event) -> anyhow::Result<()> {
+async fn apply(
+    ctx: &Context,
+    metrics: &Metrics,
+    rule: &str,
+    change: Change,
+    event: Event,
+) -> anyhow::Result<()> {
     let (order_id, packed) = match change {
         Change::Packaged => {
             let detail: PackageCreated =

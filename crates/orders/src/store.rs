@@ -91,7 +91,7 @@ impl Cursor {
 
     /// Reads a token made by [`Cursor::encode`].
     pub fn decode(token: &str) -> Option<Cursor> {
-        if token.len() % 2 != 0 || !token.is_ascii() {
+        if !token.len().is_multiple_of(2) || !token.is_ascii() {
             return None;
         }
         let bytes: Option<Vec<u8>> = (0..token.len())

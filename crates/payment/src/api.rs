@@ -37,10 +37,10 @@ async fn validate(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ok = ask(&ctx, "/check", &amount_request(&req.payment_token, req.total))
         .await
-    .map_err(|e| {
-        tracing::warn!(error = %e, "payment-3p check failed");
-        ApiError::unavailable("the card processor does not answer")
-    })?;
+        .map_err(|e| {
+            tracing::warn!(error = %e, "payment-3p check failed");
+            ApiError::unavailable("the card processor does not answer")
+        })?;
     Ok(Json(json!({ "ok": ok })))
 }
 

@@ -64,9 +64,24 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     )?)?;
 
     let settlements = [
-        ("payment.on-delivery-completed", sources::DELIVERY, "DeliveryCompleted", Status::Processed),
-        ("payment.on-packaging-failed", sources::WAREHOUSE, "PackagingFailed", Status::Cancelled),
-        ("payment.on-delivery-failed", sources::DELIVERY, "DeliveryFailed", Status::Cancelled),
+        (
+            "payment.on-delivery-completed",
+            sources::DELIVERY,
+            "DeliveryCompleted",
+            Status::Processed,
+        ),
+        (
+            "payment.on-packaging-failed",
+            sources::WAREHOUSE,
+            "PackagingFailed",
+            Status::Cancelled,
+        ),
+        (
+            "payment.on-delivery-failed",
+            sources::DELIVERY,
+            "DeliveryFailed",
+            Status::Cancelled,
+        ),
     ];
     for (name, source, detail_type, to) in settlements {
         let (c, m) = (ctx.clone(), metrics.clone());
@@ -83,7 +98,8 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
 }
 
 async fn on_order_created(ctx: &Context, event: Event) -> anyhow::Result<()> {
-    let order: OrderDetail = serde_json::from_value(event.detail).context("OrderCreated detail is malformed")?;
+    let order: OrderDetail =
+        serde_json::from_value(event.detail).context("OrderCreated detail is malformed")?;
     let Some(mut tx) = inbox::begin(&ctx.db, "payment.on-order-created", event.id).await? else {
         return Ok(());
     };
@@ -117,7 +133,13 @@ async fn on_total_modified(ctx: &Context, event: Event) -> anyhow::Result<()> {
 }
 
 /// Processes or cancels the order's payment, once.
-async fn settle(ctx: &Context, metrics: &Metrics, rule: &str, to: Status, event: Event) -> anyhow::Result<()> {
+async fn settle(
+    ctx: &Context,
+    metrics: &Metrics,
+    rule: &str,
+    to: Status,
+    event: Event,
+) -> anyhow::Result<()> {
     let AboutOrder { order_id } = serde_json::from_value(event.detail)
         .with_context(|| format!("{} detail has no orderId", event.detail_type))?;
     let payment = store::get(&ctx.db, order_id)
