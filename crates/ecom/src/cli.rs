@@ -32,6 +32,8 @@ enum Command {
         #[arg(value_name = "SERVICE")]
         services: Vec<String>,
     },
+    /// Load-test the HTTP routes (boots a platform in process unless --url is given).
+    Bench(crate::bench::BenchArgs),
     /// Print a short-lived service credential, for calling /backend/ routes by hand.
     Token {
         /// The calling service the credential names.
@@ -50,6 +52,7 @@ impl Cli {
             Command::Up => up(config, &[]).await,
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
+            Command::Bench(args) => crate::bench::run(args).await,
             Command::Token { service } => {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);

@@ -2,6 +2,7 @@
 //! one HTTP server. Kept as a library so tests build the real thing.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 
 pub use app::{App, SERVICES};

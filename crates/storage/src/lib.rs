@@ -121,6 +121,9 @@ impl Db {
                     AnyPoolOptions::new()
                         .max_connections(max)
                         .min_connections(1)
+                        // A SQLite file does not drop connections; pinging
+                        // on every acquire would double each query's cost.
+                        .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
                         .after_connect(|conn, _| {
                             Box::pin(async move {

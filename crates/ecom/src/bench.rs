@@ -1,0 +1,227 @@
+//! `ecom bench`: a load generator for the platform's HTTP routes.
+//!
+//! By default it boots the platform in this process (SQLite in a fresh
+//! temporary data dir, port 0) and drives it over loopback, so one command
+//! measures the real HTTP stack — JSON, credentials, storage — with the
+//! load generator sharing the machine, as it would on a two-core box.
+//! `--url` aims it at a platform that is already running instead.
+//!
+//! Closed loop: each connection sends its next request when the previous
+//! answer arrives. `--rate` switches to an open loop at a fixed request
+//! rate, which is what a latency target "at N req/s" means.
+
+use crate::app::App;
+use anyhow::Context as _;
+use axum::body::Bytes;
+use clap::{Args, ValueEnum};
+use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
+use http_body_util::{BodyExt as _, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// What to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// `POST /delivery-pricing/backend/pricing` with 3 products and a service credential.
+    Pricing,
+    /// `POST /payment-3p/preauth` (one durable insert per request).
+    Preauth,
+    /// `GET /healthz` (the floor: routing and HTTP only).
+    Health,
+}
+
+/// `ecom bench` flags.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// What to load.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Seconds to measure (after one second of warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Fixed total request rate per second (open loop); unset = as fast as possible.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Base URL of a running platform (e.g. http://127.0.0.1:8080); unset = boot one in process.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+struct Target {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: Bytes,
+}
+
+fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
+    let product = |w: i64, weight: i64, q: i64| {
+        serde_json::json!({
+            "productId": "f380305b-99fe-45ba-b1ab-ba6349d141a2", "name": "Item", "price": 1299,
+            "package": {"width": w, "length": 300, "height": 200, "weight": weight}, "quantity": q
+        })
+    };
+    Ok(match scenario {
+        Scenario::Pricing => Target {
+            method: Method::POST,
+            path: "/delivery-pricing/backend/pricing".into(),
+            token: Some(key.issue("bench")?),
+            body: serde_json::to_vec(&serde_json::json!({
+                "products": [product(100, 500, 1), product(400, 3000, 2), product(250, 800, 3)],
+                "address": {"name": "Ada", "streetAddress": "1 Main St", "city": "Town",
+                            "country": "DE", "phoneNumber": "+49 1"}
+            }))?
+            .into(),
+        },
+        Scenario::Preauth => Target {
+            method: Method::POST,
+            path: "/payment-3p/preauth".into(),
+            token: None,
+            body: Bytes::from_static(br#"{"cardNumber":"4242424242424242","amount":12345}"#),
+        },
+        Scenario::Health => Target { method: Method::GET, path: "/healthz".into(), token: None, body: Bytes::new() },
+    })
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (base, key, _guard, stop) = match &args.url {
+        Some(url) => {
+            let key = ServiceKey::load_or_create(std::env::var("ECOM_SERVICE_KEY").ok().as_deref(), ".".as_ref())
+                .context("set ECOM_SERVICE_KEY (or run from the data dir) to sign credentials for a running platform")?;
+            (url.trim_end_matches('/').to_owned(), key, None, None)
+        }
+        None => {
+            let dir = tempfile::tempdir().context("Failed to create a temporary data dir")?;
+            let config_args = ConfigArgs {
+                listen: Some("127.0.0.1:0".into()),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            };
+            let config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
+            let app = App::build(config, &[]).await?;
+            let base = format!("http://{}", app.addr()?);
+            let key = ServiceKey::load_or_create(None, dir.path())?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let handle = tokio::spawn(app.run(async move {
+                let _ = rx.await;
+            }));
+            (base, key, Some(dir), Some((tx, handle)))
+        }
+    };
+    let authority = base.trim_start_matches("http://").to_owned();
+    let target = Arc::new(target(args.scenario, &key)?);
+    println!(
+        "ecom bench {:?}: {} connections, {} s{} against {base}",
+        args.scenario,
+        args.connections,
+        args.duration,
+        args.rate.map(|r| format!(", {r} req/s")).unwrap_or_default()
+    );
+
+    let warmup = Duration::from_secs(1);
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + Duration::from_secs(args.duration);
+    let per_conn_interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(1) as f64));
+    let mut tasks = Vec::new();
+    for i in 0..args.connections {
+        let target = target.clone();
+        let authority = authority.clone();
+        tasks.push(tokio::spawn(async move {
+            let offset = per_conn_interval.map(|iv| iv.mul_f64(i as f64 / args.connections as f64));
+            connection(target, authority, measure_from, end, per_conn_interval, offset).await
+        }));
+    }
+    let mut latencies: Vec<u32> = Vec::new();
+    let mut errors = 0u64;
+    for t in tasks {
+        let (lat, err) = t.await.context("a load connection panicked")??;
+        latencies.extend(lat);
+        errors += err;
+    }
+    latencies.sort_unstable();
+    let seconds = args.duration as f64;
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|us| *us as f64 / 1000.0)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "requests: {}  errors: {}  throughput: {:.0} req/s  latency p50: {:.2} ms  p99: {:.2} ms  max: {:.2} ms",
+        latencies.len(),
+        errors,
+        latencies.len() as f64 / seconds,
+        pct(0.50),
+        pct(0.99),
+        latencies.last().map(|us| *us as f64 / 1000.0).unwrap_or(0.0)
+    );
+    if let Some((tx, handle)) = stop {
+        let _ = tx.send(());
+        handle.await.context("the platform task panicked")??;
+    }
+    Ok(())
+}
+
+async fn connection(
+    target: Arc<Target>,
+    authority: String,
+    measure_from: Instant,
+    end: Instant,
+    interval: Option<Duration>,
+    offset: Option<Duration>,
+) -> anyhow::Result<(Vec<u32>, u64)> {
+    let stream = TcpStream::connect(&authority).await.with_context(|| format!("Failed to connect to {authority}"))?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut latencies = Vec::new();
+    let mut errors = 0u64;
+    let mut next = Instant::now() + offset.unwrap_or_default();
+    loop {
+        if interval.is_some() {
+            tokio::time::sleep_until(next.into()).await;
+        }
+        // In open-loop mode latency counts from when the request was due,
+        // so a slow server cannot hide queueing (coordinated omission).
+        let sent = if interval.is_some() { next } else { Instant::now() };
+        if sent >= end {
+            break;
+        }
+        let mut req = Request::builder()
+            .method(target.method.clone())
+            .uri(&target.path)
+            .header(HOST, &authority)
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(token) = &target.token {
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(target.body.clone()))?;
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        let ok = resp.status().is_success();
+        resp.into_body().collect().await?;
+        let done = Instant::now();
+        if sent >= measure_from {
+            if ok {
+                latencies.push(done.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
+            } else {
+                errors += 1;
+            }
+        }
+        if let Some(iv) = interval {
+            next += iv;
+        }
+    }
+    Ok((latencies, errors))
+}
