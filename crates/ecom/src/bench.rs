@@ -86,7 +86,12 @@ fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
             token: None,
             body: Bytes::from_static(br#"{"cardNumber":"4242424242424242","amount":12345}"#),
         },
-        Scenario::Health => Target { method: Method::GET, path: "/healthz".into(), token: None, body: Bytes::new() },
+        Scenario::Health => Target {
+            method: Method::GET,
+            path: "/healthz".into(),
+            token: None,
+            body: Bytes::new(),
+        },
     })
 }
 
@@ -94,8 +99,13 @@ fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (base, key, _guard, stop) = match &args.url {
         Some(url) => {
-            let key = ServiceKey::load_or_create(std::env::var("ECOM_SERVICE_KEY").ok().as_deref(), ".".as_ref())
-                .context("set ECOM_SERVICE_KEY (or run from the data dir) to sign credentials for a running platform")?;
+            let key = ServiceKey::load_or_create(
+                std::env::var("ECOM_SERVICE_KEY").ok().as_deref(),
+                ".".as_ref(),
+            )
+            .context(
+                "set ECOM_SERVICE_KEY (or run from the data dir) to sign credentials for a running platform",
+            )?;
             (url.trim_end_matches('/').to_owned(), key, None, None)
         }
         None => {
@@ -181,7 +191,9 @@ async fn connection(
     interval: Option<Duration>,
     offset: Option<Duration>,
 ) -> anyhow::Result<(Vec<u32>, u64)> {
-    let stream = TcpStream::connect(&authority).await.with_context(|| format!("Failed to connect to {authority}"))?;
+    let stream = TcpStream::connect(&authority)
+        .await
+        .with_context(|| format!("Failed to connect to {authority}"))?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);

@@ -96,6 +96,12 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one event does to its order.
+enum Effect {
+    Packaged(Vec<PackedLine>),
+    Status(OrderStatus),
+}
+
 /// Applies one event to its order, once: the new image, its
 /// `OrderModified` and the inbox record commit together.
 async fn apply(
@@ -105,16 +111,16 @@ async fn apply(
     change: Change,
     event: Event,
 ) -> anyhow::Result<()> {
-    let (order_id, packed) = match change {
+    let (order_id, effect) = match change {
         Change::Packaged => {
             let detail: PackageCreated =
                 serde_json::from_value(event.detail.clone()).context("PackageCreated detail is malformed")?;
-            (detail.order_id, Some(detail.products))
+            (detail.order_id, Effect::Packaged(detail.products))
         }
-        Change::Status(_) => {
+        Change::Status(status) => {
             let detail: AboutOrder = serde_json::from_value(event.detail.clone())
                 .with_context(|| format!("{} detail has no orderId", event.detail_type))?;
-            (detail.order_id, None)
+            (detail.order_id, Effect::Status(status))
         }
     };
     let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
@@ -127,12 +133,11 @@ async fn apply(
         return Ok(());
     };
     let now = Timestamp::now();
-    let new = match (change, packed) {
-        (Change::Packaged, Some(packed)) => old
+    let new = match effect {
+        Effect::Packaged(packed) => old
             .packaged(&packed, now)
             .context("the packaged quantities overflow the total")?,
-        (Change::Status(status), _) => old.with_status(status, now),
-        (Change::Packaged, None) => old.clone(),
+        Effect::Status(status) => old.with_status(status, now),
     };
     if let Some(event) = modified(&old, &new)? {
         store::update(&mut tx, &new).await?;
