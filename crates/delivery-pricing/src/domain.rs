@@ -35,7 +35,7 @@ pub fn boxes(items: &[(Package, Quantity)]) -> Result<i128, PricingError> {
         let q = i128::from(quantity.get());
         volume = package
             .volume()
-            .checked_mul(q)
+            .and_then(|v| v.checked_mul(q))
             .and_then(|v| volume.checked_add(v))
             .ok_or(PricingError::TooLarge)?;
         weight = i128::from(package.weight.get())

@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use ecom_platform::bus::memory::MemoryBus;
+use ecom_platform::bus::embedded::EmbeddedBus;
+use ecom_platform::bus::nats::NatsBus;
+use ecom_platform::bus::BusBackend;
 use ecom_platform::{Bus, Context, Outbox, ServiceDef};
 use ecom_runtime::client::LocalRouter;
 use ecom_runtime::{ApiError, Clients, Config, Json, ServiceKey};
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Every service this binary knows, in start order.
 pub const SERVICES: &[ServiceDef] = &[
+    ecom_users::SERVICE,
     ecom_payment_3p::SERVICE,
     ecom_delivery_pricing::SERVICE,
     ecom_orders::SERVICE,
@@ -48,6 +51,29 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {
             })
         })
         .collect()
+}
+
+/// The bus `--bus-url` names: the embedded one (tables in the platform
+/// database, `<data-dir>/platform.db` or the `platform` schema) when unset,
+/// NATS JetStream for `nats://…`. Also returns the platform database, to
+/// close on the way out, when the embedded bus uses one.
+pub async fn open_bus(config: &Config, target: &StorageTarget) -> anyhow::Result<(Bus, Option<Db>)> {
+    match config.bus_url.as_deref() {
+        None => {
+            let db = Db::open(target, "platform")
+                .await
+                .context("Failed to open the platform database")?;
+            let backend = EmbeddedBus::open(db.clone(), config.bus.clone()).await?;
+            Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), Some(db)))
+        }
+        Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
+            let backend = NatsBus::connect(url, config.bus.clone(), "").await?;
+            Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), None))
+        }
+        Some(url) => anyhow::bail!(
+            "unsupported bus URL '{url}': use nats://host:4222, or leave --bus-url unset for the embedded bus"
+        ),
+    }
 }
 
 /// A built platform, bound to its listener but not yet serving.
@@ -88,9 +114,13 @@ impl App {
             config.service_urls.clone(),
         );
 
-        let bus = Bus::new(Arc::new(MemoryBus::default()));
+        // One verifier for every service: it fetches the users service's
+        // public keys (in process or over HTTP) and caches them.
+        let verifier = ecom_runtime::auth::Verifier::from_users(clients.for_caller("ecom").get("users"));
+
+        let (bus, platform_db) = open_bus(&config, &target).await?;
         let mut router = Router::new();
-        let mut dbs = Vec::new();
+        let mut dbs: Vec<(&'static str, Db)> = platform_db.into_iter().map(|db| ("platform", db)).collect();
         let mut relays = Vec::new();
         for def in &defs {
             let db = Db::open(&target, def.name)
@@ -112,7 +142,7 @@ impl App {
                 clients: clients.for_caller(def.name),
                 outbox,
                 bus: bus.clone(),
-                verifier: ecom_runtime::auth::Verifier::default(),
+                verifier: verifier.clone(),
             };
             let service_router = (def.build)(ctx)
                 .await
@@ -126,7 +156,10 @@ impl App {
         let router = router
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(health.clone()))
-            .route("/metrics", get(metrics));
+            .route("/metrics", get(metrics))
+            .merge(ecom_platform::listener::router(bus.clone()))
+            // Lets any handler take `ecom_runtime::auth::User`.
+            .layer(axum::Extension(verifier));
         let router = ecom_runtime::server::finish(router);
         // Set before serving, so in-process calls never find it missing.
         let _ = local_router.set(router.clone());

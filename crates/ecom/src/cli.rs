@@ -1,4 +1,8 @@
-//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`.
+//! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`,
+//! `ecom users`, `ecom events`, `ecom bench`.
+
+mod events;
+pub mod users;
 
 use crate::app::{self, App};
 use anyhow::Context as _;
@@ -34,11 +38,21 @@ enum Command {
     },
     /// Load-test the HTTP routes (boots a platform in process unless --url is given).
     Bench(crate::bench::BenchArgs),
+    /// Manage user accounts directly in the users database.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
     /// Print a short-lived service credential, for calling /backend/ routes by hand.
     Token {
         /// The calling service the credential names.
         #[arg(long)]
         service: String,
+    },
+    /// Put, watch, dead-letter and replay events on the bus.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
     },
 }
 
@@ -53,6 +67,8 @@ impl Cli {
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
             Command::Bench(args) => crate::bench::run(args).await,
+            Command::Users { command } => users::run(&config, command).await,
+            Command::Events { command } => events::run(config, command).await,
             Command::Token { service } => {
                 let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
                 println!("{}", key.issue(&service)?);

@@ -18,9 +18,11 @@ pub struct Package {
 }
 
 impl Package {
-    /// Volume in cubic millimetres (saturating: absurd sizes cannot overflow).
-    pub fn volume(&self) -> i128 {
-        i128::from(self.width.get()) * i128::from(self.length.get()) * i128::from(self.height.get())
+    /// Volume in cubic millimetres; `None` when absurd sizes would overflow.
+    pub fn volume(&self) -> Option<i128> {
+        i128::from(self.width.get())
+            .checked_mul(i128::from(self.length.get()))?
+            .checked_mul(i128::from(self.height.get()))
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod bus;
 pub mod event;
 pub mod inbox;
+pub mod listener;
 pub mod outbox;
 pub mod pattern;
 pub mod relay;

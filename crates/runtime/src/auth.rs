@@ -1,10 +1,68 @@
-//! End-user authentication: verifying the JWTs the users service signs.
+//! End-user authentication: verifying the ID tokens (JWTs) the users
+//! service signs.
 //!
-//! PLACEHOLDER: the interface is final, the implementation lands with the
-//! users service (issue 4). Until then every token is refused.
+//! The users service signs with Ed25519 (`alg: EdDSA`) and publishes its
+//! public keys at `GET /users/.well-known/jwks.json`. A [`Verifier`] fetches
+//! that key set through [`Clients`](crate::Clients) (in process when users
+//! runs here, over HTTP at `ECOM_USERS_URL` otherwise), keeps the keys by
+//! `kid`, and fetches again when a token names a `kid` it does not know (at
+//! most once per [`REFETCH_INTERVAL`], so forged `kid`s cannot make it hammer
+//! the users service). It accepts only `EdDSA` (so `alg: none` and HMAC
+//! tokens are refused), our issuer and audience, and unexpired tokens.
+//!
+//! # In a handler
+//!
+//! The binary puts one `Verifier` into every request's extensions
+//! (`router.layer(axum::Extension(verifier))`), so any handler, whatever its
+//! state, can ask for the caller:
+//!
+//! ```ignore
+//! use ecom_runtime::auth::User;
+//!
+//! async fn my_orders(User(claims): User, State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+//!     claims.require_group(&["admin", "warehouse"])?; // 403 unless staff
+//!     // claims.sub is the user id
+//! }
+//! ```
+//!
+//! `User` reads `Authorization: Bearer <idToken>` or, as the original's
+//! GraphQL API allowed, the bare token. No or a bad token answers 401.
+//! `Option<User>` is `None` without an `Authorization` header (and still
+//! 401 for a bad token), for routes open to anonymous callers.
+//!
+//! # Speed
+//!
+//! An Ed25519 signature check costs tens of microseconds. Every
+//! authenticated request checks one, mostly the same token again and again,
+//! so verified tokens are remembered (up to [`CACHE_CAPACITY`], keyed by the
+//! whole token string including its signature, and only until their `exp`).
+//! A tampered token is a different string and is checked in full.
 
-use crate::ApiError;
+use crate::{ApiError, BackendClient};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `iss` of every ID token.
+pub const ISSUER: &str = "ecom-users";
+/// `aud` of every ID token.
+pub const AUDIENCE: &str = "ecom";
+/// The one algorithm ID tokens are signed with.
+pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
+/// Where the users service publishes its public keys (below `/users`).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// Shortest time between two fetches of the key set.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How many verified tokens are remembered.
+pub const CACHE_CAPACITY: usize = 10_000;
+/// Tolerated clock difference between signer and verifier, in seconds.
+const LEEWAY_SECONDS: u64 = 10;
 
 /// The claims of a verified end-user ID token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,13 +90,345 @@ impl Claims {
     }
 }
 
-/// Checks end-user tokens. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Verifier {}
+/// What an ID token carries on the wire: [`Claims`] plus the registered
+/// claims. The users service signs this; [`Verifier`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenClaims {
+    /// The user id.
+    pub sub: String,
+    /// The user's email.
+    pub email: String,
+    /// Staff groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Issuer, [`ISSUER`].
+    pub iss: String,
+    /// Audience, [`AUDIENCE`].
+    pub aud: String,
+    /// Issued at (Unix seconds).
+    pub iat: u64,
+    /// Expires at (Unix seconds).
+    pub exp: u64,
+}
+
+impl TokenClaims {
+    /// Claims for `user`, issued now and valid `lifetime`.
+    pub fn issue(claims: Claims, lifetime: Duration) -> TokenClaims {
+        let iat = unix_now();
+        TokenClaims {
+            sub: claims.sub,
+            email: claims.email,
+            groups: claims.groups,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat,
+            exp: iat + lifetime.as_secs(),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Checks end-user tokens. Cheap to clone; clones share keys and cache.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Source,
+    validation: Validation,
+    /// Public keys by `kid`. A std lock: held only for map look-ups, never
+    /// across an await.
+    keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
+    /// Serialises fetches and remembers when the last one started.
+    fetch: tokio::sync::Mutex<Option<Instant>>,
+    cache: Mutex<HashMap<String, (Claims, u64)>>,
+}
+
+enum Source {
+    /// No users service is reachable: every token is refused.
+    Unavailable(String),
+    /// A fixed key set (tests, benchmarks).
+    Fixed,
+    /// The users service's JWKS.
+    Users(BackendClient),
+}
+
+impl Default for Verifier {
+    /// A verifier that refuses every token (no users service configured).
+    fn default() -> Verifier {
+        Verifier::with_source(Source::Unavailable(
+            "user authentication is not configured: run the users service or set ECOM_USERS_URL".to_owned(),
+        ))
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier(…)")
+    }
+}
 
 impl Verifier {
-    /// The claims of a valid token; 401 otherwise.
-    pub async fn verify(&self, _token: &str) -> Result<Claims, ApiError> {
-        Err(ApiError::unauthorized("user authentication is not available yet"))
+    /// A verifier fetching keys from the users service through `users`
+    /// (`clients.get("users")`); when that failed, one refusing every token
+    /// with the reason.
+    pub fn from_users(users: anyhow::Result<BackendClient>) -> Verifier {
+        match users {
+            Ok(client) => Verifier::with_source(Source::Users(client)),
+            Err(e) => Verifier::with_source(Source::Unavailable(format!(
+                "user authentication is not available: {e}"
+            ))),
+        }
+    }
+
+    /// A verifier trusting exactly the keys of `jwks` (tests, benchmarks).
+    pub fn from_jwks(jwks: &JwkSet) -> Verifier {
+        let verifier = Verifier::with_source(Source::Fixed);
+        verifier.install(jwks);
+        verifier
+    }
+
+    fn with_source(source: Source) -> Verifier {
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.leeway = LEEWAY_SECONDS;
+        Verifier {
+            inner: Arc::new(Inner {
+                source,
+                validation,
+                keys: RwLock::new(HashMap::new()),
+                fetch: tokio::sync::Mutex::new(None),
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The claims of a valid token; 401 otherwise (503 when the keys cannot
+    /// be fetched).
+    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let now = unix_now();
+        if let Some(claims) = self.cached(token, now) {
+            return Ok(claims);
+        }
+        if let Source::Unavailable(reason) = &self.inner.source {
+            return Err(ApiError::unauthorized(reason.clone()));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(&e))?;
+        if header.alg != ALGORITHM {
+            return Err(ApiError::unauthorized(format!(
+                "invalid token: algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| ApiError::unauthorized("invalid token: no key id (kid)"))?;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => self.refetch_for(&kid).await?,
+        };
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &self.inner.validation)
+            .map_err(|e| invalid(&e))?;
+        let t = data.claims;
+        let claims = Claims {
+            sub: t.sub,
+            email: t.email,
+            groups: t.groups,
+        };
+        self.remember(token, &claims, t.exp.saturating_add(LEEWAY_SECONDS), now);
+        Ok(claims)
+    }
+
+    fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.inner.keys.read().ok()?.get(kid).cloned()
+    }
+
+    /// Fetches the key set again, unless another fetch ran too recently,
+    /// and returns the key `kid` if it is now known.
+    async fn refetch_for(&self, kid: &str) -> Result<Arc<DecodingKey>, ApiError> {
+        let unknown = || ApiError::unauthorized("invalid token: signed with an unknown key");
+        let Source::Users(client) = &self.inner.source else {
+            return Err(unknown());
+        };
+        let mut last = self.inner.fetch.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Some(key) = self.key(kid) {
+            return Ok(key);
+        }
+        if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            return Err(unknown());
+        }
+        *last = Some(Instant::now());
+        let jwks: JwkSet = client.get(JWKS_PATH).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not fetch the users service's public keys");
+            ApiError::unavailable("cannot check the token now: the users service's keys are unavailable")
+        })?;
+        self.install(&jwks);
+        self.key(kid).ok_or_else(unknown)
+    }
+
+    /// Replaces the known keys by the Ed25519 keys of `jwks` (a key
+    /// removed from the set stops being trusted).
+    fn install(&self, jwks: &JwkSet) {
+        let keys: HashMap<String, Arc<DecodingKey>> = jwks
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                match &jwk.algorithm {
+                    AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                        DecodingKey::from_ed_components(&p.x)
+                            .ok()
+                            .map(|k| (kid, Arc::new(k)))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        if let Ok(mut known) = self.inner.keys.write() {
+            *known = keys;
+        }
+    }
+
+    fn cached(&self, token: &str, now: u64) -> Option<Claims> {
+        let cache = self.inner.cache.lock().ok()?;
+        match cache.get(token) {
+            Some((claims, until)) if *until >= now => Some(claims.clone()),
+            _ => None,
+        }
+    }
+
+    fn remember(&self, token: &str, claims: &Claims, until: u64, now: u64) {
+        let Ok(mut cache) = self.inner.cache.lock() else {
+            return;
+        };
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, (_, until)| *until >= now);
+            // Still full of live tokens: start again rather than track
+            // recency; the cost is one signature check per token.
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_owned(), (claims.clone(), until));
+    }
+}
+
+fn invalid(err: &jsonwebtoken::errors::Error) -> ApiError {
+    use jsonwebtoken::errors::ErrorKind;
+    let why = match err.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired: sign in again or refresh it",
+        ErrorKind::InvalidSignature => "invalid token: bad signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "invalid token: algorithm not accepted"
+        }
+        ErrorKind::InvalidIssuer => "invalid token: wrong issuer",
+        ErrorKind::InvalidAudience => "invalid token: wrong audience",
+        ErrorKind::MissingRequiredClaim(_) => "invalid token: a required claim is missing",
+        _ => "invalid token",
+    };
+    ApiError::unauthorized(why)
+}
+
+/// The token of an `Authorization` header: `Bearer <token>` or the bare
+/// token. `None` without the header; 401 for another scheme.
+pub fn token_from(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?
+        .trim();
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        Some(_) => Err(ApiError::unauthorized(
+            "send the ID token as 'Authorization: Bearer <idToken>'",
+        )),
+        None if value.is_empty() => Ok(None),
+        None => Ok(Some(value)),
+    }
+}
+
+/// The signed-in caller of a request (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User(pub Claims);
+
+fn verifier_of(parts: &Parts) -> Result<Verifier, ApiError> {
+    parts.extensions.get::<Verifier>().cloned().ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "no Verifier in the request extensions: add axum::Extension(verifier) to the router"
+        ))
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let token = token_from(&parts.headers)?
+            .ok_or_else(|| ApiError::unauthorized("sign in first: send 'Authorization: Bearer <idToken>'"))?;
+        verifier_of(parts)?.verify(token).await.map(User)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        match token_from(&parts.headers)? {
+            None => Ok(None),
+            Some(token) => verifier_of(parts)?.verify(token).await.map(|c| Some(User(c))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn the_token_is_read_with_or_without_the_bearer_scheme() {
+        assert_eq!(token_from(&headers("Bearer abc")).unwrap(), Some("abc"));
+        assert_eq!(token_from(&headers("bearer  abc ")).unwrap(), Some("abc"));
+        assert_eq!(token_from(&headers("abc")).unwrap(), Some("abc"));
+        assert_eq!(token_from(&HeaderMap::new()).unwrap(), None);
+        assert!(token_from(&headers("Basic dXNlcjpwYXNz")).is_err());
+    }
+
+    #[test]
+    fn group_checks_answer_403_naming_the_groups() {
+        let claims = Claims {
+            sub: "u".into(),
+            email: "a@b.c".into(),
+            groups: vec!["warehouse".into()],
+        };
+        assert!(claims.require_group(&["admin", "warehouse"]).is_ok());
+        let err = claims.require_group(&["admin"]).unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
+        assert!(err.message().contains("admin"));
+    }
+
+    #[tokio::test]
+    async fn without_a_users_service_every_token_is_refused() {
+        let err = Verifier::default().verify("a.b.c").await.unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::UNAUTHORIZED);
     }
 }

@@ -197,21 +197,6 @@ impl TestApp {
         self.bus.publish(events).await.unwrap();
     }
 
-    /// Where this app keeps its data, to open a service's database beside
-    /// it (seeding through a service's own store functions, reading state
-    /// no route shows).
-    pub fn storage_target(&self) -> StorageTarget {
-        match self.storage {
-            Storage::Sqlite => StorageTarget::Sqlite {
-                dir: self.data_dir.clone(),
-            },
-            Storage::Postgres => StorageTarget::Postgres {
-                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
-                schema_prefix: self.schema_prefix.clone(),
-                max_connections: 2,
-            },
-        }
-    }
 
     /// Opens the (already migrated) database of `service`.
     pub async fn open_db(&self, service: &str) -> ecom_storage::Db {
@@ -281,6 +266,31 @@ impl TestApp {
 
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
+    }
+}
+
+impl TestApp {
+    pub async fn put_with_token(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        send(self.http.put(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// Where this app keeps its data, for opening a service database or
+    /// running a CLI command beside it.
+    pub fn storage_target(&self) -> StorageTarget {
+        match self.storage {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: self.data_dir.clone(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: self.schema_prefix.clone(),
+                max_connections: 2,
+            },
+        }
     }
 }
 

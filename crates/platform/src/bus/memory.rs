@@ -10,10 +10,13 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Rules and feed, known once delivery starts.
+type Started = (Vec<Arc<Rule>>, broadcast::Sender<Arc<Event>>);
+
 /// See the module documentation.
 #[derive(Default)]
 pub struct MemoryBus {
-    state: Mutex<Option<(Vec<Arc<Rule>>, broadcast::Sender<Arc<Event>>)>>,
+    state: Mutex<Option<Started>>,
 }
 
 #[async_trait::async_trait]

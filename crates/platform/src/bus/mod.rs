@@ -10,14 +10,22 @@
 //! no global order; handlers make themselves idempotent with
 //! [`crate::inbox`].
 
+pub mod embedded;
 pub mod memory;
+mod metrics;
+
+pub use metrics::RuleMetrics;
+pub mod nats;
 
 use crate::pattern::Pattern;
 use crate::Event;
 use ecom_model::Timestamp;
+use ecom_runtime::config::BusSettings;
 use futures::future::BoxFuture;
+use rand::Rng as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +40,9 @@ pub struct Rule {
     pub name: String,
     /// Which events it wants.
     pub pattern: Pattern,
+    /// The pattern as given, kept so that a backend can store the rule and
+    /// route events published by other processes (such as the CLI) to it.
+    pub pattern_json: serde_json::Value,
     /// What it does with them.
     pub handler: Handler,
 }
@@ -52,10 +63,11 @@ impl Rule {
         F: Fn(Event) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let pattern = Pattern::parse(&pattern).map_err(|e| anyhow::anyhow!("rule {name}: {e}"))?;
+        let compiled = Pattern::parse(&pattern).map_err(|e| anyhow::anyhow!("rule {name}: {e}"))?;
         Ok(Rule {
             name: name.to_owned(),
-            pattern,
+            pattern: compiled,
+            pattern_json: pattern,
             handler: Arc::new(move |e| Box::pin(handler(e))),
         })
     }
@@ -75,6 +87,53 @@ pub struct DeadLetter {
     pub last_error: String,
     /// When it was dead-lettered.
     pub failed_at: Timestamp,
+}
+
+/// The error a handler returns when retrying cannot help (the event can
+/// never be applied): the event goes to the dead-letter queue at once.
+/// Build it with [`permanent`]; any other error is retried.
+#[derive(Debug)]
+pub struct Permanent(pub String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
+
+/// A handler error that is not retried (see [`Permanent`]).
+pub fn permanent(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Permanent(message.into()))
+}
+
+/// True when `err` (or its cause chain) is [`Permanent`].
+pub fn is_permanent(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<Permanent>())
+}
+
+/// The delay before retry number `attempt` (1 = first retry): exponential
+/// backoff from `initial_backoff`, capped at `max_backoff`, with full jitter
+/// (a uniform delay between zero and that bound), so that many failed
+/// deliveries do not retry in lock-step.
+pub fn backoff(settings: &BusSettings, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let bound = settings
+        .initial_backoff
+        .saturating_mul(1u32 << exp)
+        .min(settings.max_backoff);
+    let micros = bound.as_micros().min(u128::from(u64::MAX)) as u64;
+    if micros == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_micros(rand::thread_rng().gen_range(0..=micros))
+}
+
+/// Whether a delivery that has just failed for the `attempts`-th time, first
+/// tried `age` ago, goes to the dead-letter queue rather than being retried.
+pub fn exhausted(settings: &BusSettings, attempts: u32, age: Duration, err: &anyhow::Error) -> bool {
+    attempts >= settings.max_attempts || age >= settings.max_age || is_permanent(err)
 }
 
 /// A carrier of events. Implemented by the embedded and NATS backends.
@@ -98,6 +157,15 @@ pub trait BusBackend: Send + Sync {
     async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64>;
     /// Re-delivers archived events of `[from, to)` matching `rule`; returns how many.
     async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64>;
+    /// Puts bytes on the bus as a foreign producer would, without checking
+    /// that they are an event: they reach the rules whose `source` and
+    /// `detail-type` filters admit `source` / `detail_type`, which must
+    /// dead-letter them (and keep delivering what follows) when they do not
+    /// decode. Exists so the conformance suite can prove exactly that.
+    async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
+        let _ = (source, detail_type, payload);
+        anyhow::bail!("this bus backend cannot publish raw bytes")
+    }
 }
 
 /// The bus a service publishes to and subscribes on. Cheap to clone.
@@ -171,5 +239,60 @@ impl Bus {
     /// Re-delivers archived events of a time window to a rule.
     pub async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
         self.backend.replay(rule, from, to).await
+    }
+
+    /// The backend (tests use [`BusBackend::publish_raw`]).
+    pub fn backend(&self) -> &Arc<dyn BusBackend> {
+        &self.backend
+    }
+}
+
+/// What a handler error becomes in logs and dead letters: the whole cause
+/// chain on one line.
+pub fn describe_error(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> BusSettings {
+        BusSettings {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..BusSettings::default()
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_the_cap_and_is_jittered_below_the_bound() {
+        let s = settings();
+        for (attempt, bound_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
+            let delays: Vec<Duration> = (0..200).map(|_| backoff(&s, attempt)).collect();
+            assert!(
+                delays.iter().all(|d| *d <= Duration::from_millis(bound_ms)),
+                "attempt {attempt}"
+            );
+            assert!(
+                delays.iter().any(|d| *d != delays[0]),
+                "attempt {attempt} is not jittered"
+            );
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_exhausted_by_attempts_age_or_a_permanent_error() {
+        let s = BusSettings {
+            max_attempts: 3,
+            max_age: Duration::from_secs(60),
+            ..settings()
+        };
+        let transient = anyhow::anyhow!("timeout");
+        assert!(!exhausted(&s, 2, Duration::from_secs(1), &transient));
+        assert!(exhausted(&s, 3, Duration::from_secs(1), &transient));
+        assert!(exhausted(&s, 1, Duration::from_secs(60), &transient));
+        let perm = permanent("unknown order").context("handler failed");
+        assert!(exhausted(&s, 1, Duration::from_secs(1), &perm));
     }
 }

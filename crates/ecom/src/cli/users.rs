@@ -1,0 +1,78 @@
+//! `ecom users add --email E --password P [--group G]…`: creates an account
+//! straight in the users database (the way to make the first admin). It
+//! works beside a running server on the same data dir or database; the
+//! `UserCreated` event waits in the outbox until a server's relay sends it.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use ecom_platform::Outbox;
+use ecom_runtime::Config;
+use ecom_storage::{Db, StorageTarget};
+use ecom_users::accounts::{self, CreateError};
+use ecom_users::domain::{Email, Group, NewPassword};
+
+/// `ecom users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user, e.g. the first admin, and print its id.
+    Add {
+        /// Email (sign-in name).
+        #[arg(long)]
+        email: String,
+        /// Password (8+ characters of two kinds).
+        #[arg(long)]
+        password: String,
+        /// Staff group: admin, warehouse or delivery (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+    },
+}
+
+/// Runs a users command.
+pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
+    let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
+    match command {
+        UsersCommand::Add {
+            email,
+            password,
+            groups,
+        } => {
+            let user_id = add(&target, &email, &password, &groups).await?;
+            println!("{user_id}");
+            Ok(())
+        }
+    }
+}
+
+/// Creates a user in the users database of `target` (migrating it first)
+/// and returns its id.
+pub async fn add(
+    target: &StorageTarget,
+    email: &str,
+    password: &str,
+    groups: &[String],
+) -> anyhow::Result<String> {
+    let email = Email::try_from(email.to_owned()).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let password =
+        NewPassword::try_from(password.to_owned()).map_err(|e| anyhow::anyhow!("--password: {e}"))?;
+    let groups = groups
+        .iter()
+        .map(|g| g.parse::<Group>().map_err(|e| anyhow::anyhow!("--group: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let db = Db::open(target, ecom_users::NAME).await?;
+    let created = async {
+        db.migrate(ecom_platform::outbox::SCOPE, ecom_platform::outbox::MIGRATIONS)
+            .await?;
+        db.migrate(ecom_users::NAME, ecom_users::MIGRATIONS)
+            .await
+            .context("Failed to migrate the users database")?;
+        match accounts::create(&db, &Outbox::new(), &email, &password, &groups).await {
+            Ok(id) => Ok(id),
+            Err(CreateError::EmailTaken) => anyhow::bail!("a user with email {email} already exists"),
+            Err(CreateError::Internal(e)) => Err(e),
+        }
+    }
+    .await;
+    db.close().await;
+    created
+}

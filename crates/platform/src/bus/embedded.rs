@@ -1,0 +1,822 @@
+//! The embedded bus: durable tables in the platform's own database (SQLite
+//! file `<data-dir>/platform.db`, or the `platform` schema on PostgreSQL).
+//!
+//! - `publish` writes, in one transaction, each new event to the archive
+//!   (its unique id turns a duplicate publish into a no-op) and one pending
+//!   delivery per matching rule. Rules are read from `bus_rules`, which the
+//!   servers fill at start, so a publish from another process (the CLI)
+//!   reaches them too.
+//! - One worker per rule claims due deliveries in batches, runs the handler
+//!   on each (bounded concurrency), deletes those that succeeded and
+//!   reschedules the others with exponential backoff and full jitter, or
+//!   moves them to the rule's dead-letter queue once exhausted. An
+//!   in-process publish wakes the worker at once; a short poll catches
+//!   publishes of other processes and retries falling due.
+//! - A feed task follows the archive and copies new events to the listener.
+//! - A maintenance task prunes the archive past its retention and updates
+//!   the backlog and lag gauges.
+//!
+//! Delivery runs in the process that registered the rule: a rule must be
+//! served by one process at a time. Scaling a service out to several
+//! replicas is what the NATS backend is for.
+
+use super::{BusBackend, DeadLetter, Rule, RuleMetrics};
+use crate::pattern::Pattern;
+use crate::Event;
+use anyhow::Context as _;
+use ecom_model::Timestamp;
+use ecom_runtime::config::BusSettings;
+use ecom_storage::sqlx::{self, Row as _};
+use ecom_storage::{Db, Migration};
+use futures::StreamExt as _;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Tables of the embedded bus (scope [`SCOPE`] in the platform database).
+pub const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "embedded bus: archive, rules, deliveries, dead letters",
+    include_str!("../../migrations/bus_0001_tables.sql"),
+)];
+
+/// Migration scope of [`MIGRATIONS`].
+pub const SCOPE: &str = "platform";
+
+/// Deliveries a worker claims at once.
+const BATCH: i64 = 256;
+/// Handlers of one rule running at the same time.
+const CONCURRENCY: usize = 64;
+/// How often a worker looks for work nobody woke it for (publishes from
+/// other processes).
+const POLL: Duration = Duration::from_millis(250);
+/// How long the stored rules are trusted before being read again.
+const RULES_TTL: Duration = Duration::from_secs(1);
+/// How often the backlog and lag gauges are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+/// How often the archive is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Rows per multi-row INSERT (well under both engines' parameter limits).
+const ROWS_PER_INSERT: usize = 100;
+
+/// See the module documentation. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    settings: BusSettings,
+    rules: Mutex<Option<(Instant, Arc<Vec<StoredRule>>)>>,
+    /// Workers of this process, by rule name.
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Wakes the feed task after an in-process publish.
+    published: Notify,
+}
+
+/// A rule as stored in `bus_rules`.
+struct StoredRule {
+    name: String,
+    pattern: Pattern,
+    sources: Option<Vec<String>>,
+    detail_types: Option<Vec<String>>,
+}
+
+impl StoredRule {
+    fn new(name: String, pattern: Pattern) -> StoredRule {
+        StoredRule {
+            sources: pattern.exact_values("source"),
+            detail_types: pattern.exact_values("detail-type"),
+            name,
+            pattern,
+        }
+    }
+
+    /// Whether a message of this source and detail-type passes the rule's
+    /// subject filter (what a broker would route on, before decoding).
+    fn admits(&self, source: &str, detail_type: &str) -> bool {
+        let ok = |set: &Option<Vec<String>>, v: &str| set.as_ref().is_none_or(|s| s.iter().any(|x| x == v));
+        ok(&self.sources, source) && ok(&self.detail_types, detail_type)
+    }
+}
+
+/// A pending delivery as claimed by a worker.
+struct Claimed {
+    id: i64,
+    event_id: String,
+    payload: String,
+    attempts: i64,
+    created_at: i64,
+}
+
+fn now_micros() -> i64 {
+    Timestamp::now().unix_micros()
+}
+
+fn micros(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `cols` columns.
+fn values_sql(rows: usize, cols: usize) -> String {
+    let mut out = String::new();
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * cols + c + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `$1, $2, …` for `n` values.
+fn list_sql(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A new delivery row.
+struct NewDelivery<'a> {
+    rule: &'a str,
+    event_id: &'a str,
+    payload: &'a str,
+}
+
+/// Inserts deliveries (skipping those already pending); returns how many
+/// were added.
+async fn insert_deliveries(tx: &mut ecom_storage::Tx, rows: &[NewDelivery<'_>]) -> anyhow::Result<u64> {
+    let now = now_micros();
+    let mut added = 0;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO bus_deliveries (rule, event_id, payload, attempts, due_at, created_at) VALUES {}
+             ON CONFLICT (rule, event_id) DO NOTHING",
+            values_sql(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(d.rule.to_owned())
+                .bind(d.event_id.to_owned())
+                .bind(d.payload.to_owned())
+                .bind(0i64)
+                .bind(now)
+                .bind(now);
+        }
+        added += q
+            .execute(&mut **tx)
+            .await
+            .context("Failed to queue deliveries")?
+            .rows_affected();
+    }
+    Ok(added)
+}
+
+impl EmbeddedBus {
+    /// Opens the bus on the platform database `db`, creating its tables.
+    pub async fn open(db: Db, settings: BusSettings) -> anyhow::Result<EmbeddedBus> {
+        db.migrate(SCOPE, MIGRATIONS)
+            .await
+            .context("Failed to create the tables of the embedded bus")?;
+        Ok(EmbeddedBus {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                rules: Mutex::new(None),
+                wakers: Mutex::new(HashMap::new()),
+                published: Notify::new(),
+            }),
+        })
+    }
+
+    /// Deletes archived events older than the retention; returns how many.
+    pub async fn prune(&self) -> anyhow::Result<u64> {
+        self.inner.prune().await
+    }
+}
+
+impl Inner {
+    /// The stored rules, read again when the cached copy is older than
+    /// [`RULES_TTL`] (rules registered by other processes show up then).
+    async fn rules(&self) -> anyhow::Result<Arc<Vec<StoredRule>>> {
+        if let Some((at, rules)) = &*self.rules.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < RULES_TTL {
+                return Ok(rules.clone());
+            }
+        }
+        let rows = sqlx::query("SELECT name, pattern FROM bus_rules ORDER BY name")
+            .fetch_all(self.db.reader())
+            .await
+            .context("Failed to read the bus rules")?;
+        let mut rules = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.try_get(0)?;
+            let text: String = row.try_get(1)?;
+            match Pattern::from_json_str(&text) {
+                Ok(pattern) => rules.push(StoredRule::new(name, pattern)),
+                // Written by another version of ecom: its own process
+                // still delivers what it can route; this one cannot route.
+                Err(e) => {
+                    tracing::warn!(rule = name, error = %e, "stored rule has a pattern this version cannot read")
+                }
+            }
+        }
+        let rules = Arc::new(rules);
+        *self.rules.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), rules.clone()));
+        Ok(rules)
+    }
+
+    fn wake(&self, rules: impl IntoIterator<Item = String>) {
+        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        for rule in rules {
+            if let Some(w) = wakers.get(&rule) {
+                w.notify_one();
+            }
+        }
+    }
+
+    async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rules = self.rules().await?;
+        // A batch may repeat an id; the first copy wins, like a later publish.
+        let mut seen = HashSet::new();
+        let mut encoded = Vec::with_capacity(events.len());
+        for event in events.iter().filter(|e| seen.insert(e.id)) {
+            let payload = serde_json::to_string(event).context("Failed to encode an event")?;
+            encoded.push((event, event.id.to_string(), payload));
+        }
+        let now = now_micros();
+        let mut tx = self
+            .db
+            .begin()
+            .await
+            .context("Failed to start a publish transaction")?;
+        let mut fresh = HashSet::new();
+        for chunk in encoded.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO bus_events (event_id, source, detail_type, event_time, published_at, payload)
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                values_sql(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for (event, id, payload) in chunk {
+                q = q
+                    .bind(id.clone())
+                    .bind(event.source.clone())
+                    .bind(event.detail_type.clone())
+                    .bind(event.time.unix_micros())
+                    .bind(now)
+                    .bind(payload.clone());
+            }
+            for row in q.fetch_all(&mut *tx).await.context("Failed to archive events")? {
+                fresh.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        let mut deliveries = Vec::new();
+        let mut woken = HashSet::new();
+        for (event, id, payload) in encoded.iter().filter(|(_, id, _)| fresh.contains(id)) {
+            let value = event.to_value();
+            for rule in rules.iter().filter(|r| r.pattern.matches(&value)) {
+                deliveries.push(NewDelivery {
+                    rule: &rule.name,
+                    event_id: id,
+                    payload,
+                });
+                woken.insert(rule.name.clone());
+            }
+        }
+        insert_deliveries(&mut tx, &deliveries).await?;
+        tx.commit().await.context("Failed to commit a publish")?;
+        self.wake(woken);
+        self.published.notify_one();
+        Ok(())
+    }
+
+    async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
+        let rules = self.rules().await?;
+        let text = String::from_utf8_lossy(payload).into_owned();
+        // Keep the id when there is one, so the dead letter names it.
+        let event_id = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let targets: Vec<&StoredRule> = rules.iter().filter(|r| r.admits(source, detail_type)).collect();
+        let deliveries: Vec<NewDelivery> = targets
+            .iter()
+            .map(|r| NewDelivery {
+                rule: &r.name,
+                event_id: &event_id,
+                payload: &text,
+            })
+            .collect();
+        let mut tx = self.db.begin().await?;
+        insert_deliveries(&mut tx, &deliveries).await?;
+        tx.commit().await?;
+        self.wake(targets.iter().map(|r| r.name.clone()));
+        Ok(())
+    }
+
+    async fn register(&self, rules: &[Arc<Rule>]) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        let now = now_micros();
+        for rule in rules {
+            sqlx::query(
+                "INSERT INTO bus_rules (name, pattern, registered_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET pattern = excluded.pattern, registered_at = excluded.registered_at",
+            )
+            .bind(rule.name.clone())
+            .bind(rule.pattern_json.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("Failed to register rule {}", rule.name))?;
+        }
+        tx.commit().await.context("Failed to register the rules")?;
+        // Publishes from now on must see them.
+        *self.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(())
+    }
+
+    /// Claims due deliveries of `rule`, runs them, and records the
+    /// outcomes; returns how many it claimed.
+    async fn run_batch(&self, rule: &Rule, metrics: &RuleMetrics) -> anyhow::Result<usize> {
+        let now = now_micros();
+        let rows = sqlx::query(
+            "SELECT id, event_id, payload, attempts, created_at FROM bus_deliveries
+             WHERE rule = $1 AND due_at <= $2 ORDER BY due_at, id LIMIT $3",
+        )
+        .bind(rule.name.clone())
+        .bind(now)
+        .bind(BATCH)
+        .fetch_all(self.db.reader())
+        .await
+        .context("Failed to read due deliveries")?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let claimed = rows
+            .iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    payload: row.try_get(2)?,
+                    attempts: row.try_get(3)?,
+                    created_at: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let count = claimed.len();
+        let outcomes: Vec<(Claimed, anyhow::Result<()>)> = futures::stream::iter(claimed)
+            .map(|c| {
+                let handler = rule.handler.clone();
+                async move {
+                    let result = match serde_json::from_str::<Event>(&c.payload) {
+                        Ok(event) => match tokio::spawn(handler(event)).await {
+                            Ok(result) => result,
+                            Err(e) => Err(anyhow::anyhow!("handler panicked: {e}")),
+                        },
+                        Err(e) => Err(super::permanent(format!("malformed event: {e}"))),
+                    };
+                    (c, result)
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        self.record(rule, metrics, outcomes).await?;
+        Ok(count)
+    }
+
+    /// Acknowledges successes, reschedules or dead-letters failures, in one
+    /// transaction.
+    async fn record(
+        &self,
+        rule: &Rule,
+        metrics: &RuleMetrics,
+        outcomes: Vec<(Claimed, anyhow::Result<()>)>,
+    ) -> anyhow::Result<()> {
+        let now = now_micros();
+        let mut done = Vec::new();
+        let mut retried = 0;
+        let mut dead = 0;
+        let mut tx = self
+            .db
+            .begin()
+            .await
+            .context("Failed to start recording deliveries")?;
+        for (c, result) in outcomes {
+            let Err(err) = result else {
+                done.push(c.id);
+                continue;
+            };
+            let attempts = c.attempts.saturating_add(1);
+            let age = Duration::from_micros(now.saturating_sub(c.created_at).max(0) as u64);
+            let message = super::describe_error(&err);
+            if super::exhausted(&self.settings, attempts as u32, age, &err) {
+                tracing::warn!(
+                    rule = rule.name,
+                    event = c.event_id,
+                    attempts,
+                    error = message,
+                    "event dead-lettered"
+                );
+                sqlx::query(
+                    "INSERT INTO bus_dead_letters (rule, event_id, payload, attempts, last_error, failed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (rule, event_id) DO UPDATE SET payload = excluded.payload,
+                       attempts = excluded.attempts, last_error = excluded.last_error, failed_at = excluded.failed_at",
+                )
+                .bind(rule.name.clone())
+                .bind(c.event_id)
+                .bind(c.payload)
+                .bind(attempts)
+                .bind(message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to dead-letter an event")?;
+                done.push(c.id);
+                dead += 1;
+            } else {
+                let delay = super::backoff(&self.settings, attempts as u32);
+                tracing::info!(rule = rule.name, event = c.event_id, attempts, retry_in = ?delay, error = message, "handler failed; will retry");
+                sqlx::query(
+                    "UPDATE bus_deliveries SET attempts = $1, due_at = $2, last_error = $3 WHERE id = $4",
+                )
+                .bind(attempts)
+                .bind(now.saturating_add(micros(delay)))
+                .bind(message)
+                .bind(c.id)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to reschedule a delivery")?;
+                retried += 1;
+            }
+        }
+        for chunk in done.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "DELETE FROM bus_deliveries WHERE id IN ({})",
+                list_sql(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx)
+                .await
+                .context("Failed to acknowledge deliveries")?;
+        }
+        tx.commit().await.context("Failed to record deliveries")?;
+        metrics.delivered.add((done.len() - dead) as u64);
+        metrics.retried.add(retried);
+        metrics.dead_lettered.add(dead as u64);
+        Ok(())
+    }
+
+    /// When the next delivery of `rule` falls due, if any.
+    async fn next_due(&self, rule: &str) -> anyhow::Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(due_at) FROM bus_deliveries WHERE rule = $1")
+            .bind(rule.to_owned())
+            .fetch_one(self.db.reader())
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    async fn worker(self: Arc<Self>, rule: Arc<Rule>, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let metrics = RuleMetrics::new(&rule.name);
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            match self.run_batch(&rule, &metrics).await {
+                Ok(n) if n as i64 == BATCH => continue,
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(rule = rule.name, error = %format!("{e:#}"), "delivery failed; will retry");
+                }
+            }
+            let pause = if failures > 0 {
+                POLL * failures.min(20)
+            } else {
+                match self.next_due(&rule.name).await {
+                    Ok(Some(due)) => {
+                        let wait = due.saturating_sub(now_micros()).max(0) as u64;
+                        Duration::from_micros(wait).min(POLL)
+                    }
+                    _ => POLL,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Copies each newly archived event to `feed`, in archive order.
+    async fn follow(
+        self: Arc<Self>,
+        mut last: i64,
+        feed: broadcast::Sender<Arc<Event>>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.published.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            match self.feed_from(last, &feed).await {
+                Ok(seq) => last = seq,
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "event feed failed; will retry"),
+            }
+        }
+    }
+
+    async fn max_seq(&self) -> anyhow::Result<i64> {
+        let row = sqlx::query("SELECT MAX(seq) FROM bus_events")
+            .fetch_one(self.db.reader())
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
+    }
+
+    async fn feed_from(&self, mut last: i64, feed: &broadcast::Sender<Arc<Event>>) -> anyhow::Result<i64> {
+        // Nobody listening: skip ahead without reading payloads.
+        if feed.receiver_count() == 0 {
+            return Ok(self.max_seq().await?.max(last));
+        }
+        loop {
+            let rows =
+                sqlx::query("SELECT seq, payload FROM bus_events WHERE seq > $1 ORDER BY seq LIMIT 1000")
+                    .bind(last)
+                    .fetch_all(self.db.reader())
+                    .await?;
+            for row in &rows {
+                last = row.try_get(0)?;
+                let payload: String = row.try_get(1)?;
+                if let Ok(event) = serde_json::from_str::<Event>(&payload) {
+                    let _ = feed.send(Arc::new(event));
+                }
+            }
+            if rows.len() < 1000 {
+                return Ok(last);
+            }
+        }
+    }
+
+    async fn prune(&self) -> anyhow::Result<u64> {
+        let cutoff = now_micros().saturating_sub(micros(self.settings.retention));
+        let done = sqlx::query("DELETE FROM bus_events WHERE event_time < $1")
+            .bind(cutoff)
+            .execute(self.db.writer())
+            .await
+            .context("Failed to prune the event archive")?;
+        Ok(done.rows_affected())
+    }
+
+    async fn update_gauges(&self, metrics: &HashMap<String, RuleMetrics>) -> anyhow::Result<()> {
+        let rows = sqlx::query("SELECT rule, COUNT(*), MIN(created_at) FROM bus_deliveries GROUP BY rule")
+            .fetch_all(self.db.reader())
+            .await?;
+        let now = now_micros();
+        let mut seen = HashSet::new();
+        for row in rows {
+            let rule: String = row.try_get(0)?;
+            if let Some(m) = metrics.get(&rule) {
+                m.backlog.set(row.try_get(1)?);
+                let oldest: Option<i64> = row.try_get(2)?;
+                m.lag_ms.set(oldest.map_or(0, |t| now.saturating_sub(t) / 1000));
+                seen.insert(rule);
+            }
+        }
+        for (rule, m) in metrics {
+            if !seen.contains(rule) {
+                m.backlog.set(0);
+                m.lag_ms.set(0);
+            }
+        }
+        Ok(())
+    }
+
+    async fn maintain(self: Arc<Self>, rules: Vec<String>, shutdown: CancellationToken) {
+        let metrics: HashMap<String, RuleMetrics> =
+            rules.iter().map(|r| (r.clone(), RuleMetrics::new(r))).collect();
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                match self.prune().await {
+                    Ok(n) if n > 0 => tracing::info!(events = n, "pruned the event archive"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "archive pruning failed"),
+                }
+                last_prune = Some(Instant::now());
+            }
+            if let Err(e) = self.update_gauges(&metrics).await {
+                tracing::debug!(error = %format!("{e:#}"), "bus gauges not updated");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(GAUGES_EVERY) => {}
+            }
+        }
+    }
+}
+
+/// A dead letter as stored; a payload that is not an event is shown as well
+/// as can be (its id when it has one, the raw text as detail).
+fn dead_letter_from_row(row: &ecom_storage::Row) -> anyhow::Result<DeadLetter> {
+    let rule: String = row.try_get(0)?;
+    let event_id: String = row.try_get(1)?;
+    let payload: String = row.try_get(2)?;
+    let attempts: i64 = row.try_get(3)?;
+    let last_error: String = row.try_get(4)?;
+    let failed_at: i64 = row.try_get(5)?;
+    let event = serde_json::from_str::<Event>(&payload).unwrap_or_else(|_| Event {
+        version: "0".to_owned(),
+        id: Uuid::parse_str(&event_id).unwrap_or(Uuid::nil()),
+        source: String::new(),
+        detail_type: String::new(),
+        time: Timestamp::from_unix_micros(failed_at).unwrap_or_else(Timestamp::now),
+        resources: Vec::new(),
+        detail: serde_json::Value::String(payload),
+    });
+    Ok(DeadLetter {
+        rule,
+        event,
+        attempts: attempts.clamp(0, i64::from(u32::MAX)) as u32,
+        last_error,
+        failed_at: Timestamp::from_unix_micros(failed_at).unwrap_or_else(Timestamp::now),
+    })
+}
+
+#[async_trait::async_trait]
+impl BusBackend for EmbeddedBus {
+    async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
+        self.inner.publish(events).await
+    }
+
+    async fn start(
+        &self,
+        rules: Vec<Arc<Rule>>,
+        feed: broadcast::Sender<Arc<Event>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        self.inner.register(&rules).await?;
+        let mut tasks = Vec::new();
+        for rule in &rules {
+            let wake = Arc::new(Notify::new());
+            self.inner
+                .wakers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(rule.name.clone(), wake.clone());
+            tasks.push(tokio::spawn(self.inner.clone().worker(
+                rule.clone(),
+                wake,
+                shutdown.clone(),
+            )));
+        }
+        // Read here, so the feed shows everything published once `start` returns.
+        let last = self
+            .inner
+            .max_seq()
+            .await
+            .context("Failed to start the event feed")?;
+        tasks.push(tokio::spawn(self.inner.clone().follow(
+            last,
+            feed,
+            shutdown.clone(),
+        )));
+        let names = rules.iter().map(|r| r.name.clone()).collect();
+        tasks.push(tokio::spawn(self.inner.clone().maintain(names, shutdown)));
+        Ok(tokio::spawn(async move {
+            futures::future::join_all(tasks).await;
+        }))
+    }
+
+    async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
+        let columns = "SELECT rule, event_id, payload, attempts, last_error, failed_at FROM bus_dead_letters";
+        let rows = match rule {
+            Some(rule) => {
+                sqlx::query(&format!("{columns} WHERE rule = $1 ORDER BY id"))
+                    .bind(rule.to_owned())
+                    .fetch_all(self.inner.db.reader())
+                    .await
+            }
+            None => {
+                sqlx::query(&format!("{columns} ORDER BY id"))
+                    .fetch_all(self.inner.db.reader())
+                    .await
+            }
+        }
+        .context("Failed to read dead letters")?;
+        rows.iter().map(dead_letter_from_row).collect()
+    }
+
+    async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64> {
+        let now = now_micros();
+        let filter = if rule.is_some() { "rule = $2" } else { "$2 = $2" };
+        let mut tx = self.inner.db.begin().await?;
+        // `WHERE` is required by SQLite's parser in an INSERT … SELECT
+        // with an ON CONFLICT clause.
+        let rules: Vec<String> = sqlx::query(&format!(
+            "INSERT INTO bus_deliveries (rule, event_id, payload, attempts, due_at, created_at)
+             SELECT rule, event_id, payload, 0, $1, $1 FROM bus_dead_letters WHERE {filter}
+             ON CONFLICT (rule, event_id) DO NOTHING RETURNING rule"
+        ))
+        .bind(now)
+        .bind(rule.unwrap_or("").to_owned())
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to redrive dead letters")?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+        let filter = if rule.is_some() { "rule = $1" } else { "$1 = $1" };
+        let moved = sqlx::query(&format!("DELETE FROM bus_dead_letters WHERE {filter}"))
+            .bind(rule.unwrap_or("").to_owned())
+            .execute(&mut *tx)
+            .await
+            .context("Failed to redrive dead letters")?
+            .rows_affected();
+        tx.commit().await.context("Failed to redrive dead letters")?;
+        self.inner.wake(rules);
+        Ok(moved)
+    }
+
+    async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
+        // Read afresh: the rule may have been registered a moment ago.
+        *self.inner.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let rules = self.inner.rules().await?;
+        let Some(stored) = rules.iter().find(|r| r.name == rule) else {
+            let known: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+            anyhow::bail!(
+                "unknown rule '{rule}'; the rules are: {} (rules are registered when the server starts)",
+                if known.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+        };
+        let mut last = 0i64;
+        let mut queued = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, event_id, payload FROM bus_events
+                 WHERE event_time >= $1 AND event_time < $2 AND seq > $3 ORDER BY seq LIMIT 1000",
+            )
+            .bind(from.unix_micros())
+            .bind(to.unix_micros())
+            .bind(last)
+            .fetch_all(self.inner.db.reader())
+            .await
+            .context("Failed to read the event archive")?;
+            let mut matching = Vec::new();
+            for row in &rows {
+                last = row.try_get(0)?;
+                let id: String = row.try_get(1)?;
+                let payload: String = row.try_get(2)?;
+                let matches = serde_json::from_str::<serde_json::Value>(&payload)
+                    .is_ok_and(|v| stored.pattern.matches(&v));
+                if matches {
+                    matching.push((id, payload));
+                }
+            }
+            let deliveries: Vec<NewDelivery> = matching
+                .iter()
+                .map(|(id, payload)| NewDelivery {
+                    rule,
+                    event_id: id,
+                    payload,
+                })
+                .collect();
+            let mut tx = self.inner.db.begin().await?;
+            queued += insert_deliveries(&mut tx, &deliveries).await?;
+            tx.commit().await.context("Failed to queue the replay")?;
+            if rows.len() < 1000 {
+                break;
+            }
+        }
+        self.inner.wake([rule.to_owned()]);
+        Ok(queued)
+    }
+
+    async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
+        self.inner.publish_raw(source, detail_type, payload).await
+    }
+}

@@ -1,0 +1,866 @@
+//! The NATS JetStream backend of the bus, for deployments past one machine.
+//!
+//! Layout (`P` is the stream prefix, empty in production, unique per test):
+//!
+//! - Stream `PECOM` (file storage, limits retention, `max_age` =
+//!   `BusSettings::retention`, duplicate window [`DUPLICATE_WINDOW`]) holds
+//!   every event on `Pecom.events.<source>.<detail-type>` and the re-sent
+//!   events of redrive and replay on `Pecom.redrive.<rule>`. Events are
+//!   published with `Nats-Msg-Id` = event id, so a second publish of one id
+//!   inside the window is dropped by the server; past it, the inbox of each
+//!   handler still de-duplicates.
+//! - Stream `PECOM_DLQ` (file storage, no age limit: a dead letter waits for
+//!   a person) holds dead letters on `Pecom.dlq.<rule>`. A letter's payload is
+//!   the original message's bytes, unchanged; rule, attempts, last error and
+//!   time of failure travel in `Ecom-*` headers. Keeping the raw bytes means a
+//!   malformed message is dead-lettered and redriven losslessly too.
+//! - Per rule, two durable pull consumers with explicit ack:
+//!   `rule_<rule>` on the events (filtered by the narrowest subject the
+//!   pattern allows, see [`filter_subject`]) and `redrive_<rule>` on the
+//!   rule's redrive subject. Redrive and replay go through that second
+//!   consumer rather than calling the handler in the calling process, so they
+//!   work from the CLI (which runs no handlers) as well as from the server,
+//!   and get the same retry and dead-letter policy. A second consumer is
+//!   needed because servers before 2.10 allow one filter subject per consumer.
+//! - The feed is an ephemeral ordered consumer on `Pecom.events.>` from the
+//!   time of `start`; `publish` does not touch the feed.
+//!
+//! Subject tokens and consumer names encode free text with [`token`]:
+//! `[A-Za-z0-9_-]` stay, every other byte becomes `~XX` (upper-case hex), and
+//! the empty string becomes `~`. So `ecommerce.orders` is
+//! `ecommerce~2Eorders`; dots, spaces and wildcards in a source or
+//! detail-type cannot add subject levels, and the mapping is one to one.
+//! (Not `%XX`: nats-server 2.9 formats ack subjects with the consumer name
+//! as part of a format string, so a `%` there corrupts every delivery.)
+//!
+//! Retries: a handler error is a NAK with a delay drawn with full jitter from
+//! `[0, min(max_backoff, initial_backoff * 2^(attempt-1))]`. The attempt
+//! that fails with `max_attempts` deliveries behind it, or any failure of an
+//! event older than `max_age`, is dead-lettered and the original acked. The
+//! server does not cap deliveries (`max_deliver` unset) because a capped
+//! message whose last attempt was lost (process killed, DLQ unreachable)
+//! would vanish without a dead letter; a delivery past `max_attempts` is
+//! dead-lettered without running the handler instead.
+
+use super::{BusBackend, DeadLetter, Rule};
+use crate::Event;
+use anyhow::Context as _;
+use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::{self, stream, AckKind};
+use async_nats::HeaderMap;
+use ecom_model::Timestamp;
+use ecom_runtime::config::BusSettings;
+use futures::{FutureExt, StreamExt};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long the server remembers event ids to drop duplicate publishes (the
+/// NATS default). Longer windows cost server memory per event; redeliveries
+/// past it are caught by the inboxes.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Handler runs in flight per consumer.
+const CONCURRENCY: usize = 64;
+
+/// How long a delivery may stay unacknowledged before the server redelivers it.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+
+/// Unacknowledged messages per consumer, including those waiting out a
+/// retry delay; when reached, the server pauses delivery to that rule.
+const MAX_ACK_PENDING: i64 = 20_000;
+
+/// Replay looks this far past the window's end in publish time, because the
+/// outbox relay publishes an event some time after the event's own `time`.
+const REPLAY_GRACE: Duration = Duration::from_secs(60);
+
+/// Longest wait for the next message while reading a known number of them.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+const H_RULE: &str = "Ecom-Rule";
+const H_ATTEMPTS: &str = "Ecom-Attempts";
+const H_ERROR: &str = "Ecom-Last-Error";
+const H_FAILED_AT: &str = "Ecom-Failed-At";
+
+/// The JetStream bus. See the module documentation.
+pub struct NatsBus {
+    shared: Arc<Shared>,
+    /// Rules started in this process, for replay's pattern check.
+    rules: Mutex<HashMap<String, Arc<Rule>>>,
+}
+
+/// What the delivery tasks need.
+struct Shared {
+    js: jetstream::Context,
+    settings: BusSettings,
+    names: Names,
+}
+
+/// Stream names and subject roots under one prefix.
+struct Names {
+    events_stream: String,
+    dlq_stream: String,
+    /// `Pecom.events`
+    events: String,
+    /// `Pecom.redrive`
+    redrive: String,
+    /// `Pecom.dlq`
+    dlq: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Names {
+        Names {
+            events_stream: format!("{prefix}ECOM"),
+            dlq_stream: format!("{prefix}ECOM_DLQ"),
+            events: format!("{prefix}ecom.events"),
+            redrive: format!("{prefix}ecom.redrive"),
+            dlq: format!("{prefix}ecom.dlq"),
+        }
+    }
+
+    fn event_subject(&self, source: &str, detail_type: &str) -> String {
+        format!("{}.{}.{}", self.events, token(source), token(detail_type))
+    }
+
+    fn redrive_subject(&self, rule: &str) -> String {
+        format!("{}.{}", self.redrive, token(rule))
+    }
+
+    fn dlq_subject(&self, rule: &str) -> String {
+        format!("{}.{}", self.dlq, token(rule))
+    }
+}
+
+/// Encodes free text as one subject token (or consumer name part): see the
+/// module documentation.
+pub fn token(text: &str) -> String {
+    if text.is_empty() {
+        return "~".to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("~{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The narrowest single subject (servers before 2.10 take one per consumer)
+/// that holds every event `rule` can match, under `events`: exact source and
+/// detail-type when the pattern pins each to one value, `*` for a level it
+/// does not, and `events.>` when neither is pinned. Matching the whole
+/// pattern still happens client side.
+fn filter_subject(events: &str, rule: &Rule) -> String {
+    let one = |field: &str| match rule.pattern.exact_values(field) {
+        Some(values) if values.len() == 1 => values.into_iter().next(),
+        _ => None,
+    };
+    match (one("source"), one("detail-type")) {
+        (None, None) => format!("{events}.>"),
+        (source, detail_type) => format!(
+            "{events}.{}.{}",
+            source.map_or_else(|| "*".to_owned(), |s| token(&s)),
+            detail_type.map_or_else(|| "*".to_owned(), |d| token(&d)),
+        ),
+    }
+}
+
+impl NatsBus {
+    /// Connects to `url` and creates (or updates) the event and dead-letter
+    /// streams named with `stream_prefix` ("" in production).
+    pub async fn connect(url: &str, settings: BusSettings, stream_prefix: &str) -> anyhow::Result<NatsBus> {
+        let client = async_nats::connect(url)
+            .await
+            .with_context(|| format!("cannot connect to NATS at {url}"))?;
+        let js = jetstream::new(client);
+        let names = Names::new(stream_prefix);
+        let retention = settings.retention;
+        js.create_or_update_stream(stream::Config {
+            name: names.events_stream.clone(),
+            subjects: vec![format!("{}.>", names.events), format!("{}.>", names.redrive)],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: retention,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW.min(retention),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot create the stream {}", names.events_stream))?;
+        js.create_or_update_stream(stream::Config {
+            name: names.dlq_stream.clone(),
+            subjects: vec![format!("{}.>", names.dlq)],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot create the stream {}", names.dlq_stream))?;
+        Ok(NatsBus {
+            shared: Arc::new(Shared { js, settings, names }),
+            rules: Mutex::default(),
+        })
+    }
+
+    /// Deletes this bus's streams, with every event and dead letter in them
+    /// (for tests, which use a prefix of their own).
+    pub async fn delete_streams(&self) -> anyhow::Result<()> {
+        let names = &self.shared.names;
+        for name in [&names.events_stream, &names.dlq_stream] {
+            self.shared
+                .js
+                .delete_stream(name)
+                .await
+                .with_context(|| format!("cannot delete the stream {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// The subject an event is published on, for tools that publish raw
+    /// messages.
+    pub fn event_subject(&self, source: &str, detail_type: &str) -> String {
+        self.shared.names.event_subject(source, detail_type)
+    }
+
+    /// The rule's pattern if it runs in this process.
+    fn local_rule(&self, name: &str) -> Option<Arc<Rule>> {
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Dead letters with what redrive needs: their stream sequence and raw
+    /// payload.
+    async fn read_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<StoredLetter>> {
+        let names = &self.shared.names;
+        let filter = match rule {
+            Some(rule) => names.dlq_subject(rule),
+            None => format!("{}.>", names.dlq),
+        };
+        let messages = read_all(
+            &self.shared.js,
+            &names.dlq_stream,
+            filter,
+            DeliverPolicy::All,
+            |_| true,
+        )
+        .await?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|(message, sequence)| StoredLetter::parse(message, sequence))
+            .collect())
+    }
+}
+
+/// Reads what an ordered consumer on `filter` holds from `policy` on, up to
+/// the end of the stream at the time of the call or until `go_on` says stop.
+/// Returns each message with its stream sequence.
+async fn read_all(
+    js: &jetstream::Context,
+    stream_name: &str,
+    filter: String,
+    policy: DeliverPolicy,
+    go_on: impl Fn(&jetstream::Message) -> bool,
+) -> anyhow::Result<Vec<(jetstream::Message, u64)>> {
+    let stream = js.get_stream_no_info(stream_name).await?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter,
+            deliver_policy: policy,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot read the stream {stream_name}"))?;
+    let mut remaining = consumer.cached_info().num_pending;
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer.messages().await?;
+    while remaining > 0 {
+        let next = tokio::time::timeout(READ_TIMEOUT, messages.next())
+            .await
+            .with_context(|| format!("timed out reading the stream {stream_name}"))?;
+        let Some(message) = next else { break };
+        let message = message.map_err(|e| anyhow::anyhow!("reading the stream {stream_name}: {e}"))?;
+        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sequence = info.stream_sequence;
+        remaining = info.pending;
+        if !go_on(&message) {
+            break;
+        }
+        out.push((message, sequence));
+    }
+    Ok(out)
+}
+
+/// A dead letter as stored in the DLQ stream.
+struct StoredLetter {
+    sequence: u64,
+    rule: String,
+    payload: Vec<u8>,
+    letter: DeadLetter,
+}
+
+impl StoredLetter {
+    /// `None` for a message on the DLQ subjects that this backend did not
+    /// write (no rule header).
+    fn parse(message: jetstream::Message, sequence: u64) -> Option<StoredLetter> {
+        let headers = message.headers.as_ref()?;
+        let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        let rule = header(H_RULE)?;
+        let attempts = header(H_ATTEMPTS).and_then(|a| a.parse().ok()).unwrap_or(0);
+        let last_error = header(H_ERROR).unwrap_or_default();
+        let failed_at = header(H_FAILED_AT)
+            .and_then(|t| Timestamp::parse(&t).ok())
+            .unwrap_or_else(Timestamp::now);
+        let payload = message.payload.to_vec();
+        // A malformed message is listed as a stand-in event that shows its
+        // bytes; redrive still re-sends the original bytes.
+        let event = serde_json::from_slice::<Event>(&payload).unwrap_or_else(|_| Event {
+            version: "0".to_owned(),
+            id: uuid::Uuid::nil(),
+            source: "ecom.bus".to_owned(),
+            detail_type: "MalformedMessage".to_owned(),
+            time: failed_at,
+            resources: Vec::new(),
+            detail: serde_json::json!({ "payload": String::from_utf8_lossy(&payload) }),
+        });
+        Some(StoredLetter {
+            sequence,
+            rule: rule.clone(),
+            payload,
+            letter: DeadLetter {
+                rule,
+                event,
+                attempts,
+                last_error,
+                failed_at,
+            },
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl BusBackend for NatsBus {
+    async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
+        let subject = self.shared.names.event_subject(source, detail_type);
+        self.shared
+            .js
+            .publish(subject, payload.to_vec().into())
+            .await
+            .context("cannot publish to NATS")?
+            .await
+            .context("NATS did not acknowledge the message")?;
+        Ok(())
+    }
+
+    async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
+        let names = &self.shared.names;
+        // Send everything first and then await the acks, so a batch costs
+        // one round trip rather than one per event.
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = serde_json::to_vec(event)?;
+            let publish = Publish::build()
+                .payload(payload.into())
+                .message_id(event.id.to_string());
+            let subject = names.event_subject(&event.source, &event.detail_type);
+            let ack = self
+                .shared
+                .js
+                .send_publish(subject, publish)
+                .await
+                .with_context(|| format!("cannot publish event {}", event.id))?;
+            acks.push(ack);
+        }
+        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
+        {
+            ack.context("the event stream did not confirm a publish")?;
+        }
+        Ok(())
+    }
+
+    async fn start(
+        &self,
+        rules: Vec<Arc<Rule>>,
+        feed: broadcast::Sender<Arc<Event>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        let shared = &self.shared;
+        let names = &shared.names;
+        let stream = shared.js.get_stream_no_info(&names.events_stream).await?;
+        let mut tasks = Vec::new();
+        // The feed first, so nothing published after `start` returns is missed.
+        let feed_consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{}.>", names.events),
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .context("cannot create the feed consumer")?;
+        tasks.push(tokio::spawn(run_feed(feed_consumer, feed, shutdown.clone())));
+        for rule in rules {
+            self.rules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(rule.name.clone(), rule.clone());
+            let main = durable(
+                &stream,
+                format!("rule_{}", token(&rule.name)),
+                filter_subject(&names.events, &rule),
+                // A new rule picks up events still young enough to be
+                // retried, so events published before a service's first
+                // start (outbox relays start early) are not missed.
+                DeliverPolicy::ByStartTime {
+                    start_time: Timestamp::now().as_offset_date_time() - shared.settings.max_age,
+                },
+            )
+            .await?;
+            let redrive = durable(
+                &stream,
+                format!("redrive_{}", token(&rule.name)),
+                names.redrive_subject(&rule.name),
+                DeliverPolicy::All,
+            )
+            .await?;
+            for consumer in [main, redrive] {
+                let worker = Worker {
+                    shared: shared.clone(),
+                    rule: rule.clone(),
+                };
+                tasks.push(tokio::spawn(worker.run(consumer, shutdown.clone())));
+            }
+        }
+        Ok(tokio::spawn(async move {
+            futures::future::join_all(tasks).await;
+        }))
+    }
+
+    async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
+        Ok(self
+            .read_letters(rule)
+            .await?
+            .into_iter()
+            .map(|l| l.letter)
+            .collect())
+    }
+
+    async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64> {
+        let shared = &self.shared;
+        let dlq = shared.js.get_stream_no_info(&shared.names.dlq_stream).await?;
+        let mut count = 0;
+        for stored in self.read_letters(rule).await? {
+            // The message id makes a redrive that is interrupted and run
+            // again re-send each letter once.
+            let publish = Publish::build()
+                .payload(stored.payload.into())
+                .message_id(format!("redrive-{}", stored.sequence));
+            shared
+                .js
+                .send_publish(shared.names.redrive_subject(&stored.rule), publish)
+                .await?
+                .await
+                .context("cannot re-send a dead letter")?;
+            dlq.delete_message(stored.sequence)
+                .await
+                .context("cannot remove a redriven dead letter")?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
+        let shared = &self.shared;
+        let names = &shared.names;
+        // Where the rule does not run in this process (the CLI), its filter
+        // subject comes from its consumer and the full pattern is applied by
+        // the rule's own process; the count is then of events in the filter.
+        let local = self.local_rule(rule);
+        let filter = match &local {
+            Some(rule) => filter_subject(&names.events, rule),
+            None => {
+                let stream = shared.js.get_stream_no_info(&names.events_stream).await?;
+                let name = format!("rule_{}", token(rule));
+                let consumer: PullConsumer = match stream.get_consumer(&name).await {
+                    Ok(consumer) => consumer,
+                    Err(_) => anyhow::bail!("rule {rule} is unknown: it has never been started"),
+                };
+                consumer.cached_info().config.filter_subject.clone()
+            }
+        };
+        let stop_after = to.as_offset_date_time() + REPLAY_GRACE;
+        let messages = read_all(
+            &shared.js,
+            &names.events_stream,
+            filter,
+            DeliverPolicy::ByStartTime {
+                start_time: from.as_offset_date_time(),
+            },
+            |message| message.info().is_ok_and(|info| info.published <= stop_after),
+        )
+        .await?;
+        let subject = names.redrive_subject(rule);
+        let mut acks = Vec::new();
+        for (message, _) in messages {
+            let Ok(event) = serde_json::from_slice::<Event>(&message.payload) else {
+                continue;
+            };
+            if event.time < from || event.time >= to {
+                continue;
+            }
+            if local
+                .as_ref()
+                .is_some_and(|r| !r.pattern.matches(&event.to_value()))
+            {
+                continue;
+            }
+            let publish = Publish::build().payload(message.payload.clone());
+            acks.push(shared.js.send_publish(subject.clone(), publish).await?);
+        }
+        let count = acks.len() as u64;
+        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
+        {
+            ack.context("the event stream did not confirm a replayed event")?;
+        }
+        Ok(count)
+    }
+}
+
+/// Creates the durable consumer `name`, or reuses it when it exists with the
+/// same filter (its position is kept; delivery settings are brought up to
+/// date where the server allows). A changed filter means a changed rule: the
+/// old consumer is replaced.
+async fn durable(
+    stream: &stream::Stream<()>,
+    name: String,
+    filter: String,
+    policy: DeliverPolicy,
+) -> anyhow::Result<PullConsumer> {
+    let config = pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: filter.clone(),
+        deliver_policy: policy,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: MAX_ACK_PENDING,
+        ..Default::default()
+    };
+    if let Ok(existing) = stream.get_consumer::<pull::Config>(&name).await {
+        let current = existing.cached_info().config.clone();
+        if current.filter_subject == filter {
+            let wanted = pull::Config {
+                deliver_policy: current.deliver_policy,
+                ..config
+            };
+            return match stream.create_consumer(wanted).await {
+                Ok(updated) => Ok(updated),
+                Err(e) => {
+                    tracing::warn!(consumer = name, error = %e, "cannot update the consumer; keeping it as it is");
+                    Ok(existing)
+                }
+            };
+        }
+        tracing::info!(
+            consumer = name,
+            old = current.filter_subject,
+            new = filter,
+            "rule changed: replacing its consumer"
+        );
+        stream.delete_consumer(&name).await?;
+    }
+    stream
+        .create_consumer(config)
+        .await
+        .with_context(|| format!("cannot create the consumer {name}"))
+}
+
+/// Sends every event on the stream to the feed until shutdown.
+async fn run_feed(
+    consumer: consumer::Consumer<pull::OrderedConfig>,
+    feed: broadcast::Sender<Arc<Event>>,
+    shutdown: CancellationToken,
+) {
+    let mut messages = match consumer.messages().await {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the feed; the listener will see no events");
+            return;
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = messages.next() => next,
+        };
+        match next {
+            None => return,
+            Some(Ok(message)) => {
+                if let Ok(event) = serde_json::from_slice::<Event>(&message.payload) {
+                    // No receivers is fine: nobody is listening.
+                    let _ = feed.send(Arc::new(event));
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "feed consumer error"),
+        }
+    }
+}
+
+/// Delivers one consumer's messages to one rule.
+#[derive(Clone)]
+struct Worker {
+    shared: Arc<Shared>,
+    rule: Arc<Rule>,
+}
+
+impl Worker {
+    /// Pulls until shutdown, with at most [`CONCURRENCY`] handlers running;
+    /// then waits for those in flight. Messages pulled but not started are
+    /// redelivered by the server after the ack wait.
+    async fn run(self, consumer: PullConsumer, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        'pull: while !shutdown.is_cancelled() {
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(CONCURRENCY * 4)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await;
+            let mut messages = match messages {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(rule = self.rule.name, error = %e, "cannot pull; retrying");
+                    pause(&shutdown).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => break 'pull,
+                    next = messages.next() => next,
+                };
+                let message = match next {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => {
+                        tracing::warn!(rule = self.rule.name, error = %e, "pull failed; pulling again");
+                        pause(&shutdown).await;
+                        continue 'pull;
+                    }
+                    None => continue 'pull,
+                };
+                let permit = tokio::select! {
+                    () = shutdown.cancelled() => break 'pull,
+                    permit = permits.clone().acquire_owned() => permit,
+                };
+                let worker = self.clone();
+                tracker.spawn(async move {
+                    worker.deliver(message).await;
+                    drop(permit);
+                });
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// Runs the handler on one message and settles it: ack, NAK with a
+    /// delay, or dead letter.
+    async fn deliver(&self, message: jetstream::Message) {
+        let settings = &self.shared.settings;
+        let (attempt, sequence) = match message.info() {
+            Ok(info) => (
+                u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                info.stream_sequence,
+            ),
+            Err(_) => (1, 0),
+        };
+        let event = match serde_json::from_slice::<Event>(&message.payload) {
+            Ok(event) => event,
+            Err(e) => {
+                let error = format!("malformed event: {e}");
+                return self.dead_letter(&message, attempt, sequence, &error).await;
+            }
+        };
+        if !self.rule.pattern.matches(&event.to_value()) {
+            return settle(&message, AckKind::Ack).await;
+        }
+        if attempt > settings.max_attempts {
+            let error = format!("attempt {} ended without an outcome", attempt - 1);
+            return self.dead_letter(&message, attempt - 1, sequence, &error).await;
+        }
+        let outcome = std::panic::AssertUnwindSafe((self.rule.handler)(event.clone()))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
+        let Err(error) = outcome else {
+            return settle(&message, AckKind::Ack).await;
+        };
+        let age = Timestamp::now()
+            .unix_micros()
+            .saturating_sub(event.time.unix_micros());
+        let too_old = u128::try_from(age).unwrap_or(0) > settings.max_age.as_micros();
+        if attempt >= settings.max_attempts || too_old {
+            return self
+                .dead_letter(&message, attempt, sequence, &format!("{error:#}"))
+                .await;
+        }
+        tracing::debug!(rule = self.rule.name, event = %event.id, attempt, error = %format!("{error:#}"), "handler failed; will retry");
+        settle(&message, AckKind::Nak(Some(backoff(settings, attempt)))).await;
+    }
+
+    /// Moves the message to the rule's dead-letter queue and acks it; if the
+    /// queue cannot take it, NAKs it so the dead-lettering is tried again.
+    async fn dead_letter(&self, message: &jetstream::Message, attempts: u32, sequence: u64, error: &str) {
+        let shared = &self.shared;
+        let mut headers = HeaderMap::new();
+        headers.insert(H_RULE, self.rule.name.as_str());
+        headers.insert(H_ATTEMPTS, attempts.to_string());
+        headers.insert(H_ERROR, header_text(error));
+        headers.insert(H_FAILED_AT, Timestamp::now().to_string());
+        // One letter per stored message and rule, even if the ack below is
+        // lost and the message comes back.
+        let publish = Publish::build()
+            .payload(message.payload.clone())
+            .headers(headers)
+            .message_id(format!("{}-{sequence}", token(&self.rule.name)));
+        let sent = match shared
+            .js
+            .send_publish(shared.names.dlq_subject(&self.rule.name), publish)
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match sent {
+            Ok(()) => {
+                tracing::warn!(rule = self.rule.name, attempts, error, "event dead-lettered");
+                settle(message, AckKind::Ack).await;
+            }
+            Err(e) => {
+                tracing::error!(rule = self.rule.name, error = %e, "cannot dead-letter; will try again");
+                settle(message, AckKind::Nak(Some(shared.settings.max_backoff))).await;
+            }
+        }
+    }
+}
+
+/// Sends an acknowledgement; a lost one only means a redelivery.
+async fn settle(message: &jetstream::Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::warn!(error = %e, "cannot acknowledge a message; it will be redelivered");
+    }
+}
+
+/// Full-jitter exponential backoff after failed attempt `attempt` (1-based).
+fn backoff(settings: &BusSettings, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+    let cap = settings
+        .initial_backoff
+        .saturating_mul(factor)
+        .min(settings.max_backoff);
+    let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+}
+
+/// Header values are one line of text.
+fn header_text(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    line.chars().take(2000).collect()
+}
+
+/// A short wait before pulling again, cut short by shutdown.
+async fn pause(shutdown: &CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_keep_names_and_escape_everything_that_could_split_a_subject() {
+        let cases = [
+            ("OrderCreated", "OrderCreated"),
+            ("ecommerce.orders", "ecommerce~2Eorders"),
+            ("a b*c>", "a~20b~2Ac~3E"),
+            ("under_score-dash", "under_score-dash"),
+            ("~2E", "~7E2E"),
+            ("%", "~25"),
+            ("", "~"),
+            ("é", "~C3~A9"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(token(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn filter_subjects_are_as_narrow_as_the_pattern_allows() {
+        let cases = [
+            (
+                serde_json::json!({"source": ["ecommerce.orders"], "detail-type": ["OrderCreated"]}),
+                "ecom.events.ecommerce~2Eorders.OrderCreated",
+            ),
+            (
+                serde_json::json!({"source": ["ecommerce.orders"]}),
+                "ecom.events.ecommerce~2Eorders.*",
+            ),
+            (
+                serde_json::json!({"detail-type": ["OrderCreated"], "detail": {"x": [1]}}),
+                "ecom.events.*.OrderCreated",
+            ),
+            (
+                serde_json::json!({"source": ["a", "b"], "detail-type": ["X"]}),
+                "ecom.events.*.X",
+            ),
+            (
+                serde_json::json!({"source": [{"prefix": "ecommerce."}]}),
+                "ecom.events.>",
+            ),
+        ];
+        for (pattern, expected) in cases {
+            let rule = Rule::new("r", pattern.clone(), |_| async { Ok(()) });
+            let rule = rule.map_err(|e| e.to_string());
+            assert_eq!(
+                rule.map(|r| filter_subject("ecom.events", &r)),
+                Ok(expected.to_owned()),
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_stays_under_the_doubling_cap_and_the_maximum() {
+        let settings = BusSettings {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..BusSettings::default()
+        };
+        for _ in 0..200 {
+            assert!(backoff(&settings, 1) <= Duration::from_millis(100));
+            assert!(backoff(&settings, 3) <= Duration::from_millis(400));
+            assert!(backoff(&settings, 40) <= Duration::from_millis(1000));
+        }
+    }
+}

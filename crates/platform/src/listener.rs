@@ -1,0 +1,134 @@
+//! The listener: a WebSocket (`/platform/listener`) where a client registers
+//! for sources and then receives every event of those sources as JSON, as
+//! the bus carries them. For tests and developers watching the bus; not a
+//! delivery mechanism (no retry, nothing kept for a client that is away).
+//!
+//! Client → server: `{"action":"register","serviceName":"ecommerce.orders"}`
+//! (several on one socket add up; `"*"` means every source) and
+//! `{"action":"unregister","serviceName":…}`. Server → client: one event
+//! per text message; a message the server cannot use is answered with
+//! `{"message":"…"}` and the socket stays open.
+
+use crate::Bus;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The route `/platform/listener`, to merge into the app's router.
+pub fn router(bus: Bus) -> Router {
+    Router::new().route("/platform/listener", get(upgrade).with_state(bus))
+}
+
+async fn upgrade(ws: WebSocketUpgrade, State(bus): State<Bus>) -> Response {
+    ws.on_upgrade(move |socket| serve(socket, bus))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    action: String,
+    service_name: String,
+}
+
+fn error_message(text: &str) -> Message {
+    Message::Text(serde_json::json!({ "message": text }).to_string().into())
+}
+
+/// What a client message asks for, or why it cannot be used.
+fn parse(text: &str) -> Result<(bool, String), String> {
+    let req: Request = serde_json::from_str(text)
+        .map_err(|e| format!("expected {{\"action\":\"register\",\"serviceName\":\"<source>\"}}: {e}"))?;
+    if req.service_name.trim().is_empty() {
+        return Err("serviceName must name a source, e.g. ecommerce.orders, or \"*\"".to_owned());
+    }
+    match req.action.as_str() {
+        "register" => Ok((true, req.service_name)),
+        "unregister" => Ok((false, req.service_name)),
+        other => Err(format!(
+            "unknown action '{other}': use \"register\" or \"unregister\""
+        )),
+    }
+}
+
+async fn serve(mut socket: WebSocket, bus: Bus) {
+    // Subscribe first, so nothing published after the client registers is missed.
+    let mut feed = bus.feed();
+    let mut sources: BTreeSet<String> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let reply = match incoming {
+                    Some(Ok(Message::Text(text))) => match parse(&text) {
+                        Ok((true, source)) => { sources.insert(source); None }
+                        Ok((false, source)) => { sources.remove(&source); None }
+                        Err(e) => Some(error_message(&e)),
+                    },
+                    Some(Ok(Message::Binary(_))) => Some(error_message("send JSON as text messages")),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => None,
+                };
+                if let Some(reply) = reply {
+                    if socket.send(reply).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            event = feed.recv() => {
+                let message = match event {
+                    Ok(event) if sources.contains("*") || sources.contains(&event.source) => {
+                        match serde_json::to_string(&*event) {
+                            Ok(text) => Message::Text(text.into()),
+                            Err(_) => continue,
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => error_message(&format!("{n} events skipped: the client reads too slowly")),
+                    Err(RecvError::Closed) => return,
+                };
+                if socket.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_are_understood_or_refused_with_a_reason() {
+        let cases = [
+            (
+                r#"{"action":"register","serviceName":"ecommerce.orders"}"#,
+                Ok((true, "ecommerce.orders")),
+            ),
+            (r#"{"action":"unregister","serviceName":"*"}"#, Ok((false, "*"))),
+            (
+                r#"{"action":"subscribe","serviceName":"x"}"#,
+                Err("unknown action 'subscribe'"),
+            ),
+            (
+                r#"{"action":"register","serviceName":" "}"#,
+                Err("serviceName must name"),
+            ),
+            (r#"{"action":"register"}"#, Err("missing field `serviceName`")),
+            ("not json", Err("expected {")),
+        ];
+        for (input, want) in cases {
+            match (parse(input), want) {
+                (Ok((reg, src)), Ok((want_reg, want_src))) => {
+                    assert_eq!((reg, src.as_str()), (want_reg, want_src), "{input}")
+                }
+                (Err(e), Err(fragment)) => assert!(e.contains(fragment), "{input}: {e}"),
+                (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}

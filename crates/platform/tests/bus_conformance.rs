@@ -1,0 +1,622 @@
+//! One conformance suite for every bus backend: each case is a function of
+//! a fresh [`Env`], run on the embedded bus over SQLite always, over
+//! PostgreSQL when `ECOM_TEST_DATABASE_URL` is set, and on NATS JetStream
+//! when `ECOM_TEST_BUS_URL` is set (a note says which were skipped).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ecom_model::Timestamp;
+use ecom_platform::bus::embedded::EmbeddedBus;
+use ecom_platform::bus::BusBackend;
+use ecom_platform::{inbox, Bus, Event, Rule};
+use ecom_runtime::config::BusSettings;
+use ecom_storage::sqlx::{self, Row as _};
+use ecom_storage::{Db, StorageTarget};
+use serde_json::json;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    EmbeddedSqlite,
+    EmbeddedPostgres,
+    Nats,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn kinds() -> Vec<Kind> {
+    let mut kinds = vec![Kind::EmbeddedSqlite];
+    match env_var("ECOM_TEST_DATABASE_URL") {
+        Some(_) => kinds.push(Kind::EmbeddedPostgres),
+        None => eprintln!("note: ECOM_TEST_DATABASE_URL is not set: embedded bus on PostgreSQL skipped"),
+    }
+    match env_var("ECOM_TEST_BUS_URL") {
+        Some(_) => kinds.push(Kind::Nats),
+        None => eprintln!("note: ECOM_TEST_BUS_URL is not set: NATS JetStream backend skipped"),
+    }
+    kinds
+}
+
+/// Small delays so that retries happen within a test's patience.
+fn settings() -> BusSettings {
+    BusSettings {
+        max_attempts: 3,
+        max_age: Duration::from_secs(3600),
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        retention: Duration::from_secs(3600),
+    }
+}
+
+/// A fresh place for one backend: its own data dir, schemas or streams.
+struct Env {
+    kind: Kind,
+    dir: tempfile::TempDir,
+    prefix: String,
+    dbs: Mutex<Vec<Db>>,
+}
+
+impl Env {
+    fn new(kind: Kind) -> Env {
+        Env {
+            kind,
+            dir: tempfile::tempdir().unwrap(),
+            prefix: format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+            dbs: Mutex::default(),
+        }
+    }
+
+    fn target(&self) -> StorageTarget {
+        match (self.kind, env_var("ECOM_TEST_DATABASE_URL")) {
+            (Kind::EmbeddedPostgres, Some(url)) => StorageTarget::Postgres {
+                url,
+                schema_prefix: self.prefix.clone(),
+                max_connections: 5,
+            },
+            _ => StorageTarget::Sqlite {
+                dir: self.dir.path().to_path_buf(),
+            },
+        }
+    }
+
+    async fn open(&self, name: &str) -> Db {
+        let db = Db::open(&self.target(), name).await.unwrap();
+        self.dbs.lock().unwrap().push(db.clone());
+        db
+    }
+
+    /// A bus on this env's backend. Calling it again gives a new handle on
+    /// the same durable state, as a restarted process would have.
+    async fn bus(&self) -> Bus {
+        let backend: Arc<dyn BusBackend> = match self.kind {
+            Kind::EmbeddedSqlite | Kind::EmbeddedPostgres => Arc::new(
+                EmbeddedBus::open(self.open("platform").await, settings())
+                    .await
+                    .unwrap(),
+            ),
+            Kind::Nats => nats::connect(&self.prefix).await,
+        };
+        Bus::new(backend)
+    }
+
+    /// A service database with the outbox and inbox tables, and a table of
+    /// effects for handlers to write.
+    async fn service_db(&self) -> Db {
+        let db = self.open("svc").await;
+        db.migrate(ecom_platform::outbox::SCOPE, ecom_platform::outbox::MIGRATIONS)
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS effects (event_id TEXT NOT NULL)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        db
+    }
+
+    /// Puts bytes that are not an event on the bus, as a foreign producer could.
+    async fn publish_raw(&self, bus: &Bus, source: &str, detail_type: &str, payload: &[u8]) {
+        match self.kind {
+            Kind::Nats => nats::publish_raw(&self.prefix, source, detail_type, payload).await,
+            _ => bus
+                .backend()
+                .publish_raw(source, detail_type, payload)
+                .await
+                .unwrap(),
+        }
+    }
+
+    async fn cleanup(self) {
+        let dbs: Vec<_> = self.dbs.lock().unwrap().drain(..).collect();
+        for db in dbs {
+            db.close().await;
+        }
+        match self.kind {
+            Kind::EmbeddedPostgres => drop_schemas(&self.prefix).await,
+            Kind::Nats => nats::cleanup(&self.prefix).await,
+            Kind::EmbeddedSqlite => {}
+        }
+    }
+}
+
+/// The NATS half of the suite (stays "skipped" until the backend is in
+/// this build).
+mod nats {
+    use super::*;
+    use ecom_platform::bus::nats::NatsBus;
+
+    async fn open(prefix: &str) -> NatsBus {
+        let url = env_var("ECOM_TEST_BUS_URL").expect("ECOM_TEST_BUS_URL");
+        NatsBus::connect(&url, settings(), prefix).await.unwrap()
+    }
+
+    pub async fn connect(prefix: &str) -> std::sync::Arc<dyn BusBackend> {
+        std::sync::Arc::new(open(prefix).await)
+    }
+
+    pub async fn publish_raw(prefix: &str, source: &str, detail_type: &str, payload: &[u8]) {
+        open(prefix)
+            .await
+            .publish_raw(source, detail_type, payload)
+            .await
+            .unwrap();
+    }
+
+    pub async fn cleanup(prefix: &str) {
+        let _ = open(prefix).await.delete_streams().await;
+    }
+}
+
+async fn drop_schemas(prefix: &str) {
+    let Some(url) = env_var("ECOM_TEST_DATABASE_URL") else {
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let Ok(pool) = sqlx::AnyPool::connect(&url).await else {
+        return;
+    };
+    let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
+        .bind(prefix.to_owned())
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        if let Ok(name) = row.try_get::<String, _>(0) {
+            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&pool)
+                .await;
+        }
+    }
+    pool.close().await;
+}
+
+/// Runs `case` once per backend, each on a fresh env.
+async fn on_each_backend<F, Fut>(case: F)
+where
+    F: Fn(Arc<Env>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for kind in kinds() {
+        eprintln!("running on {kind:?}");
+        let env = Arc::new(Env::new(kind));
+        case(env.clone()).await;
+        if let Ok(env) = Arc::try_unwrap(env) {
+            env.cleanup().await;
+        }
+    }
+}
+
+/// Starts delivery; cancel the token to stop it.
+async fn start(bus: &Bus) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let handle = bus.start(stop.clone()).await.unwrap();
+    (stop, handle)
+}
+
+async fn stop((token, handle): (CancellationToken, tokio::task::JoinHandle<()>)) {
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+}
+
+/// Waits until `check` holds (or fails the test after 15 s).
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn order_event(detail: serde_json::Value) -> Event {
+    Event::new("ecommerce.orders", "OrderCreated", vec!["o-1".into()], detail)
+}
+
+fn counting_rule(name: &str, pattern: serde_json::Value, calls: Arc<AtomicUsize>) -> Rule {
+    Rule::new(name, pattern, move |_event| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .unwrap()
+}
+
+async fn effects(db: &Db) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM effects")
+        .fetch_one(db.reader())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+/// An idempotent handler: the effect and the inbox record commit together.
+fn inbox_rule(name: &'static str, db: Db, calls: Arc<AtomicUsize>) -> Rule {
+    Rule::new(
+        name,
+        json!({"source": ["ecommerce.orders"]}),
+        move |event: Event| {
+            let (db, calls) = (db.clone(), calls.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let Some(mut tx) = inbox::begin(&db, name, event.id).await? else {
+                    return Ok(());
+                };
+                sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+                    .bind(event.id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_fails_twice_then_succeeds_receives_the_event_three_times_and_nothing_is_dead_lettered(
+) {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        bus.subscribe(
+            Rule::new("test.flaky", json!({"source": ["ecommerce.orders"]}), move |_| {
+                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    anyhow::ensure!(n > 2, "failure number {n}");
+                    Ok(())
+                }
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let running = start(&bus).await;
+        bus.publish(&[order_event(json!({"n": 1}))]).await.unwrap();
+        eventually("the third attempt ran", || async {
+            calls.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "delivered again after success");
+        assert!(bus.dead_letters(Some("test.flaky")).await.unwrap().is_empty());
+        stop(running).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_failing_every_attempt_is_dead_lettered_with_its_error_and_redrive_delivers_it() {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let broken = Arc::new(AtomicBool::new(true));
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let (b, d) = (broken.clone(), delivered.clone());
+        bus.subscribe(
+            Rule::new(
+                "test.strict",
+                json!({"detail-type": ["OrderCreated"]}),
+                move |_| {
+                    let (b, d) = (b.clone(), d.clone());
+                    async move {
+                        anyhow::ensure!(!b.load(Ordering::SeqCst), "payment service unreachable");
+                        d.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let running = start(&bus).await;
+        let event = order_event(json!({"orderId": "o-1"}));
+        bus.publish(std::slice::from_ref(&event)).await.unwrap();
+        eventually("the event is dead-lettered", || async {
+            !bus.dead_letters(Some("test.strict")).await.unwrap().is_empty()
+        })
+        .await;
+        let letters = bus.dead_letters(None).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].rule, "test.strict");
+        assert_eq!(letters[0].event, event);
+        assert_eq!(letters[0].attempts, 3);
+        assert!(
+            letters[0].last_error.contains("payment service unreachable"),
+            "{}",
+            letters[0].last_error
+        );
+        assert!(bus.dead_letters(Some("test.other")).await.unwrap().is_empty());
+
+        broken.store(false, Ordering::SeqCst);
+        assert_eq!(bus.redrive(Some("test.strict")).await.unwrap(), 1);
+        eventually("the redriven event is delivered", || async {
+            delivered.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        eventually("the dead-letter queue is empty", || async {
+            bus.dead_letters(None).await.unwrap().is_empty()
+        })
+        .await;
+        stop(running).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_one_event_id_twice_has_one_effect() {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        bus.subscribe(counting_rule(
+            "test.once",
+            json!({"source": ["ecommerce.orders"]}),
+            calls.clone(),
+        ))
+        .unwrap();
+        let running = start(&bus).await;
+        let event = order_event(json!({"n": 1}));
+        bus.publish(&[event.clone(), event.clone()]).await.unwrap();
+        bus.publish(std::slice::from_ref(&event)).await.unwrap();
+        eventually("the event is delivered", || async {
+            calls.load(Ordering::SeqCst) >= 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        stop(running).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_window_redelivers_archived_events_and_an_inbox_handler_changes_nothing_twice() {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let db = env.service_db().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        bus.subscribe(inbox_rule("test.replayed", db.clone(), calls.clone()))
+            .unwrap();
+        // A rule the replay must not touch.
+        let bystander = Arc::new(AtomicUsize::new(0));
+        bus.subscribe(counting_rule(
+            "test.bystander",
+            json!({"source": ["ecommerce.orders"]}),
+            bystander.clone(),
+        ))
+        .unwrap();
+        let running = start(&bus).await;
+        let from = Timestamp::now();
+        let events: Vec<Event> = (0..3).map(|n| order_event(json!({"n": n}))).collect();
+        bus.publish(&events).await.unwrap();
+        bus.publish(&[Event::new("ecommerce.users", "UserCreated", vec![], json!({}))])
+            .await
+            .unwrap();
+        eventually("three effects", || async { effects(&db).await == 3 }).await;
+        eventually("the bystander saw them", || async {
+            bystander.load(Ordering::SeqCst) == 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let to = Timestamp::now();
+
+        let replayed = bus.replay("test.replayed", from, to).await.unwrap();
+        assert_eq!(replayed, 3, "the three order events, not the user event");
+        eventually("the replay is delivered", || async {
+            calls.load(Ordering::SeqCst) == 6
+        })
+        .await;
+        assert_eq!(effects(&db).await, 3);
+        // Replaying again is just as harmless.
+        bus.replay("test.replayed", from, to).await.unwrap();
+        eventually("the second replay is delivered", || async {
+            calls.load(Ordering::SeqCst) == 9
+        })
+        .await;
+        assert_eq!(effects(&db).await, 3);
+        assert_eq!(bystander.load(Ordering::SeqCst), 3);
+        assert!(bus.replay("test.nobody", from, to).await.is_err());
+        stop(running).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_goes_to_the_dead_letter_queue_and_later_events_still_flow() {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        bus.subscribe(counting_rule(
+            "test.robust",
+            json!({"source": ["ecommerce.orders"]}),
+            calls.clone(),
+        ))
+        .unwrap();
+        let running = start(&bus).await;
+        env.publish_raw(
+            &bus,
+            "ecommerce.orders",
+            "OrderCreated",
+            b"{\"id\": \"not an event\"",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bus.publish(&[order_event(json!({"n": 1}))]).await.unwrap();
+        eventually("the good event is delivered", || async {
+            calls.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        eventually("the bad one is dead-lettered", || async {
+            bus.dead_letters(Some("test.robust")).await.unwrap().len() == 1
+        })
+        .await;
+        let letters = bus.dead_letters(Some("test.robust")).await.unwrap();
+        assert!(
+            letters[0].last_error.contains("malformed"),
+            "{}",
+            letters[0].last_error
+        );
+        stop(running).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rule_receives_only_the_events_its_pattern_matches() {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let rule = |name: &'static str, pattern| {
+            let seen = seen.clone();
+            Rule::new(name, pattern, move |e: Event| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push((name.to_owned(), e.detail_type));
+                    Ok(())
+                }
+            })
+            .unwrap()
+        };
+        bus.subscribe(rule(
+            "test.created",
+            json!({"source": ["ecommerce.orders"], "detail-type": ["OrderCreated"]}),
+        ))
+        .unwrap();
+        bus.subscribe(rule(
+            "test.total-changed",
+            json!({"detail-type": ["OrderModified"], "detail": {"changed": ["total"]}}),
+        ))
+        .unwrap();
+        bus.subscribe(rule(
+            "test.big",
+            json!({"detail": {"total": [{"numeric": [">=", 1000]}]}}),
+        ))
+        .unwrap();
+        let running = start(&bus).await;
+        let ev = |dt: &str, detail| Event::new("ecommerce.orders", dt, vec![], detail);
+        bus.publish(&[
+            ev("OrderCreated", json!({"total": 10})),
+            ev("OrderModified", json!({"changed": ["status"]})),
+            ev(
+                "OrderModified",
+                json!({"changed": ["products", "total"], "total": 5000}),
+            ),
+            ev("OrderDeleted", json!({"total": 1})),
+            Event::new("ecommerce.users", "OrderCreated", vec![], json!({})),
+        ])
+        .await
+        .unwrap();
+        eventually("three deliveries", || async { seen.lock().unwrap().len() >= 3 }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        let want = [
+            ("test.big", "OrderModified"),
+            ("test.created", "OrderCreated"),
+            ("test.total-changed", "OrderModified"),
+        ];
+        let want: Vec<(String, String)> = want.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+        assert_eq!(got, want);
+        stop(running).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_while_no_consumer_runs_are_delivered_after_a_restart() {
+    on_each_backend(|env| async move {
+        // First "process": registers its rule, then stops.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let first = env.bus().await;
+        first
+            .subscribe(counting_rule(
+                "test.durable",
+                json!({"source": ["ecommerce.orders"]}),
+                calls.clone(),
+            ))
+            .unwrap();
+        stop(start(&first).await).await;
+        // Meanwhile someone else publishes (the CLI, another service).
+        let publisher = env.bus().await;
+        publisher
+            .publish(&[order_event(json!({"n": 1})), order_event(json!({"n": 2}))])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        // The consumer comes back.
+        let second = env.bus().await;
+        second
+            .subscribe(counting_rule(
+                "test.durable",
+                json!({"source": ["ecommerce.orders"]}),
+                calls.clone(),
+            ))
+            .unwrap();
+        let running = start(&second).await;
+        eventually("both events are delivered", || async {
+            calls.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        stop(running).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_shows_every_published_event() {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let running = start(&bus).await;
+        let mut feed = bus.feed();
+        let events: Vec<Event> = (0..3)
+            .map(|n| Event::new("ecommerce.delivery", "DeliveryCompleted", vec![], json!({"n": n})))
+            .collect();
+        bus.publish(&events[..2]).await.unwrap();
+        bus.publish(&events[2..]).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let event = tokio::time::timeout(Duration::from_secs(10), feed.recv())
+                .await
+                .expect("an event on the feed")
+                .unwrap();
+            got.push((*event).clone());
+        }
+        got.sort_by_key(|e| e.detail["n"].as_i64());
+        assert_eq!(got, events);
+        stop(running).await;
+    })
+    .await;
+}

@@ -1,0 +1,436 @@
+//! The NATS JetStream bus backend against a real server.
+//!
+//! Skipped (with a note) unless `ECOM_TEST_BUS_URL` names a JetStream server,
+//! e.g. `ECOM_TEST_BUS_URL=nats://127.0.0.1:4222 cargo test -p ecom-platform --test nats_backend`.
+//! Each test uses streams of its own (a unique prefix) and deletes them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ecom_platform::bus::nats::NatsBus;
+use ecom_platform::{Bus, Event, Rule};
+use ecom_runtime::config::BusSettings;
+use serde_json::json;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const ORDERS: &str = "ecommerce.orders";
+
+fn settings() -> BusSettings {
+    BusSettings {
+        max_attempts: 3,
+        max_age: Duration::from_secs(3600),
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        retention: Duration::from_secs(3600),
+    }
+}
+
+/// A bus on streams of its own, or `None` when no server is configured.
+struct Harness {
+    nats: Arc<NatsBus>,
+    bus: Bus,
+    url: String,
+    prefix: String,
+    shutdown: CancellationToken,
+    running: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn new() -> Option<Harness> {
+        let Ok(url) = std::env::var("ECOM_TEST_BUS_URL") else {
+            eprintln!("skipped: set ECOM_TEST_BUS_URL=nats://127.0.0.1:4222 to test the NATS bus backend");
+            return None;
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let nats = Arc::new(NatsBus::connect(&url, settings(), &prefix).await.ok()?);
+        let bus = Bus::new(nats.clone());
+        Some(Harness {
+            nats,
+            bus,
+            url,
+            prefix,
+            shutdown: CancellationToken::new(),
+            running: None,
+        })
+    }
+
+    async fn start(&mut self) {
+        self.running = Some(self.bus.start(self.shutdown.clone()).await.unwrap());
+    }
+
+    /// Stops the bus, letting handlers in flight finish.
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(10), running)
+                .await
+                .expect("the bus stops within 10 s")
+                .unwrap();
+        }
+    }
+
+    /// A new process on the same streams: a fresh connection and bus.
+    async fn restart(mut self) -> Harness {
+        self.stop().await;
+        let nats = Arc::new(
+            NatsBus::connect(&self.url, settings(), &self.prefix)
+                .await
+                .unwrap(),
+        );
+        Harness {
+            bus: Bus::new(nats.clone()),
+            nats,
+            shutdown: CancellationToken::new(),
+            running: None,
+            ..self
+        }
+    }
+
+    async fn finish(mut self) {
+        self.stop().await;
+        self.nats.delete_streams().await.unwrap();
+    }
+}
+
+fn order_event(detail_type: &str, detail: serde_json::Value) -> Event {
+    Event::new(ORDERS, detail_type, vec!["order-1".to_owned()], detail)
+}
+
+/// Waits up to 10 s for `check` to hold.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_until_it_succeeds() {
+    let Some(mut h) = Harness::new().await else { return };
+    let calls = Arc::new(AtomicU32::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let (c, d) = (calls.clone(), done.clone());
+    let rule = Rule::new("test.flaky", json!({"source": [ORDERS]}), move |_| {
+        let (c, d) = (c.clone(), d.clone());
+        async move {
+            if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                anyhow::bail!("not yet");
+            }
+            d.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    h.bus.subscribe(rule.unwrap()).unwrap();
+    h.start().await;
+    h.bus
+        .publish(&[order_event("OrderCreated", json!({}))])
+        .await
+        .unwrap();
+
+    eventually("the third attempt succeeds", || async {
+        done.load(Ordering::SeqCst)
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(h.bus.dead_letters(None).await.unwrap().is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_event_failing_every_attempt_is_dead_lettered_and_redrive_delivers_it_again() {
+    let Some(mut h) = Harness::new().await else { return };
+    let failing = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(AtomicU32::new(0));
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let (f, c, hd) = (failing.clone(), calls.clone(), handled.clone());
+    let rule = Rule::new(
+        "test.broken",
+        json!({"detail-type": ["OrderCreated"]}),
+        move |event| {
+            let (f, c, hd) = (f.clone(), c.clone(), hd.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                if f.load(Ordering::SeqCst) {
+                    anyhow::bail!("payment service unreachable");
+                }
+                hd.lock().unwrap().push(event.id);
+                Ok(())
+            }
+        },
+    );
+    h.bus.subscribe(rule.unwrap()).unwrap();
+    h.start().await;
+    let event = order_event("OrderCreated", json!({"total": 1200}));
+    h.bus.publish(std::slice::from_ref(&event)).await.unwrap();
+
+    let bus = h.bus.clone();
+    eventually("a dead letter", || async {
+        !bus.dead_letters(Some("test.broken")).await.unwrap().is_empty()
+    })
+    .await;
+    let letters = h.bus.dead_letters(Some("test.broken")).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].rule, "test.broken");
+    assert_eq!(letters[0].event, event);
+    assert_eq!(letters[0].attempts, 3);
+    assert!(letters[0].last_error.contains("payment service unreachable"));
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "no attempt past max_attempts");
+    assert_eq!(h.bus.dead_letters(None).await.unwrap().len(), 1);
+    assert!(h.bus.dead_letters(Some("test.other")).await.unwrap().is_empty());
+
+    failing.store(false, Ordering::SeqCst);
+    assert_eq!(h.bus.redrive(Some("test.broken")).await.unwrap(), 1);
+    eventually("the redriven event is handled", || async {
+        !handled.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(*handled.lock().unwrap(), vec![event.id]);
+    assert!(
+        h.bus.dead_letters(None).await.unwrap().is_empty(),
+        "redrive empties the queue"
+    );
+    assert_eq!(h.bus.redrive(None).await.unwrap(), 0);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_event_published_twice_is_handled_once() {
+    let Some(mut h) = Harness::new().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let rule = Rule::new("test.count", json!({"source": [ORDERS]}), move |event| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push(event.detail_type);
+            Ok(())
+        }
+    });
+    h.bus.subscribe(rule.unwrap()).unwrap();
+    h.start().await;
+    let event = order_event("OrderCreated", json!({}));
+    h.bus.publish(&[event.clone(), event.clone()]).await.unwrap();
+    h.bus.publish(std::slice::from_ref(&event)).await.unwrap();
+    h.bus.publish(&[order_event("Marker", json!({}))]).await.unwrap();
+
+    eventually("the marker", || async {
+        seen.lock().unwrap().iter().any(|d| d == "Marker")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let created = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| *d == "OrderCreated")
+        .count();
+    assert_eq!(created, 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered_and_later_events_still_flow() {
+    let Some(mut h) = Harness::new().await else { return };
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let hd = handled.clone();
+    let rule = Rule::new(
+        "test.robust",
+        json!({"source": [ORDERS], "detail-type": ["OrderCreated"]}),
+        move |e| {
+            let hd = hd.clone();
+            async move {
+                hd.lock().unwrap().push(e.id);
+                Ok(())
+            }
+        },
+    );
+    h.bus.subscribe(rule.unwrap()).unwrap();
+    h.start().await;
+
+    let client = async_nats::connect(&h.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let subject = h.nats.event_subject(ORDERS, "OrderCreated");
+    js.publish(subject, "{not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let event = order_event("OrderCreated", json!({}));
+    h.bus.publish(std::slice::from_ref(&event)).await.unwrap();
+
+    eventually("the good event", || async {
+        handled.lock().unwrap().contains(&event.id)
+    })
+    .await;
+    let bus = h.bus.clone();
+    eventually("the dead letter", || async {
+        !bus.dead_letters(None).await.unwrap().is_empty()
+    })
+    .await;
+    let letters = h.bus.dead_letters(Some("test.robust")).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.detail_type, "MalformedMessage");
+    assert_eq!(letters[0].event.detail, json!({"payload": "{not json"}));
+    assert!(
+        letters[0].last_error.starts_with("malformed event"),
+        "{}",
+        letters[0].last_error
+    );
+    assert_eq!(letters[0].attempts, 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_pattern_on_the_detail_is_matched_by_the_consumer() {
+    let Some(mut h) = Harness::new().await else { return };
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let hd = handled.clone();
+    let pattern = json!({
+        "source": [ORDERS],
+        "detail-type": ["OrderModified"],
+        "detail": {"changed": ["total"]}
+    });
+    let rule = Rule::new("test.totals", pattern, move |e| {
+        let hd = hd.clone();
+        async move {
+            hd.lock().unwrap().push(e.id);
+            Ok(())
+        }
+    });
+    h.bus.subscribe(rule.unwrap()).unwrap();
+    h.start().await;
+    let status = order_event("OrderModified", json!({"changed": ["status"]}));
+    let created = order_event("OrderCreated", json!({"changed": ["total"]}));
+    let total = order_event("OrderModified", json!({"changed": ["status", "total"]}));
+    h.bus.publish(&[status, created, total.clone()]).await.unwrap();
+
+    eventually("the matching event", || async {
+        !handled.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*handled.lock().unwrap(), vec![total.id]);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn replay_redelivers_a_window_and_an_idempotent_handler_applies_nothing_twice() {
+    let Some(mut h) = Harness::new().await else { return };
+    let applied = Arc::new(Mutex::new(HashSet::new()));
+    let deliveries = Arc::new(AtomicU32::new(0));
+    let effects = Arc::new(AtomicU32::new(0));
+    let (a, d, e) = (applied.clone(), deliveries.clone(), effects.clone());
+    // Like an inbox: remembers applied ids and applies each once.
+    let rule = Rule::new("test.inbox", json!({"source": [ORDERS]}), move |event| {
+        let (a, d, e) = (a.clone(), d.clone(), e.clone());
+        async move {
+            d.fetch_add(1, Ordering::SeqCst);
+            if a.lock().unwrap().insert(event.id) {
+                e.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    });
+    h.bus.subscribe(rule.unwrap()).unwrap();
+    h.start().await;
+
+    let before = order_event("OrderCreated", json!({}));
+    h.bus.publish(&[before]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let from = ecom_model::Timestamp::now();
+    let window: Vec<Event> = (0..3)
+        .map(|i| order_event("OrderCreated", json!({"n": i})))
+        .collect();
+    h.bus.publish(&window).await.unwrap();
+    let to = ecom_model::Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    h.bus
+        .publish(&[order_event("OrderCreated", json!({}))])
+        .await
+        .unwrap();
+    eventually("first deliveries", || async {
+        deliveries.load(Ordering::SeqCst) == 5
+    })
+    .await;
+
+    assert_eq!(h.bus.replay("test.inbox", from, to).await.unwrap(), 3);
+    eventually("replayed deliveries", || async {
+        deliveries.load(Ordering::SeqCst) == 8
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        deliveries.load(Ordering::SeqCst),
+        8,
+        "only the window is replayed"
+    );
+    assert_eq!(effects.load(Ordering::SeqCst), 5, "nothing is applied twice");
+    assert!(h.bus.replay("test.unknown", from, to).await.is_err());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_feed_sees_published_events_once() {
+    let Some(mut h) = Harness::new().await else { return };
+    let mut feed = h.bus.feed();
+    h.start().await;
+    let event = order_event("OrderCreated", json!({"total": 5}));
+    h.bus.publish(std::slice::from_ref(&event)).await.unwrap();
+
+    let seen = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(*seen, event);
+    let again = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await;
+    assert!(again.is_err(), "an event shows once on the feed");
+    h.finish().await;
+}
+
+fn recording_rule(name: &str, seen: &Arc<Mutex<Vec<uuid::Uuid>>>) -> Rule {
+    let seen = seen.clone();
+    Rule::new(name, json!({"source": [ORDERS]}), move |event| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(event.id);
+            Ok(())
+        }
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_restarted_bus_resumes_where_its_rules_stopped() {
+    let Some(mut h) = Harness::new().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    h.bus.subscribe(recording_rule("test.durable", &seen)).unwrap();
+    h.start().await;
+    let first = order_event("OrderCreated", json!({}));
+    h.bus.publish(std::slice::from_ref(&first)).await.unwrap();
+    eventually("the first event", || async { seen.lock().unwrap().len() == 1 }).await;
+
+    let mut h = h.restart().await;
+    // Published while no process runs the rule.
+    let second = order_event("OrderCreated", json!({}));
+    h.bus.publish(std::slice::from_ref(&second)).await.unwrap();
+    h.bus.subscribe(recording_rule("test.durable", &seen)).unwrap();
+    h.start().await;
+    eventually("the second event", || async { seen.lock().unwrap().len() >= 2 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*seen.lock().unwrap(), vec![first.id, second.id]);
+    h.finish().await;
+}

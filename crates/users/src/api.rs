@@ -1,0 +1,407 @@
+//! The users routes (below `/users`).
+//!
+//! Public: `POST /sign-up`, `POST /sign-in`, `POST /refresh`,
+//! `POST /sign-out`, `GET /.well-known/jwks.json`.
+//! Signed in: `GET /me` (the caller's account).
+//! Admin (group `admin`): `POST /admin/users`, `GET /admin/users`,
+//! `GET|DELETE /admin/users/{userId}`, `PUT /admin/users/{userId}/password`,
+//! `PUT|DELETE /admin/users/{userId}/groups/{group}`.
+//! Services: `GET /backend/users/{userId}`.
+//!
+//! Sign-in answers the same 401 for an unknown email and a wrong password,
+//! after the same work (a dummy hash is checked for unknown emails). Sign-up
+//! answers 409 for a taken email: a shop cannot hide that from someone
+//! trying to register, and sign-up is not rate-limited by failures, so this
+//! is the one place that tells (see docs/decisions.md).
+
+use crate::accounts::{self, CreateError};
+use crate::domain::{Email, Group, NewPassword};
+use crate::keys::SigningKeys;
+use crate::limits::{self, Limiter};
+use crate::{passwords, store};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ecom_platform::{Context, Outbox};
+use ecom_runtime::auth::{Claims, TokenClaims, User};
+use ecom_runtime::{ApiError, Json, Path, Query};
+use ecom_storage::Db;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an ID token is valid. A constant for now: the platform's
+/// configuration has no users table yet.
+pub const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long a refresh token is valid (each use replaces it).
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Page size of the user list when the caller gives none, and the largest.
+const PAGE: (i64, i64) = (20, 100);
+
+#[derive(Clone)]
+struct Users {
+    db: Db,
+    outbox: Outbox,
+    keys: Arc<SigningKeys>,
+    limiter: Arc<Limiter>,
+}
+
+/// The service's routes; loads (or creates) the signing key first.
+pub async fn router(ctx: &Context) -> anyhow::Result<Router> {
+    let keys = SigningKeys::load_or_create(&ctx.db).await?;
+    let state = Users {
+        db: ctx.db.clone(),
+        outbox: ctx.outbox.clone(),
+        keys: Arc::new(keys),
+        limiter: Arc::new(Limiter::default()),
+    };
+    let backend = ctx.backend(
+        Router::new()
+            .route("/backend/users/{user_id}", get(backend_user))
+            .with_state(state.clone()),
+    );
+    Ok(Router::new()
+        .route("/sign-up", post(sign_up))
+        .route("/sign-in", post(sign_in))
+        .route("/refresh", post(refresh))
+        .route("/sign-out", post(sign_out))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/me", get(me))
+        .route("/admin/users", post(admin_create).get(admin_list))
+        .route("/admin/users/{user_id}", get(admin_get).delete(admin_delete))
+        .route("/admin/users/{user_id}/password", put(admin_set_password))
+        .route(
+            "/admin/users/{user_id}/groups/{group}",
+            put(admin_add_group).delete(admin_remove_group),
+        )
+        .with_state(state)
+        .merge(backend))
+}
+
+#[derive(Deserialize)]
+struct SignUp {
+    email: Email,
+    password: NewPassword,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    user_id: String,
+}
+
+async fn sign_up(State(s): State<Users>, Json(req): Json<SignUp>) -> Result<Response, ApiError> {
+    create(&s, &req.email, &req.password, &[]).await
+}
+
+async fn create(
+    s: &Users,
+    email: &Email,
+    password: &NewPassword,
+    groups: &[Group],
+) -> Result<Response, ApiError> {
+    match accounts::create(&s.db, &s.outbox, email, password, groups).await {
+        Ok(user_id) => Ok((StatusCode::CREATED, Json(Created { user_id })).into_response()),
+        Err(CreateError::EmailTaken) => Err(ApiError::conflict(
+            "email: an account with this email already exists",
+        )),
+        Err(CreateError::Internal(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    email: Email,
+    password: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Tokens {
+    id_token: String,
+    refresh_token: String,
+    /// Seconds the ID token is valid.
+    expires_in: u64,
+}
+
+/// A refusal of sign-in: an API error, or too many failures.
+enum Refusal {
+    Api(ApiError),
+    TooMany(Duration),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Refusal {
+        Refusal::Api(e)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Api(e) => e.into_response(),
+            Refusal::TooMany(wait) => {
+                let seconds = wait.as_secs().max(1);
+                let mut resp = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many failed sign-ins: try again in {seconds} seconds"),
+                )
+                .into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+                resp
+            }
+        }
+    }
+}
+
+/// The client's address, when the request came over a socket.
+struct ClientAddr(Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+        ))
+    }
+}
+
+async fn sign_in(
+    State(s): State<Users>,
+    ClientAddr(addr): ClientAddr,
+    Json(req): Json<SignIn>,
+) -> Result<Json<Tokens>, Refusal> {
+    let account = format!("account:{}", req.email);
+    let address = format!("address:{}", addr.map(|a| a.ip().to_string()).unwrap_or_default());
+    s.limiter
+        .check(&[(&account, limits::PER_ACCOUNT), (&address, limits::PER_ADDRESS)])
+        .map_err(Refusal::TooMany)?;
+    let found = store::credentials(&s.db, req.email.as_str())
+        .await
+        .map_err(ApiError::from)?;
+    let (user_id, hash) = found.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
+    let ok = passwords::verify(&req.password, hash)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(user_id) = user_id.filter(|_| ok) else {
+        s.limiter.failed(&[&account, &address]);
+        return Err(ApiError::unauthorized("wrong email or password").into());
+    };
+    s.limiter.clear(&account);
+    Ok(Json(issue(&s, &user_id).await?))
+}
+
+/// A fresh ID token (with the user's current groups) and refresh token.
+async fn issue(s: &Users, user_id: &str) -> Result<Tokens, ApiError> {
+    let user = store::get(&s.db, user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+    let claims = TokenClaims::issue(
+        Claims {
+            sub: user.user_id,
+            email: user.email,
+            groups: user.groups,
+        },
+        ID_TOKEN_LIFETIME,
+    );
+    let id_token = s.keys.sign(&claims)?;
+    let refresh_token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let expires_at = ecom_model::Timestamp::now().unix_micros()
+        + i64::try_from(REFRESH_TOKEN_LIFETIME.as_micros()).unwrap_or(i64::MAX / 2);
+    store::add_refresh_token(&s.db, &digest(&refresh_token), user_id, expires_at).await?;
+    Ok(Tokens {
+        id_token,
+        refresh_token,
+        expires_in: ID_TOKEN_LIFETIME.as_secs(),
+    })
+}
+
+/// Refresh tokens are stored as their SHA-256: a leaked table holds no
+/// usable token. (They are 256 random bits, so no salt or slow hash is needed.)
+fn digest(token: &str) -> String {
+    let hash = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(State(s): State<Users>, Json(req): Json<RefreshRequest>) -> Result<Json<Tokens>, ApiError> {
+    let user_id = store::take_refresh_token(&s.db, &digest(&req.refresh_token))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("refreshToken: invalid, expired or already used"))?;
+    Ok(Json(issue(&s, &user_id).await?))
+}
+
+async fn sign_out(State(s): State<Users>, Json(req): Json<RefreshRequest>) -> Result<StatusCode, ApiError> {
+    // Unknown or already revoked tokens answer the same: the goal is reached.
+    store::take_refresh_token(&s.db, &digest(&req.refresh_token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn jwks(State(s): State<Users>) -> Json<jsonwebtoken::jwk::JwkSet> {
+    Json(s.keys.jwks().clone())
+}
+
+async fn me(User(claims): User, State(s): State<Users>) -> Result<Json<store::User>, ApiError> {
+    store::get(&s.db, &claims.sub)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))
+}
+
+fn admin(claims: &Claims) -> Result<(), ApiError> {
+    claims.require_group(&["admin"])
+}
+
+fn no_user(user_id: &str) -> ApiError {
+    ApiError::not_found(format!("no user {user_id}"))
+}
+
+#[derive(Deserialize)]
+struct AdminCreate {
+    email: Email,
+    password: NewPassword,
+    #[serde(default)]
+    groups: Vec<Group>,
+}
+
+async fn admin_create(
+    User(claims): User,
+    State(s): State<Users>,
+    Json(req): Json<AdminCreate>,
+) -> Result<Response, ApiError> {
+    admin(&claims)?;
+    create(&s, &req.email, &req.password, &req.groups).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    limit: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserPage {
+    users: Vec<store::User>,
+    next_token: Option<String>,
+}
+
+async fn admin_list(
+    User(claims): User,
+    State(s): State<Users>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<UserPage>, ApiError> {
+    admin(&claims)?;
+    let limit = q.limit.unwrap_or(PAGE.0);
+    if !(1..=PAGE.1).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {}, got {limit}",
+            PAGE.1
+        )));
+    }
+    let after = q.next_token.unwrap_or_default();
+    let users = store::list(&s.db, &after, limit).await?;
+    let next_token = if users.len() as i64 == limit {
+        users.last().map(|u| u.user_id.clone())
+    } else {
+        None
+    };
+    Ok(Json(UserPage { users, next_token }))
+}
+
+async fn admin_get(
+    User(claims): User,
+    State(s): State<Users>,
+    Path(user_id): Path<String>,
+) -> Result<Json<store::User>, ApiError> {
+    admin(&claims)?;
+    store::get(&s.db, &user_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| no_user(&user_id))
+}
+
+async fn admin_delete(
+    User(claims): User,
+    State(s): State<Users>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    admin(&claims)?;
+    if store::delete(&s.db, &user_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_user(&user_id))
+    }
+}
+
+#[derive(Deserialize)]
+struct SetPassword {
+    password: NewPassword,
+}
+
+async fn admin_set_password(
+    User(claims): User,
+    State(s): State<Users>,
+    Path(user_id): Path<String>,
+    Json(req): Json<SetPassword>,
+) -> Result<StatusCode, ApiError> {
+    admin(&claims)?;
+    let hash = passwords::hash(req.password.as_str()).await?;
+    if store::set_password(&s.db, &user_id, &hash).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_user(&user_id))
+    }
+}
+
+async fn set_group(s: &Users, user_id: &str, group: &str, member: bool) -> Result<StatusCode, ApiError> {
+    let group: Group = group
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("group: {e}")))?;
+    if store::set_group(&s.db, user_id, group, member).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_user(user_id))
+    }
+}
+
+async fn admin_add_group(
+    User(claims): User,
+    State(s): State<Users>,
+    Path((user_id, group)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    admin(&claims)?;
+    set_group(&s, &user_id, &group, true).await
+}
+
+async fn admin_remove_group(
+    User(claims): User,
+    State(s): State<Users>,
+    Path((user_id, group)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    admin(&claims)?;
+    set_group(&s, &user_id, &group, false).await
+}
+
+async fn backend_user(
+    State(s): State<Users>,
+    Path(user_id): Path<String>,
+) -> Result<Json<store::User>, ApiError> {
+    store::get(&s.db, &user_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| no_user(&user_id))
+}
