@@ -491,7 +491,9 @@ async fn packing_fewer_items_lowers_the_total_and_the_authorised_amount() {
         assert_eq!(packaged["products"][0]["quantity"], 1);
         assert_eq!(packaged["products"][0]["name"], "Shoe");
         let modified = app
-            .wait_for_event("OrderModified", |e| e.detail_type == "OrderModified" && e.resources == [id])
+            .wait_for_event("OrderModified", |e| {
+                e.detail_type == "OrderModified" && e.resources == [id]
+            })
             .await;
         assert_eq!(
             modified.detail["changed"],

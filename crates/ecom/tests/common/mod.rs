@@ -197,7 +197,6 @@ impl TestApp {
         self.bus.publish(events).await.unwrap();
     }
 
-
     /// Opens the (already migrated) database of `service`.
     pub async fn open_db(&self, service: &str) -> ecom_storage::Db {
         ecom_storage::Db::open(&self.storage_target(), service)
