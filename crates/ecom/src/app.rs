@@ -26,6 +26,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ecom_users::SERVICE,
     ecom_payment_3p::SERVICE,
     ecom_delivery_pricing::SERVICE,
+    ecom_products::SERVICE,
     ecom_orders::SERVICE,
     ecom_payment::SERVICE,
 ];
@@ -67,7 +68,7 @@ pub async fn open_bus(config: &Config, target: &StorageTarget) -> anyhow::Result
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), Some(db)))
         }
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
-            let backend = NatsBus::connect(url, config.bus.clone(), "").await?;
+            let backend = NatsBus::connect(url, config.bus.clone(), &config.bus_prefix).await?;
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), None))
         }
         Some(url) => anyhow::bail!(

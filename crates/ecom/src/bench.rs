@@ -32,7 +32,15 @@ pub enum Scenario {
     Preauth,
     /// `GET /healthz` (the floor: routing and HTTP only).
     Health,
+    /// `POST /products/backend/validate` with 8 catalogue products and a service credential.
+    Validate,
+    /// `GET /products/products/{productId}` (one catalogue read).
+    Product,
 }
+
+/// The sample catalogue: loaded into an in-process platform for the products
+/// scenarios (a running one needs `ecom products import data/catalogue.json`).
+const CATALOGUE: &str = include_str!("../../../data/catalogue.json");
 
 /// `ecom bench` flags.
 #[derive(Debug, Clone, Args)]
@@ -92,6 +100,36 @@ fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
             token: None,
             body: Bytes::new(),
         },
+        Scenario::Validate => {
+            let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+            let lines: Vec<serde_json::Value> = catalogue
+                .iter()
+                .take(8)
+                .map(|p| {
+                    serde_json::json!({"productId": p["productId"], "name": p["name"],
+                                       "package": p["package"], "price": p["price"], "quantity": 1})
+                })
+                .collect();
+            Target {
+                method: Method::POST,
+                path: "/products/backend/validate".into(),
+                token: Some(key.issue("bench")?),
+                body: serde_json::to_vec(&serde_json::json!({ "products": lines }))?.into(),
+            }
+        }
+        Scenario::Product => {
+            let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+            let id = catalogue
+                .first()
+                .and_then(|p| p["productId"].as_str())
+                .context("the sample catalogue is empty")?;
+            Target {
+                method: Method::GET,
+                path: format!("/products/products/{id}"),
+                token: None,
+                body: Bytes::new(),
+            }
+        }
     })
 }
 
@@ -116,6 +154,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
+            if matches!(args.scenario, Scenario::Validate | Scenario::Product) {
+                let target = ecom_storage::StorageTarget::Sqlite {
+                    dir: dir.path().to_path_buf(),
+                };
+                crate::cli::products::import_text(&target, CATALOGUE).await?;
+            }
             let app = App::build(config, &[]).await?;
             let base = format!("http://{}", app.addr()?);
             let key = ServiceKey::load_or_create(None, dir.path())?;

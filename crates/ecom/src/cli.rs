@@ -1,7 +1,8 @@
 //! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`,
-//! `ecom users`, `ecom events`, `ecom bench`.
+//! `ecom users`, `ecom events`, `ecom products`, `ecom bench`.
 
 mod events;
+pub mod products;
 pub mod users;
 
 use crate::app::{self, App};
@@ -54,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: events::EventsCommand,
     },
+    /// Manage the catalogue (`ecom products import FILE.json`).
+    Products {
+        #[command(subcommand)]
+        command: products::ProductsCommand,
+    },
 }
 
 impl Cli {
@@ -74,6 +80,7 @@ impl Cli {
                 println!("{}", key.issue(&service)?);
                 Ok(())
             }
+            Command::Products { command } => products::run(&config, command).await,
         }
     }
 }

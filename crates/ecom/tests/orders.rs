@@ -31,8 +31,13 @@ fn product(name: &str, price: i64) -> Value {
 /// Puts `products` in the catalogue, through the products service's own
 /// import (as `ecom products import` does).
 async fn seed_products(app: &TestApp, products: &[Value]) {
-    // TEMP until products lands in main.
-    let _ = (app, products);
+    let db = app.open_db(ecom_products::NAME).await;
+    let text = serde_json::to_string(products).unwrap();
+    let report = ecom_products::import::import(&db, &ecom_platform::Outbox::new(), &text)
+        .await
+        .unwrap();
+    assert!(report.refused.is_empty(), "{report}");
+    db.close().await;
 }
 
 /// An address in Sweden: delivery there costs 0.

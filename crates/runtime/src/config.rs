@@ -41,6 +41,10 @@ pub struct ConfigArgs {
     /// nats://… to use NATS JetStream [default: the embedded bus]
     #[arg(long, env = "ECOM_BUS_URL", global = true)]
     pub bus_url: Option<String>,
+    /// Prefix of the NATS stream and subject names, so several environments
+    /// (or test runs) can share one NATS server [default: none]
+    #[arg(long, env = "ECOM_BUS_PREFIX", global = true)]
+    pub bus_prefix: Option<String>,
     /// Log format
     #[arg(long, env = "ECOM_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
@@ -66,6 +70,8 @@ pub struct ConfigFile {
     pub database_url: Option<String>,
     /// See [`Config::bus_url`].
     pub bus_url: Option<String>,
+    /// See [`Config::bus_prefix`].
+    pub bus_prefix: Option<String>,
     /// See [`Config::log_format`].
     pub log_format: Option<LogFormat>,
     /// See [`Config::service_key`].
@@ -132,6 +138,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// NATS URL, or `None` for the embedded bus.
     pub bus_url: Option<String>,
+    /// Prefix of NATS stream and subject names ("" by default).
+    pub bus_prefix: String,
     /// Log format.
     pub log_format: LogFormat,
     /// Hex secret for service credentials, if given.
@@ -226,6 +234,7 @@ impl Config {
                 .or(file.database_url)
                 .filter(|s| !s.is_empty()),
             bus_url: args.bus_url.clone().or(file.bus_url).filter(|s| !s.is_empty()),
+            bus_prefix: args.bus_prefix.clone().or(file.bus_prefix).unwrap_or_default(),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             service_key: args.service_key.clone().or(file.service_key),
             service_urls,

@@ -1,6 +1,10 @@
 //! The test harness: boots the real platform on a random port with a fresh
-//! data directory (and, when `ECOM_TEST_DATABASE_URL` is set, a fresh set of
-//! PostgreSQL schemas), and offers one helper per kind of call.
+//! data directory, and offers one helper per kind of call.
+//!
+//! Backend pairs: SQLite + the embedded bus always; PostgreSQL (fresh
+//! schemas) when `ECOM_TEST_DATABASE_URL` is set, with NATS JetStream (fresh
+//! streams) as its bus when `ECOM_TEST_BUS_URL` is set too — the two pairs
+//! the platform is deployed with.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ecom::App;
@@ -33,6 +37,10 @@ pub fn storages() -> Vec<Storage> {
     out
 }
 
+fn nats_url() -> Option<String> {
+    std::env::var("ECOM_TEST_BUS_URL").ok().filter(|u| !u.is_empty())
+}
+
 fn postgres_url() -> Option<String> {
     std::env::var("ECOM_TEST_DATABASE_URL")
         .ok()
@@ -46,7 +54,12 @@ where
     Fut: Future<Output = ()>,
 {
     for storage in storages() {
-        eprintln!("running on {storage:?}");
+        let bus = if storage == Storage::Postgres && nats_url().is_some() {
+            "NATS"
+        } else {
+            "embedded bus"
+        };
+        eprintln!("running on {storage:?} + {bus}");
         let app = TestApp::spawn(storage).await;
         test(app.clone_handle()).await;
         app.stop().await;
@@ -78,13 +91,15 @@ impl TestApp {
     /// Boots every service on `storage`.
     pub async fn spawn(storage: Storage) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
+        let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let args = ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
+            bus_url: nats_url().filter(|_| storage == Storage::Postgres),
+            bus_prefix: Some(schema_prefix.clone()),
             ..Default::default()
         };
         let config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
-        let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let target = match storage {
             Storage::Sqlite => StorageTarget::Sqlite {
                 dir: dir.path().to_path_buf(),
@@ -154,6 +169,14 @@ impl TestApp {
         }
         if self.storage == Storage::Postgres {
             drop_schemas(&self.schema_prefix).await;
+            if let Some(url) = nats_url() {
+                let settings = ecom_runtime::config::BusSettings::default();
+                if let Ok(nats) =
+                    ecom_platform::bus::nats::NatsBus::connect(&url, settings, &self.schema_prefix).await
+                {
+                    let _ = nats.delete_streams().await;
+                }
+            }
         }
     }
 
