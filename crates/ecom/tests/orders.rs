@@ -198,7 +198,7 @@ async fn creating_an_order_stores_it_with_catalogue_details_and_announces_it() {
 async fn quantity_defaults_to_one() {
     on_each_storage(|app| async move {
         let shoe = product("Shoe", 1500);
-        seed_products(&app, &[shoe.clone()]).await;
+        seed_products(&app, std::slice::from_ref(&shoe)).await;
         let token = app.preauth(1500).await;
         let (_, body) = create(&app, &user(), &request(json!([shoe]), 0, &token)).await;
         assert_eq!(body["order"]["products"][0]["quantity"], 1, "{body}");
@@ -211,7 +211,7 @@ async fn quantity_defaults_to_one() {
 async fn orders_refused_by_another_service_say_why_and_store_nothing() {
     on_each_storage(|app| async move {
         let shoe = product("Shoe", 1500);
-        seed_products(&app, &[shoe.clone()]).await;
+        seed_products(&app, std::slice::from_ref(&shoe)).await;
         let unknown = product("Ghost", 100);
         // Holds more than any total below: only the check under test fails.
         let good = app.preauth(10_000).await;
@@ -329,7 +329,7 @@ async fn malformed_orders_name_the_field_at_fault_and_store_nothing() {
 async fn the_same_idempotency_key_gives_back_the_same_order() {
     on_each_storage(|app| async move {
         let shoe = product("Shoe", 1500);
-        seed_products(&app, &[shoe.clone()]).await;
+        seed_products(&app, std::slice::from_ref(&shoe)).await;
         let token = app.preauth(1500).await;
         let order = request(lines(&[(&shoe, 1)]), 0, &token);
         let (buyer, other) = (user(), user());
