@@ -29,6 +29,8 @@ pub const SERVICES: &[ServiceDef] = &[
     ecom_products::SERVICE,
     ecom_orders::SERVICE,
     ecom_payment::SERVICE,
+    ecom_warehouse::SERVICE,
+    ecom_delivery::SERVICE,
 ];
 
 /// The names of every service.

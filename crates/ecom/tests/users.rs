@@ -35,7 +35,6 @@ async fn id_token(app: &TestApp, email: &str) -> String {
 }
 
 /// An admin made with the CLI, signed in.
-#[allow(dead_code)] // used by the admin-route tests being written
 async fn admin_token(app: &TestApp) -> String {
     ecom::cli::users::add(
         &app.storage_target(),
@@ -49,7 +48,6 @@ async fn admin_token(app: &TestApp) -> String {
 }
 
 /// A user in `groups` (created by an admin), signed in.
-#[allow(dead_code)] // used by the admin-route tests being written
 async fn staff_token(app: &TestApp, admin: &str, email: &str, groups: &[&str]) -> String {
     let (status, body) = app
         .post_with_token(
@@ -384,5 +382,382 @@ mod tokens {
 
     fn payload_header(token: &str) -> Value {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
+    }
+}
+
+/// Any request, with an optional bearer token and JSON body; the status.
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> StatusCode {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = app.http.request(method, app.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap().status()
+}
+
+mod admin {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_admins_reach_the_admin_routes() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let warehouse = staff_token(&app, &admin, "w@example.com", &["warehouse"]).await;
+            let delivery = staff_token(&app, &admin, "d@example.com", &["delivery"]).await;
+            sign_up(&app, "shopper@example.com").await;
+            let shopper = id_token(&app, "shopper@example.com").await;
+            let roles: [(&str, Option<&str>, &[StatusCode]); 5] = [
+                ("anonymous", None, &[StatusCode::UNAUTHORIZED]),
+                ("shopper", Some(&shopper), &[StatusCode::FORBIDDEN]),
+                ("warehouse", Some(&warehouse), &[StatusCode::FORBIDDEN]),
+                ("delivery", Some(&delivery), &[StatusCode::FORBIDDEN]),
+                // Admin last: its DELETE really deletes.
+                (
+                    "admin",
+                    Some(&admin),
+                    &[StatusCode::OK, StatusCode::CREATED, StatusCode::NO_CONTENT],
+                ),
+            ];
+            for (role, token, allowed) in roles {
+                let target = sign_up(&app, &format!("target-{role}@example.com")).await;
+                let user = format!("/users/admin/users/{target}");
+                let routes = [
+                    (
+                        "POST",
+                        "/users/admin/users".to_owned(),
+                        Some(json!({"email": format!("new-{role}@example.com"), "password": PASSWORD})),
+                    ),
+                    ("GET", "/users/admin/users".to_owned(), None),
+                    ("GET", user.clone(), None),
+                    (
+                        "PUT",
+                        format!("{user}/password"),
+                        Some(json!({"password": "N3w-password"})),
+                    ),
+                    ("PUT", format!("{user}/groups/delivery"), None),
+                    ("DELETE", format!("{user}/groups/delivery"), None),
+                    ("DELETE", user.clone(), None),
+                ];
+                for (method, path, body) in routes {
+                    let status = call(&app, method, &path, token, body).await;
+                    assert!(allowed.contains(&status), "{role} {method} {path} → {status}");
+                }
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_admin_manages_accounts_and_groups() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let (status, created) = app
+                .post_with_token(
+                    "/users/admin/users",
+                    &admin,
+                    &json!({"email": "Jo@Example.com", "password": PASSWORD, "groups": ["delivery", "warehouse"]}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            let id = created["userId"].as_str().unwrap().to_owned();
+            let path = format!("/users/admin/users/{id}");
+
+            let (status, user) = app.get_with_token(&path, &admin).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(user["email"], "jo@example.com");
+            assert_eq!(user["groups"], json!(["delivery", "warehouse"]));
+            assert!(user["createdDate"].as_str().unwrap().ends_with('Z'));
+
+            // Groups: add is idempotent, remove takes effect.
+            let add = format!("{path}/groups/admin");
+            assert_eq!(call(&app, "PUT", &add, Some(&admin), None).await, StatusCode::NO_CONTENT);
+            assert_eq!(call(&app, "PUT", &add, Some(&admin), None).await, StatusCode::NO_CONTENT);
+            let remove = format!("{path}/groups/delivery");
+            assert_eq!(call(&app, "DELETE", &remove, Some(&admin), None).await, StatusCode::NO_CONTENT);
+            let (_, user) = app.get_with_token(&path, &admin).await;
+            assert_eq!(user["groups"], json!(["admin", "warehouse"]));
+            let token = id_token(&app, "jo@example.com").await;
+            assert_eq!(payload(&token)["groups"], json!(["admin", "warehouse"]));
+
+            // A new password replaces the old and signs the user out.
+            let (_, tokens) = sign_in(&app, "jo@example.com", PASSWORD).await;
+            let (status, _) = app
+                .put_with_token(&format!("{path}/password"), &admin, &json!({"password": "N3w-password"}))
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            assert_eq!(sign_in(&app, "jo@example.com", PASSWORD).await.0, StatusCode::UNAUTHORIZED);
+            assert_eq!(sign_in(&app, "jo@example.com", "N3w-password").await.0, StatusCode::OK);
+            let (status, _) = app
+                .post("/users/refresh", &json!({"refreshToken": tokens["refreshToken"]}))
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+            // Deleted: gone from reads and sign-in.
+            let (status, _) = app.delete_with_token(&path, &admin).await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            assert_eq!(app.get_with_token(&path, &admin).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(app.delete_with_token(&path, &admin).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(sign_in(&app, "jo@example.com", "N3w-password").await.0, StatusCode::UNAUTHORIZED);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_user_list_pages_through_every_user_once() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            for i in 0..4 {
+                sign_up(&app, &format!("page{i}@example.com")).await;
+            }
+            let mut seen = Vec::new();
+            let mut next: Option<String> = None;
+            loop {
+                let path = match &next {
+                    Some(t) => format!("/users/admin/users?limit=2&nextToken={t}"),
+                    None => "/users/admin/users?limit=2".to_owned(),
+                };
+                let (status, page) = app.get_with_token(&path, &admin).await;
+                assert_eq!(status, StatusCode::OK, "{page}");
+                let users = page["users"].as_array().unwrap();
+                assert!(users.len() <= 2);
+                seen.extend(users.iter().map(|u| u["email"].as_str().unwrap().to_owned()));
+                match page["nextToken"].as_str() {
+                    Some(t) => next = Some(t.to_owned()),
+                    None => break,
+                }
+            }
+            seen.sort();
+            let mut expected: Vec<String> = (0..4).map(|i| format!("page{i}@example.com")).collect();
+            expected.push("root@example.com".into());
+            expected.sort();
+            assert_eq!(seen, expected);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn admin_requests_with_bad_input_are_refused() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            let id = sign_up(&app, "kim@example.com").await;
+            let user = format!("/users/admin/users/{id}");
+            let cases = [
+                (
+                    "POST",
+                    "/users/admin/users".to_owned(),
+                    Some(json!({"email": "kim@example.com", "password": PASSWORD})),
+                    StatusCode::CONFLICT,
+                ),
+                (
+                    "POST",
+                    "/users/admin/users".to_owned(),
+                    Some(json!({"email": "x@example.com", "password": PASSWORD, "groups": ["root"]})),
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "POST",
+                    "/users/admin/users".to_owned(),
+                    Some(json!({"email": "x@example.com", "password": "weak"})),
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "PUT",
+                    format!("{user}/groups/root"),
+                    None,
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "PUT",
+                    format!("{user}/password"),
+                    Some(json!({"password": "weak"})),
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "PUT",
+                    format!("{user}/password"),
+                    Some(json!({})),
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "GET",
+                    "/users/admin/users?limit=0".to_owned(),
+                    None,
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "GET",
+                    "/users/admin/users?limit=x".to_owned(),
+                    None,
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "GET",
+                    "/users/admin/users/nobody".to_owned(),
+                    None,
+                    StatusCode::NOT_FOUND,
+                ),
+                (
+                    "PUT",
+                    "/users/admin/users/nobody/groups/admin".to_owned(),
+                    None,
+                    StatusCode::NOT_FOUND,
+                ),
+                (
+                    "PUT",
+                    "/users/admin/users/nobody/password".to_owned(),
+                    Some(json!({"password": PASSWORD})),
+                    StatusCode::NOT_FOUND,
+                ),
+            ];
+            for (method, path, body, expected) in cases {
+                let status = call(&app, method, &path, Some(&admin), body).await;
+                assert_eq!(status, expected, "{method} {path}");
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_user_created_by_an_admin_emits_user_created() {
+        on_each_storage(|app| async move {
+            let admin = admin_token(&app).await;
+            staff_token(&app, &admin, "lee@example.com", &["warehouse"]).await;
+            let event = app
+                .wait_for_event("UserCreated for lee", |e| {
+                    e.detail_type == "UserCreated" && e.detail["email"] == "lee@example.com"
+                })
+                .await;
+            assert_eq!(event.source, "ecommerce.users");
+        })
+        .await;
+    }
+}
+
+mod cli {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cli_made_admin_promotes_a_shopper_to_warehouse() {
+        on_each_storage(|app| async move {
+            let admin_id = ecom::cli::users::add(
+                &app.storage_target(),
+                "boss@example.com",
+                PASSWORD,
+                &["admin".into()],
+            )
+            .await
+            .unwrap();
+            // The CLI's user is announced too (the running server relays it).
+            let event = app
+                .wait_for_event("UserCreated for boss", |e| {
+                    e.detail_type == "UserCreated" && e.detail["email"] == "boss@example.com"
+                })
+                .await;
+            assert_eq!(event.detail["userId"], admin_id.as_str());
+
+            let admin = id_token(&app, "boss@example.com").await;
+            let shopper_id = sign_up(&app, "mia@example.com").await;
+            let (_, tokens) = sign_in(&app, "mia@example.com", PASSWORD).await;
+            let status = call(
+                &app,
+                "PUT",
+                &format!("/users/admin/users/{shopper_id}/groups/warehouse"),
+                Some(&admin),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            // The next ID token (here from a refresh) carries the group.
+            let (status, refreshed) = app
+                .post("/users/refresh", &json!({"refreshToken": tokens["refreshToken"]}))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(
+                payload(refreshed["idToken"].as_str().unwrap())["groups"],
+                json!(["warehouse"])
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_cli_refuses_bad_input_and_taken_emails() {
+        on_each_storage(|app| async move {
+            let target = app.storage_target();
+            let err = |r: anyhow::Result<String>| format!("{:#}", r.unwrap_err());
+            assert!(err(ecom::cli::users::add(&target, "nope", PASSWORD, &[]).await).starts_with("--email"));
+            assert!(
+                err(ecom::cli::users::add(&target, "a@example.com", "weak", &[]).await)
+                    .starts_with("--password")
+            );
+            assert!(
+                err(ecom::cli::users::add(&target, "a@example.com", PASSWORD, &["root".into()]).await)
+                    .starts_with("--group")
+            );
+            ecom::cli::users::add(&target, "a@example.com", PASSWORD, &[])
+                .await
+                .unwrap();
+            assert!(
+                err(ecom::cli::users::add(&target, "A@example.com", PASSWORD, &[]).await)
+                    .contains("already exists")
+            );
+        })
+        .await;
+    }
+
+    #[test]
+    fn the_binary_adds_a_user_and_prints_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecom"))
+            .args([
+                "users",
+                "add",
+                "--email",
+                "ops@example.com",
+                "--password",
+                PASSWORD,
+            ])
+            .args(["--group", "admin", "--group", "delivery"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("ECOM_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let id = String::from_utf8(out.stdout).unwrap();
+        assert!(uuid::Uuid::parse_str(id.trim()).is_ok(), "{id}");
+    }
+}
+
+mod backend {
+    use super::*;
+
+    #[tokio::test]
+    async fn services_read_a_user_by_id_and_end_users_cannot() {
+        on_each_storage(|app| async move {
+            let id = sign_up(&app, "ned@example.com").await;
+            let path = format!("/users/backend/users/{id}");
+            let (status, user) = app.get_with_token(&path, &app.service_token("orders")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(user["email"], "ned@example.com");
+            let token = id_token(&app, "ned@example.com").await;
+            assert_eq!(
+                app.get_with_token(&path, &token).await.0,
+                StatusCode::UNAUTHORIZED
+            );
+            let missing = "/users/backend/users/00000000-0000-0000-0000-000000000000";
+            let (status, _) = app.get_with_token(missing, &app.service_token("orders")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+        })
+        .await;
     }
 }

@@ -434,3 +434,57 @@ async fn a_restarted_bus_resumes_where_its_rules_stopped() {
     assert_eq!(*seen.lock().unwrap(), vec![first.id, second.id]);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_failing_event_older_than_max_age_is_dead_lettered_without_more_retries() {
+    let Some(mut h) = Harness::new().await else { return };
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let rule = Rule::new("test.stale", json!({"source": [ORDERS]}), move |_| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            anyhow::bail!("still failing")
+        }
+    });
+    h.bus.subscribe(rule.unwrap()).unwrap();
+    h.start().await;
+    let mut event = order_event("OrderCreated", json!({}));
+    let two_hours = 2 * 3600 * 1_000_000;
+    event.time = ecom_model::Timestamp::from_unix_micros(event.time.unix_micros() - two_hours).unwrap();
+    h.bus.publish(std::slice::from_ref(&event)).await.unwrap();
+
+    let bus = h.bus.clone();
+    eventually("a dead letter", || async {
+        !bus.dead_letters(None).await.unwrap().is_empty()
+    })
+    .await;
+    let letters = h.bus.dead_letters(Some("test.stale")).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_clients_ack_window_is_published_and_delivered_whole() {
+    let Some(mut h) = Harness::new().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    h.bus.subscribe(recording_rule("test.bulk", &seen)).unwrap();
+    h.start().await;
+    let events: Vec<Event> = (0..12_000)
+        .map(|i| order_event("OrderCreated", json!({"n": i})))
+        .collect();
+    tokio::time::timeout(Duration::from_secs(60), h.bus.publish(&events))
+        .await
+        .expect("publishing does not stall")
+        .unwrap();
+
+    eventually("every event handled", || async {
+        seen.lock().unwrap().len() >= events.len()
+    })
+    .await;
+    let distinct: HashSet<uuid::Uuid> = seen.lock().unwrap().iter().copied().collect();
+    assert_eq!(distinct.len(), events.len());
+    h.finish().await;
+}

@@ -52,6 +52,12 @@ pub async fn import(db: &Db, outbox: &Outbox, text: &str) -> anyhow::Result<Impo
             Some(name) => format!("[{i}] '{name}'"),
             None => format!("[{i}]"),
         };
+        if !item.is_object() {
+            report
+                .refused
+                .push(format!("{label}: must be a JSON object (a product)"));
+            continue;
+        }
         let input = match parse_value::<ProductInput>(item, "") {
             Ok(input) => input,
             Err(reason) => {

@@ -103,22 +103,85 @@ pub async fn get(db: &Db, id: Uuid) -> anyhow::Result<Option<Product>> {
 pub async fn get_many(db: &Db, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Product>> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
-        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM products WHERE product_id IN ({})",
-            params.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id.to_string());
-        }
-        let rows = query
-            .fetch_all(db.reader())
-            .await
-            .context("Failed to read products")?;
+        let rows = select_in(db, COLUMNS, chunk).await?;
         found.extend(decode(&rows)?.into_iter().map(|p| (p.product_id, p)));
     }
     Ok(found)
+}
+
+/// What validation compares: the fields of a product an order copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// Name.
+    pub name: String,
+    /// Shipping box.
+    pub package: Package,
+    /// Unit price.
+    pub price: Money,
+}
+
+impl From<&Product> for Facts {
+    fn from(p: &Product) -> Facts {
+        Facts {
+            name: p.name.clone(),
+            package: p.package,
+            price: p.price,
+        }
+    }
+}
+
+/// The [`Facts`] of the stored products among `ids`. Validation's hot path:
+/// five columns and no JSON or date decoding, where [`get_many`] reads all.
+pub async fn facts(db: &Db, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Facts>> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let rows = select_in(
+            db,
+            "product_id, name, price, width, length, height, weight",
+            chunk,
+        )
+        .await?;
+        for row in &rows {
+            let read = || -> anyhow::Result<(Uuid, Facts)> {
+                let int = |i: usize| row.try_get::<i64, _>(i);
+                let dim = |i: usize| -> anyhow::Result<NonNegative> {
+                    NonNegative::try_from(int(i)?).map_err(anyhow::Error::msg)
+                };
+                let id = Uuid::parse_str(&row.try_get::<String, _>(0)?)?;
+                let facts = Facts {
+                    name: row.try_get(1)?,
+                    price: Money::try_from(int(2)?).map_err(anyhow::Error::msg)?,
+                    package: Package {
+                        width: dim(3)?,
+                        length: dim(4)?,
+                        height: dim(5)?,
+                        weight: dim(6)?,
+                    },
+                };
+                Ok((id, facts))
+            };
+            let (id, facts) = read().context("Failed to read a stored product")?;
+            found.insert(id, facts);
+        }
+    }
+    Ok(found)
+}
+
+/// `SELECT columns FROM products WHERE product_id IN (ids)`.
+async fn select_in(db: &Db, columns: &str, ids: &[Uuid]) -> anyhow::Result<Vec<Row>> {
+    let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {columns} FROM products WHERE product_id IN ({})",
+        params.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(id.to_string());
+    }
+    query
+        .fetch_all(db.reader())
+        .await
+        .context("Failed to read products")
 }
 
 /// One page of the catalogue (or of one category), in product id order.

@@ -8,7 +8,7 @@
 //! (the original did the same, one reason per product).
 
 use crate::domain::parse_value;
-use crate::store;
+use crate::store::{self, Facts};
 use ecom_model::{Money, Package, Product};
 use ecom_runtime::ApiError;
 use ecom_storage::Db;
@@ -28,7 +28,7 @@ pub struct ValidateRequest {
 
 /// What a caller claims about one product. Other fields (quantity,
 /// category, …) are accepted and ignored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Claimed {
     /// Which product.
@@ -67,16 +67,34 @@ pub async fn validate(db: &Db, req: ValidateRequest) -> Result<ValidateResponse,
     let mut ids: Vec<Uuid> = claimed.iter().map(|c| c.product_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let catalogue = store::get_many(db, &ids).await?;
-    Ok(compare(&claimed, &req.products, &catalogue))
+    // Compare on the few columns that matter; read whole products only
+    // for the wrong ones, which are rare (they go back to the caller).
+    let facts = store::facts(db, &ids).await?;
+    let wrong: Vec<Uuid> = claimed
+        .iter()
+        .filter(|c| facts.get(&c.product_id).is_some_and(|f| mismatch(c, f).is_some()))
+        .map(|c| c.product_id)
+        .collect();
+    let full = if wrong.is_empty() {
+        HashMap::new()
+    } else {
+        store::get_many(db, &wrong).await?
+    };
+    Ok(compare(&claimed, &req.products, &facts, &full))
 }
 
-/// The pure part of [`validate`]: `raw[i]` is what `claimed[i]` was parsed from.
-pub fn compare(claimed: &[Claimed], raw: &[Value], catalogue: &HashMap<Uuid, Product>) -> ValidateResponse {
+/// The pure part of [`validate`]: `raw[i]` is what `claimed[i]` was parsed
+/// from; `full` holds the whole catalogue products of the wrong claims.
+pub fn compare(
+    claimed: &[Claimed],
+    raw: &[Value],
+    facts: &HashMap<Uuid, Facts>,
+    full: &HashMap<Uuid, Product>,
+) -> ValidateResponse {
     let mut reasons = Vec::new();
     let mut products = Vec::new();
     for (claim, raw) in claimed.iter().zip(raw) {
-        match catalogue.get(&claim.product_id) {
+        match facts.get(&claim.product_id) {
             None => {
                 reasons.push(format!("Product '{}' not found", claim.product_id));
                 products.push(raw.clone());
@@ -84,7 +102,17 @@ pub fn compare(claimed: &[Claimed], raw: &[Value], catalogue: &HashMap<Uuid, Pro
             Some(known) => {
                 if let Some(reason) = mismatch(claim, known) {
                     reasons.push(reason);
-                    products.push(serde_json::to_value(known).unwrap_or(Value::Null));
+                    // Deleted between the two reads: say what was compared.
+                    let catalogue = match full.get(&claim.product_id) {
+                        Some(product) => serde_json::to_value(product),
+                        None => serde_json::to_value(Claimed {
+                            product_id: claim.product_id,
+                            name: known.name.clone(),
+                            package: known.package,
+                            price: known.price,
+                        }),
+                    };
+                    products.push(catalogue.unwrap_or(Value::Null));
                 }
             }
         }
@@ -103,7 +131,7 @@ pub fn compare(claimed: &[Claimed], raw: &[Value], catalogue: &HashMap<Uuid, Pro
 }
 
 /// The first difference between a claim and the catalogue, as a reason.
-pub fn mismatch(claim: &Claimed, known: &Product) -> Option<String> {
+pub fn mismatch(claim: &Claimed, known: &Facts) -> Option<String> {
     let reason = |field: &str, want: &dyn Display, got: &dyn Display| {
         format!(
             "Invalid value for '{field}': want '{want}', got '{got}' in product '{}'",
@@ -147,8 +175,9 @@ mod tests {
 
     fn check(claim: Value) -> ValidateResponse {
         let parsed: Claimed = serde_json::from_value(claim.clone()).unwrap_or_else(|e| panic!("{e}"));
-        let catalogue = HashMap::from([(known().product_id, known())]);
-        compare(&[parsed], &[claim], &catalogue)
+        let full = HashMap::from([(known().product_id, known())]);
+        let facts = HashMap::from([(known().product_id, Facts::from(&known()))]);
+        compare(&[parsed], &[claim], &facts, &full)
     }
 
     #[test]

@@ -147,8 +147,9 @@ struct Inner {
     /// Public keys by `kid`. A std lock: held only for map look-ups, never
     /// across an await.
     keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
-    /// Serialises fetches and remembers when the last one started.
-    fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Serialises fetches and remembers when the last one ended and
+    /// whether it succeeded.
+    fetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
     cache: Mutex<HashMap<String, (Claims, u64)>>,
 }
 
@@ -265,13 +266,19 @@ impl Verifier {
         if let Some(key) = self.key(kid) {
             return Ok(key);
         }
-        if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
-            return Err(unknown());
+        let unavailable =
+            || ApiError::unavailable("cannot check the token now: the users service's keys are unavailable");
+        match *last {
+            Some((at, fetched)) if at.elapsed() < REFETCH_INTERVAL => {
+                return Err(if fetched { unknown() } else { unavailable() });
+            }
+            _ => {}
         }
-        *last = Some(Instant::now());
-        let jwks: JwkSet = client.get(JWKS_PATH).await.map_err(|e| {
+        let fetched = client.get::<JwkSet>(JWKS_PATH).await;
+        *last = Some((Instant::now(), fetched.is_ok()));
+        let jwks = fetched.map_err(|e| {
             tracing::warn!(error = %e, "could not fetch the users service's public keys");
-            ApiError::unavailable("cannot check the token now: the users service's keys are unavailable")
+            unavailable()
         })?;
         self.install(&jwks);
         self.key(kid).ok_or_else(unknown)
@@ -424,6 +431,93 @@ mod tests {
         let err = claims.require_group(&["admin"]).unwrap_err();
         assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
         assert!(err.message().contains("admin"));
+    }
+
+    /// A key pair: its JWKS (kid `kid`) and a signer.
+    fn key(kid: &str) -> (JwkSet, impl Fn(&TokenClaims) -> String) {
+        use base64::Engine as _;
+        use jsonwebtoken::jwk::{CommonParameters, Jwk, OctetKeyPairParameters, OctetKeyPairType};
+        use ring::signature::KeyPair as _;
+        let pkcs8 =
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let jwks = JwkSet {
+            keys: vec![Jwk {
+                common: CommonParameters {
+                    key_id: Some(kid.to_owned()),
+                    ..Default::default()
+                },
+                algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    key_type: OctetKeyPairType::OctetKeyPair,
+                    curve: EllipticCurve::Ed25519,
+                    x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+                }),
+            }],
+        };
+        let encoding = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let kid = kid.to_owned();
+        let sign = move |claims: &TokenClaims| {
+            let mut header = jsonwebtoken::Header::new(ALGORITHM);
+            header.kid = Some(kid.clone());
+            jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+        };
+        (jwks, sign)
+    }
+
+    fn shopper() -> Claims {
+        Claims {
+            sub: "u1".into(),
+            email: "a@example.com".into(),
+            groups: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_of_a_known_key_is_accepted_and_others_are_not() {
+        let (jwks, sign) = key("k1");
+        let (_, sign_other) = key("k1");
+        let (_, sign_unknown) = key("k2");
+        let verifier = Verifier::from_jwks(&jwks);
+        let token = sign(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        assert_eq!(verifier.verify(&token).await.unwrap(), shopper());
+        // Again, from the cache.
+        assert_eq!(verifier.verify(&token).await.unwrap(), shopper());
+        let forged = sign_other(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        assert!(verifier.verify(&forged).await.is_err());
+        let unknown = sign_unknown(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        let err = verifier.verify(&unknown).await.unwrap_err();
+        assert!(err.message().contains("unknown key"), "{err}");
+        let mut expired = TokenClaims::issue(shopper(), Duration::from_secs(60));
+        expired.exp = expired.iat - 60;
+        let err = verifier.verify(&sign(&expired)).await.unwrap_err();
+        assert!(err.message().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn a_remembered_token_is_forgotten_once_expired() {
+        let verifier = Verifier::from_jwks(&JwkSet { keys: vec![] });
+        verifier.remember("t", &shopper(), 100, 50);
+        assert_eq!(verifier.cached("t", 100), Some(shopper()));
+        assert_eq!(verifier.cached("t", 101), None);
+        assert_eq!(verifier.cached("other", 50), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_users_service_answers_503_not_401() {
+        let clients = crate::Clients::new(
+            crate::ServiceKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            "tests",
+            Default::default(),
+            Default::default(),
+            [("users".to_owned(), "http://127.0.0.1:1".to_owned())].into(),
+        );
+        let verifier = Verifier::from_users(clients.get("users"));
+        let (_, sign) = key("k1");
+        let token = sign(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        for _ in 0..2 {
+            let err = verifier.verify(&token).await.unwrap_err();
+            assert_eq!(err.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE, "{err}");
+        }
     }
 
     #[tokio::test]

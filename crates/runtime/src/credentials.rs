@@ -130,7 +130,8 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// Bytes from hex text; `None` unless every pair is a hex byte.
+pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

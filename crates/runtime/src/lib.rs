@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod page;
 pub mod server;
 pub mod telemetry;
 

@@ -55,6 +55,7 @@ struct Users {
 /// The service's routes; loads (or creates) the signing key first.
 pub async fn router(ctx: &Context) -> anyhow::Result<Router> {
     let keys = SigningKeys::load_or_create(&ctx.db).await?;
+    passwords::prepare().await?;
     let state = Users {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
@@ -249,8 +250,8 @@ async fn sign_out(State(s): State<Users>, Json(req): Json<RefreshRequest>) -> Re
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn jwks(State(s): State<Users>) -> Json<jsonwebtoken::jwk::JwkSet> {
-    Json(s.keys.jwks().clone())
+async fn jwks(State(s): State<Users>) -> Result<Json<jsonwebtoken::jwk::JwkSet>, ApiError> {
+    Ok(Json(crate::keys::published(&s.db).await?))
 }
 
 async fn me(User(claims): User, State(s): State<Users>) -> Result<Json<store::User>, ApiError> {

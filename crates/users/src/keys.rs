@@ -20,11 +20,11 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{EncodingKey, Header};
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
-/// The key that signs and the public keys that verify.
+/// The key that signs (the newest when this process started; a key added
+/// later signs after a restart, while the JWKS publishes it at once).
 pub struct SigningKeys {
     kid: String,
     encoding: EncodingKey,
-    jwks: JwkSet,
 }
 
 impl SigningKeys {
@@ -42,29 +42,21 @@ impl SigningKeys {
     }
 
     async fn load(db: &Db) -> anyhow::Result<Option<SigningKeys>> {
-        let rows = sqlx::query(
-            "SELECT kid, private_pkcs8, public_key FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        let row = sqlx::query(
+            "SELECT kid, private_pkcs8 FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1",
         )
-        .fetch_all(db.reader())
+        .fetch_optional(db.reader())
         .await
-        .context("Failed to read the signing keys")?;
-        let Some(newest) = rows.first() else {
-            return Ok(None);
-        };
-        let kid: String = newest.try_get(0)?;
+        .context("Failed to read the signing key")?;
+        let Some(row) = row else { return Ok(None) };
         let pkcs8 = STANDARD
-            .decode(newest.try_get::<String, _>(1)?)
-            .context("A stored signing key is not base64")?;
+            .decode(row.try_get::<String, _>(1)?)
+            .context("The stored signing key is not base64")?;
         // Parse once here so that a damaged key fails at start, not per sign-in.
         Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("Bad stored signing key: {e}"))?;
-        let keys = rows
-            .iter()
-            .map(|row| Ok(jwk(row.try_get(0)?, row.try_get(2)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Some(SigningKeys {
-            kid,
+            kid: row.try_get(0)?,
             encoding: EncodingKey::from_ed_der(&pkcs8),
-            jwks: JwkSet { keys },
         }))
     }
 
@@ -74,11 +66,21 @@ impl SigningKeys {
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).context("Failed to sign an ID token")
     }
+}
 
-    /// The public keys, as served at `/.well-known/jwks.json`.
-    pub fn jwks(&self) -> &JwkSet {
-        &self.jwks
-    }
+/// Every stored public key, as served at `/.well-known/jwks.json`. Read from
+/// the database on each call (verifiers fetch it rarely), so that every
+/// replica publishes every replica's key, even one added after it started.
+pub async fn published(db: &Db) -> anyhow::Result<JwkSet> {
+    let rows = sqlx::query("SELECT kid, public_key FROM signing_keys ORDER BY created_at DESC, kid DESC")
+        .fetch_all(db.reader())
+        .await
+        .context("Failed to read the public keys")?;
+    let keys = rows
+        .iter()
+        .map(|row| Ok(jwk(row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(JwkSet { keys })
 }
 
 /// Generates a key pair and stores it; it signs from the next load on.

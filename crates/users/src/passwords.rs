@@ -48,6 +48,14 @@ pub async fn verify(password: &str, hash: Option<String>) -> anyhow::Result<bool
     .context("Failed to run the password check")?
 }
 
+/// Computes the dummy hash now (at start), so that the first sign-in with
+/// an unknown email does not take longer than later ones.
+pub async fn prepare() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(|| dummy_hash().map(|_| ()))
+        .await
+        .context("Failed to run the password hash")?
+}
+
 fn dummy_hash() -> anyhow::Result<&'static str> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     if let Some(h) = DUMMY.get() {

@@ -66,6 +66,21 @@ where
     }
 }
 
+/// Like [`on_each_storage`], running only `services`, reaching the others
+/// at `service_urls`.
+pub async fn on_each_storage_with<F, Fut>(services: &[&str], service_urls: &[(&str, &str)], test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for storage in storages() {
+        eprintln!("running on {storage:?}");
+        let app = TestApp::spawn_with(storage, services, service_urls).await;
+        test(app.clone_handle()).await;
+        app.stop().await;
+    }
+}
+
 /// A running platform.
 pub struct TestApp {
     pub base: String,
@@ -90,6 +105,12 @@ struct Guard {
 impl TestApp {
     /// Boots every service on `storage`.
     pub async fn spawn(storage: Storage) -> TestApp {
+        TestApp::spawn_with(storage, &[], &[]).await
+    }
+
+    /// Boots the named services (all when empty) on `storage`, reaching
+    /// other services at `service_urls` (`("orders", "http://…")`).
+    pub async fn spawn_with(storage: Storage, services: &[&str], service_urls: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let args = ConfigArgs {
@@ -97,6 +118,7 @@ impl TestApp {
             data_dir: Some(dir.path().to_path_buf()),
             bus_url: nats_url().filter(|_| storage == Storage::Postgres),
             bus_prefix: Some(schema_prefix.clone()),
+            service_urls: service_urls.iter().map(|(n, u)| format!("{n}={u}")).collect(),
             ..Default::default()
         };
         let config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
@@ -110,7 +132,8 @@ impl TestApp {
                 max_connections: 5,
             },
         };
-        let app = App::build_with(config, &[], target).await.unwrap();
+        let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        let app = App::build_with(config, &names, target).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
         let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
         let bus = app.bus().clone();
@@ -130,7 +153,7 @@ impl TestApp {
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
-        TestApp {
+        let app = TestApp {
             base,
             http: reqwest::Client::new(),
             storage,
@@ -144,7 +167,18 @@ impl TestApp {
                 shutdown: tx,
                 handle,
             }),
-        }
+        };
+        // `run` serves only once event delivery has started (the bus has
+        // stored its rules): an event published before would match no rule.
+        app.eventually("the app to serve", || async {
+            app.http
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        app
     }
 
     fn clone_handle(&self) -> TestApp {
@@ -286,6 +320,35 @@ impl TestApp {
         send(self.http.get(self.url(path))).await
     }
 
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        send(self.http.delete(self.url(path))).await
+    }
+
+    /// A second handle on the database of `service` (the app keeps its own).
+    pub async fn db(&self, service: &str) -> ecom_storage::Db {
+        ecom_storage::Db::open(&self.storage_target(), service)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `consumer` (a rule name) of `service` has applied `event`.
+    pub async fn handled(&self, service: &str, consumer: &str, event: &Event) {
+        use ecom_storage::sqlx;
+        let db = self.db(service).await;
+        let id = event.id.to_string();
+        self.eventually(&format!("{consumer} to apply {}", event.detail_type), || async {
+            sqlx::query("SELECT 1 FROM _inbox WHERE consumer = $1 AND event_id = $2")
+                .bind(consumer)
+                .bind(&id)
+                .fetch_optional(db.reader())
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+        db.close().await;
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.http.get(self.url(path)).bearer_auth(token)).await
     }
@@ -313,6 +376,73 @@ impl TestApp {
                 max_connections: 2,
             },
         }
+    }
+}
+
+impl TestApp {
+    /// The value of one series on `/metrics`, e.g.
+    /// `ecom_deliveries_total{event="created"}` (0 when absent). Metrics are
+    /// per process, shared by the tests running in it: compare before and
+    /// after, and expect at least the change a test made.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Password of the users the helpers below make.
+pub const PASSWORD: &str = "Sup3r-secret";
+
+impl TestApp {
+    /// Signs `email` in; its ID token.
+    pub async fn sign_in(&self, email: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/users/sign-in",
+                &serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["idToken"].as_str().unwrap().to_owned()
+    }
+
+    /// The ID token of a new user in `groups` (a shopper when empty): the
+    /// user signs up, an admin (made with `ecom users add`) adds each
+    /// group, the user signs in. Needs the users service.
+    pub async fn user_token(&self, groups: &[&str]) -> String {
+        let email = |who: &str| format!("{who}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let user = email("user");
+        let (status, body) = self
+            .post(
+                "/users/sign-up",
+                &serde_json::json!({"email": user, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let user_id = body["userId"].as_str().unwrap().to_owned();
+        if !groups.is_empty() {
+            let admin = email("admin");
+            ecom::cli::users::add(&self.storage_target(), &admin, PASSWORD, &["admin".into()])
+                .await
+                .unwrap();
+            let admin = self.sign_in(&admin).await;
+            for group in groups {
+                let path = format!("/users/admin/users/{user_id}/groups/{group}");
+                let (status, body) = send(self.http.put(self.url(&path)).bearer_auth(&admin)).await;
+                assert!(status.is_success(), "adding {group}: {status} {body}");
+            }
+        }
+        self.sign_in(&user).await
     }
 }
 

@@ -351,8 +351,9 @@ impl Inner {
     }
 
     /// Claims due deliveries of `rule`, runs them, and records the
-    /// outcomes; returns how many it claimed.
-    async fn run_batch(&self, rule: &Rule, metrics: &RuleMetrics) -> anyhow::Result<usize> {
+    /// outcomes; returns how many it claimed and when the earliest retry it
+    /// scheduled falls due.
+    async fn run_batch(&self, rule: &Rule, metrics: &RuleMetrics) -> anyhow::Result<(usize, Option<i64>)> {
         let now = now_micros();
         let rows = sqlx::query(
             "SELECT id, event_id, payload, attempts, created_at FROM bus_deliveries
@@ -365,7 +366,7 @@ impl Inner {
         .await
         .context("Failed to read due deliveries")?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         let claimed = rows
             .iter()
@@ -397,19 +398,20 @@ impl Inner {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        self.record(rule, metrics, outcomes).await?;
-        Ok(count)
+        let next_retry = self.record(rule, metrics, outcomes).await?;
+        Ok((count, next_retry))
     }
 
     /// Acknowledges successes, reschedules or dead-letters failures, in one
-    /// transaction.
+    /// transaction; returns the earliest retry time it set.
     async fn record(
         &self,
         rule: &Rule,
         metrics: &RuleMetrics,
         outcomes: Vec<(Claimed, anyhow::Result<()>)>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<i64>> {
         let now = now_micros();
+        let mut next_retry: Option<i64> = None;
         let mut done = Vec::new();
         let mut retried = 0;
         let mut dead = 0;
@@ -453,12 +455,14 @@ impl Inner {
                 dead += 1;
             } else {
                 let delay = super::backoff(&self.settings, attempts as u32);
+                let due = now.saturating_add(micros(delay));
+                next_retry = Some(next_retry.map_or(due, |t| t.min(due)));
                 tracing::info!(rule = rule.name, event = c.event_id, attempts, retry_in = ?delay, error = message, "handler failed; will retry");
                 sqlx::query(
                     "UPDATE bus_deliveries SET attempts = $1, due_at = $2, last_error = $3 WHERE id = $4",
                 )
                 .bind(attempts)
-                .bind(now.saturating_add(micros(delay)))
+                .bind(due)
                 .bind(message)
                 .bind(c.id)
                 .execute(&mut *tx)
@@ -484,40 +488,38 @@ impl Inner {
         metrics.delivered.add((done.len() - dead) as u64);
         metrics.retried.add(retried);
         metrics.dead_lettered.add(dead as u64);
-        Ok(())
-    }
-
-    /// When the next delivery of `rule` falls due, if any.
-    async fn next_due(&self, rule: &str) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(due_at) FROM bus_deliveries WHERE rule = $1")
-            .bind(rule.to_owned())
-            .fetch_one(self.db.reader())
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>(0)?)
+        Ok(next_retry)
     }
 
     async fn worker(self: Arc<Self>, rule: Arc<Rule>, wake: Arc<Notify>, shutdown: CancellationToken) {
         let metrics = RuleMetrics::new(&rule.name);
         let mut failures = 0u32;
+        // Retries this worker scheduled: the only deliveries due in the
+        // future that nobody will wake it for (others wait at most a poll).
+        let mut next_retry: Option<i64> = None;
         while !shutdown.is_cancelled() {
-            match self.run_batch(&rule, &metrics).await {
-                Ok(n) if n as i64 == BATCH => continue,
+            let result = self.run_batch(&rule, &metrics).await;
+            if let Ok((_, Some(due))) = result {
+                next_retry = Some(next_retry.map_or(due, |t| t.min(due)));
+            }
+            match result {
+                Ok((n, _)) if n as i64 == BATCH => continue,
                 Ok(_) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(rule = rule.name, error = %format!("{e:#}"), "delivery failed; will retry");
                 }
             }
+            let now = now_micros();
+            if next_retry.is_some_and(|t| t <= now) {
+                // Due now: the next batch takes it.
+                next_retry = None;
+                continue;
+            }
             let pause = if failures > 0 {
                 POLL * failures.min(20)
             } else {
-                match self.next_due(&rule.name).await {
-                    Ok(Some(due)) => {
-                        let wait = due.saturating_sub(now_micros()).max(0) as u64;
-                        Duration::from_micros(wait).min(POLL)
-                    }
-                    _ => POLL,
-                }
+                next_retry.map_or(POLL, |t| Duration::from_micros((t - now) as u64).min(POLL))
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -554,8 +556,11 @@ impl Inner {
         Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
     }
 
+    /// Sends the events archived after `last` to `feed`; returns the new
+    /// position.
     async fn feed_from(&self, mut last: i64, feed: &broadcast::Sender<Arc<Event>>) -> anyhow::Result<i64> {
-        // Nobody listening: skip ahead without reading payloads.
+        // Nobody listening: skip ahead without reading payloads (the
+        // maximum of the primary key is one index lookup).
         if feed.receiver_count() == 0 {
             return Ok(self.max_seq().await?.max(last));
         }

@@ -15,8 +15,10 @@
 //!   time of failure travel in `Ecom-*` headers. Keeping the raw bytes means a
 //!   malformed message is dead-lettered and redriven losslessly too.
 //! - Per rule, two durable pull consumers with explicit ack:
-//!   `rule_<rule>` on the events (filtered by the narrowest subject the
-//!   pattern allows, see [`filter_subject`]) and `redrive_<rule>` on the
+//!   `rule_<rule>` on the events, filtered by the narrowest subject the
+//!   pattern allows (its one source and one detail-type, `*` for a level the
+//!   pattern does not pin to one value, `events.>` when it pins neither; the
+//!   whole pattern is matched client side), and `redrive_<rule>` on the
 //!   rule's redrive subject. Redrive and replay go through that second
 //!   consumer rather than calling the handler in the calling process, so they
 //!   work from the CLI (which runs no handlers) as well as from the server,
@@ -33,16 +35,24 @@
 //! (Not `%XX`: nats-server 2.9 formats ack subjects with the consumer name
 //! as part of a format string, so a `%` there corrupts every delivery.)
 //!
-//! Retries: a handler error is a NAK with a delay drawn with full jitter from
-//! `[0, min(max_backoff, initial_backoff * 2^(attempt-1))]`. The attempt
-//! that fails with `max_attempts` deliveries behind it, or any failure of an
-//! event older than `max_age`, is dead-lettered and the original acked. The
-//! server does not cap deliveries (`max_deliver` unset) because a capped
-//! message whose last attempt was lost (process killed, DLQ unreachable)
-//! would vanish without a dead letter; a delivery past `max_attempts` is
-//! dead-lettered without running the handler instead.
+//! Retries: a handler error is a NAK with the delay of [`super::backoff`]
+//! (exponential, full jitter). The attempt that fails with `max_attempts`
+//! deliveries behind it, any failure of an event older than `max_age`, and a
+//! [`super::Permanent`] error are dead-lettered ([`super::exhausted`]) and
+//! the original acked. The server does not cap deliveries (`max_deliver`
+//! unset) because a capped message whose last attempt was lost (process
+//! killed, DLQ unreachable) would vanish without a dead letter; a delivery
+//! past `max_attempts` is dead-lettered without running the handler instead.
+//!
+//! A rule's consumer, when first created, starts at events published up to
+//! `max_age` ago, so events published before a service's first start are
+//! not missed. Replay reads the events stream from `from` (publish time)
+//! and re-sends those whose own `time` lies in `[from, to)` and that match
+//! the rule; it stops once publish times pass `to` by a minute (relays publish late). On
+//! shutdown the consumers stop pulling and handlers in flight finish;
+//! messages pulled but not started come back after the ack wait.
 
-use super::{BusBackend, DeadLetter, Rule};
+use super::{backoff, describe_error, exhausted, BusBackend, DeadLetter, Rule, RuleMetrics};
 use crate::Event;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
@@ -52,7 +62,6 @@ use async_nats::HeaderMap;
 use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
 use futures::{FutureExt, StreamExt};
-use rand::Rng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -355,41 +364,16 @@ impl StoredLetter {
 
 #[async_trait::async_trait]
 impl BusBackend for NatsBus {
-    async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
-        let subject = self.shared.names.event_subject(source, detail_type);
-        self.shared
-            .js
-            .publish(subject, payload.to_vec().into())
-            .await
-            .context("cannot publish to NATS")?
-            .await
-            .context("NATS did not acknowledge the message")?;
-        Ok(())
-    }
-
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
         let names = &self.shared.names;
-        // Send everything first and then await the acks, so a batch costs
-        // one round trip rather than one per event.
-        let mut acks = Vec::with_capacity(events.len());
-        for event in events {
+        let messages = events.iter().map(|event| {
             let payload = serde_json::to_vec(event)?;
             let publish = Publish::build()
                 .payload(payload.into())
                 .message_id(event.id.to_string());
-            let subject = names.event_subject(&event.source, &event.detail_type);
-            let ack = self
-                .shared
-                .js
-                .send_publish(subject, publish)
-                .await
-                .with_context(|| format!("cannot publish event {}", event.id))?;
-            acks.push(ack);
-        }
-        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
-        {
-            ack.context("the event stream did not confirm a publish")?;
-        }
+            Ok((names.event_subject(&event.source, &event.detail_type), publish))
+        });
+        publish_pipelined(&self.shared.js, messages).await?;
         Ok(())
     }
 
@@ -437,10 +421,17 @@ impl BusBackend for NatsBus {
                 DeliverPolicy::All,
             )
             .await?;
+            let metrics = RuleMetrics::new(&rule.name);
+            tasks.push(tokio::spawn(watch_backlog(
+                main.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )));
             for consumer in [main, redrive] {
                 let worker = Worker {
                     shared: shared.clone(),
                     rule: rule.clone(),
+                    metrics: metrics.clone(),
                 };
                 tasks.push(tokio::spawn(worker.run(consumer, shutdown.clone())));
             }
@@ -448,6 +439,17 @@ impl BusBackend for NatsBus {
         Ok(tokio::spawn(async move {
             futures::future::join_all(tasks).await;
         }))
+    }
+
+    async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
+        let subject = self.shared.names.event_subject(source, detail_type);
+        self.shared
+            .js
+            .publish(subject, payload.to_vec().into())
+            .await?
+            .await
+            .context("the event stream did not confirm a publish")?;
+        Ok(())
     }
 
     async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
@@ -514,30 +516,58 @@ impl BusBackend for NatsBus {
         )
         .await?;
         let subject = names.redrive_subject(rule);
-        let mut acks = Vec::new();
-        for (message, _) in messages {
-            let Ok(event) = serde_json::from_slice::<Event>(&message.payload) else {
-                continue;
-            };
-            if event.time < from || event.time >= to {
-                continue;
-            }
-            if local
+        let replayed = messages.into_iter().filter_map(|(message, _)| {
+            let event = serde_json::from_slice::<Event>(&message.payload).ok()?;
+            let in_window = event.time >= from && event.time < to;
+            let matches = local
                 .as_ref()
-                .is_some_and(|r| !r.pattern.matches(&event.to_value()))
-            {
-                continue;
-            }
+                .is_none_or(|r| r.pattern.matches(&event.to_value()));
             let publish = Publish::build().payload(message.payload.clone());
-            acks.push(shared.js.send_publish(subject.clone(), publish).await?);
-        }
-        let count = acks.len() as u64;
-        for ack in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
-        {
-            ack.context("the event stream did not confirm a replayed event")?;
-        }
+            (in_window && matches).then(|| Ok((subject.clone(), publish)))
+        });
+        let count = publish_pipelined(&shared.js, replayed).await?;
         Ok(count)
     }
+}
+
+/// Publishes `messages` with many acks in flight (a batch costs about one
+/// round trip, not one per message) and returns how many were stored.
+///
+/// Acks are awaited by a second future polled alongside the sender: the
+/// client caps acks in flight and frees a slot only when its ack is awaited,
+/// so sending everything before awaiting anything would stall on large
+/// batches.
+async fn publish_pipelined(
+    js: &jetstream::Context,
+    messages: impl Iterator<Item = anyhow::Result<(String, Publish)>>,
+) -> anyhow::Result<u64> {
+    let (acks, mut pending) = tokio::sync::mpsc::unbounded_channel();
+    let send = async move {
+        for message in messages {
+            let (subject, publish) = message?;
+            let ack = js
+                .send_publish(subject, publish)
+                .await
+                .context("cannot publish to the event stream")?;
+            // Fails only if the awaiting side stopped on an error, which it reports.
+            if acks.send(ack).is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    };
+    let confirm = async move {
+        let mut count = 0;
+        while let Some(ack) = pending.recv().await {
+            ack.await.context("the event stream did not confirm a publish")?;
+            count += 1;
+        }
+        anyhow::Ok(count)
+    };
+    let (sent, confirmed) = tokio::join!(send, confirm);
+    let count = confirmed?;
+    sent?;
+    Ok(count)
 }
 
 /// Creates the durable consumer `name`, or reuses it when it exists with the
@@ -624,6 +654,7 @@ async fn run_feed(
 struct Worker {
     shared: Arc<Shared>,
     rule: Arc<Rule>,
+    metrics: RuleMetrics,
 }
 
 impl Worker {
@@ -692,7 +723,7 @@ impl Worker {
         let event = match serde_json::from_slice::<Event>(&message.payload) {
             Ok(event) => event,
             Err(e) => {
-                let error = format!("malformed event: {e}");
+                let error = format!("malformed event (not an EventBridge event): {e}");
                 return self.dead_letter(&message, attempt, sequence, &error).await;
             }
         };
@@ -708,18 +739,19 @@ impl Worker {
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
         let Err(error) = outcome else {
+            self.metrics.delivered.inc();
             return settle(&message, AckKind::Ack).await;
         };
-        let age = Timestamp::now()
+        let age_micros = Timestamp::now()
             .unix_micros()
             .saturating_sub(event.time.unix_micros());
-        let too_old = u128::try_from(age).unwrap_or(0) > settings.max_age.as_micros();
-        if attempt >= settings.max_attempts || too_old {
-            return self
-                .dead_letter(&message, attempt, sequence, &format!("{error:#}"))
-                .await;
+        let age = Duration::from_micros(u64::try_from(age_micros).unwrap_or(0));
+        let error_text = describe_error(&error);
+        if exhausted(settings, attempt, age, &error) {
+            return self.dead_letter(&message, attempt, sequence, &error_text).await;
         }
-        tracing::debug!(rule = self.rule.name, event = %event.id, attempt, error = %format!("{error:#}"), "handler failed; will retry");
+        tracing::debug!(rule = self.rule.name, event = %event.id, attempt, error = error_text, "handler failed; will retry");
+        self.metrics.retried.inc();
         settle(&message, AckKind::Nak(Some(backoff(settings, attempt)))).await;
     }
 
@@ -749,6 +781,7 @@ impl Worker {
         match sent {
             Ok(()) => {
                 tracing::warn!(rule = self.rule.name, attempts, error, "event dead-lettered");
+                self.metrics.dead_lettered.inc();
                 settle(message, AckKind::Ack).await;
             }
             Err(e) => {
@@ -759,22 +792,28 @@ impl Worker {
     }
 }
 
+/// Keeps the rule's backlog gauge (events not yet delivered plus deliveries
+/// awaiting an outcome or a retry) up to date from the consumer's state. The
+/// lag gauge stays 0: the server does not tell the age of the oldest
+/// pending message without reading it.
+async fn watch_backlog(mut consumer: PullConsumer, metrics: RuleMetrics, shutdown: CancellationToken) {
+    loop {
+        if let Ok(info) = consumer.info().await {
+            let waiting = info.num_pending.saturating_add(info.num_ack_pending as u64);
+            metrics.backlog.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
 /// Sends an acknowledgement; a lost one only means a redelivery.
 async fn settle(message: &jetstream::Message, kind: AckKind) {
     if let Err(e) = message.ack_with(kind).await {
         tracing::warn!(error = %e, "cannot acknowledge a message; it will be redelivered");
     }
-}
-
-/// Full-jitter exponential backoff after failed attempt `attempt` (1-based).
-fn backoff(settings: &BusSettings, attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-    let cap = settings
-        .initial_backoff
-        .saturating_mul(factor)
-        .min(settings.max_backoff);
-    let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
 }
 
 /// Header values are one line of text.
@@ -847,20 +886,6 @@ mod tests {
                 Ok(expected.to_owned()),
                 "{pattern}"
             );
-        }
-    }
-
-    #[test]
-    fn backoff_stays_under_the_doubling_cap_and_the_maximum() {
-        let settings = BusSettings {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1000),
-            ..BusSettings::default()
-        };
-        for _ in 0..200 {
-            assert!(backoff(&settings, 1) <= Duration::from_millis(100));
-            assert!(backoff(&settings, 3) <= Duration::from_millis(400));
-            assert!(backoff(&settings, 40) <= Duration::from_millis(1000));
         }
     }
 }

@@ -1,0 +1,278 @@
+//! Staff operations on deliveries, as plain functions (the GraphQL gateway
+//! and tests call them) and as REST routes guarded by JWT groups. Shapes
+//! follow the GraphQL schema:
+//!
+//! - `GET  /deliveries?nextToken=&limit=` → `{deliveries, nextToken}` (admin, delivery)
+//! - `GET  /deliveries/{orderId}` → `{orderId, address, status}` (admin, delivery; 404 when absent)
+//! - `POST /startDelivery`, `/completeDelivery`, `/failDelivery` `{orderId}` →
+//!   `{success: true}` (admin, delivery, and warehouse as in the original)
+//! - `DELETE /deliveries/{orderId}` → `{success: true}` (admin)
+//!
+//! A transition from the wrong state is a 409 saying what the state is.
+
+use crate::domain::{Delivery, Status};
+use crate::{events, store};
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Router;
+use ecom_platform::{Context, Outbox};
+use ecom_runtime::auth::User;
+use ecom_runtime::metrics::{counter, Counter};
+use ecom_runtime::{page, ApiError, Json, Path, Query};
+use ecom_storage::{Db, Tx};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Groups that may list and read deliveries.
+pub const READERS: &[&str] = &["admin", "delivery"];
+/// Groups that may start, complete and fail deliveries: the original also
+/// let warehouse staff do so.
+pub const DRIVERS: &[&str] = &["admin", "delivery", "warehouse"];
+/// Groups that may delete deliveries.
+pub const ADMINS: &[&str] = &["admin"];
+
+/// What the staff operations need. Cheap to clone.
+#[derive(Clone)]
+pub struct Deliveries {
+    /// Delivery's database.
+    pub db: Db,
+    /// Its outbox (outcomes leave through it).
+    pub outbox: Outbox,
+    /// Deliveries created (counted by the event handler).
+    pub created: Arc<Counter>,
+    completed: Arc<Counter>,
+    failed: Arc<Counter>,
+}
+
+impl Deliveries {
+    /// The state of delivery built from its context.
+    pub fn new(ctx: &Context) -> Deliveries {
+        Deliveries::with(ctx.db.clone(), ctx.outbox.clone())
+    }
+
+    /// The state from its parts (tests build it without a whole platform).
+    pub fn with(db: Db, outbox: Outbox) -> Deliveries {
+        let count = |e: &str| {
+            counter(
+                "ecom_deliveries_total",
+                "Deliveries by what happened to them (created, completed, failed)",
+                &[("event", e)],
+            )
+        };
+        Deliveries {
+            db,
+            outbox,
+            created: count("created"),
+            completed: count("completed"),
+            failed: count("failed"),
+        }
+    }
+}
+
+/// The service's routes.
+pub fn router(state: Deliveries) -> Router {
+    Router::new()
+        .route("/deliveries", get(list_route))
+        .route("/deliveries/{order_id}", get(read_route).delete(delete_route))
+        .route("/startDelivery", post(start_route))
+        .route("/completeDelivery", post(complete_route))
+        .route("/failDelivery", post(fail_route))
+        .with_state(state)
+}
+
+/// A page of NEW deliveries (`PaginatedDeliveries`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryPage {
+    /// Oldest first.
+    pub deliveries: Vec<Delivery>,
+    /// Token of the next page; `null` on the last one.
+    pub next_token: Option<String>,
+}
+
+/// NEW deliveries, a page at a time.
+pub async fn new_deliveries(
+    d: &Deliveries,
+    next_token: Option<&str>,
+    limit: Option<i64>,
+) -> Result<DeliveryPage, ApiError> {
+    let after = next_token.map(page::position).transpose()?;
+    let (deliveries, next) = store::list_new(&d.db, after, page::limit(limit)?).await?;
+    Ok(DeliveryPage {
+        deliveries,
+        next_token: next.as_ref().map(page::next_token),
+    })
+}
+
+/// One delivery; 404 when there is none for the order.
+pub async fn delivery(d: &Deliveries, order_id: Uuid) -> Result<Delivery, ApiError> {
+    store::get(&d.db, order_id)
+        .await?
+        .ok_or_else(|| not_found(order_id))
+}
+
+fn not_found(order_id: Uuid) -> ApiError {
+    ApiError::not_found(format!("no delivery for order {order_id}"))
+}
+
+/// Moves a delivery `from` → `to` inside `tx`: 404 when absent, 409 from
+/// another state. Returns the address.
+async fn transition(
+    tx: &mut Tx,
+    order_id: Uuid,
+    from: Status,
+    to: Status,
+    action: &str,
+) -> Result<ecom_model::Address, ApiError> {
+    let (status, address) = store::find(tx, order_id)
+        .await?
+        .ok_or_else(|| not_found(order_id))?;
+    if status != from {
+        return Err(ApiError::conflict(format!(
+            "cannot {action} the delivery of order {order_id}: it is {}, and only a {} delivery can be",
+            status.as_str(),
+            from.as_str()
+        )));
+    }
+    store::transition(tx, order_id, from, to).await?;
+    Ok(address)
+}
+
+/// NEW → IN_PROGRESS.
+pub async fn start_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
+    let mut tx = d.db.begin().await?;
+    transition(&mut tx, order_id, Status::New, Status::InProgress, "start").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// IN_PROGRESS → COMPLETED, emitting `DeliveryCompleted`.
+pub async fn complete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
+    let mut tx = d.db.begin().await?;
+    let address = transition(
+        &mut tx,
+        order_id,
+        Status::InProgress,
+        Status::Completed,
+        "complete",
+    )
+    .await?;
+    d.outbox
+        .push(&mut tx, &events::outcome("DeliveryCompleted", order_id, &address))
+        .await?;
+    d.outbox.commit(tx).await?;
+    d.completed.inc();
+    Ok(())
+}
+
+/// IN_PROGRESS → FAILED, emitting `DeliveryFailed`.
+pub async fn fail_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
+    let mut tx = d.db.begin().await?;
+    let address = transition(&mut tx, order_id, Status::InProgress, Status::Failed, "fail").await?;
+    d.outbox
+        .push(&mut tx, &events::outcome("DeliveryFailed", order_id, &address))
+        .await?;
+    d.outbox.commit(tx).await?;
+    d.failed.inc();
+    Ok(())
+}
+
+/// Deletes a delivery. One without an outcome yet (NEW or IN_PROGRESS)
+/// will never be delivered, so `DeliveryFailed` is emitted for it; a
+/// failed one already said so, a completed one was delivered.
+pub async fn delete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
+    let mut tx = d.db.begin().await?;
+    let (status, address) = store::find(&mut tx, order_id)
+        .await?
+        .ok_or_else(|| not_found(order_id))?;
+    store::delete(&mut tx, order_id).await?;
+    if status.is_final() {
+        tx.commit().await?;
+    } else {
+        d.outbox
+            .push(&mut tx, &events::outcome("DeliveryFailed", order_id, &address))
+            .await?;
+        d.outbox.commit(tx).await?;
+        d.failed.inc();
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    next_token: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryInput {
+    order_id: Uuid,
+}
+
+fn success() -> Json<Value> {
+    Json(json!({ "success": true }))
+}
+
+async fn list_route(
+    State(d): State<Deliveries>,
+    User(caller): User,
+    Query(params): Query<ListParams>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    caller.require_group(READERS)?;
+    Ok(Json(
+        new_deliveries(&d, params.next_token.as_deref(), params.limit).await?,
+    ))
+}
+
+async fn read_route(
+    State(d): State<Deliveries>,
+    User(caller): User,
+    Path(order_id): Path<Uuid>,
+) -> Result<Json<Delivery>, ApiError> {
+    caller.require_group(READERS)?;
+    Ok(Json(delivery(&d, order_id).await?))
+}
+
+async fn delete_route(
+    State(d): State<Deliveries>,
+    User(caller): User,
+    Path(order_id): Path<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_group(ADMINS)?;
+    delete_delivery(&d, order_id).await?;
+    Ok(success())
+}
+
+async fn start_route(
+    State(d): State<Deliveries>,
+    User(caller): User,
+    Json(input): Json<DeliveryInput>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_group(DRIVERS)?;
+    start_delivery(&d, input.order_id).await?;
+    Ok(success())
+}
+
+async fn complete_route(
+    State(d): State<Deliveries>,
+    User(caller): User,
+    Json(input): Json<DeliveryInput>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_group(DRIVERS)?;
+    complete_delivery(&d, input.order_id).await?;
+    Ok(success())
+}
+
+async fn fail_route(
+    State(d): State<Deliveries>,
+    User(caller): User,
+    Json(input): Json<DeliveryInput>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_group(DRIVERS)?;
+    fail_delivery(&d, input.order_id).await?;
+    Ok(success())
+}

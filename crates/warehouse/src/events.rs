@@ -1,0 +1,153 @@
+//! What the warehouse does with order events, and the events it emits.
+//!
+//! Every handler records the event in the inbox in the same transaction as
+//! its effect, so a redelivered event changes nothing. Events arrive in no
+//! particular order: an order image is applied only when it is newer than
+//! the one the request reflects, and only while the request is NEW.
+
+use crate::domain::{self, Line, OrderImage, Status};
+use crate::store;
+use anyhow::Context as _;
+use ecom_platform::bus::permanent;
+use ecom_platform::event::sources;
+use ecom_platform::{inbox, Event, Rule};
+use ecom_storage::Db;
+use serde::Deserialize;
+use serde_json::json;
+
+/// Rule names (also the inbox consumer names).
+pub const ON_ORDER_CREATED: &str = "warehouse.on-order-created";
+/// See [`ON_ORDER_CREATED`].
+pub const ON_ORDER_MODIFIED: &str = "warehouse.on-order-modified";
+/// See [`ON_ORDER_CREATED`].
+pub const ON_ORDER_DELETED: &str = "warehouse.on-order-deleted";
+
+/// The rules of the warehouse.
+pub fn rules(db: &Db) -> anyhow::Result<Vec<Rule>> {
+    let (a, b, c) = (db.clone(), db.clone(), db.clone());
+    Ok(vec![
+        Rule::new(ON_ORDER_CREATED, pattern("OrderCreated", None), move |e| {
+            let db = a.clone();
+            async move { on_order_created(&db, &e).await }
+        })?,
+        Rule::new(
+            ON_ORDER_MODIFIED,
+            pattern("OrderModified", Some(json!({ "changed": ["products"] }))),
+            move |e| {
+                let db = b.clone();
+                async move { on_order_modified(&db, &e).await }
+            },
+        )?,
+        Rule::new(ON_ORDER_DELETED, pattern("OrderDeleted", None), move |e| {
+            let db = c.clone();
+            async move { on_order_deleted(&db, &e).await }
+        })?,
+    ])
+}
+
+/// Orders events of one type (whose detail matches `detail`, if given).
+fn pattern(detail_type: &str, detail: Option<serde_json::Value>) -> serde_json::Value {
+    let mut pattern = json!({ "source": [sources::ORDERS], "detail-type": [detail_type] });
+    if let Some(detail) = detail {
+        pattern["detail"] = detail;
+    }
+    pattern
+}
+
+fn image(value: &serde_json::Value, what: &str) -> anyhow::Result<OrderImage> {
+    OrderImage::deserialize(value).map_err(|e| permanent(format!("{what} is not an order: {e}")))
+}
+
+/// `OrderCreated`: a NEW request with the order's lines, unless the stored
+/// request already reflects this version of the order or a newer one.
+pub async fn on_order_created(db: &Db, event: &Event) -> anyhow::Result<()> {
+    let order = image(&event.detail, "OrderCreated detail")?;
+    let Some(mut tx) = inbox::begin(db, ON_ORDER_CREATED, event.id).await? else {
+        return Ok(());
+    };
+    let stored = store::header(&mut tx, order.order_id).await?;
+    let newer = stored.is_none_or(|h| h.modified_micros < order.modified_date.unix_micros());
+    if newer && stored.is_none_or(|h| h.status == Status::New) {
+        store::put_new(&mut tx, &order).await?;
+    } else {
+        tracing::debug!(order_id = %order.order_id, "OrderCreated ignored: request is newer or past NEW");
+    }
+    tx.commit().await.context("Failed to commit OrderCreated")?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Modified {
+    new: serde_json::Value,
+    changed: Vec<String>,
+}
+
+/// `OrderModified` with changed products: brings a NEW request's lines to
+/// the new image by adding, changing and removing lines (or makes the
+/// request from the new image when the change arrives before the creation).
+pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
+    let modified = Modified::deserialize(&event.detail)
+        .map_err(|e| permanent(format!("OrderModified detail is malformed: {e}")))?;
+    if !modified.changed.iter().any(|c| c == "products") {
+        return Ok(());
+    }
+    let order = image(&modified.new, "OrderModified new")?;
+    let Some(mut tx) = inbox::begin(db, ON_ORDER_MODIFIED, event.id).await? else {
+        return Ok(());
+    };
+    match store::header(&mut tx, order.order_id).await? {
+        Some(h) if h.status == Status::New && h.modified_micros < order.modified_date.unix_micros() => {
+            let changes = domain::diff(
+                &store::ordered(&mut tx, order.order_id).await?,
+                &order.quantities(),
+            );
+            store::apply(&mut tx, order.order_id, &changes).await?;
+            store::set_modified(&mut tx, order.order_id, order.modified_date).await?;
+        }
+        // Events come in no particular order: the change overtook the
+        // creation, so the request starts from this (newer) image and the
+        // late OrderCreated will be ignored.
+        None => store::put_new(&mut tx, &order).await?,
+        _ => {
+            tracing::debug!(order_id = %order.order_id, "OrderModified ignored: request is newer or past NEW")
+        }
+    }
+    tx.commit().await.context("Failed to commit OrderModified")?;
+    Ok(())
+}
+
+/// `OrderDeleted`: drops the request if it is still NEW.
+pub async fn on_order_deleted(db: &Db, event: &Event) -> anyhow::Result<()> {
+    let order = image(&event.detail, "OrderDeleted detail")?;
+    let Some(mut tx) = inbox::begin(db, ON_ORDER_DELETED, event.id).await? else {
+        return Ok(());
+    };
+    match store::header(&mut tx, order.order_id).await? {
+        Some(h) if h.status != Status::New => {
+            tracing::info!(order_id = %order.order_id, status = h.status.as_str(), "OrderDeleted: request kept, packaging has started");
+        }
+        _ => store::tombstone(&mut tx, order.order_id, order.modified_date).await?,
+    }
+    tx.commit().await.context("Failed to commit OrderDeleted")?;
+    Ok(())
+}
+
+/// `PackageCreated` when some lines remain, else `PackagingFailed`.
+pub fn packaging_outcome(order_id: uuid::Uuid, lines: &[Line]) -> Event {
+    let resources = vec![order_id.to_string()];
+    if lines.is_empty() {
+        Event::new(
+            sources::WAREHOUSE,
+            "PackagingFailed",
+            resources,
+            json!({ "orderId": order_id }),
+        )
+    } else {
+        Event::new(
+            sources::WAREHOUSE,
+            "PackageCreated",
+            resources,
+            json!({ "orderId": order_id, "products": lines }),
+        )
+    }
+}
