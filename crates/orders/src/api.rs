@@ -19,14 +19,14 @@
 //!   default 20).
 
 use crate::domain::{Order, OrderRequest, OrderStatus};
-use crate::store::{self, Cursor};
+use crate::store;
 use crate::{events, Metrics};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use ecom_model::{Address, Money, ProductLine, Timestamp};
 use ecom_platform::Context;
-use ecom_runtime::{ApiError, ClientError, Json, Path, Query};
+use ecom_runtime::{page, ApiError, ClientError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -281,22 +281,14 @@ async fn list(
     Path(user_id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit: must be between 1 and 100, got {limit}"
-        )));
-    }
+    let limit = page::limit(q.limit)?;
     let after = match q.next_token.as_deref().filter(|t| !t.is_empty()) {
         None => None,
-        Some(token) => Some(
-            Cursor::decode(token)
-                .ok_or_else(|| ApiError::bad_request("nextToken: not a token this service gave out"))?,
-        ),
+        Some(token) => Some(page::position(token)?),
     };
     let (orders, next) = store::list_by_user(&api.ctx.db, &user_id, after.as_ref(), limit).await?;
     Ok(Json(json!({
         "orders": orders,
-        "nextToken": next.map(|c| c.encode()),
+        "nextToken": next.map(|p| page::next_token(&p)),
     })))
 }

@@ -1,8 +1,10 @@
 //! The `orders` table: each order whole as JSON, plus the columns that find
 //! (by id, by user and idempotency key) and sort (newest first) them.
+//! A page position is (created_at in µs, order id).
 
 use crate::domain::Order;
 use anyhow::Context as _;
+use ecom_runtime::page::Position;
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use uuid::Uuid;
@@ -71,51 +73,14 @@ pub async fn update(tx: &mut Tx, order: &Order) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where a page of a user's orders starts: after this (created_at, order_id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    /// Creation time of the last order seen, in microseconds.
-    pub created_at: i64,
-    /// Its id (orders created in the same microsecond are ordered by id).
-    pub order_id: String,
-}
-
-impl Cursor {
-    /// Opaque text for callers: hex of `created_at/order_id`.
-    pub fn encode(&self) -> String {
-        format!("{}/{}", self.created_at, self.order_id)
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
-    /// Reads a token made by [`Cursor::encode`].
-    pub fn decode(token: &str) -> Option<Cursor> {
-        if !token.len().is_multiple_of(2) || !token.is_ascii() {
-            return None;
-        }
-        let bytes: Option<Vec<u8>> = (0..token.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
-            .collect();
-        let text = String::from_utf8(bytes?).ok()?;
-        let (at, id) = text.split_once('/')?;
-        let order_id = Uuid::parse_str(id).ok()?.to_string();
-        Some(Cursor {
-            created_at: at.parse().ok()?,
-            order_id,
-        })
-    }
-}
-
 /// Up to `limit` orders of `user_id`, newest first, after `after`; and the
 /// cursor of the next page when there may be one.
 pub async fn list_by_user(
     db: &Db,
     user_id: &str,
-    after: Option<&Cursor>,
+    after: Option<&Position>,
     limit: i64,
-) -> anyhow::Result<(Vec<Order>, Option<Cursor>)> {
+) -> anyhow::Result<(Vec<Order>, Option<Position>)> {
     // One more than asked tells whether another page exists.
     let rows = match after {
         None => {
@@ -128,15 +93,15 @@ pub async fn list_by_user(
             .fetch_all(db.reader())
             .await
         }
-        Some(c) => {
+        Some((created_at, order_id)) => {
             sqlx::query(
                 "SELECT body, created_at, order_id FROM orders
                  WHERE user_id = $1 AND (created_at < $2 OR (created_at = $2 AND order_id < $3))
                  ORDER BY created_at DESC, order_id DESC LIMIT $4",
             )
             .bind(user_id)
-            .bind(c.created_at)
-            .bind(&c.order_id)
+            .bind(created_at)
+            .bind(order_id)
             .bind(limit + 1)
             .fetch_all(db.reader())
             .await
@@ -148,28 +113,7 @@ pub async fn list_by_user(
     let mut last = None;
     for row in rows.iter().take(limit as usize) {
         orders.push(decode(&row.try_get::<String, _>(0)?)?);
-        last = Some(Cursor {
-            created_at: row.try_get(1)?,
-            order_id: row.try_get(2)?,
-        });
+        last = Some((row.try_get(1)?, row.try_get(2)?));
     }
     Ok((orders, if more { last } else { None }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let c = Cursor {
-            created_at: 1_700_000_000_000_000,
-            order_id: Uuid::new_v4().to_string(),
-        };
-        assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        assert_eq!(Cursor::decode("zz"), None);
-        assert_eq!(Cursor::decode("abc"), None);
-        assert_eq!(Cursor::decode(""), None);
-        assert_eq!(Cursor::decode("é1"), None);
-    }
 }
