@@ -36,6 +36,12 @@ pub enum Scenario {
     Validate,
     /// `GET /products/products/{productId}` (one catalogue read).
     Product,
+    /// `POST /orders/backend/orders` with 3 catalogue products and a service
+    /// credential: checks with products, delivery-pricing and payment (in
+    /// parallel), stores the order and its `OrderCreated`, which payment
+    /// then records. Needs the in-process platform (it pre-authorises one
+    /// large amount there; a check does not consume it, so it serves every order).
+    CreateOrder,
 }
 
 /// The sample catalogue: loaded into an in-process platform for the products
@@ -69,7 +75,7 @@ struct Target {
     body: Bytes,
 }
 
-fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
+fn target(scenario: Scenario, key: &ServiceKey, payment_token: Option<&str>) -> anyhow::Result<Target> {
     let product = |w: i64, weight: i64, q: i64| {
         serde_json::json!({
             "productId": "f380305b-99fe-45ba-b1ab-ba6349d141a2", "name": "Item", "price": 1299,
@@ -117,6 +123,34 @@ fn target(scenario: Scenario, key: &ServiceKey) -> anyhow::Result<Target> {
                 body: serde_json::to_vec(&serde_json::json!({ "products": lines }))?.into(),
             }
         }
+        Scenario::CreateOrder => {
+            let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+            let lines: Vec<serde_json::Value> = catalogue
+                .iter()
+                .take(3)
+                .zip(1..)
+                .map(|(p, quantity): (&serde_json::Value, i64)| {
+                    serde_json::json!({"productId": p["productId"], "name": p["name"],
+                                       "package": p["package"], "price": p["price"], "quantity": quantity})
+                })
+                .collect();
+            Target {
+                method: Method::POST,
+                path: "/orders/backend/orders".into(),
+                token: Some(key.issue("bench")?),
+                body: serde_json::to_vec(&serde_json::json!({
+                    "userId": "bench-shopper",
+                    "order": {
+                        "products": lines,
+                        "address": {"name": "Ada", "streetAddress": "Storgatan 1", "city": "Umeå",
+                                    "country": "SE", "phoneNumber": "+46 1"},
+                        "deliveryPrice": 0,
+                        "paymentToken": payment_token.context("create-order needs its pre-authorised token")?,
+                    }
+                }))?
+                .into(),
+            }
+        }
         Scenario::Product => {
             let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
             let id = catalogue
@@ -154,7 +188,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
-            if matches!(args.scenario, Scenario::Validate | Scenario::Product) {
+            if matches!(
+                args.scenario,
+                Scenario::Validate | Scenario::Product | Scenario::CreateOrder
+            ) {
                 let target = ecom_storage::StorageTarget::Sqlite {
                     dir: dir.path().to_path_buf(),
                 };
@@ -171,7 +208,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let authority = base.trim_start_matches("http://").to_owned();
-    let target = Arc::new(target(args.scenario, &key)?);
+    let payment_token = match (args.scenario, &_guard) {
+        (Scenario::CreateOrder, Some(dir)) => Some(preauthorise(dir.path()).await?),
+        (Scenario::CreateOrder, None) => {
+            anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
+        }
+        _ => None,
+    };
+    let target = Arc::new(target(args.scenario, &key, payment_token.as_deref())?);
     println!(
         "ecom bench {:?}: {} connections, {} s{} against {base}",
         args.scenario,
@@ -220,11 +264,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         pct(0.99),
         latencies.last().map(|us| *us as f64 / 1000.0).unwrap_or(0.0)
     );
+    if args.scenario == Scenario::CreateOrder {
+        // A refused order is a 200 too: count what was really stored.
+        let created = ecom_runtime::metrics::counter("ecom_orders_created_total", "Orders created.", &[]);
+        println!("orders stored (warm-up included): {}", created.get());
+    }
     if let Some((tx, handle)) = stop {
         let _ = tx.send(());
         handle.await.context("the platform task panicked")??;
     }
     Ok(())
+}
+
+/// Pre-authorises a large amount at the payment-3p of the platform in
+/// `dir` (already migrated); the token.
+async fn preauthorise(dir: &std::path::Path) -> anyhow::Result<String> {
+    let target = ecom_storage::StorageTarget::Sqlite {
+        dir: dir.to_path_buf(),
+    };
+    let db = ecom_storage::Db::open(&target, ecom_payment_3p::NAME).await?;
+    let amount = ecom_model::Money::try_from(i64::MAX / 2).map_err(anyhow::Error::msg)?;
+    let token = ecom_payment_3p::store::create(&db, amount, "4242").await;
+    db.close().await;
+    Ok(token?.to_string())
 }
 
 async fn connection(
