@@ -27,6 +27,8 @@ pub const SERVICES: &[ServiceDef] = &[
     ecom_payment_3p::SERVICE,
     ecom_delivery_pricing::SERVICE,
     ecom_products::SERVICE,
+    ecom_orders::SERVICE,
+    ecom_payment::SERVICE,
     ecom_warehouse::SERVICE,
     ecom_delivery::SERVICE,
     ecom_frontend_api::SERVICE,

@@ -42,6 +42,12 @@ pub enum Scenario {
     GraphqlProducts,
     /// `POST /graphql` `getProduct` of one id, anonymous.
     GraphqlProduct,
+    /// `POST /orders/backend/orders` with 3 catalogue products and a service
+    /// credential: checks with products, delivery-pricing and payment (in
+    /// parallel), stores the order and its `OrderCreated`, which payment
+    /// then records. Needs the in-process platform (it pre-authorises one
+    /// large amount there; a check does not consume it, so it serves every order).
+    CreateOrder,
 }
 
 /// The sample catalogue: loaded into an in-process platform for the products
@@ -75,7 +81,12 @@ struct Target {
     body: Bytes,
 }
 
-fn target(scenario: Scenario, key: &ServiceKey, product_id: &str) -> anyhow::Result<Target> {
+fn target(
+    scenario: Scenario,
+    key: &ServiceKey,
+    payment_token: Option<&str>,
+    product_id: &str,
+) -> anyhow::Result<Target> {
     let product = |w: i64, weight: i64, q: i64| {
         serde_json::json!({
             "productId": "f380305b-99fe-45ba-b1ab-ba6349d141a2", "name": "Item", "price": 1299,
@@ -121,6 +132,34 @@ fn target(scenario: Scenario, key: &ServiceKey, product_id: &str) -> anyhow::Res
                 path: "/products/backend/validate".into(),
                 token: Some(key.issue("bench")?),
                 body: serde_json::to_vec(&serde_json::json!({ "products": lines }))?.into(),
+            }
+        }
+        Scenario::CreateOrder => {
+            let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+            let lines: Vec<serde_json::Value> = catalogue
+                .iter()
+                .take(3)
+                .zip(1..)
+                .map(|(p, quantity): (&serde_json::Value, i64)| {
+                    serde_json::json!({"productId": p["productId"], "name": p["name"],
+                                       "package": p["package"], "price": p["price"], "quantity": quantity})
+                })
+                .collect();
+            Target {
+                method: Method::POST,
+                path: "/orders/backend/orders".into(),
+                token: Some(key.issue("bench")?),
+                body: serde_json::to_vec(&serde_json::json!({
+                    "userId": "bench-shopper",
+                    "order": {
+                        "products": lines,
+                        "address": {"name": "Ada", "streetAddress": "Storgatan 1", "city": "Umeå",
+                                    "country": "SE", "phoneNumber": "+46 1"},
+                        "deliveryPrice": 0,
+                        "paymentToken": payment_token.context("create-order needs its pre-authorised token")?,
+                    }
+                }))?
+                .into(),
             }
         }
         Scenario::Product => {
@@ -174,7 +213,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
             if matches!(
                 args.scenario,
-                Scenario::Validate | Scenario::Product | Scenario::GraphqlProducts | Scenario::GraphqlProduct
+                Scenario::Validate
+                    | Scenario::Product
+                    | Scenario::CreateOrder
+                    | Scenario::GraphqlProducts
+                    | Scenario::GraphqlProduct
             ) {
                 let target = ecom_storage::StorageTarget::Sqlite {
                     dir: dir.path().to_path_buf(),
@@ -192,11 +235,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let authority = base.trim_start_matches("http://").to_owned();
+    let payment_token = match (args.scenario, &_guard) {
+        (Scenario::CreateOrder, Some(dir)) => Some(preauthorise(dir.path()).await?),
+        (Scenario::CreateOrder, None) => {
+            anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
+        }
+        _ => None,
+    };
     let product_id = match args.scenario {
         Scenario::GraphqlProducts | Scenario::GraphqlProduct => graphql::product_id(&authority).await?,
         _ => String::new(),
     };
-    let target = Arc::new(target(args.scenario, &key, &product_id)?);
+    let target = Arc::new(target(
+        args.scenario,
+        &key,
+        payment_token.as_deref(),
+        &product_id,
+    )?);
     println!(
         "ecom bench {:?}: {} connections, {} s{} against {base}",
         args.scenario,
@@ -245,11 +300,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         pct(0.99),
         latencies.last().map(|us| *us as f64 / 1000.0).unwrap_or(0.0)
     );
+    if args.scenario == Scenario::CreateOrder {
+        // A refused order is a 200 too: count what was really stored.
+        let created = ecom_runtime::metrics::counter("ecom_orders_created_total", "Orders created.", &[]);
+        println!("orders stored (warm-up included): {}", created.get());
+    }
     if let Some((tx, handle)) = stop {
         let _ = tx.send(());
         handle.await.context("the platform task panicked")??;
     }
     Ok(())
+}
+
+/// Pre-authorises a large amount at the payment-3p of the platform in
+/// `dir` (already migrated); the token.
+async fn preauthorise(dir: &std::path::Path) -> anyhow::Result<String> {
+    let target = ecom_storage::StorageTarget::Sqlite {
+        dir: dir.to_path_buf(),
+    };
+    let db = ecom_storage::Db::open(&target, ecom_payment_3p::NAME).await?;
+    let amount = ecom_model::Money::try_from(i64::MAX / 2).map_err(anyhow::Error::msg)?;
+    let token = ecom_payment_3p::store::create(&db, amount, "4242").await;
+    db.close().await;
+    Ok(token?.to_string())
 }
 
 async fn connection(

@@ -1,1 +1,60 @@
-//! payment
+//! payment: holds the payment token of each order and settles it at the
+//! card processor (payment-3p) when the order is delivered or fails.
+
+pub mod api;
+pub mod events;
+pub mod store;
+
+use ecom_platform::ServiceDef;
+use ecom_runtime::metrics::{counter, Counter};
+use ecom_storage::Migration;
+use std::sync::Arc;
+
+/// Service name and URL prefix.
+pub const NAME: &str = "payment";
+
+/// Schema changes, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "payments",
+    include_str!("../migrations/0001_payments.sql"),
+)];
+
+/// How the binary builds this service.
+pub const SERVICE: ServiceDef = ServiceDef {
+    name: NAME,
+    migrations: MIGRATIONS,
+    build: |ctx| {
+        Box::pin(async move {
+            events::subscribe(&ctx, Arc::new(Metrics::new()))?;
+            Ok(api::router(&ctx))
+        })
+    },
+};
+
+/// The service's key figures on `/metrics`.
+pub struct Metrics {
+    processed: Arc<Counter>,
+    cancelled: Arc<Counter>,
+    amount_won: Arc<Counter>,
+    amount_lost: Arc<Counter>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            processed: counter("ecom_payments_processed_total", "Payments charged.", &[]),
+            cancelled: counter("ecom_payments_cancelled_total", "Payments cancelled.", &[]),
+            amount_won: counter(
+                "ecom_payments_amount_won_total",
+                "Money charged, in the smallest currency unit.",
+                &[],
+            ),
+            amount_lost: counter(
+                "ecom_payments_amount_lost_total",
+                "Money released by cancelled payments, in the smallest currency unit.",
+                &[],
+            ),
+        }
+    }
+}

@@ -254,6 +254,37 @@ impl TestApp {
         self.bus.publish(events).await.unwrap();
     }
 
+    /// Opens the (already migrated) database of `service`.
+    pub async fn open_db(&self, service: &str) -> ecom_storage::Db {
+        ecom_storage::Db::open(&self.storage_target(), service)
+            .await
+            .unwrap()
+    }
+
+    /// Pre-authorises `amount` on a test card at payment-3p; the token.
+    pub async fn preauth(&self, amount: i64) -> String {
+        let (status, body) = self
+            .post(
+                "/payment-3p/preauth",
+                &serde_json::json!({"cardNumber": "1234567890123456", "amount": amount}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["paymentToken"].as_str().unwrap().to_owned()
+    }
+
+    /// Asks payment-3p whether `token` holds at least `amount`.
+    pub async fn payment_holds(&self, token: &str, amount: i64) -> bool {
+        let (status, body) = self
+            .post(
+                "/payment-3p/check",
+                &serde_json::json!({"paymentToken": token, "amount": amount}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["ok"].as_bool().unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -1,0 +1,367 @@
+//! Orders and the rules that shape them: what a creation request must hold,
+//! how the total is computed, how packaging and delivery move the status.
+
+use ecom_model::{Address, Money, ProductLine, Quantity, Timestamp};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Created, waiting for the warehouse.
+    New,
+    /// The warehouse packed it.
+    Packaged,
+    /// The warehouse could pack nothing.
+    PackagingFailed,
+    /// Delivered.
+    Fulfilled,
+    /// The delivery failed.
+    DeliveryFailed,
+}
+
+impl OrderStatus {
+    /// How far along the life this status is. Events carry no global order,
+    /// so a late event must never move an order back.
+    fn stage(self) -> u8 {
+        match self {
+            OrderStatus::New => 0,
+            OrderStatus::Packaged | OrderStatus::PackagingFailed => 1,
+            OrderStatus::Fulfilled | OrderStatus::DeliveryFailed => 2,
+        }
+    }
+
+    /// The status after an event saying `to`: `to` when it is further along,
+    /// otherwise unchanged.
+    pub fn advance(self, to: OrderStatus) -> OrderStatus {
+        if to.stage() > self.stage() {
+            to
+        } else {
+            self
+        }
+    }
+}
+
+/// An order: what was bought, at which prices, for where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// Identifier.
+    pub order_id: Uuid,
+    /// Who ordered.
+    pub user_id: String,
+    /// When it was created.
+    pub created_date: Timestamp,
+    /// When it last changed.
+    pub modified_date: Timestamp,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// The lines, with the catalogue details of the time of the order.
+    pub products: Vec<ProductLine>,
+    /// Where it goes.
+    pub address: Address,
+    /// Delivery fee agreed at creation.
+    pub delivery_price: Money,
+    /// Pre-authorisation at the card processor.
+    pub payment_token: String,
+    /// Σ price × quantity + delivery price.
+    pub total: Money,
+}
+
+/// Σ price × quantity + delivery price; `None` when it overflows.
+pub fn total(products: &[ProductLine], delivery_price: Money) -> Option<Money> {
+    products.iter().try_fold(delivery_price, |sum, line| {
+        line.price
+            .checked_mul(line.quantity.get())
+            .and_then(|amount| sum.checked_add(amount))
+    })
+}
+
+/// What a caller asks for, checked: at least one product line, an address,
+/// a delivery price and a payment token.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    /// Lines, reduced to `productId, name, package, price, quantity`.
+    pub products: Vec<ProductLine>,
+    /// Delivery address.
+    pub address: Address,
+    /// Delivery fee the shopper was shown.
+    pub delivery_price: Money,
+    /// Pre-authorisation token.
+    pub payment_token: String,
+}
+
+impl OrderRequest {
+    /// Checks every field of `value`, collecting one message per problem
+    /// (each names its field) rather than stopping at the first.
+    pub fn parse(value: &Value) -> Result<OrderRequest, Vec<String>> {
+        let mut errors = Vec::new();
+        let Some(object) = value.as_object() else {
+            return Err(vec!["order: must be a JSON object".to_owned()]);
+        };
+        let products = match object.get("products") {
+            None | Some(Value::Null) => {
+                errors.push("products: missing field".to_owned());
+                None
+            }
+            Some(Value::Array(items)) if items.is_empty() => {
+                errors.push("products: must hold at least one product".to_owned());
+                None
+            }
+            Some(Value::Array(items)) => {
+                let lines: Vec<Option<ProductLine>> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| field(item, &format!("products[{i}]"), &mut errors))
+                    .collect();
+                lines.into_iter().collect::<Option<Vec<_>>>()
+            }
+            Some(_) => {
+                errors.push("products: must be a list of products".to_owned());
+                None
+            }
+        };
+        let address = required(object, "address", &mut errors);
+        let delivery_price = required(object, "deliveryPrice", &mut errors);
+        let payment_token: Option<String> = required(object, "paymentToken", &mut errors);
+        if payment_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            errors.push("paymentToken: must not be empty".to_owned());
+        }
+        match (products, address, delivery_price, payment_token) {
+            (Some(products), Some(address), Some(delivery_price), Some(payment_token))
+                if errors.is_empty() =>
+            {
+                let request = OrderRequest {
+                    products,
+                    address,
+                    delivery_price,
+                    payment_token,
+                };
+                if request.total().is_none() {
+                    return Err(vec!["products: the total is too large".to_owned()]);
+                }
+                Ok(request)
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// Σ price × quantity + delivery price (checked when parsing).
+    pub fn total(&self) -> Option<Money> {
+        total(&self.products, self.delivery_price)
+    }
+}
+
+fn required<T: DeserializeOwned>(
+    object: &serde_json::Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<String>,
+) -> Option<T> {
+    match object.get(name) {
+        None | Some(Value::Null) => {
+            errors.push(format!("{name}: missing field"));
+            None
+        }
+        Some(value) => field(value, name, errors),
+    }
+}
+
+/// Parses one field, recording a message naming its path when it is wrong.
+fn field<T: DeserializeOwned>(value: &Value, name: &str, errors: &mut Vec<String>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            let path = err.path().to_string();
+            let at = if path == "." || path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}.{path}")
+            };
+            errors.push(format!("{at}: {}", err.into_inner()));
+            None
+        }
+    }
+}
+
+/// A line the warehouse packed: which product and how many.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackedLine {
+    /// Product packed.
+    pub product_id: Uuid,
+    /// How many were packed.
+    pub quantity: i64,
+}
+
+impl Order {
+    /// The order after the warehouse packed `packed`: the lines become the
+    /// packed products and quantities (lines not packed are dropped; the
+    /// catalogue details stay those of the order), the total is recomputed
+    /// with the agreed delivery price, and the status moves to PACKAGED.
+    /// `None` when the new total overflows.
+    pub fn packaged(&self, packed: &[PackedLine], now: Timestamp) -> Option<Order> {
+        let mut quantities: HashMap<Uuid, i64> = HashMap::new();
+        for line in packed {
+            *quantities.entry(line.product_id).or_default() += line.quantity;
+        }
+        let products: Vec<ProductLine> = self
+            .products
+            .iter()
+            .filter_map(|line| {
+                let quantity = Quantity::try_from(*quantities.get(&line.product_id)?).ok()?;
+                Some(ProductLine {
+                    quantity,
+                    ..line.clone()
+                })
+            })
+            .collect();
+        let total = total(&products, self.delivery_price)?;
+        Some(Order {
+            products,
+            total,
+            status: self.status.advance(OrderStatus::Packaged),
+            modified_date: now,
+            ..self.clone()
+        })
+    }
+
+    /// The order after an event saying `status` (never moving back).
+    pub fn with_status(&self, status: OrderStatus, now: Timestamp) -> Order {
+        let status = self.status.advance(status);
+        Order {
+            status,
+            modified_date: if status == self.status {
+                self.modified_date
+            } else {
+                now
+            },
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn product(price: i64, quantity: Option<i64>) -> Value {
+        let mut p = json!({
+            "productId": Uuid::new_v4().to_string(),
+            "name": "Shoe",
+            "package": {"width": 1, "length": 1, "height": 1, "weight": 1},
+            "price": price,
+            "category": "shoes",
+            "tags": ["a"],
+        });
+        if let Some(q) = quantity {
+            p["quantity"] = json!(q);
+        }
+        p
+    }
+
+    fn request(products: Value) -> Value {
+        json!({
+            "products": products,
+            "address": {"name": "A", "streetAddress": "S 1", "city": "C", "country": "SE", "phoneNumber": "1"},
+            "deliveryPrice": 500,
+            "paymentToken": "tok",
+        })
+    }
+
+    #[test]
+    fn total_is_price_times_quantity_plus_delivery() {
+        let req = OrderRequest::parse(&request(json!([product(100, Some(3)), product(50, None)]))).unwrap();
+        assert_eq!(req.total().map(Money::cents), Some(300 + 50 + 500));
+        assert_eq!(req.products[1].quantity, Quantity::ONE);
+    }
+
+    #[test]
+    fn malformed_requests_name_each_field_at_fault() {
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                json!({"products": [product(1, None)], "deliveryPrice": 0, "paymentToken": "t"}),
+                "address",
+            ),
+            (request(json!([product(1, Some(0))])), "products[0].quantity"),
+            (request(json!([product(1, Some(-2))])), "products[0].quantity"),
+            (request(json!([])), "products"),
+            (request(json!([product(-1, None)])), "products[0].price"),
+            (
+                {
+                    let mut r = request(json!([product(1, None)]));
+                    r["address"]["country"] = json!("SWE");
+                    r
+                },
+                "address.country",
+            ),
+            (
+                {
+                    let mut r = request(json!([product(1, None)]));
+                    r["deliveryPrice"] = json!(-5);
+                    r
+                },
+                "deliveryPrice",
+            ),
+            (
+                {
+                    let mut r = request(json!([product(1, None)]));
+                    r.as_object_mut().unwrap().remove("paymentToken");
+                    r
+                },
+                "paymentToken",
+            ),
+            (request(json!([product(i64::MAX / 2, Some(3))])), "products"),
+        ];
+        for (body, field) in cases {
+            let errors = OrderRequest::parse(&body).err().unwrap_or_default();
+            assert!(
+                errors.iter().any(|e| e.starts_with(&format!("{field}:"))),
+                "expected an error naming {field}, got {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_never_move_back() {
+        use OrderStatus::*;
+        assert_eq!(New.advance(Packaged), Packaged);
+        assert_eq!(Packaged.advance(Fulfilled), Fulfilled);
+        assert_eq!(New.advance(DeliveryFailed), DeliveryFailed);
+        assert_eq!(Fulfilled.advance(Packaged), Fulfilled);
+        assert_eq!(PackagingFailed.advance(Packaged), PackagingFailed);
+    }
+
+    #[test]
+    fn packaging_keeps_packed_lines_and_recomputes_the_total() {
+        let req = OrderRequest::parse(&request(json!([product(100, Some(3)), product(50, None)]))).unwrap();
+        let now = Timestamp::now();
+        let order = Order {
+            order_id: Uuid::new_v4(),
+            user_id: "u".into(),
+            created_date: now,
+            modified_date: now,
+            status: OrderStatus::New,
+            total: req.total().unwrap(),
+            products: req.products.clone(),
+            address: req.address.clone(),
+            delivery_price: req.delivery_price,
+            payment_token: req.payment_token.clone(),
+        };
+        let packed = [PackedLine {
+            product_id: order.products[0].product_id,
+            quantity: 2,
+        }];
+        let after = order.packaged(&packed, now).unwrap();
+        assert_eq!(after.status, OrderStatus::Packaged);
+        assert_eq!(after.products.len(), 1);
+        assert_eq!(after.products[0].quantity.get(), 2);
+        assert_eq!(after.products[0].name, "Shoe");
+        assert_eq!(after.total.cents(), 200 + 500);
+    }
+}

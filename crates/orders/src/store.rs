@@ -1,0 +1,119 @@
+//! The `orders` table: each order whole as JSON, plus the columns that find
+//! (by id, by user and idempotency key) and sort (newest first) them.
+//! A page position is (created_at in µs, order id).
+
+use crate::domain::Order;
+use anyhow::Context as _;
+use ecom_runtime::page::Position;
+use ecom_storage::sqlx::{self, Row as _};
+use ecom_storage::{Db, Tx};
+use uuid::Uuid;
+
+fn decode(body: &str) -> anyhow::Result<Order> {
+    serde_json::from_str(body).context("Failed to decode a stored order")
+}
+
+/// Stores a new order. A unique violation means the idempotency key was
+/// used by a concurrent request (see [`ecom_storage::is_unique_violation`]).
+pub async fn insert(tx: &mut Tx, order: &Order, idempotency_key: Option<&str>) -> Result<(), sqlx::Error> {
+    let body = serde_json::to_string(order).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO orders (order_id, user_id, created_at, idempotency_key, body) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(order.order_id.to_string())
+    .bind(&order.user_id)
+    .bind(order.created_date.unix_micros())
+    .bind(idempotency_key)
+    .bind(body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The order with this id.
+pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Order>> {
+    let row = sqlx::query("SELECT body FROM orders WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .fetch_optional(db.reader())
+        .await
+        .context("Failed to read an order")?;
+    row.map(|r| decode(&r.try_get::<String, _>(0)?)).transpose()
+}
+
+/// The order with this id, read inside a write transaction (to update it).
+pub async fn get_in(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<Order>> {
+    let row = sqlx::query("SELECT body FROM orders WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .context("Failed to read an order")?;
+    row.map(|r| decode(&r.try_get::<String, _>(0)?)).transpose()
+}
+
+/// The order a user created with an idempotency key, if any.
+pub async fn by_idempotency_key(db: &Db, user_id: &str, key: &str) -> anyhow::Result<Option<Order>> {
+    let row = sqlx::query("SELECT body FROM orders WHERE user_id = $1 AND idempotency_key = $2")
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(db.reader())
+        .await
+        .context("Failed to look up an idempotency key")?;
+    row.map(|r| decode(&r.try_get::<String, _>(0)?)).transpose()
+}
+
+/// Replaces an order's stored image.
+pub async fn update(tx: &mut Tx, order: &Order) -> anyhow::Result<()> {
+    let body = serde_json::to_string(order).context("Failed to encode an order")?;
+    sqlx::query("UPDATE orders SET body = $2 WHERE order_id = $1")
+        .bind(order.order_id.to_string())
+        .bind(body)
+        .execute(&mut **tx)
+        .await
+        .context("Failed to update an order")?;
+    Ok(())
+}
+
+/// Up to `limit` orders of `user_id`, newest first, after `after`; and the
+/// cursor of the next page when there may be one.
+pub async fn list_by_user(
+    db: &Db,
+    user_id: &str,
+    after: Option<&Position>,
+    limit: i64,
+) -> anyhow::Result<(Vec<Order>, Option<Position>)> {
+    // One more than asked tells whether another page exists.
+    let rows = match after {
+        None => {
+            sqlx::query(
+                "SELECT body, created_at, order_id FROM orders WHERE user_id = $1
+                 ORDER BY created_at DESC, order_id DESC LIMIT $2",
+            )
+            .bind(user_id)
+            .bind(limit + 1)
+            .fetch_all(db.reader())
+            .await
+        }
+        Some((created_at, order_id)) => {
+            sqlx::query(
+                "SELECT body, created_at, order_id FROM orders
+                 WHERE user_id = $1 AND (created_at < $2 OR (created_at = $2 AND order_id < $3))
+                 ORDER BY created_at DESC, order_id DESC LIMIT $4",
+            )
+            .bind(user_id)
+            .bind(created_at)
+            .bind(order_id)
+            .bind(limit + 1)
+            .fetch_all(db.reader())
+            .await
+        }
+    }
+    .context("Failed to list orders")?;
+    let more = rows.len() as i64 > limit;
+    let mut orders = Vec::new();
+    let mut last = None;
+    for row in rows.iter().take(limit as usize) {
+        orders.push(decode(&row.try_get::<String, _>(0)?)?);
+        last = Some((row.try_get(1)?, row.try_get(2)?));
+    }
+    Ok((orders, if more { last } else { None }))
+}
