@@ -3,7 +3,7 @@
 //! malformed requests answer 400 naming the field.
 
 use crate::domain::{CardNumber, TokenStatus};
-use crate::store;
+use crate::store::{self, TokenWriter};
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
@@ -22,7 +22,17 @@ pub fn router(ctx: &Context) -> Router {
         .route("/updateAmount", post(update_amount))
         .route("/processPayment", post(process_payment))
         .route("/cancelPayment", post(cancel_payment))
-        .with_state(ctx.db.clone())
+        .with_state(Tokens {
+            db: ctx.db.clone(),
+            writer: TokenWriter::start(ctx.db.clone()),
+        })
+}
+
+/// The service's state: its database, and the writer that groups new tokens.
+#[derive(Clone)]
+struct Tokens {
+    db: Db,
+    writer: TokenWriter,
 }
 
 #[derive(Deserialize)]
@@ -56,22 +66,25 @@ fn ok(value: bool) -> Json<Value> {
 }
 
 async fn preauth(
-    State(db): State<Db>,
+    State(Tokens { writer, .. }): State<Tokens>,
     Json(req): Json<PreauthRequest>,
 ) -> Result<Json<PreauthResponse>, ApiError> {
-    let token = store::create(&db, req.amount, req.card_number.last4()).await?;
+    let token = writer.create(req.amount, req.card_number.last4()).await?;
     Ok(Json(PreauthResponse {
         payment_token: token.to_string(),
     }))
 }
 
-async fn check(State(db): State<Db>, Json(req): Json<AmountRequest>) -> Result<Json<Value>, ApiError> {
+async fn check(
+    State(Tokens { db, .. }): State<Tokens>,
+    Json(req): Json<AmountRequest>,
+) -> Result<Json<Value>, ApiError> {
     let held = store::authorised_amount(&db, &req.payment_token).await?;
     Ok(ok(held.is_some_and(|held| held >= req.amount.cents())))
 }
 
 async fn update_amount(
-    State(db): State<Db>,
+    State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<AmountRequest>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(ok(
@@ -80,7 +93,7 @@ async fn update_amount(
 }
 
 async fn process_payment(
-    State(db): State<Db>,
+    State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<TokenRequest>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(ok(store::consume(
@@ -92,7 +105,7 @@ async fn process_payment(
 }
 
 async fn cancel_payment(
-    State(db): State<Db>,
+    State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<TokenRequest>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(ok(store::consume(
