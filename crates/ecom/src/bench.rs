@@ -320,7 +320,9 @@ async fn preauthorise(dir: &std::path::Path) -> anyhow::Result<String> {
     };
     let db = ecom_storage::Db::open(&target, ecom_payment_3p::NAME).await?;
     let amount = ecom_model::Money::try_from(i64::MAX / 2).map_err(anyhow::Error::msg)?;
-    let token = ecom_payment_3p::store::TokenWriter::start(db.clone()).create(amount, "4242").await;
+    let token = ecom_payment_3p::store::TokenWriter::start(db.clone())
+        .create(amount, "4242")
+        .await;
     db.close().await;
     Ok(token?.to_string())
 }

@@ -117,6 +117,27 @@ mod payment_3p {
     }
 
     #[tokio::test]
+    async fn concurrent_preauthorisations_each_get_their_own_token_and_amount() {
+        on_each_storage(|app| async move {
+            let amounts: Vec<i64> = (1..=40).map(|i| i * 100).collect();
+            let tokens = futures::future::join_all(amounts.iter().map(|a| preauth(&app, *a))).await;
+            let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+            assert_eq!(
+                distinct.len(),
+                amounts.len(),
+                "every pre-authorisation has its own token"
+            );
+            for (token, amount) in tokens.iter().zip(&amounts) {
+                let held = json!({"paymentToken": token, "amount": amount});
+                assert_eq!(app.post("/payment-3p/check", &held).await.1, json!({"ok": true}));
+                let more = json!({"paymentToken": token, "amount": amount + 1});
+                assert_eq!(app.post("/payment-3p/check", &more).await.1, json!({"ok": false}));
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn update_amount_only_lowers_the_held_amount() {
         on_each_storage(|app| async move {
             let token = preauth(&app, 5000).await;
