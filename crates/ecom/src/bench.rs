@@ -48,6 +48,10 @@ pub enum Scenario {
     /// then records. Needs the in-process platform (it pre-authorises one
     /// large amount there; a check does not consume it, so it serves every order).
     CreateOrder,
+    /// `POST /graphql` `createOrder`: the order of `create-order`, as a
+    /// signed-in shopper, through the gateway (which calls orders with the
+    /// caller's id). Needs the in-process platform, as `create-order` does.
+    GraphqlCreateOrder,
 }
 
 /// The sample catalogue: loaded into an in-process platform for the products
@@ -86,6 +90,7 @@ fn target(
     key: &ServiceKey,
     payment_token: Option<&str>,
     product_id: &str,
+    user_token: Option<&str>,
 ) -> anyhow::Result<Target> {
     let product = |w: i64, weight: i64, q: i64| {
         serde_json::json!({
@@ -134,34 +139,26 @@ fn target(
                 body: serde_json::to_vec(&serde_json::json!({ "products": lines }))?.into(),
             }
         }
-        Scenario::CreateOrder => {
-            let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
-            let lines: Vec<serde_json::Value> = catalogue
-                .iter()
-                .take(3)
-                .zip(1..)
-                .map(|(p, quantity): (&serde_json::Value, i64)| {
-                    serde_json::json!({"productId": p["productId"], "name": p["name"],
-                                       "package": p["package"], "price": p["price"], "quantity": quantity})
-                })
-                .collect();
-            Target {
-                method: Method::POST,
-                path: "/orders/backend/orders".into(),
-                token: Some(key.issue("bench")?),
-                body: serde_json::to_vec(&serde_json::json!({
-                    "userId": "bench-shopper",
-                    "order": {
-                        "products": lines,
-                        "address": {"name": "Ada", "streetAddress": "Storgatan 1", "city": "Umeå",
-                                    "country": "SE", "phoneNumber": "+46 1"},
-                        "deliveryPrice": 0,
-                        "paymentToken": payment_token.context("create-order needs its pre-authorised token")?,
-                    }
-                }))?
-                .into(),
-            }
-        }
+        Scenario::CreateOrder => Target {
+            method: Method::POST,
+            path: "/orders/backend/orders".into(),
+            token: Some(key.issue("bench")?),
+            body: serde_json::to_vec(&serde_json::json!({
+                "userId": "bench-shopper",
+                "order": order_request(payment_token)?,
+            }))?
+            .into(),
+        },
+        Scenario::GraphqlCreateOrder => Target {
+            method: Method::POST,
+            path: "/graphql".into(),
+            token: Some(
+                user_token
+                    .context("graphql-create-order needs a signed-in shopper")?
+                    .to_owned(),
+            ),
+            body: graphql::create_order_body(&order_request(payment_token)?),
+        },
         Scenario::Product => {
             let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
             let id = catalogue
@@ -190,6 +187,28 @@ fn target(
     })
 }
 
+/// The order both create-order scenarios place: three catalogue products,
+/// delivered in Sweden (free delivery), paid by the pre-authorised token.
+fn order_request(payment_token: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+    let lines: Vec<serde_json::Value> = catalogue
+        .iter()
+        .take(3)
+        .zip(1..)
+        .map(|(p, quantity): (&serde_json::Value, i64)| {
+            serde_json::json!({"productId": p["productId"], "name": p["name"],
+                               "package": p["package"], "price": p["price"], "quantity": quantity})
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "products": lines,
+        "address": {"name": "Ada", "streetAddress": "Storgatan 1", "city": "Umeå",
+                    "country": "SE", "phoneNumber": "+46 1"},
+        "deliveryPrice": 0,
+        "paymentToken": payment_token.context("creating orders needs the pre-authorised token")?,
+    }))
+}
+
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (base, key, _guard, stop) = match &args.url {
@@ -216,6 +235,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Validate
                     | Scenario::Product
                     | Scenario::CreateOrder
+                    | Scenario::GraphqlCreateOrder
                     | Scenario::GraphqlProducts
                     | Scenario::GraphqlProduct
             ) {
@@ -236,8 +256,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let authority = base.trim_start_matches("http://").to_owned();
     let payment_token = match (args.scenario, &_guard) {
-        (Scenario::CreateOrder, Some(dir)) => Some(preauthorise(dir.path()).await?),
-        (Scenario::CreateOrder, None) => {
+        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, Some(dir)) => {
+            Some(preauthorise(dir.path()).await?)
+        }
+        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, None) => {
             anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
         }
         _ => None,
@@ -246,11 +268,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::GraphqlProducts | Scenario::GraphqlProduct => graphql::product_id(&authority).await?,
         _ => String::new(),
     };
+    let user_token = match args.scenario {
+        Scenario::GraphqlCreateOrder => Some(graphql::shopper_token(&authority).await?),
+        _ => None,
+    };
     let target = Arc::new(target(
         args.scenario,
         &key,
         payment_token.as_deref(),
         &product_id,
+        user_token.as_deref(),
     )?);
     println!(
         "ecom bench {:?}: {} connections, {} s{} against {base}",
@@ -300,7 +327,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         pct(0.99),
         latencies.last().map(|us| *us as f64 / 1000.0).unwrap_or(0.0)
     );
-    if args.scenario == Scenario::CreateOrder {
+    if matches!(
+        args.scenario,
+        Scenario::CreateOrder | Scenario::GraphqlCreateOrder
+    ) {
         // A refused order is a 200 too: count what was really stored.
         let created = ecom_runtime::metrics::counter("ecom_orders_created_total", "Orders created.", &[]);
         println!("orders stored (warm-up included): {}", created.get());

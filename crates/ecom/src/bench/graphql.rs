@@ -31,6 +31,27 @@ pub fn product_body(product_id: &str) -> Bytes {
         .into()
 }
 
+/// `createOrder` of `order` (a `CreateOrderRequest`).
+pub fn create_order_body(order: &Value) -> Bytes {
+    let query = "mutation($order: CreateOrderRequest!) { createOrder(order: $order) { success message errors order { orderId status total } } }";
+    json!({ "query": query, "variables": { "order": order } })
+        .to_string()
+        .into()
+}
+
+/// Signs a fresh shopper up and in; their ID token.
+pub async fn shopper_token(authority: &str) -> anyhow::Result<String> {
+    let credentials = json!({ "email": "bench-shopper@example.com", "password": "Bench-pass-1" });
+    let body: Bytes = credentials.to_string().into();
+    let (status, answer) = call(authority, Method::POST, "/users/sign-up", None, body.clone()).await?;
+    anyhow::ensure!(status.is_success(), "sign-up failed: {answer}");
+    let (_, answer) = call(authority, Method::POST, "/users/sign-in", None, body).await?;
+    answer["idToken"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("sign-in failed: {answer}"))
+}
+
 /// The id of a product to ask for: the first of the catalogue.
 pub async fn product_id(authority: &str) -> anyhow::Result<String> {
     let (_, page) = call(authority, Method::POST, "/graphql", None, products_body()).await?;
