@@ -11,7 +11,6 @@
 //! [`crate::inbox`].
 
 pub mod embedded;
-pub mod memory;
 mod metrics;
 
 pub use metrics::RuleMetrics;
