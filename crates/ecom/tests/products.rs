@@ -508,41 +508,6 @@ mod import {
 mod admin {
     use super::*;
 
-    const PASSWORD: &str = "Sup3r-secret";
-
-    async fn sign_in(app: &TestApp, email: &str) -> String {
-        let (status, body) = app
-            .post("/users/sign-in", &json!({"email": email, "password": PASSWORD}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["idToken"].as_str().unwrap().to_owned()
-    }
-
-    /// An administrator made with `ecom users add --group admin`, signed in.
-    async fn admin_token(app: &TestApp) -> String {
-        ecom::cli::users::add(
-            &app.storage_target(),
-            "root@example.com",
-            PASSWORD,
-            &["admin".into()],
-        )
-        .await
-        .unwrap();
-        sign_in(app, "root@example.com").await
-    }
-
-    /// A shopper who signed up, signed in.
-    async fn shopper_token(app: &TestApp) -> String {
-        let (status, body) = app
-            .post(
-                "/users/sign-up",
-                &json!({"email": "shopper@example.com", "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        sign_in(app, "shopper@example.com").await
-    }
-
     fn without(mut p: Value, field: &str) -> Value {
         p.as_object_mut().unwrap().remove(field);
         p
@@ -551,7 +516,7 @@ mod admin {
     #[tokio::test]
     async fn admin_routes_refuse_anonymous_callers_and_users_outside_the_admin_group() {
         on_each_storage(|app| async move {
-            let shopper = shopper_token(&app).await;
+            let shopper = app.user_token(&[]).await;
             let id = uuid::Uuid::new_v4();
             let one = format!("/products/admin/products/{id}");
             let body = product("Shoe", 500, "shoes");
@@ -587,7 +552,7 @@ mod admin {
     #[tokio::test]
     async fn an_admin_creates_reads_updates_and_deletes_a_product_and_each_change_is_an_event() {
         on_each_storage(|app| async move {
-            let admin = admin_token(&app).await;
+            let admin = app.user_token(&["admin"]).await;
             let sent = without(product("Shoe", 500, "shoes"), "productId");
             let (status, created) = app
                 .post_with_token("/products/admin/products", &admin, &sent)
@@ -660,7 +625,7 @@ mod admin {
     #[tokio::test]
     async fn create_refuses_bad_input_naming_the_field_and_stores_nothing() {
         on_each_storage(|app| async move {
-            let admin = admin_token(&app).await;
+            let admin = app.user_token(&["admin"]).await;
             let good = product("Shoe", 500, "shoes");
             let with = |field: &str, value: Value| {
                 let mut p = good.clone();
@@ -723,7 +688,7 @@ mod admin {
     #[tokio::test]
     async fn create_with_a_taken_id_is_a_conflict() {
         on_each_storage(|app| async move {
-            let admin = admin_token(&app).await;
+            let admin = app.user_token(&["admin"]).await;
             let p = product("Shoe", 500, "shoes");
             let (status, _) = app.post_with_token("/products/admin/products", &admin, &p).await;
             assert_eq!(status, StatusCode::CREATED);
@@ -740,7 +705,7 @@ mod admin {
     #[tokio::test]
     async fn update_refuses_unknown_products_mismatched_ids_and_bad_input() {
         on_each_storage(|app| async move {
-            let admin = admin_token(&app).await;
+            let admin = app.user_token(&["admin"]).await;
             let p = product("Shoe", 500, "shoes");
             app.post_with_token("/products/admin/products", &admin, &p).await;
             let id = p["productId"].as_str().unwrap();
@@ -800,7 +765,7 @@ mod admin {
     #[tokio::test]
     async fn the_admin_listing_pages_through_every_product_once() {
         on_each_storage(|app| async move {
-            let admin = admin_token(&app).await;
+            let admin = app.user_token(&["admin"]).await;
             let all = catalogue();
             import(&app, &all).await;
             let mut seen = Vec::new();
