@@ -8,9 +8,11 @@
 //!
 //! Closed loop: each connection sends its next request when the previous
 //! answer arrives. `--rate` switches to an open loop at a fixed request
-//! rate, which is what a latency target "at N req/s" means.
+//! rate, which is what a latency target "at N req/s" means. The `journey`
+//! scenario is a closed loop of whole journeys instead (see `bench/journey.rs`).
 
 mod graphql;
+mod journey;
 
 use crate::app::App;
 use anyhow::Context as _;
@@ -19,8 +21,9 @@ use clap::{Args, ValueEnum};
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -52,6 +55,14 @@ pub enum Scenario {
     /// signed-in shopper, through the gateway (which calls orders with the
     /// caller's id). Needs the in-process platform, as `create-order` does.
     GraphqlCreateOrder,
+    /// The whole journey, one order at a time per connection: pre-authorise
+    /// the order's total at payment-3p, `create-order`'s request, then the
+    /// warehouse staff start and complete its packaging and the delivery
+    /// staff start and complete its delivery over the REST routes, until
+    /// the order is `FULFILLED` and its token consumed at payment-3p.
+    /// Reports journeys/s and createOrder latency within journeys. Needs
+    /// the in-process platform (it creates the staff users there).
+    Journey,
 }
 
 /// The sample catalogue: loaded into an in-process platform for the products
@@ -76,6 +87,11 @@ pub struct BenchArgs {
     /// Base URL of a running platform (e.g. http://127.0.0.1:8080); unset = boot one in process.
     #[arg(long)]
     pub url: Option<String>,
+    /// `journey` only: milliseconds to sleep between two polls of a state
+    /// that follows events (the packaging request, the delivery, the
+    /// order's status, the payment).
+    #[arg(long, default_value_t = 2)]
+    pub poll_ms: u64,
 }
 
 struct Target {
@@ -184,6 +200,7 @@ fn target(
             token: None,
             body: graphql::product_body(product_id),
         },
+        Scenario::Journey => anyhow::bail!("journey is a sequence of requests, not one target"),
     })
 }
 
@@ -211,7 +228,17 @@ fn order_request(payment_token: Option<&str>) -> anyhow::Result<serde_json::Valu
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (base, key, _guard, stop) = match &args.url {
+    if args.scenario == Scenario::Journey {
+        anyhow::ensure!(
+            args.url.is_none(),
+            "journey creates its staff users and pre-authorises in the platform it boots itself: drop --url"
+        );
+        anyhow::ensure!(
+            args.rate.is_none(),
+            "journey is a closed loop of whole journeys: drop --rate"
+        );
+    }
+    let (base, key, guard, stop) = match &args.url {
         Some(url) => {
             let key = ServiceKey::load_or_create(
                 std::env::var("ECOM_SERVICE_KEY").ok().as_deref(),
@@ -238,6 +265,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     | Scenario::GraphqlCreateOrder
                     | Scenario::GraphqlProducts
                     | Scenario::GraphqlProduct
+                    | Scenario::Journey
             ) {
                 let target = ecom_storage::StorageTarget::Sqlite {
                     dir: dir.path().to_path_buf(),
@@ -255,26 +283,43 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let authority = base.trim_start_matches("http://").to_owned();
-    let payment_token = match (args.scenario, &_guard) {
-        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, Some(dir)) => {
-            Some(preauthorise(dir.path()).await?)
-        }
+    let outcome = match (args.scenario, &guard) {
+        (Scenario::Journey, Some(dir)) => journey::run(&args, &authority, &key, dir.path()).await,
+        _ => requests(&args, &base, &authority, &key, guard.as_ref().map(|d| d.path())).await,
+    };
+    if let Some((tx, handle)) = stop {
+        let _ = tx.send(());
+        handle.await.context("the platform task panicked")??;
+    }
+    outcome
+}
+
+/// The request scenarios: one target, loaded by every connection.
+async fn requests(
+    args: &BenchArgs,
+    base: &str,
+    authority: &str,
+    key: &ServiceKey,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let payment_token = match (args.scenario, dir) {
+        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, Some(dir)) => Some(preauthorise(dir).await?),
         (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, None) => {
             anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
         }
         _ => None,
     };
     let product_id = match args.scenario {
-        Scenario::GraphqlProducts | Scenario::GraphqlProduct => graphql::product_id(&authority).await?,
+        Scenario::GraphqlProducts | Scenario::GraphqlProduct => graphql::product_id(authority).await?,
         _ => String::new(),
     };
     let user_token = match args.scenario {
-        Scenario::GraphqlCreateOrder => Some(graphql::shopper_token(&authority).await?),
+        Scenario::GraphqlCreateOrder => Some(graphql::shopper_token(authority).await?),
         _ => None,
     };
     let target = Arc::new(target(
         args.scenario,
-        &key,
+        key,
         payment_token.as_deref(),
         &product_id,
         user_token.as_deref(),
@@ -297,9 +342,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for i in 0..args.connections {
         let target = target.clone();
-        let authority = authority.clone();
+        let authority = authority.to_owned();
+        let connections = args.connections;
         tasks.push(tokio::spawn(async move {
-            let offset = per_conn_interval.map(|iv| iv.mul_f64(i as f64 / args.connections as f64));
+            let offset = per_conn_interval.map(|iv| iv.mul_f64(i as f64 / connections as f64));
             connection(target, authority, measure_from, end, per_conn_interval, offset).await
         }));
     }
@@ -312,12 +358,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     latencies.sort_unstable();
     let seconds = args.duration as f64;
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|us| *us as f64 / 1000.0)
-            .unwrap_or(0.0)
-    };
+    let pct = |p: f64| percentile_ms(&latencies, p);
     println!(
         "requests: {}  errors: {}  throughput: {:.0} req/s  latency p50: {:.2} ms  p99: {:.2} ms  max: {:.2} ms",
         latencies.len(),
@@ -325,7 +366,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         latencies.len() as f64 / seconds,
         pct(0.50),
         pct(0.99),
-        latencies.last().map(|us| *us as f64 / 1000.0).unwrap_or(0.0)
+        pct(1.0)
     );
     if matches!(
         args.scenario,
@@ -335,11 +376,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let created = ecom_runtime::metrics::counter("ecom_orders_created_total", "Orders created.", &[]);
         println!("orders stored (warm-up included): {}", created.get());
     }
-    if let Some((tx, handle)) = stop {
-        let _ = tx.send(());
-        handle.await.context("the platform task panicked")??;
-    }
     Ok(())
+}
+
+/// The `p` quantile (0 to 1; 1 is the maximum) of latencies in µs sorted
+/// ascending, in ms; 0 when there are none.
+fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    let index = ((sorted_us.len() as f64 * p) as usize).min(sorted_us.len().saturating_sub(1));
+    sorted_us.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
 }
 
 /// Pre-authorises a large amount at the payment-3p of the platform in
@@ -355,6 +399,53 @@ async fn preauthorise(dir: &std::path::Path) -> anyhow::Result<String> {
         .await;
     db.close().await;
     Ok(token?.to_string())
+}
+
+/// One keep-alive HTTP/1.1 connection for JSON calls: the setup steps of
+/// the scenarios and the requests of a journey.
+struct JsonClient {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl JsonClient {
+    async fn connect(authority: &str) -> anyhow::Result<JsonClient> {
+        let stream = TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("Failed to connect to {authority}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(JsonClient {
+            sender,
+            authority: authority.to_owned(),
+        })
+    }
+
+    /// Sends `body` (JSON, or empty for a GET) with `token` as bearer
+    /// credential; the status and the decoded answer (`Value::Null` when it
+    /// is not JSON).
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.authority)
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req.body(Full::new(body))?).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
 }
 
 async fn connection(
@@ -410,4 +501,18 @@ async fn connection(
         }
     }
     Ok((latencies, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile_ms;
+
+    #[test]
+    fn percentiles_pick_from_the_sorted_latencies() {
+        let us: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentile_ms(&us, 0.50), 51.0);
+        assert_eq!(percentile_ms(&us, 0.99), 100.0);
+        assert_eq!(percentile_ms(&us, 1.0), 100.0);
+        assert_eq!(percentile_ms(&[], 0.99), 0.0);
+    }
 }

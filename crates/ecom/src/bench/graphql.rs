@@ -4,14 +4,11 @@
 //! products scenarios do); against a running platform (`--url`) the
 //! catalogue must already hold some products.
 
+use super::JsonClient;
 use anyhow::Context as _;
 use axum::body::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 
 /// The fields a shop's product list asks for.
 pub const PRODUCT_FIELDS: &str =
@@ -68,21 +65,8 @@ async fn call(
     token: Option<&str>,
     body: Bytes,
 ) -> anyhow::Result<(hyper::StatusCode, Value)> {
-    let stream = TcpStream::connect(authority)
+    JsonClient::connect(authority)
+        .await?
+        .send(method, path, token, body)
         .await
-        .with_context(|| format!("Failed to connect to {authority}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(HOST, authority)
-        .header(CONTENT_TYPE, "application/json");
-    if let Some(token) = token {
-        req = req.header(AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let resp = sender.send_request(req.body(Full::new(body))?).await?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
 }
