@@ -79,13 +79,13 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut written = 0;
     while written < events {
+        let batch: Vec<Event> = (written..events.min(written + 100))
+            .map(|n| Event::new("bench", "Tick", vec![], json!({"n": n})))
+            .collect();
         let mut tx = svc.begin().await?;
-        for _ in 0..100.min(events - written) {
-            let e = Event::new("bench", "Tick", vec![], json!({"n": written}));
-            outbox.push(&mut tx, &e).await?;
-            written += 1;
-        }
+        outbox.push_all(&mut tx, &batch).await?;
         outbox.commit(tx).await?;
+        written += batch.len();
     }
     let committed = started.elapsed();
     while seen.count.load(Ordering::Relaxed) < events {

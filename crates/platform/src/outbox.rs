@@ -15,14 +15,24 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Platform tables in every service database (scope `platform`).
-pub const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "outbox and inbox",
-    include_str!("../migrations/0001_outbox_inbox.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "outbox and inbox",
+        include_str!("../migrations/0001_outbox_inbox.sql"),
+    ),
+    Migration::new(
+        2,
+        "outbox without a unique event id",
+        include_str!("../migrations/0002_outbox_without_unique_id.sql"),
+    ),
+];
 
 /// Migration scope of [`MIGRATIONS`].
 pub const SCOPE: &str = "_platform";
+
+/// Events per multi-row INSERT into the outbox.
+const ROWS_PER_INSERT: usize = 100;
 
 /// A service's outbox. Cheap to clone.
 #[derive(Clone, Default)]
@@ -39,14 +49,29 @@ impl Outbox {
     /// Adds `event` to the outbox inside `tx`: it is published if and only
     /// if `tx` commits.
     pub async fn push(&self, tx: &mut Tx, event: &Event) -> anyhow::Result<()> {
-        let payload = serde_json::to_string(event).context("Failed to encode an event")?;
-        ecom_storage::sqlx::query("INSERT INTO _outbox (event_id, payload, created_at) VALUES ($1, $2, $3)")
-            .bind(event.id.to_string())
-            .bind(payload)
-            .bind(event.time.unix_micros())
-            .execute(&mut **tx)
-            .await
-            .context("Failed to write to the outbox")?;
+        self.push_all(tx, std::slice::from_ref(event)).await
+    }
+
+    /// Adds `events` to the outbox inside `tx`, in order, with one
+    /// statement per [`ROWS_PER_INSERT`] events.
+    pub async fn push_all(&self, tx: &mut Tx, events: &[Event]) -> anyhow::Result<()> {
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}",
+                ecom_storage::Backend::of(tx).values_sql(chunk.len(), 3)
+            );
+            let mut q = ecom_storage::sqlx::query(&sql);
+            for event in chunk {
+                let payload = serde_json::to_string(event).context("Failed to encode an event")?;
+                q = q
+                    .bind(event.id.to_string())
+                    .bind(payload)
+                    .bind(event.time.unix_micros());
+            }
+            q.execute(&mut **tx)
+                .await
+                .context("Failed to write to the outbox")?;
+        }
         Ok(())
     }
 

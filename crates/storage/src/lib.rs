@@ -14,9 +14,10 @@ pub use sqlx;
 
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::Row as _;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once, Weak};
 use std::time::Duration;
 
 /// A transaction on a service's database.
@@ -31,6 +32,59 @@ pub enum Backend {
     Sqlite,
     /// A schema per service in one PostgreSQL database.
     Postgres,
+}
+
+impl Backend {
+    /// The backend of an open transaction.
+    pub fn of(tx: &Tx) -> Backend {
+        if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    /// Placeholders for a multi-row `VALUES` list of `rows` rows of `cols`
+    /// columns: `($1, $2), ($3, $4)`. SQLite gets anonymous `?`s instead:
+    /// its driver looks up each numbered parameter's name by a linear scan,
+    /// which makes binding a long numbered list quadratic.
+    pub fn values_sql(&self, rows: usize, cols: usize) -> String {
+        let mut out = String::with_capacity(rows * cols * 5);
+        for r in 0..rows {
+            out.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..cols {
+                if c > 0 {
+                    out.push_str(", ");
+                }
+                self.push_placeholder(&mut out, r * cols + c + 1);
+            }
+            out.push(')');
+        }
+        out
+    }
+
+    /// Placeholders for an `IN (…)` list of `n` values: `$1, $2, …`
+    /// (`?, ?, …` on SQLite, as for [`Backend::values_sql`]).
+    pub fn list_sql(&self, n: usize) -> String {
+        let mut out = String::with_capacity(n * 5);
+        for i in 1..=n {
+            if i > 1 {
+                out.push_str(", ");
+            }
+            self.push_placeholder(&mut out, i);
+        }
+        out
+    }
+
+    fn push_placeholder(&self, out: &mut String, n: usize) {
+        match self {
+            Backend::Sqlite => out.push('?'),
+            Backend::Postgres => {
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+        }
+    }
 }
 
 /// Where the services keep their data.
@@ -95,11 +149,92 @@ pub struct Db {
     write: AnyPool,
     /// Reads go through here (the same pool on PostgreSQL).
     read: AnyPool,
+    /// Held by every clone; SQLite's background checkpointer stops when
+    /// the last one is dropped.
+    _alive: Option<Arc<()>>,
 }
 
 fn install_drivers() {
     static ONCE: Once = Once::new();
     ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// Set on every SQLite connection. `wal_autocheckpoint` is only a safety
+/// net for when [`checkpoint`] falls behind (see `docs/decisions.md`).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 50000;";
+
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Every how many rounds it also restarts the WAL from the top.
+const RESTART_EVERY: u32 = 10;
+
+/// Keeps a SQLite database's WAL short without stalling commits, until
+/// every handle of the database is dropped or its pools close.
+///
+/// SQLite's automatic checkpoint runs inside whichever commit crosses the
+/// threshold: that commit, and every writer queued behind it, waits for the
+/// copy and its two fsyncs (10–20 ms here for the default 1,000 pages),
+/// which was most of the bus's p99. Instead, every round copies the WAL
+/// into the database from a reader connection, beside the writer
+/// (`PASSIVE`); every [`RESTART_EVERY`] rounds it then holds the writer
+/// connection for a `RESTART` of the few frames committed meanwhile, so
+/// the WAL starts over from the top instead of growing (a long WAL slows
+/// every read, which searches it first).
+async fn checkpoint(alive: Weak<()>, read: AnyPool, write: AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round = 0u32;
+    loop {
+        tick.tick().await;
+        if alive.strong_count() == 0 || read.is_closed() || write.is_closed() {
+            return;
+        }
+        round = round.wrapping_add(1);
+        let restart = round.is_multiple_of(RESTART_EVERY);
+        if let Err(e) = checkpoint_round(&read, &write, restart).await {
+            if matches!(e, sqlx::Error::PoolClosed) {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; will retry");
+        }
+    }
+}
+
+async fn checkpoint_round(read: &AnyPool, write: &AnyPool, restart: bool) -> Result<(), sqlx::Error> {
+    // (busy, frames in the WAL, frames copied)
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(read)
+        .await?;
+    let frames: i64 = row.try_get(1)?;
+    if frames <= 0 || !restart {
+        return Ok(());
+    }
+    // Copy what was committed during that first pass too, so the writer
+    // waits for as little as possible.
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(read)
+        .await?;
+    // RESTART waits for readers of the old frames to finish before the
+    // next commit may write over them; readers are short, and a long one
+    // (a replay) must not stall the writer: wait at most a few ms, else
+    // leave the WAL for the next round.
+    let mut writer = write.acquire().await?;
+    sqlx::query("PRAGMA busy_timeout = 5")
+        .execute(&mut *writer)
+        .await?;
+    let done = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+        .execute(&mut *writer)
+        .await;
+    let restored = sqlx::query("PRAGMA busy_timeout = 5000")
+        .execute(&mut *writer)
+        .await;
+    if restored.is_err() {
+        // A writer without its busy timeout would fail at once when another
+        // process writes: drop the connection rather than return it so.
+        writer.detach();
+    }
+    done.and(restored).map(|_| ())
 }
 
 /// The PostgreSQL schema (or SQLite file stem) of a service.
@@ -127,11 +262,7 @@ impl Db {
                         .acquire_timeout(Duration::from_secs(10))
                         .after_connect(|conn, _| {
                             Box::pin(async move {
-                                conn.execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                                )
-                                .await?;
+                                conn.execute(SQLITE_PRAGMAS).await?;
                                 Ok(())
                             })
                         })
@@ -143,10 +274,13 @@ impl Db {
                 let read = pool(4)
                     .await
                     .with_context(|| format!("Failed to open SQLite database {}", path.display()))?;
+                let alive = Arc::new(());
+                tokio::spawn(checkpoint(Arc::downgrade(&alive), read.clone(), write.clone()));
                 Ok(Db {
                     backend: Backend::Sqlite,
                     write,
                     read,
+                    _alive: Some(alive),
                 })
             }
             StorageTarget::Postgres {
@@ -184,6 +318,7 @@ impl Db {
                     backend: Backend::Postgres,
                     write: pool.clone(),
                     read: pool,
+                    _alive: None,
                 })
             }
         }
@@ -265,5 +400,97 @@ mod tests {
         assert_eq!(t(Some("postgresql://u@h/db")), Some(Backend::Postgres));
         assert_eq!(t(Some("sqlite:/var/ecom")), Some(Backend::Sqlite));
         assert_eq!(t(Some("mysql://h/db")), None);
+    }
+
+    #[tokio::test]
+    async fn placeholders_are_numbered_on_postgres_and_anonymous_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Db::open(
+            &StorageTarget::Sqlite {
+                dir: dir.path().to_path_buf(),
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+        assert_eq!(sqlite.backend().values_sql(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(sqlite.backend().list_sql(3), "?, ?, ?");
+        assert_eq!(Backend::Postgres.values_sql(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(Backend::Postgres.list_sql(2), "$1, $2");
+        let tx = sqlite.begin().await.unwrap();
+        assert_eq!(Backend::of(&tx), Backend::Sqlite);
+        tx.rollback().await.unwrap();
+        // Anonymous placeholders bind in order.
+        sqlx::query("CREATE TABLE t (a BIGINT, b TEXT)")
+            .execute(sqlite.writer())
+            .await
+            .unwrap();
+        let sql = format!(
+            "INSERT INTO t (a, b) VALUES {}",
+            sqlite.backend().values_sql(2, 2)
+        );
+        sqlx::query(&sql)
+            .bind(1i64)
+            .bind("one")
+            .bind(2i64)
+            .bind("two")
+            .execute(sqlite.writer())
+            .await
+            .unwrap();
+        let rows = sqlx::query(&format!(
+            "SELECT b FROM t WHERE a IN ({}) ORDER BY a",
+            sqlite.backend().list_sql(2)
+        ))
+        .bind(2i64)
+        .bind(1i64)
+        .fetch_all(sqlite.reader())
+        .await
+        .unwrap();
+        let names: Vec<String> = rows.iter().map(|r| r.try_get(0).unwrap()).collect();
+        assert_eq!(names, ["one", "two"]);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_round_restarts_the_wal_under_constant_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = StorageTarget::Sqlite {
+            dir: dir.path().to_path_buf(),
+        };
+        let mut db = Db::open(&target, "t").await.unwrap();
+        db._alive.take(); // no background rounds: this test runs its own
+        sqlx::query("CREATE TABLE t (v TEXT)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        // The WAL header counts restarts (its checkpoint sequence number).
+        let wal = dir.path().join("t.db-wal");
+        let restarts = || {
+            let bytes = std::fs::read(&wal).unwrap();
+            u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]])
+        };
+        // A writer that never pauses, as under load: a passive checkpoint
+        // alone never catches up with it, so the WAL would only grow.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = tokio::spawn({
+            let (db, stop) = (db.clone(), stop.clone());
+            async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                        .bind("x".repeat(4000))
+                        .execute(db.writer())
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 200 * 4096 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = restarts();
+        checkpoint_round(db.reader(), db.writer(), true).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.await.unwrap();
+        assert!(restarts() > before, "the WAL did not restart");
     }
 }

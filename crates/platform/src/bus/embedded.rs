@@ -38,11 +38,18 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Tables of the embedded bus (scope [`SCOPE`] in the platform database).
-pub const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "embedded bus: archive, rules, deliveries, dead letters",
-    include_str!("../../migrations/bus_0001_tables.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "embedded bus: archive, rules, deliveries, dead letters",
+        include_str!("../../migrations/bus_0001_tables.sql"),
+    ),
+    Migration::new(
+        2,
+        "deliveries refer to the archived payload",
+        include_str!("../../migrations/bus_0002_deliveries_by_reference.sql"),
+    ),
+];
 
 /// Migration scope of [`MIGRATIONS`].
 pub const SCOPE: &str = "platform";
@@ -109,7 +116,9 @@ impl StoredRule {
 struct Claimed {
     id: i64,
     event_id: String,
-    payload: String,
+    /// `None` when the archive no longer holds the event (pruned while
+    /// the delivery waited).
+    payload: Option<String>,
     attempts: i64,
     created_at: i64,
 }
@@ -122,35 +131,12 @@ fn micros(d: Duration) -> i64 {
     d.as_micros().min(i64::MAX as u128) as i64
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `cols` columns.
-fn values_sql(rows: usize, cols: usize) -> String {
-    let mut out = String::new();
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(&format!("${}", r * cols + c + 1));
-        }
-        out.push(')');
-    }
-    out
-}
-
-/// `$1, $2, …` for `n` values.
-fn list_sql(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 /// A new delivery row.
 struct NewDelivery<'a> {
     rule: &'a str,
     event_id: &'a str,
-    payload: &'a str,
+    /// `None` for an archived event: the worker reads the archive's copy.
+    payload: Option<&'a str>,
 }
 
 /// Inserts deliveries (skipping those already pending); returns how many
@@ -162,14 +148,14 @@ async fn insert_deliveries(tx: &mut ecom_storage::Tx, rows: &[NewDelivery<'_>]) 
         let sql = format!(
             "INSERT INTO bus_deliveries (rule, event_id, payload, attempts, due_at, created_at) VALUES {}
              ON CONFLICT (rule, event_id) DO NOTHING",
-            values_sql(chunk.len(), 6)
+            ecom_storage::Backend::of(tx).values_sql(chunk.len(), 6)
         );
         let mut q = sqlx::query(&sql);
         for d in chunk {
             q = q
                 .bind(d.rule.to_owned())
                 .bind(d.event_id.to_owned())
-                .bind(d.payload.to_owned())
+                .bind(d.payload.map(str::to_owned))
                 .bind(0i64)
                 .bind(now)
                 .bind(now);
@@ -269,7 +255,7 @@ impl Inner {
             let sql = format!(
                 "INSERT INTO bus_events (event_id, source, detail_type, event_time, published_at, payload)
                  VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                values_sql(chunk.len(), 6)
+                self.db.backend().values_sql(chunk.len(), 6)
             );
             let mut q = sqlx::query(&sql);
             for (event, id, payload) in chunk {
@@ -287,13 +273,13 @@ impl Inner {
         }
         let mut deliveries = Vec::new();
         let mut woken = HashSet::new();
-        for (event, id, payload) in encoded.iter().filter(|(_, id, _)| fresh.contains(id)) {
+        for (event, id, _) in encoded.iter().filter(|(_, id, _)| fresh.contains(id)) {
             let value = event.to_value();
             for rule in rules.iter().filter(|r| r.pattern.matches(&value)) {
                 deliveries.push(NewDelivery {
                     rule: &rule.name,
                     event_id: id,
-                    payload,
+                    payload: None,
                 });
                 woken.insert(rule.name.clone());
             }
@@ -319,7 +305,7 @@ impl Inner {
             .map(|r| NewDelivery {
                 rule: &r.name,
                 event_id: &event_id,
-                payload: &text,
+                payload: Some(&text),
             })
             .collect();
         let mut tx = self.db.begin().await?;
@@ -356,8 +342,9 @@ impl Inner {
     async fn run_batch(&self, rule: &Rule, metrics: &RuleMetrics) -> anyhow::Result<(usize, Option<i64>)> {
         let now = now_micros();
         let rows = sqlx::query(
-            "SELECT id, event_id, payload, attempts, created_at FROM bus_deliveries
-             WHERE rule = $1 AND due_at <= $2 ORDER BY due_at, id LIMIT $3",
+            "SELECT d.id, d.event_id, COALESCE(d.payload, e.payload), d.attempts, d.created_at
+             FROM bus_deliveries d LEFT JOIN bus_events e ON e.event_id = d.event_id
+             WHERE d.rule = $1 AND d.due_at <= $2 ORDER BY d.due_at, d.id LIMIT $3",
         )
         .bind(rule.name.clone())
         .bind(now)
@@ -385,12 +372,15 @@ impl Inner {
             .map(|c| {
                 let handler = rule.handler.clone();
                 async move {
-                    let result = match serde_json::from_str::<Event>(&c.payload) {
-                        Ok(event) => match tokio::spawn(handler(event)).await {
+                    let result = match c.payload.as_deref().map(serde_json::from_str::<Event>) {
+                        Some(Ok(event)) => match tokio::spawn(handler(event)).await {
                             Ok(result) => result,
                             Err(e) => Err(anyhow::anyhow!("handler panicked: {e}")),
                         },
-                        Err(e) => Err(super::permanent(format!("malformed event: {e}"))),
+                        Some(Err(e)) => Err(super::permanent(format!("malformed event: {e}"))),
+                        None => Err(super::permanent(
+                            "the event left the archive (retention) before it was delivered",
+                        )),
                     };
                     (c, result)
                 }
@@ -444,7 +434,7 @@ impl Inner {
                 )
                 .bind(rule.name.clone())
                 .bind(c.event_id)
-                .bind(c.payload)
+                .bind(c.payload.unwrap_or_default())
                 .bind(attempts)
                 .bind(message)
                 .bind(now)
@@ -474,7 +464,7 @@ impl Inner {
         for chunk in done.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "DELETE FROM bus_deliveries WHERE id IN ({})",
-                list_sql(chunk.len())
+                self.db.backend().list_sql(chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -585,11 +575,16 @@ impl Inner {
 
     async fn prune(&self) -> anyhow::Result<u64> {
         let cutoff = now_micros().saturating_sub(micros(self.settings.retention));
-        let done = sqlx::query("DELETE FROM bus_events WHERE event_time < $1")
-            .bind(cutoff)
-            .execute(self.db.writer())
-            .await
-            .context("Failed to prune the event archive")?;
+        // An event still waiting for a delivery stays: its delivery reads
+        // the payload from here.
+        let done = sqlx::query(
+            "DELETE FROM bus_events WHERE event_time < $1
+             AND event_id NOT IN (SELECT event_id FROM bus_deliveries WHERE payload IS NULL)",
+        )
+        .bind(cutoff)
+        .execute(self.db.writer())
+        .await
+        .context("Failed to prune the event archive")?;
         Ok(done.rows_affected())
     }
 
@@ -799,15 +794,15 @@ impl BusBackend for EmbeddedBus {
                 let matches = serde_json::from_str::<serde_json::Value>(&payload)
                     .is_ok_and(|v| stored.pattern.matches(&v));
                 if matches {
-                    matching.push((id, payload));
+                    matching.push(id);
                 }
             }
             let deliveries: Vec<NewDelivery> = matching
                 .iter()
-                .map(|(id, payload)| NewDelivery {
+                .map(|id| NewDelivery {
                     rule,
                     event_id: id,
-                    payload,
+                    payload: None,
                 })
                 .collect();
             let mut tx = self.inner.db.begin().await?;
