@@ -113,7 +113,7 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
 
     let now = Timestamp::now();
     let order = Order {
-        order_id: Uuid::new_v4(),
+        order_id: Uuid::now_v7(),
         user_id: req.user_id,
         created_date: now,
         modified_date: now,

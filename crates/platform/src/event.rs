@@ -13,7 +13,9 @@ use uuid::Uuid;
 pub struct Event {
     /// Always `"0"`.
     pub version: String,
-    /// Unique id; consumers de-duplicate on it.
+    /// Unique id; consumers de-duplicate on it. A UUIDv7 (time-ordered),
+    /// so the unique indexes on it (archive, inbox, deliveries) grow at
+    /// their end instead of touching a random page per event.
     pub id: Uuid,
     /// Who emitted it, e.g. `ecommerce.orders`.
     pub source: String,
@@ -34,7 +36,7 @@ impl Event {
     pub fn new(source: &str, detail_type: &str, resources: Vec<String>, detail: Value) -> Event {
         Event {
             version: "0".to_owned(),
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             source: source.to_owned(),
             detail_type: detail_type.to_owned(),
             time: Timestamp::now(),

@@ -68,7 +68,7 @@ pub async fn on_order_created(db: &Db, event: &Event) -> anyhow::Result<()> {
     let stored = store::header(&mut tx, order.order_id).await?;
     let newer = stored.is_none_or(|h| h.modified_micros < order.modified_date.unix_micros());
     if newer && stored.is_none_or(|h| h.status == Status::New) {
-        store::put_new(&mut tx, &order).await?;
+        store::put_new(&mut tx, &order, stored.is_some()).await?;
     } else {
         tracing::debug!(order_id = %order.order_id, "OrderCreated ignored: request is newer or past NEW");
     }
@@ -107,7 +107,7 @@ pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
         // Events come in no particular order: the change overtook the
         // creation, so the request starts from this (newer) image and the
         // late OrderCreated will be ignored.
-        None => store::put_new(&mut tx, &order).await?,
+        None => store::put_new(&mut tx, &order, false).await?,
         _ => {
             tracing::debug!(order_id = %order.order_id, "OrderModified ignored: request is newer or past NEW")
         }

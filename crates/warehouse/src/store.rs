@@ -37,8 +37,10 @@ pub async fn header(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<Header
     .transpose()
 }
 
-/// Stores `order` as a NEW request, replacing whatever lines were stored.
-pub async fn put_new(tx: &mut Tx, order: &OrderImage) -> anyhow::Result<()> {
+/// Stores `order` as a NEW request, replacing whatever lines were stored
+/// (`existed`: whether a request, even a tombstone, was there before; when
+/// not, there are no lines to clear).
+pub async fn put_new(tx: &mut Tx, order: &OrderImage, existed: bool) -> anyhow::Result<()> {
     let id = order.order_id.to_string();
     let now = Timestamp::now();
     sqlx::query(
@@ -54,11 +56,13 @@ pub async fn put_new(tx: &mut Tx, order: &OrderImage) -> anyhow::Result<()> {
     .execute(&mut **tx)
     .await
     .context("Failed to store a packaging request")?;
-    sqlx::query("DELETE FROM packaging_lines WHERE order_id = $1")
-        .bind(&id)
-        .execute(&mut **tx)
-        .await
-        .context("Failed to clear packaging lines")?;
+    if existed {
+        sqlx::query("DELETE FROM packaging_lines WHERE order_id = $1")
+            .bind(&id)
+            .execute(&mut **tx)
+            .await
+            .context("Failed to clear packaging lines")?;
+    }
     let changes: Vec<LineChange> = order
         .quantities()
         .into_iter()
@@ -82,28 +86,48 @@ pub async fn ordered(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<BTreeMap<Uui
         .collect()
 }
 
-/// Applies line changes (a change sets both the ordered and packed quantity).
+/// Applies line changes (a change sets both the ordered and packed
+/// quantity): one statement for the lines set, one for those removed.
 pub async fn apply(tx: &mut Tx, order_id: Uuid, changes: &[LineChange]) -> anyhow::Result<()> {
     let id = order_id.to_string();
+    let backend = ecom_storage::Backend::of(tx);
+    let mut set = Vec::new();
+    let mut removed = Vec::new();
     for change in changes {
-        let query = match *change {
-            LineChange::Added(product, q) | LineChange::Changed(product, q) => sqlx::query(
-                "INSERT INTO packaging_lines (order_id, product_id, ordered, quantity) VALUES ($1, $2, $3, $3)
-                 ON CONFLICT (order_id, product_id) DO UPDATE SET ordered = $3, quantity = $3",
-            )
-            .bind(id.clone())
-            .bind(product.to_string())
-            .bind(q),
-            LineChange::Removed(product) => {
-                sqlx::query("DELETE FROM packaging_lines WHERE order_id = $1 AND product_id = $2")
-                    .bind(id.clone())
-                    .bind(product.to_string())
-            }
-        };
+        match *change {
+            LineChange::Added(product, q) | LineChange::Changed(product, q) => set.push((product, q)),
+            LineChange::Removed(product) => removed.push(product),
+        }
+    }
+    if !set.is_empty() {
+        let sql = format!(
+            "INSERT INTO packaging_lines (order_id, product_id, ordered, quantity) VALUES {}
+             ON CONFLICT (order_id, product_id) DO UPDATE SET ordered = excluded.ordered, quantity = excluded.quantity",
+            backend.values_sql(set.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for (product, q) in &set {
+            query = query.bind(id.clone()).bind(product.to_string()).bind(*q).bind(*q);
+        }
         query
             .execute(&mut **tx)
             .await
-            .context("Failed to change a packaging line")?;
+            .context("Failed to change packaging lines")?;
+    }
+    if !removed.is_empty() {
+        // `$1` (or the first `?`) is the order id, the rest the products.
+        let placeholders = backend.list_sql(removed.len() + 1);
+        let (order, products) = placeholders.split_once(", ").unwrap_or_default();
+        let sql =
+            format!("DELETE FROM packaging_lines WHERE order_id = {order} AND product_id IN ({products})");
+        let mut query = sqlx::query(&sql).bind(id.clone());
+        for product in &removed {
+            query = query.bind(product.to_string());
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .context("Failed to remove packaging lines")?;
     }
     Ok(())
 }

@@ -28,8 +28,9 @@ use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Migration};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, Notify};
@@ -84,6 +85,8 @@ struct Inner {
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Wakes the feed task after an in-process publish.
     published: Notify,
+    /// The highest archive position this process has published.
+    latest: AtomicI64,
 }
 
 /// A rule as stored in `bus_rules`.
@@ -182,6 +185,7 @@ impl EmbeddedBus {
                 rules: Mutex::new(None),
                 wakers: Mutex::new(HashMap::new()),
                 published: Notify::new(),
+                latest: AtomicI64::new(0),
             }),
         })
     }
@@ -251,10 +255,11 @@ impl Inner {
             .await
             .context("Failed to start a publish transaction")?;
         let mut fresh = HashSet::new();
+        let mut latest = 0i64;
         for chunk in encoded.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO bus_events (event_id, source, detail_type, event_time, published_at, payload)
-                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq",
                 self.db.backend().values_sql(chunk.len(), 6)
             );
             let mut q = sqlx::query(&sql);
@@ -269,6 +274,7 @@ impl Inner {
             }
             for row in q.fetch_all(&mut *tx).await.context("Failed to archive events")? {
                 fresh.insert(row.try_get::<String, _>(0)?);
+                latest = latest.max(row.try_get::<i64, _>(1)?);
             }
         }
         let mut deliveries = Vec::new();
@@ -286,6 +292,7 @@ impl Inner {
         }
         insert_deliveries(&mut tx, &deliveries).await?;
         tx.commit().await.context("Failed to commit a publish")?;
+        self.latest.fetch_max(latest, Ordering::AcqRel);
         self.wake(woken);
         self.published.notify_one();
         Ok(())
@@ -373,10 +380,12 @@ impl Inner {
                 let handler = rule.handler.clone();
                 async move {
                     let result = match c.payload.as_deref().map(serde_json::from_str::<Event>) {
-                        Some(Ok(event)) => match tokio::spawn(handler(event)).await {
-                            Ok(result) => result,
-                            Err(e) => Err(anyhow::anyhow!("handler panicked: {e}")),
-                        },
+                        // Run in place (a spawn per event costs a cross-thread
+                        // hand-off); a panic is caught and retried like an error.
+                        Some(Ok(event)) => std::panic::AssertUnwindSafe(handler(event))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked"))),
                         Some(Err(e)) => Err(super::permanent(format!("malformed event: {e}"))),
                         None => Err(super::permanent(
                             "the event left the archive (retention) before it was delivered",
@@ -401,6 +410,19 @@ impl Inner {
         outcomes: Vec<(Claimed, anyhow::Result<()>)>,
     ) -> anyhow::Result<Option<i64>> {
         let now = now_micros();
+        if outcomes.iter().all(|(_, result)| result.is_ok()) {
+            // The usual case: one statement, no transaction around it.
+            let ids: Vec<i64> = outcomes.iter().map(|(c, _)| c.id).collect();
+            let mut conn = self
+                .db
+                .writer()
+                .acquire()
+                .await
+                .context("Failed to acknowledge deliveries")?;
+            self.acknowledge(&mut conn, &ids).await?;
+            metrics.delivered.add(ids.len() as u64);
+            return Ok(None);
+        }
         let mut next_retry: Option<i64> = None;
         let mut done = Vec::new();
         let mut retried = 0;
@@ -461,7 +483,17 @@ impl Inner {
                 retried += 1;
             }
         }
-        for chunk in done.chunks(ROWS_PER_INSERT) {
+        self.acknowledge(&mut tx, &done).await?;
+        tx.commit().await.context("Failed to record deliveries")?;
+        metrics.delivered.add((done.len() - dead) as u64);
+        metrics.retried.add(retried);
+        metrics.dead_lettered.add(dead as u64);
+        Ok(next_retry)
+    }
+
+    /// Deletes the deliveries `ids` (handled or dead-lettered).
+    async fn acknowledge(&self, conn: &mut sqlx::AnyConnection, ids: &[i64]) -> anyhow::Result<()> {
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "DELETE FROM bus_deliveries WHERE id IN ({})",
                 self.db.backend().list_sql(chunk.len())
@@ -470,15 +502,11 @@ impl Inner {
             for id in chunk {
                 q = q.bind(*id);
             }
-            q.execute(&mut *tx)
+            q.execute(&mut *conn)
                 .await
                 .context("Failed to acknowledge deliveries")?;
         }
-        tx.commit().await.context("Failed to record deliveries")?;
-        metrics.delivered.add((done.len() - dead) as u64);
-        metrics.retried.add(retried);
-        metrics.dead_lettered.add(dead as u64);
-        Ok(next_retry)
+        Ok(())
     }
 
     async fn worker(self: Arc<Self>, rule: Arc<Rule>, wake: Arc<Notify>, shutdown: CancellationToken) {
@@ -527,10 +555,24 @@ impl Inner {
         shutdown: CancellationToken,
     ) {
         loop {
-            tokio::select! {
+            let published = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.published.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = self.published.notified() => true,
+                _ = tokio::time::sleep(POLL) => false,
+            };
+            if feed.receiver_count() == 0 {
+                // Nobody listening: skip ahead without reading payloads.
+                // After a publish of this process its end is known; the
+                // poll catches up with publishes of other processes (the
+                // maximum of the primary key is one index lookup).
+                last = last.max(self.latest.load(Ordering::Acquire));
+                if !published {
+                    match self.max_seq().await {
+                        Ok(seq) => last = last.max(seq),
+                        Err(e) => tracing::debug!(error = %format!("{e:#}"), "event feed position not read"),
+                    }
+                }
+                continue;
             }
             match self.feed_from(last, &feed).await {
                 Ok(seq) => last = seq,
@@ -549,11 +591,6 @@ impl Inner {
     /// Sends the events archived after `last` to `feed`; returns the new
     /// position.
     async fn feed_from(&self, mut last: i64, feed: &broadcast::Sender<Arc<Event>>) -> anyhow::Result<i64> {
-        // Nobody listening: skip ahead without reading payloads (the
-        // maximum of the primary key is one index lookup).
-        if feed.receiver_count() == 0 {
-            return Ok(self.max_seq().await?.max(last));
-        }
         loop {
             let rows =
                 sqlx::query("SELECT seq, payload FROM bus_events WHERE seq > $1 ORDER BY seq LIMIT 1000")
