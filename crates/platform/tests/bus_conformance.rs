@@ -802,3 +802,43 @@ async fn starting_removes_the_stored_rules_its_services_no_longer_register_and_n
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_window_of_many_batches_re_sends_each_matching_event_once() {
+    on_each_backend(|env| async move {
+        let bus = env.bus().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        bus.subscribe(counting_rule(
+            "test.bulk",
+            json!({"source": ["ecommerce.orders"]}),
+            calls.clone(),
+        ))
+        .unwrap();
+        let running = start(&bus).await;
+        let from = Timestamp::now();
+        // More than a replay batch on either backend, with events of another
+        // source in between that the replay must skip.
+        let events: Vec<Event> = (0..1100)
+            .map(|n| match n % 10 {
+                0 => Event::new("ecommerce.users", "UserCreated", vec![], json!({"n": n})),
+                _ => order_event(json!({"n": n})),
+            })
+            .collect();
+        for chunk in events.chunks(250) {
+            bus.publish(chunk).await.unwrap();
+        }
+        eventually("every order event is delivered", || async {
+            calls.load(Ordering::SeqCst) == 990
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let to = Timestamp::now();
+        assert_eq!(bus.replay("test.bulk", from, to).await.unwrap(), 990);
+        eventually("every replayed event is delivered", || async {
+            calls.load(Ordering::SeqCst) == 1980
+        })
+        .await;
+        stop(running).await;
+    })
+    .await;
+}
