@@ -56,7 +56,7 @@
 //! and re-sends those whose own `time` lies in `[from, to)` and that match
 //! the rule, in batches of [`REPLAY_BATCH`] (a long window is never held in
 //! memory whole); it stops once publish times pass `to` by a minute (relays
-//! publish late). Listing, redriving and purging dead letters read the DLQ
+//! publish late). Listing and redriving dead letters read the DLQ
 //! stream one message at a time the same way. On
 //! shutdown the consumers stop pulling and handlers in flight finish;
 //! messages pulled but not started come back after the ack wait.
