@@ -54,7 +54,7 @@
 //! `max_age` ago, so events published before a service's first start are
 //! not missed. Replay reads the events stream from `from` (publish time)
 //! and re-sends those whose own `time` lies in `[from, to)` and that match
-//! the rule, in batches of [`REPLAY_BATCH`] (a long window is never held in
+//! the rule, in batches of 256 (a long window is never held in
 //! memory whole); it stops once publish times pass `to` by a minute (relays
 //! publish late). Listing and redriving dead letters read the DLQ
 //! stream one message at a time the same way. On
