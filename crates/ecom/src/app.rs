@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use ecom_platform::bus::embedded::EmbeddedBus;
+use ecom_platform::bus::embedded::{self, EmbeddedBus};
 use ecom_platform::bus::nats::NatsBus;
 use ecom_platform::bus::BusBackend;
 use ecom_platform::{Bus, Context, Outbox, ServiceDef};
@@ -60,6 +60,56 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {
             })
         })
         .collect()
+}
+
+/// Creates or upgrades the databases of the named services (all when
+/// none) on `target`, with their outbox tables, and the embedded bus's
+/// tables in the platform database when the bus is embedded (NATS creates
+/// its streams itself). Returns one line per database, for the operator.
+pub async fn migrate(
+    config: &Config,
+    target: &StorageTarget,
+    services: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let defs = select(services)?;
+    let mut report = Vec::new();
+    if config.bus_url.is_none() {
+        let db = Db::open(target, "platform")
+            .await
+            .context("Failed to open the platform database")?;
+        let result = db
+            .migrate(embedded::SCOPE, embedded::MIGRATIONS)
+            .await
+            .context("Failed to create the tables of the embedded bus");
+        db.close().await;
+        result?;
+        report.push(format!(
+            "platform: up to date (embedded bus, {} migrations)",
+            embedded::MIGRATIONS.len()
+        ));
+    }
+    for def in defs {
+        let db = Db::open(target, def.name)
+            .await
+            .with_context(|| format!("Failed to open the database of {}", def.name))?;
+        let result = async {
+            db.migrate(ecom_platform::outbox::SCOPE, ecom_platform::outbox::MIGRATIONS)
+                .await
+                .with_context(|| format!("Failed to add the outbox to the database of {}", def.name))?;
+            db.migrate(def.name, def.migrations)
+                .await
+                .with_context(|| format!("Failed to migrate {}", def.name))
+        }
+        .await;
+        db.close().await;
+        result?;
+        report.push(format!(
+            "{}: up to date ({} migrations)",
+            def.name,
+            def.migrations.len()
+        ));
+    }
+    Ok(report)
 }
 
 /// The bus `--bus-url` names: the embedded one (tables in the platform

@@ -6,10 +6,9 @@ pub mod products;
 pub mod users;
 
 use crate::app::{self, App};
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ecom_runtime::{Config, ConfigArgs, ServiceKey};
-use ecom_storage::{Db, StorageTarget};
+use ecom_storage::StorageTarget;
 
 /// An e-commerce backend: every service of the shop in one binary.
 #[derive(Debug, Parser)]
@@ -31,7 +30,8 @@ enum Command {
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<String>,
     },
-    /// Create or upgrade the databases of the named services (all when none), then exit.
+    /// Create or upgrade the databases of the named services (all when none) and
+    /// the embedded bus's tables, then exit.
     Migrate {
         /// Services to migrate.
         #[arg(value_name = "SERVICE")]
@@ -50,7 +50,7 @@ enum Command {
         #[arg(long)]
         service: String,
     },
-    /// Put, watch, dead-letter and replay events on the bus.
+    /// Put and watch events, list rules, inspect, redrive and purge dead letters, replay.
     Events {
         #[command(subcommand)]
         command: events::EventsCommand,
@@ -126,13 +126,8 @@ fn redact(url: &str) -> String {
 
 async fn migrate(config: Config, services: &[String]) -> anyhow::Result<()> {
     let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
-    for def in app::select(services)? {
-        let db = Db::open(&target, def.name).await?;
-        db.migrate(def.name, def.migrations)
-            .await
-            .with_context(|| format!("Failed to migrate {}", def.name))?;
-        db.close().await;
-        println!("{}: up to date ({} migrations)", def.name, def.migrations.len());
+    for line in app::migrate(&config, &target, services).await? {
+        println!("{line}");
     }
     Ok(())
 }

@@ -214,3 +214,231 @@ async fn events_put_says_what_is_wrong_with_bad_input_and_exits_non_zero() {
     );
     app.stop().await;
 }
+
+/// Puts `n` messages that are not events where every rule on `OrderCreated`
+/// dead-letters them (payment's and warehouse's).
+async fn dead_letter_orders(app: &TestApp, n: usize) {
+    for _ in 0..n {
+        app.bus
+            .backend()
+            .publish_raw("ecommerce.orders", "OrderCreated", b"not an event")
+            .await
+            .unwrap();
+    }
+    app.eventually("the messages are dead-lettered", || async {
+        app.bus
+            .dead_letters(Some("warehouse.on-order-created"))
+            .await
+            .unwrap()
+            .len()
+            == n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_command_line_lists_rules_and_a_bounded_number_of_dead_letters_and_purges_them() {
+    let app = TestApp::spawn(Storage::Sqlite).await;
+    let out = ecom(&app, &["events", "rules"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rules = text(&out.stdout);
+    let line = rules
+        .lines()
+        .find(|l| l.starts_with("warehouse.on-order-created "))
+        .unwrap_or_else(|| panic!("no warehouse rule in\n{rules}"));
+    assert!(line.contains(r#""detail-type":["OrderCreated"]"#), "{line}");
+    let out = ecom(&app, &["events", "rules", "--json"]).await;
+    let first: Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    assert!(
+        first["name"].is_string() && first["pattern"].is_string(),
+        "{first}"
+    );
+
+    dead_letter_orders(&app, 3).await;
+    let total = app.bus.dead_letters(None).await.unwrap().len();
+    assert!(
+        total >= 6,
+        "payment and warehouse each dead-letter 3, got {total}"
+    );
+    let out = ecom(&app, &["events", "dlq", "list", "--limit", "2"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "header, two letters, footer:\n{listed}"
+    );
+    assert!(listed.contains("there are more"), "{listed}");
+    let out = ecom(&app, &["events", "dlq", "list", "--json", "--limit", "5"]).await;
+    assert_eq!(text(&out.stdout).lines().count(), 5);
+    let out = ecom(&app, &["events", "dlq", "list", "--limit", "0"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--limit must be at least 1"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = ecom(
+        &app,
+        &["events", "dlq", "purge", "--rule", "warehouse.on-order-created"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "purged 3 dead letters of rule warehouse.on-order-created"
+    );
+    let out = ecom(&app, &["events", "dlq", "purge", "--rule", "nobody.rule"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown rule 'nobody.rule'"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ecom(&app, &["events", "dlq", "purge"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("purged {} dead letters of every rule", total - 3)
+    );
+    let out = ecom(&app, &["events", "dlq", "list"]).await;
+    assert_eq!(text(&out.stdout).trim(), "no dead letters");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn purge_and_bounded_listing_work_on_every_storage_and_bus() {
+    common::on_each_storage(|app| async move {
+        dead_letter_orders(&app, 2).await;
+        let first = app
+            .bus
+            .first_dead_letters(Some("warehouse.on-order-created"), 1)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            app.bus.purge(Some("warehouse.on-order-created")).await.unwrap(),
+            2
+        );
+        assert!(app
+            .bus
+            .dead_letters(Some("warehouse.on-order-created"))
+            .await
+            .unwrap()
+            .is_empty());
+        let rules = app.bus.known_rules().await.unwrap();
+        assert!(
+            rules.iter().any(|r| r.name == "warehouse.on-order-created"),
+            "{rules:?}"
+        );
+        assert!(app.bus.purge(Some("nobody.rule")).await.is_err());
+    })
+    .await;
+}
+
+/// Whether the embedded bus's tables exist in the platform database.
+async fn bus_tables_exist(target: &ecom_storage::StorageTarget) -> bool {
+    use ecom_storage::sqlx;
+    let db = ecom_storage::Db::open(target, "platform").await.unwrap();
+    let mut exist = true;
+    for table in ["bus_events", "bus_rules", "bus_deliveries", "bus_dead_letters"] {
+        exist &= sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(db.reader())
+            .await
+            .is_ok();
+    }
+    db.close().await;
+    exist
+}
+
+#[tokio::test]
+async fn ecom_migrate_creates_the_embedded_bus_tables_before_any_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = ecom_storage::StorageTarget::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecom"))
+        .args(["migrate", "orders"])
+        .env("ECOM_DATA_DIR", dir.path())
+        .env_remove("ECOM_DATABASE_URL")
+        .env_remove("ECOM_BUS_URL")
+        .env_remove("ECOM_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("platform: up to date (embedded bus"),
+        "{printed}"
+    );
+    assert!(printed.contains("orders: up to date"), "{printed}");
+    assert!(bus_tables_exist(&target).await);
+}
+
+#[tokio::test]
+async fn migrate_creates_the_bus_tables_on_every_storage_and_not_for_nats() {
+    for storage in common::storages() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let target = match storage {
+            Storage::Sqlite => ecom_storage::StorageTarget::Sqlite {
+                dir: dir.path().to_path_buf(),
+            },
+            Storage::Postgres => ecom_storage::StorageTarget::Postgres {
+                url: std::env::var("ECOM_TEST_DATABASE_URL").unwrap(),
+                schema_prefix: prefix.clone(),
+                max_connections: 2,
+            },
+        };
+        let config = |bus_url: Option<&str>| {
+            let args = ecom_runtime::ConfigArgs {
+                data_dir: Some(dir.path().to_path_buf()),
+                bus_url: bus_url.map(str::to_owned),
+                ..Default::default()
+            };
+            ecom_runtime::Config::merge(&args, Default::default(), &[], |_| None).unwrap()
+        };
+        assert!(!bus_tables_exist(&target).await, "{storage:?}: a fresh database");
+        // With NATS as the bus, the platform database gets no bus tables.
+        let report = ecom::app::migrate(
+            &config(Some("nats://127.0.0.1:4222")),
+            &target,
+            &["orders".into()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert!(report[0].starts_with("orders: up to date"), "{report:?}");
+        assert!(!bus_tables_exist(&target).await, "{storage:?}");
+        let report = ecom::app::migrate(&config(None), &target, &["orders".into()])
+            .await
+            .unwrap();
+        assert!(report[0].starts_with("platform: up to date"), "{report:?}");
+        assert!(bus_tables_exist(&target).await, "{storage:?}");
+        if storage == Storage::Postgres {
+            drop_schemas(&prefix).await;
+        }
+    }
+}
+
+async fn drop_schemas(prefix: &str) {
+    use ecom_storage::sqlx::{self, Row as _};
+    let url = std::env::var("ECOM_TEST_DATABASE_URL").unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
+        .bind(prefix.to_owned())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.try_get(0).unwrap();
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+}

@@ -488,3 +488,41 @@ async fn a_batch_larger_than_the_clients_ack_window_is_published_and_delivered_w
     assert_eq!(distinct.len(), events.len());
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_rule_consumer_made_before_patterns_were_recorded_gets_its_pattern_at_the_next_start() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    let Some(mut h) = Harness::new().await else { return };
+    // What an older version left: the rule's consumer, without description.
+    let js = async_nats::jetstream::new(async_nats::connect(&h.url).await.unwrap());
+    let stream = js.get_stream(format!("{}ECOM", h.prefix)).await.unwrap();
+    let filter = format!(
+        "{}ecom.events.{}.OrderCreated",
+        h.prefix,
+        ecom_platform::bus::nats::token(ORDERS)
+    );
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(format!("rule_{}", ecom_platform::bus::nats::token("test.old"))),
+            filter_subject: filter.clone(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rules = h.bus.known_rules().await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].name, "test.old");
+    assert_eq!(rules[0].pattern, format!("(subject {filter})"));
+
+    let pattern = json!({"source": [ORDERS], "detail-type": ["OrderCreated"]});
+    let rule = Rule::new("test.old", pattern.clone(), |_| async { Ok(()) }).unwrap();
+    h.bus.subscribe(rule).unwrap();
+    h.start().await;
+    let rules = h.bus.known_rules().await.unwrap();
+    assert_eq!(rules.len(), 1);
+    let listed: serde_json::Value = serde_json::from_str(&rules[0].pattern).unwrap();
+    assert_eq!(listed, pattern);
+    h.finish().await;
+}

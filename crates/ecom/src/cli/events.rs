@@ -1,5 +1,5 @@
-//! `ecom events …`: put an event on the bus, watch it, list and redrive
-//! dead letters, replay the archive. Works on the same data dir, database
+//! `ecom events …`: put an event on the bus, watch it, list the rules,
+//! list, redrive and purge dead letters, replay the archive. Works on the same data dir, database
 //! and bus as the server (same flags and environment as `ecom up`);
 //! `tail` talks to the running server's listener.
 
@@ -7,7 +7,7 @@ use crate::app;
 use anyhow::Context as _;
 use clap::Subcommand;
 use ecom_model::Timestamp;
-use ecom_platform::bus::DeadLetter;
+use ecom_platform::bus::{DeadLetter, RuleInfo};
 use ecom_platform::{Bus, Event};
 use ecom_runtime::Config;
 use ecom_storage::StorageTarget;
@@ -43,6 +43,12 @@ pub enum EventsCommand {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// List the rules the servers registered: name and EventBridge pattern.
+    Rules {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Deliver archived events of a time window to a rule again.
     Replay {
         /// The rule to deliver to, e.g. payment.on-delivery-completed.
@@ -60,17 +66,26 @@ pub enum EventsCommand {
 /// `ecom events dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters (oldest first).
+    /// List dead letters, oldest first, at most --limit of them.
     List {
         /// Only this rule's.
         #[arg(long)]
         rule: Option<String>,
+        /// Show at most this many (the oldest); only that many are read.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: usize,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Send dead letters back for delivery.
     Redrive {
+        /// Only this rule's [default: every rule's].
+        #[arg(long)]
+        rule: Option<String>,
+    },
+    /// Delete dead letters for good (they are not delivered) and print how many.
+    Purge {
         /// Only this rule's [default: every rule's].
         #[arg(long)]
         rule: Option<String>,
@@ -110,12 +125,36 @@ pub async fn run(config: Config, command: EventsCommand) -> anyhow::Result<()> {
             })
             .await
         }
+        EventsCommand::Rules { json } => {
+            with_bus(&config, |bus| async move {
+                let rules = bus.known_rules().await?;
+                print_rules(&rules, json)
+            })
+            .await
+        }
         EventsCommand::Dlq {
-            command: DlqCommand::List { rule, json },
+            command: DlqCommand::List { rule, limit, json },
+        } => {
+            anyhow::ensure!(limit > 0, "--limit must be at least 1");
+            with_bus(&config, |bus| async move {
+                // One more than shown, to say whether there are more.
+                let mut letters = bus
+                    .first_dead_letters(rule.as_deref(), limit.saturating_add(1))
+                    .await?;
+                let more = letters.len() > limit;
+                letters.truncate(limit);
+                print_letters(&letters, more, json)
+            })
+            .await
+        }
+        EventsCommand::Dlq {
+            command: DlqCommand::Purge { rule },
         } => {
             with_bus(&config, |bus| async move {
-                let letters = bus.dead_letters(rule.as_deref()).await?;
-                print_letters(&letters, json)
+                let n = bus.purge(rule.as_deref()).await?;
+                let whose = rule.map_or("every rule".to_owned(), |r| format!("rule {r}"));
+                println!("purged {n} dead letters of {whose}");
+                Ok(())
             })
             .await
         }
@@ -177,7 +216,26 @@ fn parse_time(flag: &str, text: &str) -> anyhow::Result<Timestamp> {
     Timestamp::parse(text).map_err(|e| anyhow::anyhow!("{flag}: {e}, e.g. 2026-11-25T10:00:00Z"))
 }
 
-fn print_letters(letters: &[DeadLetter], json: bool) -> anyhow::Result<()> {
+fn print_rules(rules: &[RuleInfo], json: bool) -> anyhow::Result<()> {
+    if json {
+        for rule in rules {
+            println!("{}", serde_json::to_string(rule)?);
+        }
+        return Ok(());
+    }
+    if rules.is_empty() {
+        println!("no rules yet (rules are registered when a server starts)");
+        return Ok(());
+    }
+    let width = rules.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
+    println!("{:<width$}  PATTERN", "RULE");
+    for rule in rules {
+        println!("{:<width$}  {}", rule.name, rule.pattern);
+    }
+    Ok(())
+}
+
+fn print_letters(letters: &[DeadLetter], more: bool, json: bool) -> anyhow::Result<()> {
     if json {
         for letter in letters {
             println!("{}", serde_json::to_string(letter)?);
@@ -200,10 +258,18 @@ fn print_letters(letters: &[DeadLetter], json: bool) -> anyhow::Result<()> {
             l.rule, l.event.id, what, l.attempts, l.failed_at, error
         );
     }
-    println!(
-        "{} dead letters; `ecom events dlq redrive [--rule R]` delivers them again",
-        letters.len()
-    );
+    if more {
+        println!(
+            "the oldest {} dead letters shown, there are more (--limit N shows more); \
+             `ecom events dlq redrive [--rule R]` delivers them again",
+            letters.len()
+        );
+    } else {
+        println!(
+            "{} dead letters; `ecom events dlq redrive [--rule R]` delivers them again",
+            letters.len()
+        );
+    }
     Ok(())
 }
 

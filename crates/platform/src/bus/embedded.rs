@@ -12,6 +12,10 @@
 //!   moves them to the rule's dead-letter queue once exhausted. An
 //!   in-process publish wakes the worker at once; a short poll catches
 //!   publishes of other processes and retries falling due.
+//! - `start` stores the process's rules and removes the stored rules of its
+//!   services (the name before the first dot) that it no longer has, with
+//!   their pending deliveries: rules deleted from the code stop collecting
+//!   deliveries nobody takes. Other services' rules are left alone.
 //! - A feed task follows the archive and copies new events to the listener.
 //! - A maintenance task prunes the archive past its retention and updates
 //!   the backlog and lag gauges.
@@ -20,7 +24,7 @@
 //! served by one process at a time. Scaling a service out to several
 //! replicas is what the NATS backend is for.
 
-use super::{BusBackend, DeadLetter, Rule, RuleMetrics};
+use super::{BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics};
 use crate::pattern::Pattern;
 use crate::Event;
 use anyhow::Context as _;
@@ -337,9 +341,53 @@ impl Inner {
             .await
             .with_context(|| format!("Failed to register rule {}", rule.name))?;
         }
+        self.remove_stale(&mut tx, rules).await?;
         tx.commit().await.context("Failed to register the rules")?;
         // Publishes from now on must see them.
         *self.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(())
+    }
+
+    /// Deletes the stored rules of the services among `rules` (the part of
+    /// a name before its first dot) that `rules` does not contain: rules
+    /// removed from the code, which would otherwise keep collecting
+    /// deliveries nobody takes. Their pending deliveries go too; their dead
+    /// letters stay for a person to look at (`ecom events dlq purge`).
+    /// Rules of services this process does not run are left alone.
+    async fn remove_stale(&self, tx: &mut ecom_storage::Tx, rules: &[Arc<Rule>]) -> anyhow::Result<()> {
+        let current: HashSet<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        let services: HashSet<&str> = rules.iter().filter_map(|r| service_of(&r.name)).collect();
+        if services.is_empty() {
+            return Ok(());
+        }
+        let stored: Vec<String> = sqlx::query("SELECT name FROM bus_rules")
+            .fetch_all(&mut **tx)
+            .await
+            .context("Failed to read the bus rules")?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        let stale = stored.iter().filter(|name| {
+            !current.contains(name.as_str()) && service_of(name).is_some_and(|s| services.contains(s))
+        });
+        for name in stale {
+            let deliveries = sqlx::query("DELETE FROM bus_deliveries WHERE rule = $1")
+                .bind(name.clone())
+                .execute(&mut **tx)
+                .await
+                .with_context(|| format!("Failed to remove the deliveries of the stale rule {name}"))?
+                .rows_affected();
+            sqlx::query("DELETE FROM bus_rules WHERE name = $1")
+                .bind(name.clone())
+                .execute(&mut **tx)
+                .await
+                .with_context(|| format!("Failed to remove the stale rule {name}"))?;
+            tracing::info!(
+                rule = name,
+                pending_deliveries_removed = deliveries,
+                "removed a rule its service no longer registers (its dead letters stay)"
+            );
+        }
         Ok(())
     }
 
@@ -673,6 +721,26 @@ impl Inner {
     }
 }
 
+/// The service part of a rule name `<service>.<what>`.
+fn service_of(rule: &str) -> Option<&str> {
+    rule.split_once('.')
+        .map(|(service, _)| service)
+        .filter(|s| !s.is_empty())
+}
+
+/// The message for a rule name the bus does not know.
+fn unknown_rule<'a>(rule: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.collect();
+    format!(
+        "unknown rule '{rule}'; the rules are: {} (rules are registered when the server starts)",
+        if known.is_empty() {
+            "none yet".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
 /// A dead letter as stored; a payload that is not an event is shown as well
 /// as can be (its id when it has one, the raw text as detail).
 fn dead_letter_from_row(row: &ecom_storage::Row) -> anyhow::Result<DeadLetter> {
@@ -745,23 +813,60 @@ impl BusBackend for EmbeddedBus {
         }))
     }
 
-    async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
+    async fn dead_letters(&self, rule: Option<&str>, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
         let columns = "SELECT rule, event_id, payload, attempts, last_error, failed_at FROM bus_dead_letters";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match rule {
             Some(rule) => {
-                sqlx::query(&format!("{columns} WHERE rule = $1 ORDER BY id"))
+                sqlx::query(&format!("{columns} WHERE rule = $1 ORDER BY id LIMIT $2"))
                     .bind(rule.to_owned())
+                    .bind(limit)
                     .fetch_all(self.inner.db.reader())
                     .await
             }
             None => {
-                sqlx::query(&format!("{columns} ORDER BY id"))
+                sqlx::query(&format!("{columns} ORDER BY id LIMIT $1"))
+                    .bind(limit)
                     .fetch_all(self.inner.db.reader())
                     .await
             }
         }
         .context("Failed to read dead letters")?;
         rows.iter().map(dead_letter_from_row).collect()
+    }
+
+    async fn purge(&self, rule: Option<&str>) -> anyhow::Result<u64> {
+        let filter = if rule.is_some() { "rule = $1" } else { "$1 = $1" };
+        let purged = sqlx::query(&format!("DELETE FROM bus_dead_letters WHERE {filter}"))
+            .bind(rule.unwrap_or("").to_owned())
+            .execute(self.inner.db.writer())
+            .await
+            .context("Failed to purge dead letters")?
+            .rows_affected();
+        if let (Some(rule), 0) = (rule, purged) {
+            // Nothing deleted: tell a typo from an empty queue.
+            *self.inner.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let rules = self.inner.rules().await?;
+            if !rules.iter().any(|r| r.name == rule) {
+                anyhow::bail!("{}", unknown_rule(rule, rules.iter().map(|r| r.name.as_str())));
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn rules(&self) -> anyhow::Result<Vec<RuleInfo>> {
+        let rows = sqlx::query("SELECT name, pattern FROM bus_rules ORDER BY name")
+            .fetch_all(self.inner.db.reader())
+            .await
+            .context("Failed to read the bus rules")?;
+        rows.iter()
+            .map(|row| {
+                Ok(RuleInfo {
+                    name: row.try_get(0)?,
+                    pattern: row.try_get(1)?,
+                })
+            })
+            .collect()
     }
 
     async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64> {
@@ -800,15 +905,7 @@ impl BusBackend for EmbeddedBus {
         *self.inner.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let rules = self.inner.rules().await?;
         let Some(stored) = rules.iter().find(|r| r.name == rule) else {
-            let known: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
-            anyhow::bail!(
-                "unknown rule '{rule}'; the rules are: {} (rules are registered when the server starts)",
-                if known.is_empty() {
-                    "none yet".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            );
+            anyhow::bail!("{}", unknown_rule(rule, rules.iter().map(|r| r.name.as_str())));
         };
         let mut last = 0i64;
         let mut queued = 0;

@@ -88,6 +88,16 @@ pub struct DeadLetter {
     pub failed_at: Timestamp,
 }
 
+/// A rule as the bus stores it, for `ecom events rules`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleInfo {
+    /// `<service>.<what>`.
+    pub name: String,
+    /// Its EventBridge pattern as JSON text (on NATS, for a consumer created
+    /// before patterns were recorded, its filter subject instead).
+    pub pattern: String,
+}
+
 /// The error a handler returns when retrying cannot help (the event can
 /// never be applied): the event goes to the dead-letter queue at once.
 /// Build it with [`permanent`]; any other error is retried.
@@ -150,10 +160,16 @@ pub trait BusBackend: Send + Sync {
         feed: broadcast::Sender<Arc<Event>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<JoinHandle<()>>;
-    /// Dead letters of one rule, or of all.
-    async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>>;
+    /// The oldest `limit` dead letters of one rule, or of all, oldest first.
+    /// Reads no more than `limit` of them.
+    async fn dead_letters(&self, rule: Option<&str>, limit: usize) -> anyhow::Result<Vec<DeadLetter>>;
     /// Sends dead letters (of one rule, or all) back for delivery; returns how many.
     async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64>;
+    /// Deletes dead letters (of one rule, or all); returns how many. A rule
+    /// that is neither known to the bus nor has dead letters is refused.
+    async fn purge(&self, rule: Option<&str>) -> anyhow::Result<u64>;
+    /// The rules the bus knows (registered by any process), by name.
+    async fn rules(&self) -> anyhow::Result<Vec<RuleInfo>>;
     /// Re-delivers archived events of `[from, to)` matching `rule`; returns how many.
     async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64>;
     /// Puts bytes on the bus as a foreign producer would, without checking
@@ -225,9 +241,29 @@ impl Bus {
             .collect()
     }
 
-    /// Dead letters of one rule, or of all.
+    /// Every dead letter of one rule, or of all, oldest first (tests and
+    /// small queues; see [`Bus::first_dead_letters`] to bound the read).
     pub async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
-        self.backend.dead_letters(rule).await
+        self.backend.dead_letters(rule, usize::MAX).await
+    }
+
+    /// The oldest `limit` dead letters of one rule, or of all.
+    pub async fn first_dead_letters(
+        &self,
+        rule: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<DeadLetter>> {
+        self.backend.dead_letters(rule, limit).await
+    }
+
+    /// Deletes dead letters of one rule, or of all; returns how many.
+    pub async fn purge(&self, rule: Option<&str>) -> anyhow::Result<u64> {
+        self.backend.purge(rule).await
+    }
+
+    /// The rules the bus knows, from every process.
+    pub async fn known_rules(&self) -> anyhow::Result<Vec<RuleInfo>> {
+        self.backend.rules().await
     }
 
     /// Sends dead letters back for delivery.

@@ -24,6 +24,12 @@
 //!   work from the CLI (which runs no handlers) as well as from the server,
 //!   and get the same retry and dead-letter policy. A second consumer is
 //!   needed because servers before 2.10 allow one filter subject per consumer.
+//!   The event consumer's description is the rule's pattern (JSON), which is
+//!   how `ecom events rules` lists rules from any process.
+//! - Gauges: every 5 s, per rule, the backlog is what its two consumers have
+//!   not delivered or not had acknowledged, and the lag the age (publish
+//!   time) of the oldest of those: the first message on a consumer's filter
+//!   after its ack floor, read from the stream.
 //! - The feed is an ephemeral ordered consumer on `Pecom.events.>` from the
 //!   time of `start`; `publish` does not touch the feed.
 //!
@@ -48,11 +54,14 @@
 //! `max_age` ago, so events published before a service's first start are
 //! not missed. Replay reads the events stream from `from` (publish time)
 //! and re-sends those whose own `time` lies in `[from, to)` and that match
-//! the rule; it stops once publish times pass `to` by a minute (relays publish late). On
+//! the rule, in batches of 256 (a long window is never held in
+//! memory whole); it stops once publish times pass `to` by a minute (relays
+//! publish late). Listing and redriving dead letters read the DLQ
+//! stream one message at a time the same way. On
 //! shutdown the consumers stop pulling and handlers in flight finish;
 //! messages pulled but not started come back after the ack wait.
 
-use super::{backoff, describe_error, exhausted, BusBackend, DeadLetter, Rule, RuleMetrics};
+use super::{backoff, describe_error, exhausted, BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics};
 use crate::Event;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
@@ -88,6 +97,15 @@ const MAX_ACK_PENDING: i64 = 20_000;
 /// Replay looks this far past the window's end in publish time, because the
 /// outbox relay publishes an event some time after the event's own `time`.
 const REPLAY_GRACE: Duration = Duration::from_secs(60);
+
+/// How often the backlog and lag gauges are refreshed (as on the embedded bus).
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// Longest consumer description the server takes (it stores the rule's pattern).
+const MAX_DESCRIPTION: usize = 4096;
+
+/// Events replay re-sends at a time (and so holds in memory).
+const REPLAY_BATCH: usize = 256;
 
 /// Longest wait for the next message while reading a known number of them.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,6 +180,26 @@ pub fn token(text: &str) -> String {
         }
     }
     out
+}
+
+/// The text [`token`] encoded, or `None` for a string it cannot produce.
+pub fn untoken(encoded: &str) -> Option<String> {
+    if encoded == "~" {
+        return Some(String::new());
+    }
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'~' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = tail.get(2..)?;
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// The narrowest single subject (servers before 2.10 take one per consumer)
@@ -250,69 +288,143 @@ impl NatsBus {
             .cloned()
     }
 
-    /// Dead letters with what redrive needs: their stream sequence and raw
-    /// payload.
-    async fn read_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<StoredLetter>> {
+    /// A reader of the dead letters of one rule, or of all, oldest first.
+    async fn letters(&self, rule: Option<&str>) -> anyhow::Result<Reader> {
         let names = &self.shared.names;
         let filter = match rule {
             Some(rule) => names.dlq_subject(rule),
             None => format!("{}.>", names.dlq),
         };
-        let messages = read_all(
-            &self.shared.js,
-            &names.dlq_stream,
-            filter,
-            DeliverPolicy::All,
-            |_| true,
-        )
-        .await?;
-        Ok(messages
-            .into_iter()
-            .filter_map(|(message, sequence)| StoredLetter::parse(message, sequence))
-            .collect())
+        Reader::open(&self.shared.js, &names.dlq_stream, filter, DeliverPolicy::All).await
+    }
+
+    /// The consumer of `rule`'s events, or an error naming the known rules.
+    async fn rule_consumer(&self, rule: &str) -> anyhow::Result<PullConsumer> {
+        let stream = self
+            .shared
+            .js
+            .get_stream_no_info(&self.shared.names.events_stream)
+            .await?;
+        match stream.get_consumer(&rule_consumer_name(rule)).await {
+            Ok(consumer) => Ok(consumer),
+            Err(_) => {
+                let known: Vec<String> = self.list_rules().await?.into_iter().map(|r| r.name).collect();
+                anyhow::bail!(
+                    "unknown rule '{rule}'; the rules are: {} (a rule is known once a server has started it)",
+                    if known.is_empty() {
+                        "none yet".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            }
+        }
     }
 }
 
-/// Reads what an ordered consumer on `filter` holds from `policy` on, up to
-/// the end of the stream at the time of the call or until `go_on` says stop.
-/// Returns each message with its stream sequence.
-async fn read_all(
-    js: &jetstream::Context,
-    stream_name: &str,
-    filter: String,
-    policy: DeliverPolicy,
-    go_on: impl Fn(&jetstream::Message) -> bool,
-) -> anyhow::Result<Vec<(jetstream::Message, u64)>> {
-    let stream = js.get_stream_no_info(stream_name).await?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: filter,
-            deliver_policy: policy,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("cannot read the stream {stream_name}"))?;
-    let mut remaining = consumer.cached_info().num_pending;
-    let mut out = Vec::new();
-    if remaining == 0 {
-        return Ok(out);
+impl NatsBus {
+    /// The rules started on this stream: the event consumers, with the
+    /// pattern each was last started with (recorded as its description; a
+    /// consumer from before that shows its filter subject).
+    async fn list_rules(&self) -> anyhow::Result<Vec<RuleInfo>> {
+        let names = &self.shared.names;
+        let stream = self.shared.js.get_stream_no_info(&names.events_stream).await?;
+        let mut consumers = stream.consumers();
+        let mut rules = Vec::new();
+        while let Some(info) = consumers.next().await {
+            let info = info
+                .map_err(|e| anyhow::anyhow!("cannot list the consumers of {}: {e}", names.events_stream))?;
+            let Some(name) = info.name.strip_prefix(RULE_CONSUMER).and_then(untoken) else {
+                continue;
+            };
+            let pattern = info
+                .config
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("(subject {})", info.config.filter_subject));
+            rules.push(RuleInfo { name, pattern });
+        }
+        rules.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rules)
     }
-    let mut messages = consumer.messages().await?;
-    while remaining > 0 {
+}
+
+/// The durable consumer of a rule's events.
+fn rule_consumer_name(rule: &str) -> String {
+    format!("{RULE_CONSUMER}{}", token(rule))
+}
+
+/// Name prefix of the rules' event consumers.
+const RULE_CONSUMER: &str = "rule_";
+
+/// Reads a stream in order through an ephemeral ordered consumer on
+/// `filter`, from `policy` on, one message at a time, up to the end of the
+/// stream as the consumer last saw it: callers hold only what they keep.
+struct Reader {
+    stream_name: String,
+    messages: Option<pull::Ordered>,
+    remaining: u64,
+}
+
+impl Reader {
+    async fn open(
+        js: &jetstream::Context,
+        stream_name: &str,
+        filter: String,
+        policy: DeliverPolicy,
+    ) -> anyhow::Result<Reader> {
+        let stream = js
+            .get_stream_no_info(stream_name)
+            .await
+            .with_context(|| format!("cannot open the stream {stream_name}"))?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter,
+                deliver_policy: policy,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot read the stream {stream_name}"))?;
+        let remaining = consumer.cached_info().num_pending;
+        let messages = if remaining == 0 {
+            None
+        } else {
+            Some(
+                consumer
+                    .messages()
+                    .await
+                    .with_context(|| format!("cannot read the stream {stream_name}"))?,
+            )
+        };
+        Ok(Reader {
+            stream_name: stream_name.to_owned(),
+            messages,
+            remaining,
+        })
+    }
+
+    /// The next message and its stream sequence; `None` at the end.
+    async fn next(&mut self) -> anyhow::Result<Option<(jetstream::Message, u64)>> {
+        let stream_name = &self.stream_name;
+        let Some(messages) = self.messages.as_mut().filter(|_| self.remaining > 0) else {
+            self.messages = None;
+            return Ok(None);
+        };
         let next = tokio::time::timeout(READ_TIMEOUT, messages.next())
             .await
             .with_context(|| format!("timed out reading the stream {stream_name}"))?;
-        let Some(message) = next else { break };
+        let Some(message) = next else {
+            self.messages = None;
+            return Ok(None);
+        };
         let message = message.map_err(|e| anyhow::anyhow!("reading the stream {stream_name}: {e}"))?;
-        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let sequence = info.stream_sequence;
-        remaining = info.pending;
-        if !go_on(&message) {
-            break;
-        }
-        out.push((message, sequence));
+        let (sequence, pending) = {
+            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+            (info.stream_sequence, info.pending)
+        };
+        self.remaining = pending;
+        Ok(Some((message, sequence)))
     }
-    Ok(out)
 }
 
 /// A dead letter as stored in the DLQ stream.
@@ -404,7 +516,8 @@ impl BusBackend for NatsBus {
                 .insert(rule.name.clone(), rule.clone());
             let main = durable(
                 &stream,
-                format!("rule_{}", token(&rule.name)),
+                rule_consumer_name(&rule.name),
+                Some(rule.pattern_json.to_string()).filter(|p| p.len() <= MAX_DESCRIPTION),
                 filter_subject(&names.events, &rule),
                 // A new rule picks up events still young enough to be
                 // retried, so events published before a service's first
@@ -417,13 +530,15 @@ impl BusBackend for NatsBus {
             let redrive = durable(
                 &stream,
                 format!("redrive_{}", token(&rule.name)),
+                None,
                 names.redrive_subject(&rule.name),
                 DeliverPolicy::All,
             )
             .await?;
             let metrics = RuleMetrics::new(&rule.name);
             tasks.push(tokio::spawn(watch_backlog(
-                main.clone(),
+                stream.clone(),
+                vec![main.clone(), redrive.clone()],
                 metrics.clone(),
                 shutdown.clone(),
             )));
@@ -452,20 +567,33 @@ impl BusBackend for NatsBus {
         Ok(())
     }
 
-    async fn dead_letters(&self, rule: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
-        Ok(self
-            .read_letters(rule)
-            .await?
-            .into_iter()
-            .map(|l| l.letter)
-            .collect())
+    async fn dead_letters(&self, rule: Option<&str>, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+        let mut letters = Vec::new();
+        if limit == 0 {
+            return Ok(letters);
+        }
+        let mut reader = self.letters(rule).await?;
+        while let Some((message, sequence)) = reader.next().await? {
+            if let Some(stored) = StoredLetter::parse(message, sequence) {
+                letters.push(stored.letter);
+                if letters.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(letters)
     }
 
     async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64> {
         let shared = &self.shared;
         let dlq = shared.js.get_stream_no_info(&shared.names.dlq_stream).await?;
         let mut count = 0;
-        for stored in self.read_letters(rule).await? {
+        // One letter in memory at a time.
+        let mut reader = self.letters(rule).await?;
+        while let Some((message, sequence)) = reader.next().await? {
+            let Some(stored) = StoredLetter::parse(message, sequence) else {
+                continue;
+            };
             // The message id makes a redrive that is interrupted and run
             // again re-send each letter once.
             let publish = Publish::build()
@@ -485,6 +613,31 @@ impl BusBackend for NatsBus {
         Ok(count)
     }
 
+    async fn purge(&self, rule: Option<&str>) -> anyhow::Result<u64> {
+        let shared = &self.shared;
+        let names = &shared.names;
+        let dlq = shared.js.get_stream_no_info(&names.dlq_stream).await?;
+        let filter = match rule {
+            Some(rule) => names.dlq_subject(rule),
+            None => format!("{}.>", names.dlq),
+        };
+        let purged = dlq
+            .purge()
+            .filter(filter)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot purge dead letters: {e}"))?
+            .purged;
+        if let (Some(rule), 0) = (rule, purged) {
+            // Nothing deleted: tell a typo from an empty queue.
+            self.rule_consumer(rule).await?;
+        }
+        Ok(purged)
+    }
+
+    async fn rules(&self) -> anyhow::Result<Vec<RuleInfo>> {
+        self.list_rules().await
+    }
+
     async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
         let shared = &self.shared;
         let names = &shared.names;
@@ -494,39 +647,54 @@ impl BusBackend for NatsBus {
         let local = self.local_rule(rule);
         let filter = match &local {
             Some(rule) => filter_subject(&names.events, rule),
-            None => {
-                let stream = shared.js.get_stream_no_info(&names.events_stream).await?;
-                let name = format!("rule_{}", token(rule));
-                let consumer: PullConsumer = match stream.get_consumer(&name).await {
-                    Ok(consumer) => consumer,
-                    Err(_) => anyhow::bail!("rule {rule} is unknown: it has never been started"),
-                };
-                consumer.cached_info().config.filter_subject.clone()
-            }
+            None => self
+                .rule_consumer(rule)
+                .await?
+                .cached_info()
+                .config
+                .filter_subject
+                .clone(),
         };
         let stop_after = to.as_offset_date_time() + REPLAY_GRACE;
-        let messages = read_all(
+        let subject = names.redrive_subject(rule);
+        let mut reader = Reader::open(
             &shared.js,
             &names.events_stream,
             filter,
             DeliverPolicy::ByStartTime {
                 start_time: from.as_offset_date_time(),
             },
-            |message| message.info().is_ok_and(|info| info.published <= stop_after),
         )
         .await?;
-        let subject = names.redrive_subject(rule);
-        let replayed = messages.into_iter().filter_map(|(message, _)| {
-            let event = serde_json::from_slice::<Event>(&message.payload).ok()?;
-            let in_window = event.time >= from && event.time < to;
-            let matches = local
-                .as_ref()
-                .is_none_or(|r| r.pattern.matches(&event.to_value()));
-            let publish = Publish::build().payload(message.payload.clone());
-            (in_window && matches).then(|| Ok((subject.clone(), publish)))
-        });
-        let count = publish_pipelined(&shared.js, replayed).await?;
-        Ok(count)
+        // Read and re-sent in batches, so a long window is never held whole.
+        let mut count = 0;
+        let mut batch = Vec::with_capacity(REPLAY_BATCH);
+        loop {
+            let next = reader.next().await?;
+            let done = match &next {
+                None => true,
+                Some((message, _)) => !message.info().is_ok_and(|info| info.published <= stop_after),
+            };
+            if let Some((message, _)) = next.filter(|_| !done) {
+                let replayed = serde_json::from_slice::<Event>(&message.payload).is_ok_and(|event| {
+                    event.time >= from
+                        && event.time < to
+                        && local
+                            .as_ref()
+                            .is_none_or(|r| r.pattern.matches(&event.to_value()))
+                });
+                if replayed {
+                    batch.push(Publish::build().payload(message.payload.clone()));
+                }
+            }
+            if batch.len() >= REPLAY_BATCH || (done && !batch.is_empty()) {
+                let messages = batch.drain(..).map(|publish| Ok((subject.clone(), publish)));
+                count += publish_pipelined(&shared.js, messages).await?;
+            }
+            if done {
+                return Ok(count);
+            }
+        }
     }
 }
 
@@ -577,11 +745,13 @@ async fn publish_pipelined(
 async fn durable(
     stream: &stream::Stream<()>,
     name: String,
+    description: Option<String>,
     filter: String,
     policy: DeliverPolicy,
 ) -> anyhow::Result<PullConsumer> {
     let config = pull::Config {
         durable_name: Some(name.clone()),
+        description,
         filter_subject: filter.clone(),
         deliver_policy: policy,
         ack_policy: AckPolicy::Explicit,
@@ -792,19 +962,56 @@ impl Worker {
     }
 }
 
-/// Keeps the rule's backlog gauge (events not yet delivered plus deliveries
-/// awaiting an outcome or a retry) up to date from the consumer's state. The
-/// lag gauge stays 0: the server does not tell the age of the oldest
-/// pending message without reading it.
-async fn watch_backlog(mut consumer: PullConsumer, metrics: RuleMetrics, shutdown: CancellationToken) {
+/// Keeps the rule's gauges up to date from its consumers' state, every
+/// [`GAUGES_EVERY`]: the backlog (events not yet delivered plus deliveries
+/// awaiting an outcome or a retry) and the lag, the age of the oldest of
+/// them. That one is the first message on the consumer's filter after its
+/// ack floor (everything up to the floor is acknowledged, and the first
+/// message past it is not): its publish time is read from the stream.
+async fn watch_backlog(
+    stream: stream::Stream<()>,
+    mut consumers: Vec<PullConsumer>,
+    metrics: RuleMetrics,
+    shutdown: CancellationToken,
+) {
     loop {
-        if let Ok(info) = consumer.info().await {
-            let waiting = info.num_pending.saturating_add(info.num_ack_pending as u64);
-            metrics.backlog.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        let mut waiting = 0u64;
+        // Publish time of the oldest pending message, in Unix nanoseconds.
+        let mut oldest: Option<i128> = None;
+        for consumer in &mut consumers {
+            let Ok(info) = consumer.info().await else {
+                continue;
+            };
+            let pending = info.num_pending.saturating_add(info.num_ack_pending as u64);
+            waiting = waiting.saturating_add(pending);
+            if pending == 0 {
+                continue;
+            }
+            let floor = info.ack_floor.stream_sequence;
+            let filter = info.config.filter_subject.clone();
+            match stream
+                .raw_message_builder()
+                .sequence(floor.saturating_add(1))
+                .next_by_subject(filter)
+                .send()
+                .await
+            {
+                Ok(message) => {
+                    let at = message.time.unix_timestamp_nanos();
+                    oldest = Some(oldest.map_or(at, |t| t.min(at)));
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot read the oldest pending message"),
+            }
         }
+        metrics.backlog.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        let now = i128::from(Timestamp::now().unix_micros()) * 1000;
+        let lag = oldest.map_or(0, |t| {
+            i64::try_from((now - t) / 1_000_000).unwrap_or(i64::MAX).max(0)
+        });
+        metrics.lag_ms.set(lag);
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = tokio::time::sleep(GAUGES_EVERY) => {}
         }
     }
 }
@@ -851,7 +1058,10 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(token(text), expected, "{text}");
+            assert_eq!(untoken(expected).as_deref(), Some(text), "{expected}");
         }
+        assert_eq!(untoken("~4"), None);
+        assert_eq!(untoken("~ZZ"), None);
     }
 
     #[test]
