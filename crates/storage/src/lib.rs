@@ -185,30 +185,48 @@ async fn checkpoint(alive: Weak<()>, read: AnyPool, write: AnyPool) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut round = 0u32;
+    // Rounds in a row that found the WAL as the round before left it.
+    let mut quiet = 0u32;
+    let mut last_frames = -1i64;
     loop {
         tick.tick().await;
         if alive.strong_count() == 0 || read.is_closed() || write.is_closed() {
             return;
         }
         round = round.wrapping_add(1);
-        let restart = round.is_multiple_of(RESTART_EVERY);
-        if let Err(e) = checkpoint_round(&read, &write, restart).await {
-            if matches!(e, sqlx::Error::PoolClosed) {
-                return;
+        let every_restart = round.is_multiple_of(RESTART_EVERY);
+        // An idle database is looked at once a second, not ten times, and
+        // its writer is left alone: with the WAL all copied and no readers,
+        // the next commit starts it over by itself.
+        let idle = quiet >= 3;
+        if idle && !every_restart {
+            continue;
+        }
+        let restart = every_restart && !idle;
+        match checkpoint_round(&read, &write, restart).await {
+            Ok(frames) => {
+                quiet = if frames == last_frames {
+                    quiet.saturating_add(1)
+                } else {
+                    0
+                };
+                last_frames = frames;
             }
-            tracing::debug!(error = %e, "WAL checkpoint failed; will retry");
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => tracing::debug!(error = %e, "WAL checkpoint failed; will retry"),
         }
     }
 }
 
-async fn checkpoint_round(read: &AnyPool, write: &AnyPool, restart: bool) -> Result<(), sqlx::Error> {
+/// One round; returns the frames the WAL held at its start.
+async fn checkpoint_round(read: &AnyPool, write: &AnyPool, restart: bool) -> Result<i64, sqlx::Error> {
     // (busy, frames in the WAL, frames copied)
     let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
         .fetch_one(read)
         .await?;
     let frames: i64 = row.try_get(1)?;
     if frames <= 0 || !restart {
-        return Ok(());
+        return Ok(frames);
     }
     // Copy what was committed during that first pass too, so the writer
     // waits for as little as possible.
@@ -234,7 +252,7 @@ async fn checkpoint_round(read: &AnyPool, write: &AnyPool, restart: bool) -> Res
         // process writes: drop the connection rather than return it so.
         writer.detach();
     }
-    done.and(restored).map(|_| ())
+    done.and(restored).map(|_| frames)
 }
 
 /// The PostgreSQL schema (or SQLite file stem) of a service.
