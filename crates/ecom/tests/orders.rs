@@ -279,6 +279,10 @@ async fn malformed_orders_name_the_field_at_fault_and_store_nothing() {
                 "products: must hold at least one product",
             ),
             (with(&["products"], Value::Null), "products: missing field"),
+            (
+                with(&["products"], json!(vec![lines(&[(&shoe, 1)])[0].clone(); 501])),
+                "products: at most 500 lines per order, got 501",
+            ),
             (with(&["products"], lines(&[(&shoe, 0)])), "products[0].quantity:"),
             (
                 with(&["products"], lines(&[(&shoe, -1)])),

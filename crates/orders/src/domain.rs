@@ -81,6 +81,11 @@ pub fn total(products: &[ProductLine], delivery_price: Money) -> Option<Money> {
     })
 }
 
+/// Most product lines an order may have. Keeps every event about an order
+/// (an `OrderModified` carries the order twice) far below the 1 MB a NATS
+/// message may hold by default, and packaging lists a person can work through.
+pub const MAX_LINES: usize = 500;
+
 /// What a caller asks for, checked: at least one product line, an address,
 /// a delivery price and a payment token.
 #[derive(Debug, Clone)]
@@ -110,6 +115,13 @@ impl OrderRequest {
             }
             Some(Value::Array(items)) if items.is_empty() => {
                 errors.push("products: must hold at least one product".to_owned());
+                None
+            }
+            Some(Value::Array(items)) if items.len() > MAX_LINES => {
+                errors.push(format!(
+                    "products: at most {MAX_LINES} lines per order, got {}",
+                    items.len()
+                ));
                 None
             }
             Some(Value::Array(items)) => {

@@ -86,8 +86,12 @@ pub async fn ordered(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<BTreeMap<Uui
         .collect()
 }
 
+/// Lines per multi-row statement.
+const LINES_PER_STATEMENT: usize = 100;
+
 /// Applies line changes (a change sets both the ordered and packed
-/// quantity): one statement for the lines set, one for those removed.
+/// quantity): one statement for the lines set, one for those removed (per
+/// [`LINES_PER_STATEMENT`] lines).
 pub async fn apply(tx: &mut Tx, order_id: Uuid, changes: &[LineChange]) -> anyhow::Result<()> {
     let id = order_id.to_string();
     let backend = ecom_storage::Backend::of(tx);
@@ -99,14 +103,15 @@ pub async fn apply(tx: &mut Tx, order_id: Uuid, changes: &[LineChange]) -> anyho
             LineChange::Removed(product) => removed.push(product),
         }
     }
-    if !set.is_empty() {
+    // In chunks, to stay far below both engines' limits on parameters.
+    for set in set.chunks(LINES_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO packaging_lines (order_id, product_id, ordered, quantity) VALUES {}
              ON CONFLICT (order_id, product_id) DO UPDATE SET ordered = excluded.ordered, quantity = excluded.quantity",
             backend.values_sql(set.len(), 4)
         );
         let mut query = sqlx::query(&sql);
-        for (product, q) in &set {
+        for (product, q) in set {
             query = query.bind(id.clone()).bind(product.to_string()).bind(*q).bind(*q);
         }
         query
@@ -114,14 +119,14 @@ pub async fn apply(tx: &mut Tx, order_id: Uuid, changes: &[LineChange]) -> anyho
             .await
             .context("Failed to change packaging lines")?;
     }
-    if !removed.is_empty() {
+    for removed in removed.chunks(LINES_PER_STATEMENT) {
         // `$1` (or the first `?`) is the order id, the rest the products.
         let placeholders = backend.list_sql(removed.len() + 1);
         let (order, products) = placeholders.split_once(", ").unwrap_or_default();
         let sql =
             format!("DELETE FROM packaging_lines WHERE order_id = {order} AND product_id IN ({products})");
         let mut query = sqlx::query(&sql).bind(id.clone());
-        for product in &removed {
+        for product in removed {
             query = query.bind(product.to_string());
         }
         query
