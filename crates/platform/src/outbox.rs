@@ -31,9 +31,6 @@ pub const MIGRATIONS: &[Migration] = &[
 /// Migration scope of [`MIGRATIONS`].
 pub const SCOPE: &str = "_platform";
 
-/// Events per multi-row INSERT into the outbox.
-const ROWS_PER_INSERT: usize = 100;
-
 /// A service's outbox. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Outbox {
@@ -53,9 +50,9 @@ impl Outbox {
     }
 
     /// Adds `events` to the outbox inside `tx`, in order, with one
-    /// statement per [`ROWS_PER_INSERT`] events.
+    /// statement per [`ecom_storage::ROWS_PER_STATEMENT`] events.
     pub async fn push_all(&self, tx: &mut Tx, events: &[Event]) -> anyhow::Result<()> {
-        for chunk in events.chunks(ROWS_PER_INSERT) {
+        for chunk in events.chunks(ecom_storage::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}",
                 ecom_storage::Backend::of(tx).values_sql(chunk.len(), 3)

@@ -17,10 +17,6 @@ use uuid::Uuid;
 const COLUMNS: &str =
     "product_id, name, category, price, width, length, height, weight, tags, pictures, created_date, modified_date";
 
-/// Ids per `IN (…)` query when fetching many products: far below both
-/// engines' parameter limits, and one statement text per size is cached.
-const IN_CHUNK: usize = 100;
-
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,7 +98,7 @@ pub async fn get(db: &Db, id: Uuid) -> anyhow::Result<Option<Product>> {
 /// The stored products among `ids` (absent ids are simply missing).
 pub async fn get_many(db: &Db, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Product>> {
     let mut found = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(IN_CHUNK) {
+    for chunk in ids.chunks(ecom_storage::ROWS_PER_STATEMENT) {
         let rows = select_in(db, COLUMNS, chunk).await?;
         found.extend(decode(&rows)?.into_iter().map(|p| (p.product_id, p)));
     }
@@ -134,7 +130,7 @@ impl From<&Product> for Facts {
 /// five columns and no JSON or date decoding, where [`get_many`] reads all.
 pub async fn facts(db: &Db, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Facts>> {
     let mut found = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(IN_CHUNK) {
+    for chunk in ids.chunks(ecom_storage::ROWS_PER_STATEMENT) {
         let rows = select_in(
             db,
             "product_id, name, price, width, length, height, weight",
@@ -169,10 +165,9 @@ pub async fn facts(db: &Db, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Facts>
 
 /// `SELECT columns FROM products WHERE product_id IN (ids)`.
 async fn select_in(db: &Db, columns: &str, ids: &[Uuid]) -> anyhow::Result<Vec<Row>> {
-    let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT {columns} FROM products WHERE product_id IN ({})",
-        params.join(", ")
+        db.backend().list_sql(ids.len())
     );
     let mut query = sqlx::query(&sql);
     for id in ids {

@@ -87,6 +87,11 @@ impl Backend {
     }
 }
 
+/// Rows (or `IN` values) per multi-row statement: far below both engines'
+/// parameter limits (SQLite's is 32,766), and few enough statement texts
+/// for the statement cache. Callers split longer lists with `chunks`.
+pub const ROWS_PER_STATEMENT: usize = 100;
+
 /// Where the services keep their data.
 #[derive(Debug, Clone)]
 pub enum StorageTarget {

@@ -86,12 +86,9 @@ pub async fn ordered(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<BTreeMap<Uui
         .collect()
 }
 
-/// Lines per multi-row statement.
-const LINES_PER_STATEMENT: usize = 100;
-
 /// Applies line changes (a change sets both the ordered and packed
 /// quantity): one statement for the lines set, one for those removed (per
-/// [`LINES_PER_STATEMENT`] lines).
+/// [`ecom_storage::ROWS_PER_STATEMENT`] lines).
 pub async fn apply(tx: &mut Tx, order_id: Uuid, changes: &[LineChange]) -> anyhow::Result<()> {
     let id = order_id.to_string();
     let backend = ecom_storage::Backend::of(tx);
@@ -104,7 +101,7 @@ pub async fn apply(tx: &mut Tx, order_id: Uuid, changes: &[LineChange]) -> anyho
         }
     }
     // In chunks, to stay far below both engines' limits on parameters.
-    for set in set.chunks(LINES_PER_STATEMENT) {
+    for set in set.chunks(ecom_storage::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO packaging_lines (order_id, product_id, ordered, quantity) VALUES {}
              ON CONFLICT (order_id, product_id) DO UPDATE SET ordered = excluded.ordered, quantity = excluded.quantity",
@@ -119,7 +116,7 @@ pub async fn apply(tx: &mut Tx, order_id: Uuid, changes: &[LineChange]) -> anyho
             .await
             .context("Failed to change packaging lines")?;
     }
-    for removed in removed.chunks(LINES_PER_STATEMENT) {
+    for removed in removed.chunks(ecom_storage::ROWS_PER_STATEMENT) {
         // `$1` (or the first `?`) is the order id, the rest the products.
         let placeholders = backend.list_sql(removed.len() + 1);
         let (order, products) = placeholders.split_once(", ").unwrap_or_default();

@@ -31,7 +31,7 @@ use anyhow::Context as _;
 use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
 use ecom_storage::sqlx::{self, Row as _};
-use ecom_storage::{Db, Migration};
+use ecom_storage::{Db, Migration, ROWS_PER_STATEMENT};
 use futures::{FutureExt as _, StreamExt as _};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -72,8 +72,6 @@ const RULES_TTL: Duration = Duration::from_secs(1);
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// How often the archive is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Rows per multi-row INSERT (well under both engines' parameter limits).
-const ROWS_PER_INSERT: usize = 100;
 
 /// See the module documentation. Cheap to clone.
 #[derive(Clone)]
@@ -151,7 +149,7 @@ struct NewDelivery<'a> {
 async fn insert_deliveries(tx: &mut ecom_storage::Tx, rows: &[NewDelivery<'_>]) -> anyhow::Result<u64> {
     let now = now_micros();
     let mut added = 0;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO bus_deliveries (rule, event_id, payload, attempts, due_at, created_at) VALUES {}
              ON CONFLICT (rule, event_id) DO NOTHING",
@@ -260,7 +258,7 @@ impl Inner {
             .context("Failed to start a publish transaction")?;
         let mut fresh = HashSet::new();
         let mut latest = 0i64;
-        for chunk in encoded.chunks(ROWS_PER_INSERT) {
+        for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO bus_events (event_id, source, detail_type, event_time, published_at, payload)
                  VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq",
@@ -541,7 +539,7 @@ impl Inner {
 
     /// Deletes the deliveries `ids` (handled or dead-lettered).
     async fn acknowledge(&self, conn: &mut sqlx::AnyConnection, ids: &[i64]) -> anyhow::Result<()> {
-        for chunk in ids.chunks(ROWS_PER_INSERT) {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "DELETE FROM bus_deliveries WHERE id IN ({})",
                 self.db.backend().list_sql(chunk.len())
