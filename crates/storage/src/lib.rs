@@ -13,7 +13,9 @@ pub use migrate::Migration;
 pub use sqlx;
 
 use anyhow::Context as _;
+use futures::executor::block_on;
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::Row as _;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 use std::path::PathBuf;
@@ -224,40 +226,71 @@ async fn checkpoint(alive: Weak<()>, read: AnyPool, write: AnyPool) {
 }
 
 /// One round; returns the frames the WAL held at its start.
+///
+/// Statements on SQLite run on the thread that awaits them (see
+/// `vendor/README.md`), and a checkpoint writes the database file and
+/// syncs it: so the round's statements run on a blocking-pool thread, and
+/// only waiting for a connection happens on the executor.
 async fn checkpoint_round(read: &AnyPool, write: &AnyPool, restart: bool) -> Result<i64, sqlx::Error> {
     // (busy, frames in the WAL, frames copied)
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(read)
-        .await?;
-    let frames: i64 = row.try_get(1)?;
+    let (reader, row) = off_executor(read.acquire().await?, |conn| {
+        block_on(sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut **conn))
+    })
+    .await?;
+    let frames: i64 = row?.try_get(1)?;
     if frames <= 0 || !restart {
         return Ok(frames);
     }
     // Copy what was committed during that first pass too, so the writer
     // waits for as little as possible.
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(read)
-        .await?;
+    let (reader, copied) = off_executor(reader, |conn| {
+        block_on(sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut **conn))
+    })
+    .await?;
+    drop(reader);
+    copied?;
     // RESTART waits for readers of the old frames to finish before the
     // next commit may write over them; readers are short, and a long one
     // (a replay) must not stall the writer: wait at most a few ms, else
     // leave the WAL for the next round.
-    let mut writer = write.acquire().await?;
-    sqlx::query("PRAGMA busy_timeout = 5")
-        .execute(&mut *writer)
-        .await?;
-    let done = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-        .execute(&mut *writer)
-        .await;
-    let restored = sqlx::query("PRAGMA busy_timeout = 5000")
-        .execute(&mut *writer)
-        .await;
+    let (writer, done) = off_executor(write.acquire().await?, |conn| {
+        block_on(async {
+            sqlx::query("PRAGMA busy_timeout = 5")
+                .execute(&mut **conn)
+                .await?;
+            let done = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                .execute(&mut **conn)
+                .await;
+            let restored = sqlx::query("PRAGMA busy_timeout = 5000")
+                .execute(&mut **conn)
+                .await;
+            Ok::<_, sqlx::Error>((done, restored))
+        })
+    })
+    .await?;
+    let (done, restored) = done?;
     if restored.is_err() {
         // A writer without its busy timeout would fail at once when another
         // process writes: drop the connection rather than return it so.
         writer.detach();
     }
     done.and(restored).map(|_| frames)
+}
+
+/// Runs `work` on `conn` on a blocking-pool thread and hands the connection
+/// back (it returns to its pool when dropped on the executor). `work` runs
+/// its statements with `block_on`: a statement on SQLite needs nothing
+/// from the runtime.
+async fn off_executor<T: Send + 'static>(
+    mut conn: PoolConnection<Any>,
+    work: impl FnOnce(&mut PoolConnection<Any>) -> T + Send + 'static,
+) -> Result<(PoolConnection<Any>, T), sqlx::Error> {
+    tokio::task::spawn_blocking(move || {
+        let out = work(&mut conn);
+        (conn, out)
+    })
+    .await
+    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))
 }
 
 /// The PostgreSQL schema (or SQLite file stem) of a service.

@@ -72,6 +72,8 @@ const RULES_TTL: Duration = Duration::from_secs(1);
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// How often the archive is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Archived events one pruning statement deletes at most.
+const PRUNE_SLICE: i64 = 2_000;
 
 /// See the module documentation. Cheap to clone.
 #[derive(Clone)]
@@ -658,17 +660,29 @@ impl Inner {
 
     async fn prune(&self) -> anyhow::Result<u64> {
         let cutoff = now_micros().saturating_sub(micros(self.settings.retention));
-        // An event still waiting for a delivery stays: its delivery reads
-        // the payload from here.
-        let done = sqlx::query(
-            "DELETE FROM bus_events WHERE event_time < $1
-             AND event_id NOT IN (SELECT event_id FROM bus_deliveries WHERE payload IS NULL)",
-        )
-        .bind(cutoff)
-        .execute(self.db.writer())
-        .await
-        .context("Failed to prune the event archive")?;
-        Ok(done.rows_affected())
+        // In slices, so that an hour of events is not one statement holding
+        // the writer (and, on SQLite, a thread) for seconds. An event still
+        // waiting for a delivery stays: its delivery reads the payload
+        // from here.
+        let mut pruned = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM bus_events WHERE event_id IN (
+                     SELECT event_id FROM bus_events WHERE event_time < $1
+                     AND event_id NOT IN (SELECT event_id FROM bus_deliveries WHERE payload IS NULL)
+                     LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(PRUNE_SLICE)
+            .execute(self.db.writer())
+            .await
+            .context("Failed to prune the event archive")?;
+            pruned += done.rows_affected();
+            if done.rows_affected() < PRUNE_SLICE as u64 {
+                return Ok(pruned);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn update_gauges(&self, metrics: &HashMap<String, RuleMetrics>) -> anyhow::Result<()> {
