@@ -506,6 +506,52 @@ mod tests {
         assert_eq!(names, ["one", "two"]);
     }
 
+    async fn count(db: &Db) -> i64 {
+        sqlx::query("SELECT COUNT(*) FROM t")
+            .fetch_one(db.reader())
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap()
+    }
+
+    /// SQLite statements run on the awaiting thread (`vendor/README.md`):
+    /// a transaction dropped without a commit, or a wait for the writer
+    /// given up, must leave the one writer connection clean for the next.
+    #[tokio::test]
+    async fn dropped_transactions_and_abandoned_waits_leave_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = StorageTarget::Sqlite {
+            dir: dir.path().to_path_buf(),
+        };
+        let db = Db::open(&target, "t").await.unwrap();
+        sqlx::query("CREATE TABLE t (v BIGINT)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let insert = |v: i64| sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(v);
+
+        // Dropped mid-way: rolled back.
+        let mut tx = db.begin().await.unwrap();
+        insert(1).execute(&mut *tx).await.unwrap();
+        drop(tx);
+        assert_eq!(count(&db).await, 0);
+
+        // A second transaction waits for the writer; giving up the wait
+        // changes nothing, and the first commits as usual.
+        let mut first = db.begin().await.unwrap();
+        insert(2).execute(&mut *first).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(50), db.begin()).await;
+        assert!(waited.is_err(), "the writer is taken: the wait must time out");
+        first.commit().await.unwrap();
+        assert_eq!(count(&db).await, 1);
+
+        let mut next = db.begin().await.unwrap();
+        insert(3).execute(&mut *next).await.unwrap();
+        next.commit().await.unwrap();
+        assert_eq!(count(&db).await, 2);
+    }
+
     #[tokio::test]
     async fn a_checkpoint_round_restarts_the_wal_under_constant_writes() {
         let dir = tempfile::tempdir().unwrap();
