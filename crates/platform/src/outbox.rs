@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         "outbox without a unique event id",
         include_str!("../migrations/0002_outbox_without_unique_id.sql"),
     ),
+    Migration::new(
+        3,
+        "outbox events the bus refused",
+        include_str!("../migrations/0003_outbox_rejected.sql"),
+    ),
 ];
 
 /// Migration scope of [`MIGRATIONS`].

@@ -1,10 +1,22 @@
 //! The outbox relay: moves committed outbox rows of one service database
 //! to the bus, oldest first, then deletes them. Runs for as long as the
 //! process does; on start it sends whatever a crash left behind.
+//!
+//! An event the bus refuses for good (a [`crate::bus::Permanent`] error,
+//! such as an event larger than NATS takes in one message) is moved to
+//! `_outbox_rejected` with the refusal, logged and counted in
+//! `ecom_outbox_rejected_total`, so that it does not hold up every later
+//! event of the service. Any other failure is retried, with backoff, for as
+//! long as it lasts.
 
+use crate::bus::{describe_error, is_permanent};
 use crate::{Bus, Event, Outbox};
+use anyhow::Context as _;
+use ecom_model::Timestamp;
+use ecom_runtime::metrics::{counter, Counter};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::Db;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -15,9 +27,11 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// Relays until `shutdown`.
 pub async fn run(service: &'static str, db: Db, outbox: Outbox, bus: Bus, shutdown: CancellationToken) {
+    // Created now so that `/metrics` shows the count (0) of every service.
+    rejected_counter(service);
     let mut failures = 0u32;
     loop {
-        match relay_batch(&db, &bus).await {
+        match relay_batch(service, &db, &bus).await {
             Ok(n) if n as i64 == BATCH => continue,
             Ok(_) => failures = 0,
             Err(e) => {
@@ -38,8 +52,24 @@ pub async fn run(service: &'static str, db: Db, outbox: Outbox, bus: Bus, shutdo
     }
 }
 
-/// Publishes one batch; returns how many events it sent.
-pub async fn relay_batch(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
+/// `ecom_outbox_rejected_total{service}`: events of `service` the bus
+/// refused for good, set aside in `_outbox_rejected`.
+pub fn rejected_counter(service: &str) -> Arc<Counter> {
+    counter(
+        "ecom_outbox_rejected_total",
+        "Outbox events the bus refused for good, set aside in _outbox_rejected.",
+        &[("service", service)],
+    )
+}
+
+/// Publishes one batch of `service`'s outbox and deletes it; returns how
+/// many outbox rows it took care of (published, set aside or undecodable).
+///
+/// When the bus refuses the batch for good, its events are published one at
+/// a time, in outbox order, and each one refused on its own is set aside in
+/// `_outbox_rejected`. Any other error is returned for the caller to retry;
+/// rows already published are deleted first.
+pub async fn relay_batch(service: &str, db: &Db, bus: &Bus) -> anyhow::Result<usize> {
     let rows = sqlx::query("SELECT seq, payload FROM _outbox ORDER BY seq LIMIT $1")
         .bind(BATCH)
         .fetch_all(db.reader())
@@ -48,23 +78,125 @@ pub async fn relay_batch(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let mut events = Vec::with_capacity(rows.len());
+    // The outbox seq of each event in `events`.
+    let mut seqs = Vec::with_capacity(rows.len());
     let mut last_seq = 0i64;
     for row in &rows {
         last_seq = row.try_get::<i64, _>(0)?;
         let payload: String = row.try_get(1)?;
         match serde_json::from_str::<Event>(&payload) {
-            Ok(event) => events.push(event),
+            Ok(event) => {
+                events.push(event);
+                seqs.push(last_seq);
+            }
             // Only this code writes the outbox, so this is a bug; skipping
             // the row keeps one bad row from blocking every later event.
             Err(e) => tracing::error!(seq = last_seq, error = %e, "undecodable outbox row skipped"),
         }
     }
-    bus.publish(&events).await?;
+    match bus.publish(&events).await {
+        Ok(()) => {}
+        Err(e) if is_permanent(&e) => {
+            tracing::warn!(
+                service,
+                error = %describe_error(&e),
+                "the bus refused a batch for good; publishing its events one at a time"
+            );
+            publish_one_by_one(service, db, bus, &events, &seqs).await?;
+        }
+        Err(e) => return Err(e),
+    }
     // Publishing is idempotent by event id, so a crash before this delete
     // only means the batch is published again.
-    sqlx::query("DELETE FROM _outbox WHERE seq <= $1")
-        .bind(last_seq)
-        .execute(db.writer())
-        .await?;
+    delete_through(db, last_seq).await?;
     Ok(rows.len())
+}
+
+/// Publishes `events` (outbox rows `seqs`) one at a time, setting aside
+/// those the bus refuses for good. On another error, deletes the rows
+/// published so far and returns it.
+async fn publish_one_by_one(
+    service: &str,
+    db: &Db,
+    bus: &Bus,
+    events: &[Event],
+    seqs: &[i64],
+) -> anyhow::Result<()> {
+    for (event, &seq) in events.iter().zip(seqs) {
+        match bus.publish(std::slice::from_ref(event)).await {
+            Ok(()) => {}
+            Err(e) if is_permanent(&e) => set_aside(service, db, seq, event, &e).await?,
+            Err(e) => {
+                delete_through(db, seq - 1).await?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves outbox row `seq` to `_outbox_rejected` with the bus's refusal, in
+/// one transaction, then logs and counts it. Taking the row with `DELETE …
+/// RETURNING` means that of several relays on one database (replicas on
+/// PostgreSQL) only one moves it.
+async fn set_aside(
+    service: &str,
+    db: &Db,
+    seq: i64,
+    event: &Event,
+    refusal: &anyhow::Error,
+) -> anyhow::Result<()> {
+    let error = describe_error(refusal);
+    let mut tx = db
+        .begin()
+        .await
+        .context("Failed to start setting an outbox event aside")?;
+    let row = sqlx::query("DELETE FROM _outbox WHERE seq = $1 RETURNING event_id, payload, created_at")
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("Failed to take a refused event out of the outbox")?;
+    let Some(row) = row else {
+        // Another relay got there first.
+        return Ok(());
+    };
+    let event_id: String = row.try_get(0)?;
+    let payload: String = row.try_get(1)?;
+    let created_at: i64 = row.try_get(2)?;
+    sqlx::query(
+        "INSERT INTO _outbox_rejected (seq, event_id, payload, created_at, error, rejected_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(seq)
+    .bind(event_id)
+    .bind(payload)
+    .bind(created_at)
+    .bind(error.clone())
+    .bind(Timestamp::now().unix_micros())
+    .execute(&mut *tx)
+    .await
+    .context("Failed to set a refused event aside")?;
+    tx.commit()
+        .await
+        .context("Failed to commit setting an outbox event aside")?;
+    tracing::error!(
+        service,
+        event_id = %event.id,
+        source = %event.source,
+        detail_type = %event.detail_type,
+        error = %error,
+        "the bus refused an event for good; set aside in _outbox_rejected"
+    );
+    rejected_counter(service).inc();
+    Ok(())
+}
+
+/// Deletes the outbox rows up to and including `seq`.
+async fn delete_through(db: &Db, seq: i64) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM _outbox WHERE seq <= $1")
+        .bind(seq)
+        .execute(db.writer())
+        .await
+        .context("Failed to delete published events from the outbox")?;
+    Ok(())
 }

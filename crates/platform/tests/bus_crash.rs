@@ -160,7 +160,9 @@ fn crash_child() {
                     .unwrap();
                 let _running = bus.start(CancellationToken::new()).await.unwrap();
                 write_order(&svc).await;
-                ecom_platform::relay::relay_batch(&svc, &bus).await.unwrap();
+                ecom_platform::relay::relay_batch("svc", &svc, &bus)
+                    .await
+                    .unwrap();
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
             other => panic!("unknown crash scenario {other}"),

@@ -526,3 +526,124 @@ async fn a_rule_consumer_made_before_patterns_were_recorded_gets_its_pattern_at_
     assert_eq!(listed, pattern);
     h.finish().await;
 }
+
+/// An event whose message — its JSON and the `Nats-Msg-Id` header block
+/// (`NATS/1.0\r\n`, `Nats-Msg-Id: <id>\r\n`, `\r\n`) — is `size` bytes.
+fn event_of_size(size: usize) -> Event {
+    let mut event = order_event("OrderCreated", json!({"pad": ""}));
+    let headers = "NATS/1.0\r\nNats-Msg-Id: \r\n\r\n".len() + event.id.to_string().len();
+    let base = serde_json::to_vec(&event).unwrap().len() + headers;
+    event.detail = json!({"pad": "x".repeat(size - base)});
+    assert_eq!(serde_json::to_vec(&event).unwrap().len() + headers, size);
+    event
+}
+
+/// The `max_payload` the server announces.
+async fn max_payload(url: &str) -> usize {
+    let client = async_nats::connect(url).await.unwrap();
+    let max = client.server_info().max_payload;
+    assert!(max > 0, "the server announces its max_payload");
+    max
+}
+
+#[tokio::test]
+async fn an_event_larger_than_the_servers_max_payload_is_refused_for_good_and_nothing_of_its_call_is_sent() {
+    let Some(mut h) = Harness::new().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    h.bus.subscribe(recording_rule("test.sizes", &seen)).unwrap();
+    h.start().await;
+    let max = max_payload(&h.url).await;
+
+    let companion = order_event("OrderCreated", json!({}));
+    // One byte over once the header is counted, though its JSON alone fits.
+    let too_large = event_of_size(max + 1);
+    let err = h
+        .bus
+        .publish(&[companion.clone(), too_large.clone()])
+        .await
+        .unwrap_err();
+    assert!(ecom_platform::bus::is_permanent(&err), "{err:#}");
+    let message = format!("{err:#}");
+    for part in [too_large.id.to_string(), (max + 1).to_string(), max.to_string()] {
+        assert!(message.contains(&part), "{message} names {part}");
+    }
+
+    // What fits exactly goes, and so does a normal event after the refusal.
+    let largest = event_of_size(max);
+    let normal = order_event("OrderCreated", json!({"n": 1}));
+    h.bus.publish(std::slice::from_ref(&largest)).await.unwrap();
+    h.bus.publish(std::slice::from_ref(&normal)).await.unwrap();
+    eventually("the largest and the normal event", || async {
+        let seen = seen.lock().unwrap();
+        seen.contains(&largest.id) && seen.contains(&normal.id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        !seen.contains(&companion.id) && !seen.contains(&too_large.id),
+        "nothing of the refused call was sent"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_relay_sets_aside_an_event_too_large_for_nats_and_relays_the_rest() {
+    use ecom_storage::sqlx::{self, Row as _};
+    let Some(mut h) = Harness::new().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    h.bus.subscribe(recording_rule("test.relayed", &seen)).unwrap();
+    h.start().await;
+    let max = max_payload(&h.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = ecom_storage::Db::open(
+        &ecom_storage::StorageTarget::Sqlite {
+            dir: dir.path().to_path_buf(),
+        },
+        "svc",
+    )
+    .await
+    .unwrap();
+    svc.migrate(ecom_platform::outbox::SCOPE, ecom_platform::outbox::MIGRATIONS)
+        .await
+        .unwrap();
+    let (before, too_large, after) = (
+        order_event("OrderCreated", json!({"n": 1})),
+        event_of_size(max + 100),
+        order_event("OrderCreated", json!({"n": 2})),
+    );
+    let outbox = ecom_platform::Outbox::new();
+    let mut tx = svc.begin().await.unwrap();
+    outbox
+        .push_all(&mut tx, &[before.clone(), too_large.clone(), after.clone()])
+        .await
+        .unwrap();
+    outbox.commit(tx).await.unwrap();
+
+    let relayed = ecom_platform::relay::relay_batch("nats-relay", &svc, &h.bus)
+        .await
+        .unwrap();
+    assert_eq!(relayed, 3);
+    eventually("the events around the large one", || async {
+        let seen = seen.lock().unwrap();
+        seen.contains(&before.id) && seen.contains(&after.id)
+    })
+    .await;
+    let row = sqlx::query("SELECT event_id, error FROM _outbox_rejected")
+        .fetch_all(svc.reader())
+        .await
+        .unwrap();
+    assert_eq!(row.len(), 1);
+    assert_eq!(row[0].try_get::<String, _>(0).unwrap(), too_large.id.to_string());
+    let error: String = row[0].try_get(1).unwrap();
+    assert!(error.contains("max_payload"), "{error}");
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM _outbox")
+        .fetch_one(svc.reader())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(left, 0);
+    svc.close().await;
+    h.finish().await;
+}

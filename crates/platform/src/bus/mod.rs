@@ -100,7 +100,8 @@ pub struct RuleInfo {
 
 /// The error a handler returns when retrying cannot help (the event can
 /// never be applied): the event goes to the dead-letter queue at once.
-/// Build it with [`permanent`]; any other error is retried.
+/// Build it with [`permanent`]; any other error is retried. A backend's
+/// [`BusBackend::publish`] returns it too, for an event it can never carry.
 #[derive(Debug)]
 pub struct Permanent(pub String);
 
@@ -151,6 +152,14 @@ pub trait BusBackend: Send + Sync {
     /// Stores `events` durably (de-duplicated by id) and routes them to
     /// every rule they match, including rules of services in other
     /// processes.
+    ///
+    /// An event the backend can never carry (on NATS, one larger than the
+    /// server's `max_payload`) is refused with a [`Permanent`] error (see
+    /// [`permanent`], [`is_permanent`]) naming it, and then nothing of this
+    /// call is sent, so the caller can publish the others alone (the outbox
+    /// relay does, and sets the refused one aside). Any other error is
+    /// transient: the same call may succeed later, and parts of it may
+    /// already be stored (publishing again is harmless, by id).
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()>;
     /// Starts delivering to `rules` until `shutdown`; every event seen is
     /// also sent to `feed` (for the listener and `ecom events tail`).
@@ -215,7 +224,8 @@ impl Bus {
     }
 
     /// Publishes events directly (the outbox relay and `ecom events put`
-    /// use this; services write to their outbox instead).
+    /// use this; services write to their outbox instead). Fails as
+    /// [`BusBackend::publish`] does.
     pub async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
         self.backend.publish(events).await
     }

@@ -32,6 +32,10 @@
 //!   after its ack floor, read from the stream.
 //! - The feed is an ephemeral ordered consumer on `Pecom.events.>` from the
 //!   time of `start`; `publish` does not touch the feed.
+//! - `publish` weighs every event (payload and `Nats-Msg-Id` header) against
+//!   the server's `max_payload` (1 MB by default) before sending any, and
+//!   refuses the whole call with a [`super::Permanent`] error naming the
+//!   first event too large: the server would never take it.
 //!
 //! Subject tokens and consumer names encode free text with [`token`]:
 //! `[A-Za-z0-9_-]` stay, every other byte becomes `~XX` (upper-case hex), and
@@ -61,7 +65,9 @@
 //! shutdown the consumers stop pulling and handlers in flight finish;
 //! messages pulled but not started come back after the ack wait.
 
-use super::{backoff, describe_error, exhausted, BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics};
+use super::{
+    backoff, describe_error, exhausted, permanent, BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics,
+};
 use crate::Event;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
@@ -478,14 +484,32 @@ impl StoredLetter {
 impl BusBackend for NatsBus {
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
         let names = &self.shared.names;
-        let messages = events.iter().map(|event| {
-            let payload = serde_json::to_vec(event)?;
-            let publish = Publish::build()
-                .payload(payload.into())
-                .message_id(event.id.to_string());
-            Ok((names.event_subject(&event.source, &event.detail_type), publish))
-        });
-        publish_pipelined(&self.shared.js, messages).await?;
+        // Every event is encoded and measured before any is sent, so that a
+        // refusal sends nothing of this call (see `BusBackend::publish`).
+        // The client's copy of the server's `max_payload` (from its INFO),
+        // which it checks every publish against, rather than
+        // `server_info().max_payload`, which reads 0 before an INFO arrives
+        // and would refuse everything.
+        let max_payload = self.shared.js.client().max_payload();
+        let mut messages = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = serde_json::to_vec(event).context("cannot encode an event")?;
+            let id = event.id.to_string();
+            let size = message_size(payload.len(), &id);
+            if size > max_payload {
+                return Err(permanent(format!(
+                    "event {} is {size} bytes with its headers, more than the NATS server's \
+                     max_payload of {max_payload} bytes",
+                    event.id
+                )));
+            }
+            let publish = Publish::build().payload(payload.into()).message_id(id);
+            messages.push(Ok((
+                names.event_subject(&event.source, &event.detail_type),
+                publish,
+            )));
+        }
+        publish_pipelined(&self.shared.js, messages.into_iter()).await?;
         Ok(())
     }
 
@@ -696,6 +720,15 @@ impl BusBackend for NatsBus {
             }
         }
     }
+}
+
+/// The size the server weighs against its `max_payload` for an event
+/// message: the payload and the header block carrying `Nats-Msg-Id`
+/// (`NATS/1.0\r\n`, `Nats-Msg-Id: <id>\r\n`, `\r\n`), as the client counts it
+/// before sending.
+fn message_size(payload_len: usize, message_id: &str) -> usize {
+    let headers = "NATS/1.0\r\n".len() + "Nats-Msg-Id: ".len() + message_id.len() + "\r\n\r\n".len();
+    payload_len + headers
 }
 
 /// Publishes `messages` with many acks in flight (a batch costs about one

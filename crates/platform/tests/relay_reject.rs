@@ -1,0 +1,440 @@
+//! The outbox relay against a bus that refuses some events for good: those
+//! are set aside in `_outbox_rejected` and every other event still flows;
+//! a transient failure is retried and sets nothing aside. Runs on SQLite
+//! always and on PostgreSQL when `ECOM_TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ecom_model::Timestamp;
+use ecom_platform::bus::embedded::EmbeddedBus;
+use ecom_platform::bus::{permanent, BusBackend, DeadLetter, RuleInfo};
+use ecom_platform::relay::{rejected_counter, relay_batch};
+use ecom_platform::{Bus, Event, Outbox, Rule};
+use ecom_runtime::config::BusSettings;
+use ecom_storage::sqlx::{self, Row as _};
+use ecom_storage::{Db, StorageTarget};
+use serde_json::json;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const SOURCE: &str = "test.relay";
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// SQLite in `dir`, and PostgreSQL under a fresh schema prefix when configured.
+fn targets(dir: &std::path::Path) -> Vec<(&'static str, StorageTarget)> {
+    let mut targets = vec![(
+        "sqlite",
+        StorageTarget::Sqlite {
+            dir: dir.to_path_buf(),
+        },
+    )];
+    match env_var("ECOM_TEST_DATABASE_URL") {
+        Some(url) => targets.push((
+            "postgres",
+            StorageTarget::Postgres {
+                url,
+                schema_prefix: format!("t{}_", &Uuid::new_v4().simple().to_string()[..10]),
+                max_connections: 5,
+            },
+        )),
+        None => eprintln!("note: ECOM_TEST_DATABASE_URL is not set: the relay on PostgreSQL skipped"),
+    }
+    targets
+}
+
+/// A real (embedded) bus behind a door that refuses, for good, every call
+/// holding an event whose detail has `"poison": true` (sending nothing of
+/// it, as `BusBackend::publish` says), and fails the calls numbered in
+/// `transient` (0 = the first call) with a plain error.
+struct TestBus {
+    inner: Arc<dyn BusBackend>,
+    transient: HashSet<usize>,
+    /// How many events each publish call held, in order.
+    calls: Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl BusBackend for TestBus {
+    async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(events.len());
+            calls.len() - 1
+        };
+        if self.transient.contains(&call) {
+            anyhow::bail!("connection reset (call {call})");
+        }
+        if let Some(poison) = events.iter().find(|e| e.detail["poison"] == json!(true)) {
+            return Err(permanent(format!("event {} is poison", poison.id)));
+        }
+        self.inner.publish(events).await
+    }
+
+    async fn start(
+        &self,
+        rules: Vec<Arc<Rule>>,
+        feed: broadcast::Sender<Arc<Event>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        self.inner.start(rules, feed, shutdown).await
+    }
+
+    async fn dead_letters(&self, rule: Option<&str>, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(rule, limit).await
+    }
+
+    async fn redrive(&self, rule: Option<&str>) -> anyhow::Result<u64> {
+        self.inner.redrive(rule).await
+    }
+
+    async fn purge(&self, rule: Option<&str>) -> anyhow::Result<u64> {
+        self.inner.purge(rule).await
+    }
+
+    async fn rules(&self) -> anyhow::Result<Vec<RuleInfo>> {
+        self.inner.rules().await
+    }
+
+    async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
+        self.inner.replay(rule, from, to).await
+    }
+}
+
+/// A service database with its outbox, a bus delivering to a rule that
+/// records the ids it receives, and the door in front of that bus.
+struct Setup {
+    svc: Db,
+    platform: Db,
+    bus: Bus,
+    door: Arc<TestBus>,
+    received: Arc<Mutex<Vec<Uuid>>>,
+    stop: CancellationToken,
+    delivery: JoinHandle<()>,
+}
+
+impl Setup {
+    async fn new(target: &StorageTarget, transient: &[usize]) -> Setup {
+        let svc = Db::open(target, "svc").await.unwrap();
+        svc.migrate(ecom_platform::outbox::SCOPE, ecom_platform::outbox::MIGRATIONS)
+            .await
+            .unwrap();
+        let platform = Db::open(target, "platform").await.unwrap();
+        let settings = BusSettings {
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            ..BusSettings::default()
+        };
+        let embedded = EmbeddedBus::open(platform.clone(), settings).await.unwrap();
+        let door = Arc::new(TestBus {
+            inner: Arc::new(embedded),
+            transient: transient.iter().copied().collect(),
+            calls: Mutex::default(),
+        });
+        let bus = Bus::new(door.clone());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r = received.clone();
+        bus.subscribe(
+            Rule::new("relay.recorder", json!({"source": [SOURCE]}), move |event| {
+                let r = r.clone();
+                async move {
+                    r.lock().unwrap().push(event.id);
+                    Ok(())
+                }
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let stop = CancellationToken::new();
+        let delivery = bus.start(stop.clone()).await.unwrap();
+        Setup {
+            svc,
+            platform,
+            bus,
+            door,
+            received,
+            stop,
+            delivery,
+        }
+    }
+
+    /// Writes `events` to the outbox in one transaction, as a service does.
+    async fn write(&self, events: &[Event]) {
+        let outbox = Outbox::new();
+        let mut tx = self.svc.begin().await.unwrap();
+        outbox.push_all(&mut tx, events).await.unwrap();
+        outbox.commit(tx).await.unwrap();
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query(sql)
+            .fetch_one(self.svc.reader())
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap()
+    }
+
+    /// Waits until the rule has received every one of `ids`.
+    async fn received_all(&self, ids: &[Uuid]) {
+        let received = self.received.clone();
+        eventually("the rule receives every good event", || {
+            let received = received.clone();
+            async move {
+                let received = received.lock().unwrap();
+                ids.iter().all(|id| received.contains(id))
+            }
+        })
+        .await;
+    }
+
+    fn calls(&self) -> Vec<usize> {
+        self.door.calls.lock().unwrap().clone()
+    }
+
+    async fn finish(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.delivery).await;
+        drop(self.bus);
+        self.svc.close().await;
+        self.platform.close().await;
+    }
+}
+
+/// Waits until `check` holds (or fails the test after 15 s).
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn good(n: usize) -> Event {
+    Event::new(SOURCE, "Thing", vec![], json!({"n": n}))
+}
+
+fn poison() -> Event {
+    Event::new(SOURCE, "Thing", vec![], json!({"poison": true}))
+}
+
+fn ids(events: &[Event]) -> Vec<Uuid> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// The rows of `_outbox_rejected`: (seq, event id, payload, created_at,
+/// error, rejected_at), oldest first.
+async fn rejected(db: &Db) -> Vec<(i64, String, String, i64, String, i64)> {
+    sqlx::query(
+        "SELECT seq, event_id, payload, created_at, error, rejected_at FROM _outbox_rejected ORDER BY seq",
+    )
+    .fetch_all(db.reader())
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get(0).unwrap(),
+            row.try_get(1).unwrap(),
+            row.try_get(2).unwrap(),
+            row.try_get(3).unwrap(),
+            row.try_get(4).unwrap(),
+            row.try_get(5).unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// The value of one series in the metrics `/metrics` renders.
+fn metric(series: &str) -> Option<u64> {
+    ecom_runtime::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn drop_schemas(target: &StorageTarget) {
+    let StorageTarget::Postgres {
+        url, schema_prefix, ..
+    } = target
+    else {
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let Ok(pool) = sqlx::AnyPool::connect(url).await else {
+        return;
+    };
+    let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
+        .bind(schema_prefix.clone())
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        if let Ok(name) = row.try_get::<String, _>(0) {
+            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&pool)
+                .await;
+        }
+    }
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_bus_refuses_for_good_is_set_aside_and_every_other_event_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, target) in targets(dir.path()) {
+        eprintln!("running on {name}");
+        // Metrics are per process: a service name of its own per run.
+        let service = format!("reject-{name}");
+        let s = Setup::new(&target, &[]).await;
+        let started = Timestamp::now().unix_micros();
+        let bad = poison();
+        let before: Vec<Event> = (0..3).map(good).collect();
+        let after: Vec<Event> = (3..6).map(good).collect();
+        let batch: Vec<Event> = before.iter().chain([&bad]).chain(&after).cloned().collect();
+        s.write(&batch).await;
+
+        assert_eq!(relay_batch(&service, &s.svc, &s.bus).await.unwrap(), 7);
+
+        let good_ids: Vec<Uuid> = ids(&before).into_iter().chain(ids(&after)).collect();
+        s.received_all(&good_ids).await;
+        assert_eq!(
+            s.calls(),
+            vec![7, 1, 1, 1, 1, 1, 1, 1],
+            "the refused batch, then each event alone"
+        );
+        assert_eq!(s.count("SELECT COUNT(*) FROM _outbox").await, 0, "{name}");
+        let rows = rejected(&s.svc).await;
+        assert_eq!(rows.len(), 1, "{name}: {rows:?}");
+        let (_, event_id, payload, created_at, error, rejected_at) = &rows[0];
+        assert_eq!(*event_id, bad.id.to_string());
+        assert_eq!(serde_json::from_str::<Event>(payload).unwrap(), bad);
+        assert_eq!(*created_at, bad.time.unix_micros());
+        assert!(error.contains(&format!("event {} is poison", bad.id)), "{error}");
+        assert!(*rejected_at >= started, "rejected_at is in µs");
+        assert_eq!(rejected_counter(&service).get(), 1);
+        assert_eq!(
+            metric(&format!("ecom_outbox_rejected_total{{service=\"{service}\"}}")),
+            Some(1)
+        );
+
+        // A later event flows as usual.
+        let later = good(6);
+        s.write(std::slice::from_ref(&later)).await;
+        assert_eq!(relay_batch(&service, &s.svc, &s.bus).await.unwrap(), 1);
+        s.received_all(&[later.id]).await;
+        assert_eq!(s.count("SELECT COUNT(*) FROM _outbox").await, 0);
+        assert_eq!(rejected(&s.svc).await.len(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !s.received.lock().unwrap().contains(&bad.id),
+            "the refused event never reaches the rule"
+        );
+        s.finish().await;
+        drop_schemas(&target).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_by_the_relay_and_sets_nothing_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, target) in targets(dir.path()) {
+        eprintln!("running on {name}");
+        let service: &'static str = match name {
+            "sqlite" => "transient-sqlite",
+            _ => "transient-postgres",
+        };
+        // The first three publishes fail with a plain error.
+        let s = Setup::new(&target, &[0, 1, 2]).await;
+        let events: Vec<Event> = (0..5).map(good).collect();
+        s.write(&events).await;
+        let outbox = Outbox::new();
+        let relay = tokio::spawn(ecom_platform::relay::run(
+            service,
+            s.svc.clone(),
+            outbox,
+            s.bus.clone(),
+            s.stop.clone(),
+        ));
+
+        s.received_all(&ids(&events)).await;
+        let svc = s.svc.clone();
+        eventually("the outbox is empty", || {
+            let svc = svc.clone();
+            async move {
+                let n: i64 = sqlx::query("SELECT COUNT(*) FROM _outbox")
+                    .fetch_one(svc.reader())
+                    .await
+                    .unwrap()
+                    .try_get(0)
+                    .unwrap();
+                n == 0
+            }
+        })
+        .await;
+        assert_eq!(
+            s.calls(),
+            vec![5, 5, 5, 5],
+            "the whole batch is retried, never split"
+        );
+        assert!(rejected(&s.svc).await.is_empty(), "{name}");
+        assert_eq!(rejected_counter(service).get(), 0);
+        assert_eq!(
+            metric(&format!("ecom_outbox_rejected_total{{service=\"{service}\"}}")),
+            Some(0),
+            "the relay shows its count from its start"
+        );
+        s.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
+        s.finish().await;
+        drop_schemas(&target).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_while_publishing_one_at_a_time_keeps_what_was_done() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, target) in targets(dir.path()) {
+        eprintln!("running on {name}");
+        let service = format!("one-at-a-time-{name}");
+        // Calls: 0 the batch (refused for good), 1 the first event, 2 the
+        // poison (refused for good), 3 the next event: fails.
+        let s = Setup::new(&target, &[3]).await;
+        let (first, bad, second, third) = (good(0), poison(), good(1), good(2));
+        s.write(&[first.clone(), bad.clone(), second.clone(), third.clone()])
+            .await;
+
+        let err = relay_batch(&service, &s.svc, &s.bus).await.unwrap_err();
+        assert!(err.to_string().contains("connection reset"), "{err:#}");
+        assert_eq!(
+            s.count("SELECT COUNT(*) FROM _outbox").await,
+            2,
+            "{name}: the published and the refused events are out of the outbox"
+        );
+        assert_eq!(rejected(&s.svc).await.len(), 1);
+
+        assert_eq!(relay_batch(&service, &s.svc, &s.bus).await.unwrap(), 2);
+        s.received_all(&[first.id, second.id, third.id]).await;
+        assert_eq!(s.calls(), vec![4, 1, 1, 1, 2]);
+        assert_eq!(s.count("SELECT COUNT(*) FROM _outbox").await, 0);
+        let rows = rejected(&s.svc).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1, bad.id.to_string());
+        assert_eq!(rejected_counter(&service).get(), 1);
+        s.finish().await;
+        drop_schemas(&target).await;
+    }
+}
