@@ -64,36 +64,76 @@ pub fn rejected_counter(service: &str) -> Arc<Counter> {
 
 /// Publishes one batch of `service`'s outbox and deletes it; returns how
 /// many outbox rows it took care of (published, set aside or undecodable).
-///
-/// When the bus refuses the batch for good, its events are published one at
-/// a time, in outbox order, and each one refused on its own is set aside in
-/// `_outbox_rejected`. Any other error is returned for the caller to retry;
-/// rows already published are deleted first.
+/// [`read_batch`] then [`send_batch`].
 pub async fn relay_batch(service: &str, db: &Db, bus: &Bus) -> anyhow::Result<usize> {
+    let batch = read_batch(db).await?;
+    send_batch(service, db, bus, batch).await
+}
+
+/// Committed outbox rows, oldest first, as [`read_batch`] found them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Decoded events and their outbox seq.
+    events: Vec<(i64, Event)>,
+    /// Rows that did not decode: seq and the decoding error.
+    undecodable: Vec<(i64, String)>,
+}
+
+impl Batch {
+    /// How many outbox rows the batch holds.
+    pub fn len(&self) -> usize {
+        self.events.len() + self.undecodable.len()
+    }
+
+    /// True when the outbox was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads up to [`BATCH`] committed outbox rows, oldest first.
+pub async fn read_batch(db: &Db) -> anyhow::Result<Batch> {
     let rows = sqlx::query("SELECT seq, payload FROM _outbox ORDER BY seq LIMIT $1")
         .bind(BATCH)
         .fetch_all(db.reader())
-        .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut events = Vec::with_capacity(rows.len());
-    // The outbox seq of each event in `events`.
-    let mut seqs = Vec::with_capacity(rows.len());
-    let mut last_seq = 0i64;
+        .await
+        .context("Failed to read the outbox")?;
+    let mut batch = Batch::default();
     for row in &rows {
-        last_seq = row.try_get::<i64, _>(0)?;
+        let seq = row.try_get::<i64, _>(0)?;
         let payload: String = row.try_get(1)?;
         match serde_json::from_str::<Event>(&payload) {
-            Ok(event) => {
-                events.push(event);
-                seqs.push(last_seq);
-            }
-            // Only this code writes the outbox, so this is a bug; skipping
-            // the row keeps one bad row from blocking every later event.
-            Err(e) => tracing::error!(seq = last_seq, error = %e, "undecodable outbox row skipped"),
+            Ok(event) => batch.events.push((seq, event)),
+            Err(e) => batch.undecodable.push((seq, e.to_string())),
         }
     }
+    Ok(batch)
+}
+
+/// Publishes `batch` and deletes its rows from the outbox; returns how many
+/// rows it took care of.
+///
+/// When the bus refuses the batch for good, its events are published one at
+/// a time, in outbox order, and each one refused on its own is set aside in
+/// `_outbox_rejected`, as is a row that does not decode (only this code
+/// writes the outbox, so that is a bug, but it must not block every later
+/// event). Any other error is returned for the caller to retry; rows
+/// already published are deleted first.
+pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyhow::Result<usize> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    for (seq, error) in &batch.undecodable {
+        set_aside(
+            service,
+            db,
+            *seq,
+            "an undecodable outbox row",
+            &format!("undecodable: {error}"),
+        )
+        .await?;
+    }
+    let events: Vec<Event> = batch.events.iter().map(|(_, e)| e.clone()).collect();
     match bus.publish(&events).await {
         Ok(()) => {}
         Err(e) if is_permanent(&e) => {
@@ -102,51 +142,45 @@ pub async fn relay_batch(service: &str, db: &Db, bus: &Bus) -> anyhow::Result<us
                 error = %describe_error(&e),
                 "the bus refused a batch for good; publishing its events one at a time"
             );
-            publish_one_by_one(service, db, bus, &events, &seqs).await?;
+            return publish_one_by_one(service, db, bus, &batch)
+                .await
+                .map(|()| batch.len());
         }
         Err(e) => return Err(e),
     }
     // Publishing is idempotent by event id, so a crash before this delete
     // only means the batch is published again.
-    delete_through(db, last_seq).await?;
-    Ok(rows.len())
+    let seqs: Vec<i64> = batch.events.iter().map(|(seq, _)| *seq).collect();
+    delete_rows(db, &seqs).await?;
+    Ok(batch.len())
 }
 
-/// Publishes `events` (outbox rows `seqs`) one at a time, setting aside
-/// those the bus refuses for good. On another error, deletes the rows
-/// published so far and returns it.
-async fn publish_one_by_one(
-    service: &str,
-    db: &Db,
-    bus: &Bus,
-    events: &[Event],
-    seqs: &[i64],
-) -> anyhow::Result<()> {
-    for (event, &seq) in events.iter().zip(seqs) {
+/// Publishes the events of `batch` one at a time, setting aside those the
+/// bus refuses for good. On another error, deletes the rows published so
+/// far and returns it.
+async fn publish_one_by_one(service: &str, db: &Db, bus: &Bus, batch: &Batch) -> anyhow::Result<()> {
+    let mut published = Vec::new();
+    for (seq, event) in &batch.events {
         match bus.publish(std::slice::from_ref(event)).await {
-            Ok(()) => {}
-            Err(e) if is_permanent(&e) => set_aside(service, db, seq, event, &e).await?,
+            Ok(()) => published.push(*seq),
+            Err(e) if is_permanent(&e) => {
+                let what = format!("event {} ({} {})", event.id, event.source, event.detail_type);
+                set_aside(service, db, *seq, &what, &describe_error(&e)).await?;
+            }
             Err(e) => {
-                delete_through(db, seq - 1).await?;
+                delete_rows(db, &published).await?;
                 return Err(e);
             }
         }
     }
-    Ok(())
+    delete_rows(db, &published).await
 }
 
-/// Moves outbox row `seq` to `_outbox_rejected` with the bus's refusal, in
-/// one transaction, then logs and counts it. Taking the row with `DELETE …
-/// RETURNING` means that of several relays on one database (replicas on
-/// PostgreSQL) only one moves it.
-async fn set_aside(
-    service: &str,
-    db: &Db,
-    seq: i64,
-    event: &Event,
-    refusal: &anyhow::Error,
-) -> anyhow::Result<()> {
-    let error = describe_error(refusal);
+/// Moves outbox row `seq` (`what`, for the log) to `_outbox_rejected` with
+/// the reason, in one transaction, then logs and counts it. Taking the row
+/// with `DELETE … RETURNING` means that of several relays on one database
+/// (replicas on PostgreSQL) only one moves it.
+async fn set_aside(service: &str, db: &Db, seq: i64, what: &str, error: &str) -> anyhow::Result<()> {
     let mut tx = db
         .begin()
         .await
@@ -171,7 +205,7 @@ async fn set_aside(
     .bind(event_id)
     .bind(payload)
     .bind(created_at)
-    .bind(error.clone())
+    .bind(error)
     .bind(Timestamp::now().unix_micros())
     .execute(&mut *tx)
     .await
@@ -181,22 +215,32 @@ async fn set_aside(
         .context("Failed to commit setting an outbox event aside")?;
     tracing::error!(
         service,
-        event_id = %event.id,
-        source = %event.source,
-        detail_type = %event.detail_type,
-        error = %error,
-        "the bus refused an event for good; set aside in _outbox_rejected"
+        seq,
+        what,
+        error,
+        "the bus refused an outbox row for good; set aside in _outbox_rejected"
     );
     rejected_counter(service).inc();
     Ok(())
 }
 
-/// Deletes the outbox rows up to and including `seq`.
-async fn delete_through(db: &Db, seq: i64) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM _outbox WHERE seq <= $1")
-        .bind(seq)
-        .execute(db.writer())
-        .await
-        .context("Failed to delete published events from the outbox")?;
+/// Deletes exactly the outbox rows `seqs`. Not "every row up to the last
+/// one": on PostgreSQL a transaction that took a lower seq can commit after
+/// the batch was read, and its event would be deleted unpublished.
+async fn delete_rows(db: &Db, seqs: &[i64]) -> anyhow::Result<()> {
+    for chunk in seqs.chunks(ecom_storage::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM _outbox WHERE seq IN ({})",
+            db.backend().list_sql(chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        query
+            .execute(db.writer())
+            .await
+            .context("Failed to delete published events from the outbox")?;
+    }
     Ok(())
 }

@@ -7,7 +7,7 @@
 use ecom_model::Timestamp;
 use ecom_platform::bus::embedded::EmbeddedBus;
 use ecom_platform::bus::{permanent, BusBackend, DeadLetter, RuleInfo};
-use ecom_platform::relay::{rejected_counter, relay_batch};
+use ecom_platform::relay::{read_batch, rejected_counter, relay_batch, send_batch};
 use ecom_platform::{Bus, Event, Outbox, Rule};
 use ecom_runtime::config::BusSettings;
 use ecom_storage::sqlx::{self, Row as _};
@@ -437,4 +437,42 @@ async fn a_transient_failure_while_publishing_one_at_a_time_keeps_what_was_done(
         s.finish().await;
         drop_schemas(&target).await;
     }
+}
+
+/// On PostgreSQL a transaction can take a lower outbox seq than another and
+/// commit after the relay read a batch holding the other: deleting "every
+/// row up to the last one read" would then drop its event unpublished.
+/// (SQLite has one writer at a time, so there commit order is seq order.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_behind_a_read_batch_is_relayed_not_deleted() {
+    let Some(url) = env_var("ECOM_TEST_DATABASE_URL") else {
+        eprintln!("note: ECOM_TEST_DATABASE_URL is not set: the relay on PostgreSQL skipped");
+        return;
+    };
+    let target = StorageTarget::Postgres {
+        url,
+        schema_prefix: format!("t{}_", &Uuid::new_v4().simple().to_string()[..10]),
+        max_connections: 5,
+    };
+    let s = Setup::new(&target, &[]).await;
+    let (early, late) = (good(1), good(2));
+    let outbox = Outbox::new();
+    // Takes the lower seq and stays open...
+    let mut slow = s.svc.begin().await.unwrap();
+    outbox.push(&mut slow, &early).await.unwrap();
+    // ...while a later write commits and the relay reads it.
+    s.write(std::slice::from_ref(&late)).await;
+    let batch = read_batch(&s.svc).await.unwrap();
+    assert_eq!(batch.len(), 1, "only the committed event is visible");
+    outbox.commit(slow).await.unwrap();
+    assert_eq!(send_batch("behind", &s.svc, &s.bus, batch).await.unwrap(), 1);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM _outbox").await,
+        1,
+        "the early event waits for the next batch"
+    );
+    assert_eq!(relay_batch("behind", &s.svc, &s.bus).await.unwrap(), 1);
+    s.received_all(&ids(&[early, late])).await;
+    s.finish().await;
+    drop_schemas(&target).await;
 }
