@@ -1,9 +1,12 @@
 //! `ecom bench`: a load generator for the platform's HTTP routes.
 //!
 //! By default it boots the platform in this process (SQLite in a fresh
-//! temporary data dir, port 0) and drives it over loopback, so one command
-//! measures the real HTTP stack — JSON, credentials, storage — with the
-//! load generator sharing the machine, as it would on a two-core box.
+//! temporary data dir and the embedded bus, port 0) and drives it over
+//! loopback, so one command measures the real HTTP stack — JSON,
+//! credentials, storage — with the load generator sharing the machine, as
+//! it would on a two-core box. With `--database-url` and `--bus-url` the
+//! platform it boots uses PostgreSQL (schemas of its own, dropped
+//! afterwards) and NATS JetStream (streams of its own, deleted afterwards).
 //! `--url` aims it at a platform that is already running instead.
 //!
 //! Closed loop: each connection sends its next request when the previous
@@ -18,7 +21,9 @@ use crate::app::App;
 use anyhow::Context as _;
 use axum::body::Bytes;
 use clap::{Args, ValueEnum};
+use ecom_platform::bus::nats::NatsBus;
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
+use ecom_storage::StorageTarget;
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
@@ -226,8 +231,9 @@ fn order_request(payment_token: Option<&str>) -> anyhow::Result<serde_json::Valu
     }))
 }
 
-/// Runs the benchmark and prints its figures.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// Runs the benchmark and prints its figures; `config` says which storage
+/// and bus a platform booted in process uses.
+pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     if args.scenario == Scenario::Journey {
         anyhow::ensure!(
             args.url.is_none(),
@@ -251,12 +257,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         None => {
             let dir = tempfile::tempdir().context("Failed to create a temporary data dir")?;
+            let run_id = uuid::Uuid::new_v4().simple().to_string();
+            let target = match &config.database_url {
+                Some(url) => StorageTarget::Postgres {
+                    url: url.clone(),
+                    schema_prefix: format!("bench_{}_", &run_id[..10]),
+                    max_connections: 10,
+                },
+                None => StorageTarget::Sqlite {
+                    dir: dir.path().to_path_buf(),
+                },
+            };
             let config_args = ConfigArgs {
                 listen: Some("127.0.0.1:0".into()),
                 data_dir: Some(dir.path().to_path_buf()),
+                bus_url: config.bus_url.clone(),
+                bus_prefix: config.bus_url.as_ref().map(|_| format!("BENCH{}", &run_id[..10])),
                 ..Default::default()
             };
-            let config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
+            let platform_config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
+            println!(
+                "storage: {}; bus: {}",
+                describe(&target),
+                match &config.bus_url {
+                    Some(url) => format!("NATS JetStream at {url}"),
+                    None => "embedded".to_owned(),
+                }
+            );
             if matches!(
                 args.scenario,
                 Scenario::Validate
@@ -267,31 +294,80 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     | Scenario::GraphqlProduct
                     | Scenario::Journey
             ) {
-                let target = ecom_storage::StorageTarget::Sqlite {
-                    dir: dir.path().to_path_buf(),
-                };
                 crate::cli::products::import_text(&target, CATALOGUE).await?;
             }
-            let app = App::build(config, &[]).await?;
+            let app = App::build_with(platform_config.clone(), &[], target.clone()).await?;
             let base = format!("http://{}", app.addr()?);
             let key = ServiceKey::load_or_create(None, dir.path())?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let handle = tokio::spawn(app.run(async move {
                 let _ = rx.await;
             }));
-            (base, key, Some(dir), Some((tx, handle)))
+            let booted = Booted {
+                _dir: dir,
+                target,
+                config: platform_config,
+            };
+            (base, key, Some(booted), Some((tx, handle)))
         }
     };
     let authority = base.trim_start_matches("http://").to_owned();
     let outcome = match (args.scenario, &guard) {
-        (Scenario::Journey, Some(dir)) => journey::run(&args, &authority, &key, dir.path()).await,
-        _ => requests(&args, &base, &authority, &key, guard.as_ref().map(|d| d.path())).await,
+        (Scenario::Journey, Some(booted)) => journey::run(&args, &authority, &key, &booted.target).await,
+        _ => requests(&args, &base, &authority, &key, guard.as_ref().map(|b| &b.target)).await,
     };
     if let Some((tx, handle)) = stop {
         let _ = tx.send(());
         handle.await.context("the platform task panicked")??;
     }
+    if let Some(booted) = guard {
+        booted.clean_up().await;
+    }
     outcome
+}
+
+/// The platform `run` booted: its data dir, and where it kept its data.
+struct Booted {
+    _dir: tempfile::TempDir,
+    target: StorageTarget,
+    config: Config,
+}
+
+impl Booted {
+    /// Drops what the run left on shared servers: its PostgreSQL schemas
+    /// and NATS streams (the data dir goes with `_dir`).
+    async fn clean_up(self) {
+        if let StorageTarget::Postgres {
+            url, schema_prefix, ..
+        } = &self.target
+        {
+            if let Err(e) = ecom_storage::drop_schemas(url, schema_prefix).await {
+                eprintln!("warning: the benchmark's schemas ({schema_prefix}*) were not dropped: {e:#}");
+            }
+        }
+        if let Some(url) = &self.config.bus_url {
+            let deleted = match NatsBus::connect(url, self.config.bus.clone(), &self.config.bus_prefix).await
+            {
+                Ok(bus) => bus.delete_streams().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = deleted {
+                eprintln!(
+                    "warning: the benchmark's NATS streams ({}*) were not deleted: {e:#}",
+                    self.config.bus_prefix
+                );
+            }
+        }
+    }
+}
+
+fn describe(target: &StorageTarget) -> String {
+    match target {
+        StorageTarget::Sqlite { dir } => format!("SQLite files in {}", dir.display()),
+        StorageTarget::Postgres { schema_prefix, .. } => {
+            format!("PostgreSQL, schemas {schema_prefix}* (dropped afterwards)")
+        }
+    }
 }
 
 /// The request scenarios: one target, loaded by every connection.
@@ -300,10 +376,12 @@ async fn requests(
     base: &str,
     authority: &str,
     key: &ServiceKey,
-    dir: Option<&std::path::Path>,
+    booted: Option<&StorageTarget>,
 ) -> anyhow::Result<()> {
-    let payment_token = match (args.scenario, dir) {
-        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, Some(dir)) => Some(preauthorise(dir).await?),
+    let payment_token = match (args.scenario, booted) {
+        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, Some(target)) => {
+            Some(preauthorise(target).await?)
+        }
         (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, None) => {
             anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
         }
@@ -386,13 +464,10 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     sorted_us.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
 }
 
-/// Pre-authorises a large amount at the payment-3p of the platform in
-/// `dir` (already migrated); the token.
-async fn preauthorise(dir: &std::path::Path) -> anyhow::Result<String> {
-    let target = ecom_storage::StorageTarget::Sqlite {
-        dir: dir.to_path_buf(),
-    };
-    let db = ecom_storage::Db::open(&target, ecom_payment_3p::NAME).await?;
+/// Pre-authorises a large amount at the payment-3p of the platform whose
+/// data is at `target` (already migrated); the token.
+async fn preauthorise(target: &StorageTarget) -> anyhow::Result<String> {
+    let db = ecom_storage::Db::open(target, ecom_payment_3p::NAME).await?;
     let amount = ecom_model::Money::try_from(i64::MAX / 2).map_err(anyhow::Error::msg)?;
     let token = ecom_payment_3p::store::TokenWriter::start(db.clone())
         .create(amount, "4242")

@@ -72,7 +72,7 @@ impl Cli {
             Command::Up => up(config, &[]).await,
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
-            Command::Bench(args) => crate::bench::run(args).await,
+            Command::Bench(args) => crate::bench::run(args, &config).await,
             Command::Users { command } => users::run(&config, command).await,
             Command::Events { command } => events::run(config, command).await,
             Command::Token { service } => {

@@ -424,21 +424,6 @@ async fn migrate_creates_the_bus_tables_on_every_storage_and_not_for_nats() {
 }
 
 async fn drop_schemas(prefix: &str) {
-    use ecom_storage::sqlx::{self, Row as _};
     let url = std::env::var("ECOM_TEST_DATABASE_URL").unwrap();
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
-        .bind(prefix.to_owned())
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    for row in rows {
-        let name: String = row.try_get(0).unwrap();
-        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool.close().await;
+    ecom_storage::drop_schemas(&url, prefix).await.unwrap();
 }

@@ -172,26 +172,9 @@ mod nats {
 }
 
 async fn drop_schemas(prefix: &str) {
-    let Some(url) = env_var("ECOM_TEST_DATABASE_URL") else {
-        return;
-    };
-    sqlx::any::install_default_drivers();
-    let Ok(pool) = sqlx::AnyPool::connect(&url).await else {
-        return;
-    };
-    let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
-        .bind(prefix.to_owned())
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_default();
-    for row in rows {
-        if let Ok(name) = row.try_get::<String, _>(0) {
-            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                .execute(&pool)
-                .await;
-        }
+    if let Some(url) = env_var("ECOM_TEST_DATABASE_URL") {
+        let _ = ecom_storage::drop_schemas(&url, prefix).await;
     }
-    pool.close().await;
 }
 
 /// Runs `case` once per backend, each on a fresh env.

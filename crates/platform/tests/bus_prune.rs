@@ -88,5 +88,12 @@ async fn pruning_removes_old_events_in_slices_but_keeps_those_awaiting_delivery(
         assert_eq!(embedded.prune().await.unwrap(), 4_500, "{target:?}");
         assert_eq!(archived(&db).await, 11, "recent events and the awaited one stay");
         assert_eq!(embedded.prune().await.unwrap(), 0);
+        db.close().await;
+        if let StorageTarget::Postgres {
+            url, schema_prefix, ..
+        } = &target
+        {
+            ecom_storage::drop_schemas(url, schema_prefix).await.unwrap();
+        }
     }
 }

@@ -267,29 +267,12 @@ fn metric(series: &str) -> Option<u64> {
 }
 
 async fn drop_schemas(target: &StorageTarget) {
-    let StorageTarget::Postgres {
+    if let StorageTarget::Postgres {
         url, schema_prefix, ..
     } = target
-    else {
-        return;
-    };
-    sqlx::any::install_default_drivers();
-    let Ok(pool) = sqlx::AnyPool::connect(url).await else {
-        return;
-    };
-    let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
-        .bind(schema_prefix.clone())
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_default();
-    for row in rows {
-        if let Ok(name) = row.try_get::<String, _>(0) {
-            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                .execute(&pool)
-                .await;
-        }
+    {
+        let _ = ecom_storage::drop_schemas(url, schema_prefix).await;
     }
-    pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -422,6 +422,40 @@ impl Db {
     }
 }
 
+/// Drops every schema of the PostgreSQL database at `url` whose name starts
+/// with `prefix` (the services of one [`StorageTarget::Postgres`] with that
+/// `schema_prefix`: a test's or a benchmark's); returns how many. An empty
+/// prefix is refused: it would name every schema, production's included.
+pub async fn drop_schemas(url: &str, prefix: &str) -> anyhow::Result<usize> {
+    anyhow::ensure!(!prefix.is_empty(), "refusing to drop schemas without a prefix");
+    install_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .context("Failed to connect to PostgreSQL")?;
+    let names: Vec<String> =
+        sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
+            .bind(prefix)
+            .fetch_all(&pool)
+            .await
+            .context("Failed to list schemas")?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+    for name in &names {
+        sqlx::raw_sql(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            name.replace('"', "\"\"")
+        ))
+        .execute(&pool)
+        .await
+        .with_context(|| format!("Failed to drop schema {name}"))?;
+    }
+    pool.close().await;
+    Ok(names.len())
+}
+
 /// Two processes creating the same schema at once race inside PostgreSQL's
 /// catalogue; the loser's error means the schema exists, which is all we want.
 fn ignore_concurrent_create(err: sqlx::Error) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {

@@ -45,7 +45,6 @@ use ecom_storage::StorageTarget;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,13 +128,15 @@ struct Tally {
     failures: Vec<Failure>,
 }
 
-/// Runs the scenario against the platform at `authority`, whose data is in `dir`.
-pub async fn run(args: &BenchArgs, authority: &str, key: &ServiceKey, dir: &Path) -> anyhow::Result<()> {
-    let target = StorageTarget::Sqlite {
-        dir: dir.to_path_buf(),
-    };
-    let clerk = staff(&target, authority, "bench-clerk@example.com", "warehouse").await?;
-    let courier = staff(&target, authority, "bench-courier@example.com", "delivery").await?;
+/// Runs the scenario against the platform at `authority`, whose data is at `target`.
+pub async fn run(
+    args: &BenchArgs,
+    authority: &str,
+    key: &ServiceKey,
+    target: &StorageTarget,
+) -> anyhow::Result<()> {
+    let clerk = staff(target, authority, "bench-clerk@example.com", "warehouse").await?;
+    let courier = staff(target, authority, "bench-courier@example.com", "delivery").await?;
     let order = order_request(Some("pre-authorised by each journey"))?;
     let plan = Arc::new(Plan {
         total: order_total(&order)?,

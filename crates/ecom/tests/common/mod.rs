@@ -455,23 +455,7 @@ pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
 }
 
 async fn drop_schemas(prefix: &str) {
-    use ecom_storage::sqlx::{self, Row as _};
-    let Some(url) = postgres_url() else { return };
-    sqlx::any::install_default_drivers();
-    let Ok(pool) = sqlx::AnyPool::connect(&url).await else {
-        return;
-    };
-    let rows = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)")
-        .bind(prefix)
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_default();
-    for row in rows {
-        if let Ok(name) = row.try_get::<String, _>(0) {
-            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                .execute(&pool)
-                .await;
-        }
+    if let Some(url) = postgres_url() {
+        let _ = ecom_storage::drop_schemas(&url, prefix).await;
     }
-    pool.close().await;
 }

@@ -1,0 +1,84 @@
+//! `ecom bench` as a user runs it: a short whole-journey run on the default
+//! pair (SQLite + embedded bus) and, when `ECOM_TEST_DATABASE_URL` and
+//! `ECOM_TEST_BUS_URL` are set, on PostgreSQL + NATS JetStream, which must
+//! leave no schema behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Runs `ecom bench journey` briefly with `extra` flags; its standard output.
+fn journey(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ecom"))
+        .args(["bench", "journey", "--duration", "1", "--connections", "4"])
+        .args(extra)
+        .current_dir(dir.path())
+        .env_remove("ECOM_DATABASE_URL")
+        .env_remove("ECOM_BUS_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "ecom bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The number after `label` in the bench's summary line.
+fn figure(stdout: &str, label: &str) -> u64 {
+    let rest = &stdout[stdout
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label} in: {stdout}"))
+        + label.len()..];
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn journeys_complete_without_errors_on_the_default_pair() {
+    let out = journey(&[]);
+    assert!(out.contains("storage: SQLite files"), "{out}");
+    assert!(out.contains("bus: embedded"), "{out}");
+    assert!(figure(&out, "journeys:") > 0, "{out}");
+    assert_eq!(figure(&out, "errors:"), 0, "{out}");
+}
+
+#[tokio::test]
+async fn journeys_run_on_postgres_and_nats_and_leave_no_schema_behind() {
+    let (Some(db), Some(bus)) = (env_var("ECOM_TEST_DATABASE_URL"), env_var("ECOM_TEST_BUS_URL")) else {
+        eprintln!("note: ECOM_TEST_DATABASE_URL and ECOM_TEST_BUS_URL are not both set: bench on PostgreSQL + NATS skipped");
+        return;
+    };
+    let out = tokio::task::spawn_blocking({
+        let (db, bus) = (db.clone(), bus.clone());
+        move || journey(&["--database-url", &db, "--bus-url", &bus])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("storage: PostgreSQL, schemas bench_"), "{out}");
+    assert!(out.contains("bus: NATS JetStream"), "{out}");
+    assert!(figure(&out, "journeys:") > 0, "{out}");
+    assert_eq!(figure(&out, "errors:"), 0, "{out}");
+    let prefix = out
+        .split("schemas ")
+        .nth(1)
+        .and_then(|rest| rest.split('*').next())
+        .unwrap()
+        .to_owned();
+    use ecom_storage::sqlx::{self, Row as _};
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM pg_namespace WHERE starts_with(nspname::text, $1)")
+        .bind(prefix.clone())
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(left, 0, "schemas {prefix}* were left behind");
+}
