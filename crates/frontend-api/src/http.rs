@@ -21,7 +21,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -97,12 +98,30 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// Gives the errors of documents that cannot run a code: parse failures
-/// and validation failures (unknown fields, wrong types, too deep).
-pub struct ErrorCodes;
+/// and validation failures (unknown fields, wrong types, too deep). Also
+/// keeps the documents that parsed, by their text: a client sends the same
+/// few operations with different variables, and parsing each anew was a
+/// visible part of a createOrder's cost through the gateway. Validation
+/// still runs for every request (it depends on the variables).
+#[derive(Default, Clone)]
+pub struct ErrorCodes {
+    parsed: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+}
+
+/// Parsed documents kept (all are dropped when full).
+const PARSED_CAPACITY: usize = 256;
+/// Longer query texts are parsed every time rather than kept.
+const PARSED_MAX_TEXT: usize = 16 * 1024;
 
 impl ExtensionFactory for ErrorCodes {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
+        Arc::new(self.clone())
+    }
+}
+
+impl ErrorCodes {
+    fn parsed(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecutableDocument>> {
+        self.parsed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -122,9 +141,21 @@ impl Extension for ErrorCodes {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
+        if let Some(document) = self.parsed().get(query) {
+            return Ok(document.clone());
+        }
+        let document = next
+            .run(ctx, query, variables)
             .await
-            .map_err(|e| coded(e, error::PARSE_FAILED))
+            .map_err(|e| coded(e, error::PARSE_FAILED))?;
+        if query.len() <= PARSED_MAX_TEXT {
+            let mut parsed = self.parsed();
+            if parsed.len() >= PARSED_CAPACITY {
+                parsed.clear();
+            }
+            parsed.insert(query.to_owned(), document.clone());
+        }
+        Ok(document)
     }
 
     async fn validation(

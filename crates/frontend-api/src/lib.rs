@@ -95,7 +95,7 @@ pub fn schema(gateway: Option<Gateway>) -> GatewaySchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(http::ErrorCodes);
+        .extension(http::ErrorCodes::default());
     if let Some(gateway) = gateway {
         builder = builder.data(gateway);
     }
