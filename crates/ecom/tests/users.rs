@@ -8,6 +8,7 @@ mod common;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use common::{on_each_storage, TestApp};
+use ecom::cli::users::KeysCommand;
 use ecom_runtime::auth::{Claims, TokenClaims};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -292,6 +293,86 @@ mod tokens {
             assert_eq!(key["crv"], "Ed25519");
             assert_eq!(key["alg"], "EdDSA");
             assert!(key.get("d").is_none(), "the private key must not be published");
+        })
+        .await;
+    }
+
+    fn kid_of(token: &str) -> String {
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap())
+                .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    }
+
+    async fn published_kids(app: &TestApp) -> Vec<String> {
+        let (status, jwks) = app.get("/users/.well-known/jwks.json").await;
+        assert_eq!(status, StatusCode::OK);
+        let mut kids: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    }
+
+    async fn keys(app: &TestApp, command: KeysCommand) -> anyhow::Result<Vec<String>> {
+        ecom::cli::users::keys(&app.storage_target(), command).await
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_signs_at_once_and_a_retired_one_leaves_the_key_set() {
+        on_each_storage(|app| async move {
+            sign_up(&app, "rot@example.com").await;
+            let before = id_token(&app, "rot@example.com").await;
+            let first = kid_of(&before);
+            let listed = keys(&app, KeysCommand::List).await.unwrap();
+            assert_eq!(listed.len(), 1, "{listed:?}");
+            assert!(
+                listed[0].starts_with(&first) && listed[0].ends_with("signing"),
+                "{listed:?}"
+            );
+
+            let second = keys(&app, KeysCommand::Rotate).await.unwrap().remove(0);
+            assert_ne!(second, first);
+            let after = id_token(&app, "rot@example.com").await;
+            assert_eq!(kid_of(&after), second, "the new key signs from the next token on");
+            let mut both = vec![first.clone(), second.clone()];
+            both.sort();
+            assert_eq!(published_kids(&app).await, both);
+            // Tokens of either key are accepted.
+            for token in [&before, &after] {
+                let (status, body) = app.get_with_token("/users/me", token).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+            let listed = keys(&app, KeysCommand::List).await.unwrap();
+            assert!(
+                listed[0].starts_with(&second) && listed[0].ends_with("signing"),
+                "{listed:?}"
+            );
+            assert!(
+                listed[1].starts_with(&first) && listed[1].ends_with("verifying only"),
+                "{listed:?}"
+            );
+
+            // The signing key and unknown keys cannot be retired.
+            let err = keys(&app, KeysCommand::Retire { kid: second.clone() })
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("rotate first"), "{err}");
+            let err = keys(&app, KeysCommand::Retire { kid: "nope".into() })
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("no signing key 'nope'"), "{err}");
+            assert_eq!(published_kids(&app).await, both);
+
+            keys(&app, KeysCommand::Retire { kid: first.clone() })
+                .await
+                .unwrap();
+            assert_eq!(published_kids(&app).await, vec![second.clone()]);
+            let (status, body) = app.get_with_token("/users/me", &after).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
         })
         .await;
     }

@@ -7,7 +7,9 @@
 //! runs here, over HTTP at `ECOM_USERS_URL` otherwise), keeps the keys by
 //! `kid`, and fetches again when a token names a `kid` it does not know (at
 //! most once per [`REFETCH_INTERVAL`], so forged `kid`s cannot make it hammer
-//! the users service). It accepts only `EdDSA` (so `alg: none` and HMAC
+//! the users service) and when its key set is older than [`KEYSET_MAX_AGE`],
+//! so that a key the users service retired stops being trusted, together
+//! with the tokens it signed that were remembered as verified. It accepts only `EdDSA` (so `alg: none` and HMAC
 //! tokens are refused), our issuer and audience, and unexpired tokens.
 //!
 //! # In a handler
@@ -46,6 +48,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +62,9 @@ pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Shortest time between two fetches of the key set.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How old a fetched key set may grow before the next verification fetches
+/// it again (a retired key is trusted at most this long after).
+pub const KEYSET_MAX_AGE: Duration = Duration::from_secs(300);
 /// How many verified tokens are remembered.
 pub const CACHE_CAPACITY: usize = 10_000;
 /// Tolerated clock difference between signer and verifier, in seconds.
@@ -150,7 +156,19 @@ struct Inner {
     /// Serialises fetches and remembers when the last one ended and
     /// whether it succeeded.
     fetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
-    cache: Mutex<HashMap<String, (Claims, u64)>>,
+    /// When the key set was last fetched (Unix seconds; 0 = never).
+    fetched_at: AtomicU64,
+    /// No refresh of a stale key set is tried before this (Unix seconds),
+    /// so that an unreachable users service costs verifications nothing.
+    refresh_after: AtomicU64,
+    /// Verified tokens: their claims, until when, and the `kid` that signed.
+    cache: Mutex<HashMap<String, Remembered>>,
+}
+
+struct Remembered {
+    claims: Claims,
+    until: u64,
+    kid: String,
 }
 
 enum Source {
@@ -209,6 +227,8 @@ impl Verifier {
                 validation,
                 keys: RwLock::new(HashMap::new()),
                 fetch: tokio::sync::Mutex::new(None),
+                fetched_at: AtomicU64::new(0),
+                refresh_after: AtomicU64::new(0),
                 cache: Mutex::new(HashMap::new()),
             }),
         }
@@ -218,6 +238,13 @@ impl Verifier {
     /// be fetched).
     pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let now = unix_now();
+        let fetched_at = self.inner.fetched_at.load(Ordering::Acquire);
+        if fetched_at != 0
+            && now.saturating_sub(fetched_at) >= KEYSET_MAX_AGE.as_secs()
+            && now >= self.inner.refresh_after.load(Ordering::Acquire)
+        {
+            self.refresh(fetched_at, now).await;
+        }
         if let Some(claims) = self.cached(token, now) {
             return Ok(claims);
         }
@@ -246,12 +273,35 @@ impl Verifier {
             email: t.email,
             groups: t.groups,
         };
-        self.remember(token, &claims, t.exp.saturating_add(LEEWAY_SECONDS), now);
+        self.remember(token, &claims, &kid, t.exp.saturating_add(LEEWAY_SECONDS), now);
         Ok(claims)
     }
 
     fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         self.inner.keys.read().ok()?.get(kid).cloned()
+    }
+
+    /// Fetches the key set again because the one fetched at `stale` is too
+    /// old, unless another request did meanwhile. On failure the old set
+    /// stays (the users service may be restarting) and is tried again at
+    /// the next [`REFETCH_INTERVAL`].
+    async fn refresh(&self, stale: u64, now: u64) {
+        let Source::Users(client) = &self.inner.source else {
+            return;
+        };
+        let mut last = self.inner.fetch.lock().await;
+        if self.inner.fetched_at.load(Ordering::Acquire) != stale {
+            return;
+        }
+        self.inner
+            .refresh_after
+            .store(now + REFETCH_INTERVAL.as_secs(), Ordering::Release);
+        let fetched = client.get::<JwkSet>(JWKS_PATH).await;
+        *last = Some((Instant::now(), fetched.is_ok()));
+        match fetched {
+            Ok(jwks) => self.install(&jwks),
+            Err(e) => tracing::warn!(error = %e, "could not refresh the users service's public keys"),
+        }
     }
 
     /// Fetches the key set again, unless another fetch ran too recently,
@@ -284,8 +334,9 @@ impl Verifier {
         self.key(kid).ok_or_else(unknown)
     }
 
-    /// Replaces the known keys by the Ed25519 keys of `jwks` (a key
-    /// removed from the set stops being trusted).
+    /// Replaces the known keys by the Ed25519 keys of `jwks`: a key removed
+    /// from the set stops being trusted, and so do the remembered tokens it
+    /// signed.
     fn install(&self, jwks: &JwkSet) {
         let keys: HashMap<String, Arc<DecodingKey>> = jwks
             .keys
@@ -302,32 +353,43 @@ impl Verifier {
                 }
             })
             .collect();
+        if let Ok(mut cache) = self.inner.cache.lock() {
+            cache.retain(|_, remembered| keys.contains_key(&remembered.kid));
+        }
         if let Ok(mut known) = self.inner.keys.write() {
             *known = keys;
         }
+        self.inner.fetched_at.store(unix_now().max(1), Ordering::Release);
     }
 
     fn cached(&self, token: &str, now: u64) -> Option<Claims> {
         let cache = self.inner.cache.lock().ok()?;
         match cache.get(token) {
-            Some((claims, until)) if *until >= now => Some(claims.clone()),
+            Some(remembered) if remembered.until >= now => Some(remembered.claims.clone()),
             _ => None,
         }
     }
 
-    fn remember(&self, token: &str, claims: &Claims, until: u64, now: u64) {
+    fn remember(&self, token: &str, claims: &Claims, kid: &str, until: u64, now: u64) {
         let Ok(mut cache) = self.inner.cache.lock() else {
             return;
         };
         if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, (_, until)| *until >= now);
+            cache.retain(|_, remembered| remembered.until >= now);
             // Still full of live tokens: start again rather than track
             // recency; the cost is one signature check per token.
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
         }
-        cache.insert(token.to_owned(), (claims.clone(), until));
+        cache.insert(
+            token.to_owned(),
+            Remembered {
+                claims: claims.clone(),
+                until,
+                kid: kid.to_owned(),
+            },
+        );
     }
 }
 
@@ -496,10 +558,29 @@ mod tests {
     #[test]
     fn a_remembered_token_is_forgotten_once_expired() {
         let verifier = Verifier::from_jwks(&JwkSet { keys: vec![] });
-        verifier.remember("t", &shopper(), 100, 50);
+        verifier.remember("t", &shopper(), "k1", 100, 50);
         assert_eq!(verifier.cached("t", 100), Some(shopper()));
         assert_eq!(verifier.cached("t", 101), None);
         assert_eq!(verifier.cached("other", 50), None);
+    }
+
+    #[tokio::test]
+    async fn a_key_left_out_of_a_new_key_set_is_no_longer_trusted_nor_its_remembered_tokens() {
+        let (old_set, sign_old) = key("old");
+        let (new_set, sign_new) = key("new");
+        let both = JwkSet {
+            keys: old_set.keys.iter().chain(&new_set.keys).cloned().collect(),
+        };
+        let verifier = Verifier::from_jwks(&both);
+        let old = sign_old(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        let new = sign_new(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        assert!(verifier.verify(&old).await.is_ok());
+        assert!(verifier.verify(&new).await.is_ok());
+        // The users service retired "old": its set no longer has it.
+        verifier.install(&new_set);
+        let err = verifier.verify(&old).await.unwrap_err();
+        assert!(err.message().contains("unknown key"), "{err}");
+        assert!(verifier.verify(&new).await.is_ok());
     }
 
     #[tokio::test]

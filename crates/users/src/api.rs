@@ -212,7 +212,7 @@ async fn issue(s: &Users, user_id: &str) -> Result<Tokens, ApiError> {
         },
         ID_TOKEN_LIFETIME,
     );
-    let id_token = s.keys.sign(&claims)?;
+    let id_token = s.keys.sign(&claims).await?;
     let refresh_token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires_at = ecom_model::Timestamp::now().unix_micros()
         + i64::try_from(REFRESH_TOKEN_LIFETIME.as_micros()).unwrap_or(i64::MAX / 2);

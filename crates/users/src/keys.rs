@@ -4,12 +4,16 @@
 //! service on one PostgreSQL database signs with the same key and publishes
 //! the same JWKS. The first start generates one (with `ring`, which
 //! jsonwebtoken already uses for the signatures). Several keys may be
-//! stored: the newest signs, all are published, so adding a key rotates
-//! without invalidating tokens signed by the previous one.
+//! stored: the newest signs, all are published. Rotating (`ecom users keys
+//! rotate`) adds a key, which signs from the next token on while tokens
+//! signed by the older ones stay valid; retiring (`ecom users keys retire`)
+//! removes an older key from the JWKS, and verifiers stop trusting it at
+//! their next key-set refresh (`ecom_runtime::auth::KEYSET_MAX_AGE`).
 
 use anyhow::Context as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use ecom_model::Timestamp;
 use ecom_runtime::auth::{TokenClaims, ALGORITHM};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::Db;
@@ -20,52 +24,110 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{EncodingKey, Header};
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
-/// The key that signs (the newest when this process started; a key added
-/// later signs after a restart, while the JWKS publishes it at once).
+/// Signs ID tokens with the newest stored key, read at each signing (a
+/// sign-in's password check costs a thousand times that read), so a key
+/// added by a rotation signs at once, in every replica.
 pub struct SigningKeys {
-    kid: String,
-    encoding: EncodingKey,
+    db: Db,
 }
 
 impl SigningKeys {
-    /// The stored keys, generating and storing the first one when there is none.
+    /// The signer of `db`'s keys, generating and storing the first key when
+    /// there is none and checking that the newest one is usable.
     pub async fn load_or_create(db: &Db) -> anyhow::Result<SigningKeys> {
-        if let Some(keys) = SigningKeys::load(db).await? {
-            return Ok(keys);
+        if newest(db).await?.is_none() {
+            // Two replicas starting together may both add one: the newest
+            // signs on both, and both keys are published.
+            add_key(db).await?;
         }
-        add_key(db).await?;
-        // Two replicas starting together may both have added one: the
-        // newest signs on both, and both keys are published.
-        SigningKeys::load(db)
+        let (_, pkcs8) = newest(db)
             .await?
-            .context("Failed to find the signing key just stored")
-    }
-
-    async fn load(db: &Db) -> anyhow::Result<Option<SigningKeys>> {
-        let row = sqlx::query(
-            "SELECT kid, private_pkcs8 FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1",
-        )
-        .fetch_optional(db.reader())
-        .await
-        .context("Failed to read the signing key")?;
-        let Some(row) = row else { return Ok(None) };
-        let pkcs8 = STANDARD
-            .decode(row.try_get::<String, _>(1)?)
-            .context("The stored signing key is not base64")?;
+            .context("Failed to find the signing key just stored")?;
         // Parse once here so that a damaged key fails at start, not per sign-in.
         Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("Bad stored signing key: {e}"))?;
-        Ok(Some(SigningKeys {
-            kid: row.try_get(0)?,
-            encoding: EncodingKey::from_ed_der(&pkcs8),
-        }))
+        Ok(SigningKeys { db: db.clone() })
     }
 
     /// Signs `claims` with the newest key, naming it in `kid`.
-    pub fn sign(&self, claims: &TokenClaims) -> anyhow::Result<String> {
+    pub async fn sign(&self, claims: &TokenClaims) -> anyhow::Result<String> {
+        let (kid, pkcs8) = newest(&self.db)
+            .await?
+            .context("There is no signing key (was the last one retired?)")?;
         let mut header = Header::new(ALGORITHM);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).context("Failed to sign an ID token")
+        header.kid = Some(kid);
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&pkcs8))
+            .context("Failed to sign an ID token")
     }
+}
+
+/// The kid and private key (PKCS#8) of the newest key.
+async fn newest(db: &Db) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+    let row =
+        sqlx::query("SELECT kid, private_pkcs8 FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1")
+            .fetch_optional(db.reader())
+            .await
+            .context("Failed to read the signing key")?;
+    let Some(row) = row else { return Ok(None) };
+    let pkcs8 = STANDARD
+        .decode(row.try_get::<String, _>(1)?)
+        .context("The stored signing key is not base64")?;
+    Ok(Some((row.try_get(0)?, pkcs8)))
+}
+
+/// A stored key, for `ecom users keys list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its id, as tokens and the JWKS name it.
+    pub kid: String,
+    /// When it was added.
+    pub created_at: Timestamp,
+    /// Whether it signs new tokens (the newest does).
+    pub signing: bool,
+}
+
+/// Every stored key, newest (the signing one) first.
+pub async fn list(db: &Db) -> anyhow::Result<Vec<KeyInfo>> {
+    let rows = sqlx::query("SELECT kid, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC")
+        .fetch_all(db.reader())
+        .await
+        .context("Failed to read the signing keys")?;
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let micros: i64 = row.try_get(1)?;
+            Ok(KeyInfo {
+                kid: row.try_get(0)?,
+                created_at: Timestamp::from_unix_micros(micros)
+                    .context("A key's creation time is out of range")?,
+                signing: i == 0,
+            })
+        })
+        .collect()
+}
+
+/// Removes an older key: it leaves the JWKS, so tokens it signed stop
+/// being accepted once verifiers refresh their key set. The signing key
+/// cannot be retired (rotate first), nor a key that does not exist.
+pub async fn retire(db: &Db, kid: &str) -> anyhow::Result<()> {
+    let keys = list(db).await?;
+    match keys.iter().find(|k| k.kid == kid) {
+        None => anyhow::bail!(
+            "no signing key '{kid}'; the keys are: {}",
+            keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        Some(key) if key.signing => {
+            anyhow::bail!(
+                "key '{kid}' signs new tokens: rotate first (`ecom users keys rotate`), then retire it"
+            )
+        }
+        Some(_) => {}
+    }
+    sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+        .bind(kid)
+        .execute(db.writer())
+        .await
+        .context("Failed to retire the key")?;
+    Ok(())
 }
 
 /// Every stored public key, as served at `/.well-known/jwks.json`. Read from
@@ -83,7 +145,8 @@ pub async fn published(db: &Db) -> anyhow::Result<JwkSet> {
     Ok(JwkSet { keys })
 }
 
-/// Generates a key pair and stores it; it signs from the next load on.
+/// Generates a key pair and stores it; it signs from now on (a rotation).
+/// Returns its kid.
 pub async fn add_key(db: &Db) -> anyhow::Result<String> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
@@ -97,7 +160,7 @@ pub async fn add_key(db: &Db) -> anyhow::Result<String> {
     .bind(&kid)
     .bind(STANDARD.encode(pkcs8.as_ref()))
     .bind(URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()))
-    .bind(ecom_model::Timestamp::now().unix_micros())
+    .bind(Timestamp::now().unix_micros())
     .execute(db.writer())
     .await
     .context("Failed to store a signing key")?;
