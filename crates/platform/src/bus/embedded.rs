@@ -24,7 +24,7 @@
 //! served by one process at a time. Scaling a service out to several
 //! replicas is what the NATS backend is for.
 
-use super::{BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics};
+use super::{service_of, BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics};
 use crate::pattern::Pattern;
 use crate::Event;
 use anyhow::Context as _;
@@ -731,13 +731,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// The service part of a rule name `<service>.<what>`.
-fn service_of(rule: &str) -> Option<&str> {
-    rule.split_once('.')
-        .map(|(service, _)| service)
-        .filter(|s| !s.is_empty())
 }
 
 /// The message for a rule name the bus does not know.

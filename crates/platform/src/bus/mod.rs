@@ -292,6 +292,14 @@ impl Bus {
     }
 }
 
+/// The service part of a rule name `<service>.<what>`: starting a bus
+/// removes the rules of its own services that it no longer registers.
+pub(crate) fn service_of(rule: &str) -> Option<&str> {
+    rule.split_once('.')
+        .map(|(service, _)| service)
+        .filter(|s| !s.is_empty())
+}
+
 /// What a handler error becomes in logs and dead letters: the whole cause
 /// chain on one line.
 pub fn describe_error(err: &anyhow::Error) -> String {

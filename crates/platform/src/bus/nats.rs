@@ -66,7 +66,8 @@
 //! messages pulled but not started come back after the ack wait.
 
 use super::{
-    backoff, describe_error, exhausted, permanent, BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics,
+    backoff, describe_error, exhausted, permanent, service_of, BusBackend, DeadLetter, Rule, RuleInfo,
+    RuleMetrics,
 };
 use crate::Event;
 use anyhow::Context as _;
@@ -77,7 +78,7 @@ use async_nats::HeaderMap;
 use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
 use futures::{FutureExt, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, Semaphore};
@@ -329,6 +330,43 @@ impl NatsBus {
 }
 
 impl NatsBus {
+    /// Deletes the consumers of rules of the services among `rules` (the
+    /// part of a name before its first dot) that `rules` does not contain:
+    /// rules removed from the code, which `ecom events rules` would list
+    /// forever. Their dead letters stay for a person to look at (`ecom
+    /// events dlq purge`). Rules of services this process does not run are
+    /// left alone, as on the embedded bus.
+    async fn remove_stale(&self, stream: &stream::Stream<()>, rules: &[Arc<Rule>]) -> anyhow::Result<()> {
+        let current: HashSet<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        let services: HashSet<&str> = rules.iter().filter_map(|r| service_of(&r.name)).collect();
+        if services.is_empty() {
+            return Ok(());
+        }
+        for stale in self.list_rules().await? {
+            let name = stale.name;
+            if current.contains(name.as_str()) || !service_of(&name).is_some_and(|s| services.contains(s)) {
+                continue;
+            }
+            for consumer in [rule_consumer_name(&name), redrive_consumer_name(&name)] {
+                match stream.delete_consumer(&consumer).await {
+                    Ok(_) => {}
+                    // Gone already (another replica removed it).
+                    Err(e) if e.to_string().contains("not found") => {}
+                    Err(e) => {
+                        return Err(anyhow::anyhow!(
+                            "cannot remove the consumer {consumer} of the stale rule {name}: {e}"
+                        ))
+                    }
+                }
+            }
+            tracing::info!(
+                rule = name,
+                "removed a rule its service no longer registers (its dead letters stay)"
+            );
+        }
+        Ok(())
+    }
+
     /// The rules started on this stream: the event consumers, with the
     /// pattern each was last started with (recorded as its description; a
     /// consumer from before that shows its filter subject).
@@ -358,6 +396,11 @@ impl NatsBus {
 /// The durable consumer of a rule's events.
 fn rule_consumer_name(rule: &str) -> String {
     format!("{RULE_CONSUMER}{}", token(rule))
+}
+
+/// The durable consumer of a rule's redriven and replayed events.
+fn redrive_consumer_name(rule: &str) -> String {
+    format!("redrive_{}", token(rule))
 }
 
 /// Name prefix of the rules' event consumers.
@@ -533,6 +576,7 @@ impl BusBackend for NatsBus {
             .await
             .context("cannot create the feed consumer")?;
         tasks.push(tokio::spawn(run_feed(feed_consumer, feed, shutdown.clone())));
+        self.remove_stale(&stream, &rules).await?;
         for rule in rules {
             self.rules
                 .lock()
@@ -553,7 +597,7 @@ impl BusBackend for NatsBus {
             .await?;
             let redrive = durable(
                 &stream,
-                format!("redrive_{}", token(&rule.name)),
+                redrive_consumer_name(&rule.name),
                 None,
                 names.redrive_subject(&rule.name),
                 DeliverPolicy::All,
