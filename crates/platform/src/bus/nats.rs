@@ -73,6 +73,7 @@ use crate::Event;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::{self, stream, AckKind};
 use async_nats::HeaderMap;
 use ecom_model::Timestamp;
@@ -351,7 +352,9 @@ impl NatsBus {
                 match stream.delete_consumer(&consumer).await {
                     Ok(_) => {}
                     // Gone already (another replica removed it).
-                    Err(e) if e.to_string().contains("not found") => {}
+                    Err(e)
+                        if matches!(e.kind(), ConsumerErrorKind::JetStream(js)
+                            if js.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) => {}
                     Err(e) => {
                         return Err(anyhow::anyhow!(
                             "cannot remove the consumer {consumer} of the stale rule {name}: {e}"
