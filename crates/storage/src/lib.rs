@@ -191,37 +191,67 @@ const RESTART_EVERY: u32 = 10;
 async fn checkpoint(alive: Weak<()>, read: AnyPool, write: AnyPool) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut round = 0u32;
-    // Rounds in a row that found the WAL as the round before left it.
-    let mut quiet = 0u32;
-    let mut last_frames = -1i64;
+    let mut schedule = Schedule::default();
     loop {
         tick.tick().await;
         if alive.strong_count() == 0 || read.is_closed() || write.is_closed() {
             return;
         }
-        round = round.wrapping_add(1);
-        let every_restart = round.is_multiple_of(RESTART_EVERY);
-        // An idle database is looked at once a second, not ten times, and
-        // its writer is left alone: with the WAL all copied and no readers,
-        // the next commit starts it over by itself.
-        let idle = quiet >= 3;
-        if idle && !every_restart {
+        let Some(restart) = schedule.next() else {
             continue;
-        }
-        let restart = every_restart && !idle;
+        };
         match checkpoint_round(&read, &write, restart).await {
-            Ok(frames) => {
-                quiet = if frames == last_frames {
-                    quiet.saturating_add(1)
-                } else {
-                    0
-                };
-                last_frames = frames;
-            }
+            Ok(frames) => schedule.saw(frames),
             Err(sqlx::Error::PoolClosed) => return,
             Err(e) => tracing::debug!(error = %e, "WAL checkpoint failed; will retry"),
         }
+    }
+}
+
+/// Which ticks of [`checkpoint`] run a round, and which rounds restart.
+#[derive(Debug)]
+struct Schedule {
+    round: u32,
+    /// Rounds in a row that found the WAL as the round before left it.
+    quiet: u32,
+    last_frames: i64,
+}
+
+impl Default for Schedule {
+    fn default() -> Schedule {
+        Schedule {
+            round: 0,
+            quiet: 0,
+            last_frames: -1,
+        }
+    }
+}
+
+impl Schedule {
+    /// For the next tick: `None` to skip it, else whether the round also
+    /// restarts the WAL. A busy database gets a round every tick and a
+    /// restart every [`RESTART_EVERY`]; an idle one (the WAL unchanged for
+    /// three rounds) is looked at once every [`RESTART_EVERY`] ticks and
+    /// its writer left alone: with the WAL all copied and no readers, the
+    /// next commit starts it over by itself.
+    fn next(&mut self) -> Option<bool> {
+        self.round = self.round.wrapping_add(1);
+        let every_restart = self.round.is_multiple_of(RESTART_EVERY);
+        let idle = self.quiet >= 3;
+        if idle && !every_restart {
+            return None;
+        }
+        Some(every_restart && !idle)
+    }
+
+    /// Records the frames a round found in the WAL.
+    fn saw(&mut self, frames: i64) {
+        self.quiet = if frames == self.last_frames {
+            self.quiet.saturating_add(1)
+        } else {
+            0
+        };
+        self.last_frames = frames;
     }
 }
 
@@ -584,6 +614,42 @@ mod tests {
         insert(3).execute(&mut *next).await.unwrap();
         next.commit().await.unwrap();
         assert_eq!(count(&db).await, 2);
+    }
+
+    #[test]
+    fn a_busy_database_is_checkpointed_every_tick_and_an_idle_one_once_in_ten_without_its_writer() {
+        let mut schedule = Schedule::default();
+        // Busy: the WAL changes every round.
+        let mut plan = Vec::new();
+        for frames in 1..=20 {
+            plan.push(schedule.next());
+            schedule.saw(frames);
+        }
+        let restart_every = RESTART_EVERY as usize;
+        for (i, step) in plan.iter().enumerate() {
+            assert_eq!(*step, Some((i + 1) % restart_every == 0), "busy tick {}", i + 1);
+        }
+        // Idle: the same frame count round after round.
+        let mut plan = Vec::new();
+        for _ in 0..40 {
+            let step = schedule.next();
+            if step.is_some() {
+                schedule.saw(20);
+            }
+            plan.push(step);
+        }
+        // Three rounds find the WAL unchanged (the last busy round left 20
+        // frames); then only every tenth tick, never restarting, even on a
+        // tick that would restart a busy database.
+        assert!(plan[..3].iter().all(|s| s == &Some(false)), "{plan:?}");
+        let later: Vec<usize> = (3..plan.len()).filter(|i| plan[*i].is_some()).collect();
+        assert_eq!(later, [9, 19, 29, 39], "{plan:?}");
+        assert!(later.iter().all(|i| plan[*i] == Some(false)), "{plan:?}");
+        // Writes again: back to every tick.
+        schedule.saw(21);
+        assert!(schedule.next().is_some());
+        schedule.saw(22);
+        assert!(schedule.next().is_some());
     }
 
     #[tokio::test]
