@@ -97,6 +97,8 @@ impl ConnectionWorker {
         // A statement completes without ever returning `Pending`, so a loop
         // of them would never give its executor thread back to other tasks
         // (on a current-thread runtime, never at all): every so often, yield.
+        // Tokio's yield, which needs a Tokio context: every ecom thread that
+        // runs statements has one (executor and blocking-pool threads).
         if YIELD_COUNTDOWN.with(|n| {
             let left = n.get().saturating_sub(1);
             n.set(if left == 0 { YIELD_EVERY } else { left });
