@@ -73,8 +73,10 @@ pub async fn relay_batch(service: &str, db: &Db, bus: &Bus) -> anyhow::Result<us
 /// Committed outbox rows, oldest first, as [`read_batch`] found them.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Decoded events and their outbox seq.
-    events: Vec<(i64, Event)>,
+    /// Decoded events, in outbox order...
+    events: Vec<Event>,
+    /// ...and the outbox seq of each.
+    seqs: Vec<i64>,
     /// Rows that did not decode: seq and the decoding error.
     undecodable: Vec<(i64, String)>,
 }
@@ -103,7 +105,10 @@ pub async fn read_batch(db: &Db) -> anyhow::Result<Batch> {
         let seq = row.try_get::<i64, _>(0)?;
         let payload: String = row.try_get(1)?;
         match serde_json::from_str::<Event>(&payload) {
-            Ok(event) => batch.events.push((seq, event)),
+            Ok(event) => {
+                batch.events.push(event);
+                batch.seqs.push(seq);
+            }
             Err(e) => batch.undecodable.push((seq, e.to_string())),
         }
     }
@@ -133,8 +138,7 @@ pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyh
         )
         .await?;
     }
-    let events: Vec<Event> = batch.events.iter().map(|(_, e)| e.clone()).collect();
-    match bus.publish(&events).await {
+    match bus.publish(&batch.events).await {
         Ok(()) => {}
         Err(e) if is_permanent(&e) => {
             tracing::warn!(
@@ -150,8 +154,7 @@ pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyh
     }
     // Publishing is idempotent by event id, so a crash before this delete
     // only means the batch is published again.
-    let seqs: Vec<i64> = batch.events.iter().map(|(seq, _)| *seq).collect();
-    delete_rows(db, &seqs).await?;
+    delete_rows(db, &batch.seqs).await?;
     Ok(batch.len())
 }
 
@@ -160,7 +163,7 @@ pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyh
 /// far and returns it.
 async fn publish_one_by_one(service: &str, db: &Db, bus: &Bus, batch: &Batch) -> anyhow::Result<()> {
     let mut published = Vec::new();
-    for (seq, event) in &batch.events {
+    for (seq, event) in batch.seqs.iter().zip(&batch.events) {
         match bus.publish(std::slice::from_ref(event)).await {
             Ok(()) => published.push(*seq),
             Err(e) if is_permanent(&e) => {

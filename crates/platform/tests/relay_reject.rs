@@ -459,3 +459,39 @@ async fn an_event_committed_behind_a_read_batch_is_relayed_not_deleted() {
     s.finish().await;
     drop_schemas(&target).await;
 }
+
+/// A row that is not an event (only a bug could write one) is set aside
+/// with the decoding error; the events around it are published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_outbox_row_is_set_aside_and_the_rest_published() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, target) in targets(dir.path()) {
+        eprintln!("running on {name}");
+        let s = Setup::new(&target, &[]).await;
+        let before = good(1);
+        s.write(std::slice::from_ref(&before)).await;
+        sqlx::query("INSERT INTO _outbox (event_id, payload, created_at) VALUES ($1, $2, $3)")
+            .bind("not-an-event")
+            .bind("{\"this\": \"is not an event\"}")
+            .bind(0i64)
+            .execute(s.svc.writer())
+            .await
+            .unwrap();
+        let after = good(2);
+        s.write(std::slice::from_ref(&after)).await;
+
+        assert_eq!(
+            relay_batch("undecodable", &s.svc, &s.bus).await.unwrap(),
+            3,
+            "{name}"
+        );
+        s.received_all(&ids(&[before, after])).await;
+        assert_eq!(s.count("SELECT COUNT(*) FROM _outbox").await, 0, "{name}");
+        let rows = rejected(&s.svc).await;
+        assert_eq!(rows.len(), 1, "{name}: {rows:?}");
+        assert_eq!(rows[0].1, "not-an-event");
+        assert!(rows[0].4.starts_with("undecodable: "), "{}", rows[0].4);
+        s.finish().await;
+        drop_schemas(&target).await;
+    }
+}

@@ -35,14 +35,17 @@ impl SigningKeys {
     /// The signer of `db`'s keys, generating and storing the first key when
     /// there is none and checking that the newest one is usable.
     pub async fn load_or_create(db: &Db) -> anyhow::Result<SigningKeys> {
-        if newest(db).await?.is_none() {
-            // Two replicas starting together may both add one: the newest
-            // signs on both, and both keys are published.
-            add_key(db).await?;
-        }
-        let (_, pkcs8) = newest(db)
-            .await?
-            .context("Failed to find the signing key just stored")?;
+        let (_, pkcs8) = match newest(db).await? {
+            Some(key) => key,
+            None => {
+                // Two replicas starting together may both add one: the
+                // newest signs on both, and both keys are published.
+                add_key(db).await?;
+                newest(db)
+                    .await?
+                    .context("Failed to find the signing key just stored")?
+            }
+        };
         // Parse once here so that a damaged key fails at start, not per sign-in.
         Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("Bad stored signing key: {e}"))?;
         Ok(SigningKeys { db: db.clone() })
