@@ -97,6 +97,11 @@ pub struct BenchArgs {
     /// order's status, the payment).
     #[arg(long, default_value_t = 2)]
     pub poll_ms: u64,
+    /// A platform booted in process tracks the stock of every catalogue
+    /// product (a billion units each), so each order reserves and packing
+    /// decrements; unset = untracked (unlimited) stock.
+    #[arg(long)]
+    pub tracked: bool,
 }
 
 struct Target {
@@ -295,6 +300,14 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
                     | Scenario::Journey
             ) {
                 crate::cli::products::import_text(&target, CATALOGUE).await?;
+                if args.tracked {
+                    let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
+                    for id in catalogue.iter().filter_map(|p| p["productId"].as_str()) {
+                        let id = ecom_model::parse_uuid(id).map_err(anyhow::Error::msg)?;
+                        crate::cli::stock::set(&target, id, ecom_warehouse::stock::MAX_ON_HAND).await?;
+                    }
+                    println!("stock: every catalogue product tracked");
+                }
             }
             let app = App::build_with(platform_config.clone(), &[], target.clone()).await?;
             let base = format!("http://{}", app.addr()?);

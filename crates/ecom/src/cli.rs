@@ -1,8 +1,9 @@
 //! The command line: `ecom up`, `ecom serve`, `ecom migrate`, `ecom token`,
-//! `ecom users`, `ecom events`, `ecom products`, `ecom bench`.
+//! `ecom users`, `ecom events`, `ecom products`, `ecom stock`, `ecom bench`.
 
 mod events;
 pub mod products;
+pub mod stock;
 pub mod users;
 
 use crate::app::{self, App};
@@ -60,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: products::ProductsCommand,
     },
+    /// See and set a product's stock in the warehouse (`ecom stock set PRODUCT_ID N`).
+    Stock {
+        #[command(subcommand)]
+        command: stock::StockCommand,
+    },
 }
 
 impl Cli {
@@ -81,6 +87,7 @@ impl Cli {
                 Ok(())
             }
             Command::Products { command } => products::run(&config, command).await,
+            Command::Stock { command } => stock::run(&config, command).await,
         }
     }
 }

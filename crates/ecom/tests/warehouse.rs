@@ -296,7 +296,7 @@ async fn a_redelivered_order_event_is_applied_once() {
         api::start_packaging(&w, order_id).await.unwrap();
         api::update_packaging_product(&w, order_id, hat, 0).await.unwrap();
         for _ in 0..2 {
-            events::on_order_created(&w.db, &creation).await.unwrap();
+            events::on_order_created(&w, &creation).await.unwrap();
             events::on_order_modified(&w.db, &change).await.unwrap();
         }
 

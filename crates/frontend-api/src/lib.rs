@@ -16,6 +16,7 @@ pub mod orders;
 pub mod page;
 pub mod pricing;
 pub mod products;
+pub mod stock;
 pub mod types;
 pub mod warehouse;
 
@@ -62,6 +63,7 @@ pub struct Query(
     orders::OrdersQuery,
     products::ProductsQuery,
     warehouse::WarehouseQuery,
+    stock::StockQuery,
 );
 
 /// The root mutation type: every domain's mutations.
@@ -70,6 +72,7 @@ pub struct Mutation(
     delivery::DeliveryMutation,
     orders::OrdersMutation,
     warehouse::WarehouseMutation,
+    stock::StockMutation,
 );
 
 /// The executable schema.
@@ -97,7 +100,7 @@ pub fn schema(gateway: Option<Gateway>) -> GatewaySchema {
         .limit_complexity(MAX_COMPLEXITY)
         .extension(http::ErrorCodes::default());
     if let Some(gateway) = gateway {
-        builder = builder.data(gateway);
+        builder = builder.data(stock::loader(gateway.clients.clone())).data(gateway);
     }
     builder.finish()
 }

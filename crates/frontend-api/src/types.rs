@@ -93,6 +93,7 @@ pub struct PackageInput {
 
 /// A catalogue product, or a line of an order (with `quantity`).
 #[derive(Debug, Clone, SimpleObject, Deserialize)]
+#[graphql(complex)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     /// Identifier (UUID).
@@ -116,6 +117,15 @@ pub struct Product {
     pub price: i64,
     /// How many, in an order line.
     pub quantity: Option<i64>,
+}
+
+#[async_graphql::ComplexObject]
+impl Product {
+    /// Units the shop can still sell now; null when the product's stock is
+    /// not tracked (unlimited).
+    async fn available(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<Option<i64>> {
+        crate::stock::available(ctx, &self.product_id).await
+    }
 }
 
 /// A product as given by a shopper (pricing request, order line).

@@ -105,15 +105,19 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
     let total = request
         .total()
         .ok_or_else(|| ApiError::bad_request("products: the total is too large"))?;
-    let errors = check_with_services(&api.ctx, &request, total).await;
+    let order_id = Uuid::now_v7();
+    let (errors, held) = check_with_services(&api.ctx, order_id, &request, total).await;
     if !errors.is_empty() {
         api.metrics.refused.inc();
+        if held {
+            release_stock(&api.ctx, order_id).await;
+        }
         return Ok(refused(errors));
     }
 
     let now = Timestamp::now();
     let order = Order {
-        order_id: Uuid::now_v7(),
+        order_id,
         user_id: req.user_id,
         created_date: now,
         modified_date: now,
@@ -130,8 +134,9 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
         Ok(()) => {}
         Err(e) if ecom_storage::is_unique_violation(&e) => {
             // A concurrent request with the same key won the race: answer
-            // with its order.
+            // with its order, and give back what this one held.
             tx.rollback().await.ok();
+            release_stock(&api.ctx, order_id).await;
             let key = key.unwrap_or_default();
             let existing = store::by_idempotency_key(&api.ctx.db, &order.user_id, &key)
                 .await?
@@ -182,9 +187,52 @@ struct PaymentAnswer {
     ok: bool,
 }
 
-/// Asks products, delivery-pricing and payment at once; the messages of
-/// every check that failed.
-async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money) -> Vec<String> {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StockRequest {
+    order_id: Uuid,
+    products: Vec<StockLine>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StockLine {
+    product_id: Uuid,
+    quantity: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StockAnswer {
+    ok: bool,
+    #[serde(default)]
+    out_of_stock: Vec<String>,
+}
+
+/// Gives back the stock an order held, when the order is not stored after
+/// all. Best effort: a hold that is not released here expires.
+async fn release_stock(ctx: &Context, order_id: Uuid) {
+    let answer: Result<Value, ()> = call(
+        &ctx.clients.clone().with_timeout(CHECK_TIMEOUT),
+        "warehouse",
+        "/backend/reservations/release",
+        &json!({ "orderId": order_id }),
+    )
+    .await;
+    if answer.is_err() {
+        tracing::warn!(%order_id, "could not release the stock a refused order held; it will expire");
+    }
+}
+
+/// Asks products, delivery-pricing, payment and warehouse (stock) at once;
+/// the messages of every check that failed, and whether the warehouse may
+/// hold stock for the order (to be released if the order is refused).
+async fn check_with_services(
+    ctx: &Context,
+    order_id: Uuid,
+    request: &OrderRequest,
+    total: Money,
+) -> (Vec<String>, bool) {
     let clients = ctx.clients.clone().with_timeout(CHECK_TIMEOUT);
     let products = async {
         let answer = call(
@@ -239,8 +287,42 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
             Err(()) => Some("Failure to contact the payment service".to_owned()),
         }
     };
-    let (a, b, c) = tokio::join!(products, delivery, payment);
-    [a, b, c].into_iter().flatten().collect()
+    let stock = async {
+        let lines = request
+            .products
+            .iter()
+            .map(|l| StockLine {
+                product_id: l.product_id,
+                quantity: l.quantity.get(),
+            })
+            .collect();
+        let answer = call(
+            &clients,
+            "warehouse",
+            "/backend/reservations",
+            &StockRequest {
+                order_id,
+                products: lines,
+            },
+        )
+        .await;
+        match answer {
+            Ok(StockAnswer { ok: true, .. }) => (Vec::new(), true),
+            Ok(StockAnswer { out_of_stock, .. }) => (
+                out_of_stock
+                    .iter()
+                    .map(|id| format!("Out of stock: {id}"))
+                    .collect(),
+                false,
+            ),
+            // It may have held stock before the answer was lost.
+            Err(()) => (vec!["Failure to contact the warehouse service".to_owned()], true),
+        }
+    };
+    let (a, b, c, (mut d, held)) = tokio::join!(products, delivery, payment, stock);
+    let mut errors: Vec<String> = [a, b, c].into_iter().flatten().collect();
+    errors.append(&mut d);
+    (errors, held)
 }
 
 /// One backend call; failures are logged with their cause and reported to

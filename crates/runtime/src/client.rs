@@ -191,6 +191,16 @@ impl BackendClient {
         self.call(Method::POST, path, Some(bytes)).await
     }
 
+    /// PUTs JSON to `path` and decodes the JSON answer.
+    pub async fn put<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| self.decode_error(e))?;
+        self.call(Method::PUT, path, Some(bytes)).await
+    }
+
     /// GETs `path` and decodes the JSON answer.
     pub async fn get<Resp: DeserializeOwned>(&self, path: &str) -> Result<Resp, ClientError> {
         self.call(Method::GET, path, None).await

@@ -82,7 +82,21 @@ pub struct ConfigFile {
     /// Bus delivery settings.
     #[serde(default)]
     pub bus: BusFileSettings,
+    /// Warehouse settings.
+    #[serde(default)]
+    pub warehouse: WarehouseFileSettings,
 }
+
+/// `[warehouse]` table of the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WarehouseFileSettings {
+    /// See [`Config::reservation_ttl`].
+    pub reservation_ttl_seconds: Option<u64>,
+}
+
+/// How long a stock reservation waits for its order by default.
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// `[bus]` table of the TOML file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -148,6 +162,10 @@ pub struct Config {
     pub service_urls: BTreeMap<String, String>,
     /// Bus retry and archive settings.
     pub bus: BusSettings,
+    /// How long a stock reservation made by createOrder's checks waits for
+    /// the order's `OrderCreated` before it is released (the caller crashed
+    /// or the order was refused without a release reaching the warehouse).
+    pub reservation_ttl: Duration,
 }
 
 /// Default listen address.
@@ -239,6 +257,11 @@ impl Config {
             service_key: args.service_key.clone().or(file.service_key),
             service_urls,
             bus,
+            reservation_ttl: file
+                .warehouse
+                .reservation_ttl_seconds
+                .map(|s| Duration::from_secs(s.max(1)))
+                .unwrap_or(DEFAULT_RESERVATION_TTL),
         })
     }
 }

@@ -8,21 +8,36 @@
 //! - `POST /updatePackagingProduct` `{orderId, productId, quantity}` → `{success: true}`
 //! - `POST /completePackaging` `{orderId}` → `{success: true}`
 //!
+//! - `GET  /stock/{productId}` → `{productId, onHand, reserved, available}` (404 when untracked)
+//! - `PUT  /stock/{productId}` `{onHand}` → the new stock
+//!
 //! A transition from the wrong state is a 409 saying what the state is.
+//!
+//! For services (createOrder's checks, the gateway), with a service credential:
+//!
+//! - `POST /backend/reservations` `{orderId, products: [{productId, quantity}]}` →
+//!   `{ok: true}` or `{ok: false, outOfStock: [productId…]}` ([`crate::stock::reserve`])
+//! - `POST /backend/reservations/release` `{orderId}` → `{ok: true}`
+//! - `POST /backend/availability` `{productIds: […]}` → `{available: {productId: n}}`
+//!   (untracked products absent)
 
 use crate::domain::{PackagingRequest, Status};
+use crate::stock::{self, Reserved, SetRefused, Stock, Want};
 use crate::{events, store};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use ecom_model::Timestamp;
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
-use ecom_runtime::metrics::{counter, Counter};
-use ecom_runtime::{page, ApiError, Json, Path, Query};
+use ecom_runtime::metrics::{counter, gauge, Counter, Gauge};
+use ecom_runtime::{page, ApiError, Clients, Json, Path, Query};
 use ecom_storage::Db;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Groups allowed to run the warehouse's staff operations.
@@ -33,16 +48,63 @@ pub const STAFF: &[&str] = &["admin", "warehouse"];
 pub struct Warehouse {
     /// The warehouse's database.
     pub db: Db,
-    /// Its outbox (packaging outcomes leave through it).
+    /// Its outbox (packaging outcomes and stock changes leave through it).
     pub outbox: Outbox,
+    /// For asking the catalogue whether a product exists; `None` in tests
+    /// that build the warehouse alone (every product then exists).
+    clients: Option<Clients>,
+    /// How long a reservation waits for its order's `OrderCreated`.
+    pub reservation_ttl: Duration,
     packages_created: Arc<Counter>,
     packaging_failed: Arc<Counter>,
+    /// Reservation and stock figures.
+    pub metrics: Arc<StockMetrics>,
+}
+
+/// Inventory figures on `/metrics`.
+pub struct StockMetrics {
+    /// Reservations made (orders that held tracked stock).
+    pub made: Arc<Counter>,
+    /// Reservations refused for stock.
+    pub refused: Arc<Counter>,
+    /// Reservations released (order refused, deleted, cancelled, packaging failed).
+    pub released: Arc<Counter>,
+    /// Reservations expired (their order never arrived).
+    pub expired: Arc<Counter>,
+    /// Tracked products with nothing available (refreshed every few seconds).
+    pub out_of_stock: Arc<Gauge>,
+}
+
+impl StockMetrics {
+    fn new() -> StockMetrics {
+        let outcome = |o: &str| {
+            counter(
+                "ecom_stock_reservations_total",
+                "Stock reservations by outcome: made, refused (out of stock), released, expired",
+                &[("outcome", o)],
+            )
+        };
+        StockMetrics {
+            made: outcome("made"),
+            refused: outcome("refused"),
+            released: outcome("released"),
+            expired: outcome("expired"),
+            out_of_stock: gauge(
+                "ecom_stock_products_out_of_stock",
+                "Tracked products with nothing available",
+                &[],
+            ),
+        }
+    }
 }
 
 impl Warehouse {
     /// The state of the warehouse built from its context.
     pub fn new(ctx: &Context) -> Warehouse {
-        Warehouse::with(ctx.db.clone(), ctx.outbox.clone())
+        let mut w = Warehouse::with(ctx.db.clone(), ctx.outbox.clone());
+        w.clients = Some(ctx.clients.clone());
+        w.reservation_ttl = ctx.config.reservation_ttl;
+        w
     }
 
     /// The state from its parts (tests build it without a whole platform).
@@ -57,21 +119,33 @@ impl Warehouse {
         Warehouse {
             db,
             outbox,
+            clients: None,
+            reservation_ttl: ecom_runtime::config::DEFAULT_RESERVATION_TTL,
             packages_created: outcome("created"),
             packaging_failed: outcome("failed"),
+            metrics: Arc::new(StockMetrics::new()),
         }
     }
 }
 
-/// The service's routes.
-pub fn router(state: Warehouse) -> Router {
+/// The service's routes (`backend` wraps the service-only ones).
+pub fn router(state: Warehouse, backend: impl FnOnce(Router) -> Router) -> Router {
+    let services = backend(
+        Router::new()
+            .route("/backend/reservations", post(reserve_route))
+            .route("/backend/reservations/release", post(release_route))
+            .route("/backend/availability", post(availability_route))
+            .with_state(state.clone()),
+    );
     Router::new()
         .route("/packaging-requests", get(list_route))
         .route("/packaging-requests/{order_id}", get(read_route))
         .route("/startPackaging", post(start_route))
         .route("/updatePackagingProduct", post(update_route))
         .route("/completePackaging", post(complete_route))
+        .route("/stock/{product_id}", get(get_stock_route).put(set_stock_route))
         .with_state(state)
+        .merge(services)
 }
 
 /// A page of ids of NEW requests (`PaginatedPackagingRequestIds`).
@@ -178,9 +252,12 @@ pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), Api
     require(&mut tx, order_id, Status::InProgress, "complete").await?;
     store::transition(&mut tx, order_id, Status::InProgress, Status::Completed).await?;
     let lines = store::lines(&mut *tx, order_id).await?;
+    let packed: BTreeMap<Uuid, i64> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+    let moved = stock::ship(&mut tx, order_id, &packed).await?;
     w.outbox
         .push(&mut tx, &events::packaging_outcome(order_id, &lines))
         .await?;
+    w.outbox.push_all(&mut tx, &moved).await?;
     w.outbox.commit(tx).await?;
     if lines.is_empty() {
         w.packaging_failed.inc();
@@ -263,4 +340,204 @@ async fn complete_route(
     caller.require_group(STAFF)?;
     complete_packaging(&w, input.order_id).await?;
     Ok(success())
+}
+
+/// A product's stock; 404 when the product is untracked.
+pub async fn get_stock(w: &Warehouse, product_id: Uuid) -> Result<Option<Stock>, ApiError> {
+    Ok(stock::get(&w.db, product_id).await?)
+}
+
+/// Sets a product's `onHand`: 400 (naming the field) when negative, too
+/// large, below what orders hold, or for a product the catalogue does not
+/// have; nothing changes then.
+pub async fn set_stock(w: &Warehouse, product_id: Uuid, on_hand: i64) -> Result<Stock, ApiError> {
+    if !(0..=stock::MAX_ON_HAND).contains(&on_hand) {
+        return Err(ApiError::bad_request(format!(
+            "onHand: must be between 0 and {}, got {on_hand}",
+            stock::MAX_ON_HAND
+        )));
+    }
+    if let Some(clients) = &w.clients {
+        let answer: Result<Value, _> = clients
+            .get("products")
+            .map_err(ApiError::internal)?
+            .get(&format!("/products/{product_id}"))
+            .await;
+        match answer {
+            Ok(_) => {}
+            Err(e) if e.status() == Some(axum::http::StatusCode::NOT_FOUND) => {
+                return Err(ApiError::bad_request(format!(
+                    "productId: the catalogue has no product {product_id}"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask products whether a product exists");
+                return Err(ApiError::unavailable("the products service does not answer"));
+            }
+        }
+    }
+    match stock::set(&w.db, &w.outbox, product_id, on_hand).await? {
+        Ok(stock) => Ok(stock),
+        Err(SetRefused::BelowReserved { reserved }) => Err(ApiError::bad_request(format!(
+            "onHand: {reserved} units of product {product_id} are reserved for orders, so onHand cannot go below {reserved} (got {on_hand})"
+        ))),
+    }
+}
+
+fn product_id(text: &str) -> Result<Uuid, ApiError> {
+    ecom_model::parse_uuid(text).map_err(|e| ApiError::bad_request(format!("productId: {e}")))
+}
+
+async fn get_stock_route(
+    State(w): State<Warehouse>,
+    User(caller): User,
+    Path(id): Path<String>,
+) -> Result<Json<Stock>, ApiError> {
+    caller.require_group(STAFF)?;
+    let id = product_id(&id)?;
+    get_stock(&w, id).await?.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "product {id} has no stock record: it is untracked (unlimited)"
+        ))
+    })
+}
+
+/// `{"onHand": n}`, checked by hand so that every mistake names the field.
+fn on_hand(body: &Value) -> Result<i64, ApiError> {
+    match body.get("onHand") {
+        None | Some(Value::Null) => Err(ApiError::bad_request("onHand: missing field")),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request(format!("onHand: must be a whole number, got {v}"))),
+    }
+}
+
+async fn set_stock_route(
+    State(w): State<Warehouse>,
+    User(caller): User,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Stock>, ApiError> {
+    caller.require_group(STAFF)?;
+    let id = product_id(&id)?;
+    Ok(Json(set_stock(&w, id, on_hand(&body)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReserveInput {
+    order_id: Uuid,
+    products: Vec<Want>,
+}
+
+async fn reserve_route(
+    State(w): State<Warehouse>,
+    Json(input): Json<ReserveInput>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(bad) = input.products.iter().find(|l| l.quantity < 1) {
+        return Err(ApiError::bad_request(format!(
+            "products: quantity of {} must be at least 1, got {}",
+            bad.product_id, bad.quantity
+        )));
+    }
+    let expires =
+        Timestamp::now().unix_micros() + i64::try_from(w.reservation_ttl.as_micros()).unwrap_or(i64::MAX / 2);
+    match stock::reserve(&w.db, &w.outbox, input.order_id, &input.products, expires).await? {
+        Reserved::Held { tracked } => {
+            if tracked {
+                w.metrics.made.inc();
+            }
+            Ok(Json(json!({ "ok": true })))
+        }
+        Reserved::OutOfStock(ids) => {
+            w.metrics.refused.inc();
+            Ok(Json(json!({ "ok": false, "outOfStock": ids })))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReleaseInput {
+    order_id: Uuid,
+}
+
+/// Releases what an order holds (its order was refused elsewhere).
+pub async fn release(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
+    let mut tx = w.db.begin().await?;
+    let moved = stock::release(&mut tx, order_id, None).await?;
+    if moved.is_empty() {
+        tx.rollback().await.ok();
+        return Ok(());
+    }
+    w.outbox.push_all(&mut tx, &moved).await?;
+    w.outbox.commit(tx).await?;
+    w.metrics.released.inc();
+    Ok(())
+}
+
+async fn release_route(
+    State(w): State<Warehouse>,
+    Json(input): Json<ReleaseInput>,
+) -> Result<Json<Value>, ApiError> {
+    release(&w, input.order_id).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AvailabilityInput {
+    product_ids: Vec<Uuid>,
+}
+
+async fn availability_route(
+    State(w): State<Warehouse>,
+    Json(input): Json<AvailabilityInput>,
+) -> Result<Json<Value>, ApiError> {
+    if input.product_ids.len() > 1000 {
+        return Err(ApiError::bad_request("productIds: at most 1000 at a time"));
+    }
+    let available = stock::available(&w.db, &input.product_ids).await?;
+    Ok(Json(json!({ "available": available })))
+}
+
+/// Releases reservations whose order never arrived, and refreshes the
+/// out-of-stock gauge, every `every` until the database closes. Several
+/// replicas may sweep at once: a hold is deleted by exactly one of them.
+pub fn spawn_sweeper(w: Warehouse, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if w.db.writer().is_closed() {
+                return;
+            }
+            if let Err(e) = sweep(&w).await {
+                tracing::warn!(error = format!("{e:#}"), "stock sweep failed; next one retries");
+            }
+        }
+    });
+}
+
+/// One sweep: expired holds released (each with its `StockChanged`), the
+/// gauge refreshed. How many orders' holds expired.
+pub async fn sweep(w: &Warehouse) -> anyhow::Result<usize> {
+    let now = Timestamp::now().unix_micros();
+    let mut expired = 0;
+    for order_id in stock::expired_orders(&w.db, now, 500).await? {
+        let mut tx = w.db.begin().await?;
+        let moved = stock::release(&mut tx, order_id, Some(now)).await?;
+        if moved.is_empty() {
+            tx.rollback().await.ok();
+            continue;
+        }
+        w.outbox.push_all(&mut tx, &moved).await?;
+        w.outbox.commit(tx).await?;
+        tracing::info!(%order_id, "stock reservation expired: its order never arrived");
+        w.metrics.expired.inc();
+        expired += 1;
+    }
+    w.metrics.out_of_stock.set(stock::out_of_stock(&w.db).await?);
+    Ok(expired)
 }

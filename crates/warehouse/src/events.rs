@@ -5,8 +5,9 @@
 //! particular order: an order image is applied only when it is newer than
 //! the one the request reflects, and only while the request is NEW.
 
+use crate::api::Warehouse;
 use crate::domain::{self, Line, OrderImage, Status};
-use crate::store;
+use crate::{stock, store};
 use anyhow::Context as _;
 use ecom_platform::bus::permanent;
 use ecom_platform::event::sources;
@@ -21,27 +22,47 @@ pub const ON_ORDER_CREATED: &str = "warehouse.on-order-created";
 pub const ON_ORDER_MODIFIED: &str = "warehouse.on-order-modified";
 /// See [`ON_ORDER_CREATED`].
 pub const ON_ORDER_DELETED: &str = "warehouse.on-order-deleted";
+/// See [`ON_ORDER_CREATED`].
+pub const ON_DELIVERY_FAILED: &str = "warehouse.on-delivery-failed";
+/// See [`ON_ORDER_CREATED`].
+pub const ON_DELIVERY_COMPLETED: &str = "warehouse.on-delivery-completed";
 
 /// The rules of the warehouse.
-pub fn rules(db: &Db) -> anyhow::Result<Vec<Rule>> {
-    let (a, b, c) = (db.clone(), db.clone(), db.clone());
+pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
+    let (a, b, c, d, e) = (w.clone(), w.clone(), w.clone(), w.clone(), w.clone());
     Ok(vec![
-        Rule::new(ON_ORDER_CREATED, pattern("OrderCreated", None), move |e| {
-            let db = a.clone();
-            async move { on_order_created(&db, &e).await }
+        Rule::new(ON_ORDER_CREATED, pattern("OrderCreated", None), move |ev| {
+            let w = a.clone();
+            async move { on_order_created(&w, &ev).await }
         })?,
         Rule::new(
             ON_ORDER_MODIFIED,
             pattern("OrderModified", Some(json!({ "changed": ["products"] }))),
-            move |e| {
-                let db = b.clone();
-                async move { on_order_modified(&db, &e).await }
+            move |ev| {
+                let w = b.clone();
+                async move { on_order_modified(&w.db, &ev).await }
             },
         )?,
-        Rule::new(ON_ORDER_DELETED, pattern("OrderDeleted", None), move |e| {
-            let db = c.clone();
-            async move { on_order_deleted(&db, &e).await }
+        Rule::new(ON_ORDER_DELETED, pattern("OrderDeleted", None), move |ev| {
+            let w = c.clone();
+            async move { on_order_deleted(&w, &ev).await }
         })?,
+        Rule::new(
+            ON_DELIVERY_FAILED,
+            json!({ "source": [sources::DELIVERY], "detail-type": ["DeliveryFailed"] }),
+            move |ev| {
+                let w = d.clone();
+                async move { on_delivery_failed(&w, &ev).await }
+            },
+        )?,
+        Rule::new(
+            ON_DELIVERY_COMPLETED,
+            json!({ "source": [sources::DELIVERY], "detail-type": ["DeliveryCompleted"] }),
+            move |ev| {
+                let w = e.clone();
+                async move { on_delivery_completed(&w, &ev).await }
+            },
+        )?,
     ])
 }
 
@@ -59,12 +80,21 @@ fn image(value: &serde_json::Value, what: &str) -> anyhow::Result<OrderImage> {
 }
 
 /// `OrderCreated`: a NEW request with the order's lines, unless the stored
-/// request already reflects this version of the order or a newer one.
-pub async fn on_order_created(db: &Db, event: &Event) -> anyhow::Result<()> {
+/// request already reflects this version of the order or a newer one; and
+/// the stock the order holds no longer expires.
+pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
     let order = image(&event.detail, "OrderCreated detail")?;
-    let Some(mut tx) = inbox::begin(db, ON_ORDER_CREATED, event.id).await? else {
+    let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_CREATED, event.id).await? else {
         return Ok(());
     };
+    if !stock::confirm(&mut tx, order.order_id).await? {
+        let ids: Vec<_> = order.products.iter().map(|l| l.product_id).collect();
+        if !stock::available(&w.db, &ids).await?.is_empty() {
+            // Its hold expired (or was released) before the order arrived:
+            // the order goes on, and staff see the shortfall at packing.
+            tracing::warn!(order_id = %order.order_id, "order created after its stock reservation was released");
+        }
+    }
     let stored = store::header(&mut tx, order.order_id).await?;
     let newer = stored.is_none_or(|h| h.modified_micros < order.modified_date.unix_micros());
     if newer && stored.is_none_or(|h| h.status == Status::New) {
@@ -116,19 +146,69 @@ pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `OrderDeleted`: drops the request if it is still NEW.
-pub async fn on_order_deleted(db: &Db, event: &Event) -> anyhow::Result<()> {
+/// `OrderDeleted`: drops the request if it is still NEW, and releases
+/// the stock it holds.
+pub async fn on_order_deleted(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
     let order = image(&event.detail, "OrderDeleted detail")?;
-    let Some(mut tx) = inbox::begin(db, ON_ORDER_DELETED, event.id).await? else {
+    let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_DELETED, event.id).await? else {
         return Ok(());
     };
     match store::header(&mut tx, order.order_id).await? {
         Some(h) if h.status != Status::New => {
             tracing::info!(order_id = %order.order_id, status = h.status.as_str(), "OrderDeleted: request kept, packaging has started");
         }
-        _ => store::tombstone(&mut tx, order.order_id, order.modified_date).await?,
+        _ => {
+            store::tombstone(&mut tx, order.order_id, order.modified_date).await?;
+            let moved = stock::release(&mut tx, order.order_id, None).await?;
+            if !moved.is_empty() {
+                w.metrics.released.inc();
+            }
+            w.outbox.push_all(&mut tx, &moved).await?;
+        }
     }
-    tx.commit().await.context("Failed to commit OrderDeleted")?;
+    w.outbox
+        .commit(tx)
+        .await
+        .context("Failed to commit OrderDeleted")?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AboutOrder {
+    order_id: uuid::Uuid,
+}
+
+fn about_order(event: &Event) -> anyhow::Result<uuid::Uuid> {
+    AboutOrder::deserialize(&event.detail)
+        .map(|a| a.order_id)
+        .map_err(|e| permanent(format!("{} detail has no orderId: {e}", event.detail_type)))
+}
+
+/// `DeliveryFailed`: the goods come back, so what the order shipped of
+/// tracked products goes back on hand.
+pub async fn on_delivery_failed(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
+    let order_id = about_order(event)?;
+    let Some(mut tx) = inbox::begin(&w.db, ON_DELIVERY_FAILED, event.id).await? else {
+        return Ok(());
+    };
+    let moved = stock::restock(&mut tx, order_id).await?;
+    w.outbox.push_all(&mut tx, &moved).await?;
+    w.outbox
+        .commit(tx)
+        .await
+        .context("Failed to commit DeliveryFailed")?;
+    Ok(())
+}
+
+/// `DeliveryCompleted`: what the order shipped is gone for good.
+pub async fn on_delivery_completed(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
+    let order_id = about_order(event)?;
+    let Some(mut tx) = inbox::begin(&w.db, ON_DELIVERY_COMPLETED, event.id).await? else {
+        return Ok(());
+    };
+    stock::delivered(&mut tx, order_id).await?;
+    tx.commit().await.context("Failed to commit DeliveryCompleted")?;
     Ok(())
 }
 

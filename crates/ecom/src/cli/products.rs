@@ -3,6 +3,9 @@
 //! first), through the same store functions as the admin API. The events of
 //! the changes wait in the outbox: a running server's relay sends them
 //! within a moment, otherwise the next `ecom up` does.
+//!
+//! A product may carry `"stock": N`: once the products are in, each such
+//! product's units on hand are set in the warehouse (as `ecom stock set`).
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -27,8 +30,22 @@ pub async fn run(config: &Config, command: ProductsCommand) -> anyhow::Result<()
     let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
     match command {
         ProductsCommand::Import { file } => {
-            let report = import_file(&target, &file).await?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("Failed to read {}", file.display()))?;
+            let report = import_text(&target, &text).await?;
             println!("{}: {report}", file.display());
+            let stock = import_stock(&target, &text).await?;
+            if stock.set > 0 || !stock.refused.is_empty() {
+                println!(
+                    "{}: stock set for {}, refused {}",
+                    file.display(),
+                    stock.set,
+                    stock.refused.len()
+                );
+                for reason in &stock.refused {
+                    println!("  refused {reason}");
+                }
+            }
             Ok(())
         }
     }
@@ -58,4 +75,40 @@ async fn open(target: &StorageTarget) -> anyhow::Result<Db> {
         .await
         .context("Failed to migrate the products database")?;
     Ok(db)
+}
+
+/// What the `stock` fields of an import did.
+#[derive(Debug, Default)]
+pub struct StockReport {
+    /// Products whose stock was set.
+    pub set: usize,
+    /// Refused `stock` fields: the element and the reason.
+    pub refused: Vec<String>,
+}
+
+/// Sets the stock of every product of `text` that has a `stock` field.
+pub async fn import_stock(target: &StorageTarget, text: &str) -> anyhow::Result<StockReport> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(text).context("The file must hold a JSON array of products")?;
+    let mut report = StockReport::default();
+    for (i, item) in items.iter().enumerate() {
+        let Some(stock) = item.get("stock") else {
+            continue;
+        };
+        let id = item
+            .get("productId")
+            .and_then(|v| v.as_str())
+            .map(ecom_model::parse_uuid);
+        let (Some(n), Some(Ok(id))) = (stock.as_i64(), id) else {
+            report.refused.push(format!(
+                "[{i}]: stock: needs a whole number and the product's productId, got {stock}"
+            ));
+            continue;
+        };
+        match super::stock::set(target, id, n).await {
+            Ok(_) => report.set += 1,
+            Err(e) => report.refused.push(format!("[{i}]: stock: {e}")),
+        }
+    }
+    Ok(report)
 }
