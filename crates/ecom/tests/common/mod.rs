@@ -111,6 +111,16 @@ impl TestApp {
     /// Boots the named services (all when empty) on `storage`, reaching
     /// other services at `service_urls` (`("orders", "http://…")`).
     pub async fn spawn_with(storage: Storage, services: &[&str], service_urls: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_configured(storage, services, service_urls, ConfigFile::default()).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with the settings of a TOML file.
+    pub async fn spawn_configured(
+        storage: Storage,
+        services: &[&str],
+        service_urls: &[(&str, &str)],
+        file: ConfigFile,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let args = ConfigArgs {
@@ -121,7 +131,7 @@ impl TestApp {
             service_urls: service_urls.iter().map(|(n, u)| format!("{n}={u}")).collect(),
             ..Default::default()
         };
-        let config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
+        let config = Config::merge(&args, file, &[], |_| None).unwrap();
         let target = match storage {
             Storage::Sqlite => StorageTarget::Sqlite {
                 dir: dir.path().to_path_buf(),
