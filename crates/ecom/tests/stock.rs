@@ -151,6 +151,53 @@ mod reservations {
     }
 
     #[tokio::test]
+    async fn two_warehouse_replicas_on_postgresql_never_hold_more_than_there_is() {
+        if !storages().contains(&common::Storage::Postgres) {
+            eprintln!("SKIPPED: replicas need ECOM_TEST_DATABASE_URL");
+            return;
+        }
+        let app = TestApp::spawn(common::Storage::Postgres).await;
+        let replica = app.spawn_replica(&["warehouse"]).await;
+        let admin = app.user_token(&["admin"]).await;
+        let lamp = product(&app, &admin, 1500).await;
+        let id = lamp["productId"].as_str().unwrap().to_owned();
+        set_stock(&app, &admin, &id, json!({"onHand": 10})).await;
+
+        // 50 holds of one unit, every other one through the second replica.
+        let token = app.service_token("orders");
+        let holds = (0..50).map(|i| {
+            let base = if i % 2 == 0 {
+                app.base.clone()
+            } else {
+                replica.base.clone()
+            };
+            let req = app
+                .http
+                .post(format!("{base}/warehouse/backend/reservations"))
+                .bearer_auth(&token)
+                .json(&json!({"orderId": Uuid::now_v7(), "products": [{"productId": id, "quantity": 1}]}));
+            async move { common::send(req).await }
+        });
+        let answers = futures::future::join_all(holds).await;
+        assert!(
+            answers.iter().all(|(status, _)| *status == StatusCode::OK),
+            "{answers:?}"
+        );
+        let held = answers.iter().filter(|(_, a)| a["ok"] == true).count();
+        assert_eq!(held, 10, "{answers:?}");
+        for (_, refused) in answers.iter().filter(|(_, a)| a["ok"] != true) {
+            assert_eq!(refused["outOfStock"], json!([id]));
+        }
+        let s = stock(&app, &admin, &id).await;
+        assert_eq!(
+            (s["onHand"].as_i64(), s["reserved"].as_i64()),
+            (Some(10), Some(10))
+        );
+        replica.stop().await;
+        app.stop().await;
+    }
+
+    #[tokio::test]
     async fn an_order_refused_for_another_reason_gives_its_stock_back() {
         on_each_storage(|app| async move {
             let admin = app.user_token(&["admin"]).await;

@@ -96,6 +96,22 @@ pub struct TestApp {
     guard: Option<Guard>,
 }
 
+/// A replica started by [`TestApp::spawn_replica`].
+pub struct Replica {
+    /// Its base URL.
+    pub base: String,
+    shutdown: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    /// Stops it, letting requests finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
 struct Guard {
     _dir: tempfile::TempDir,
     shutdown: oneshot::Sender<()>,
@@ -189,6 +205,45 @@ impl TestApp {
         })
         .await;
         app
+    }
+
+    /// Another process's worth of `services` on this app's PostgreSQL
+    /// schemas and NATS streams (a replica), reaching the other services at
+    /// this app. PostgreSQL only: replicas of a SQLite deployment do not
+    /// exist (one process owns the files).
+    pub async fn spawn_replica(&self, services: &[&str]) -> Replica {
+        assert_eq!(self.storage, Storage::Postgres, "replicas need PostgreSQL");
+        let others: Vec<String> = ecom::app::service_names()
+            .into_iter()
+            .filter(|n| !services.contains(n))
+            .map(|n| format!("{n}={}", self.base))
+            .collect();
+        let args = ConfigArgs {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(self.data_dir.clone()),
+            bus_url: nats_url(),
+            bus_prefix: Some(self.schema_prefix.clone()),
+            service_urls: others,
+            ..Default::default()
+        };
+        let config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
+        let target = StorageTarget::Postgres {
+            url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+            schema_prefix: self.schema_prefix.clone(),
+            max_connections: 5,
+        };
+        let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        let app = App::build_with(config, &names, target).await.unwrap();
+        let base = format!("http://{}", app.addr().unwrap());
+        let (shutdown, rx) = oneshot::channel();
+        let handle = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        Replica {
+            base,
+            shutdown,
+            handle,
+        }
     }
 
     fn clone_handle(&self) -> TestApp {
