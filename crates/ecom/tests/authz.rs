@@ -356,6 +356,37 @@ async fn every_rest_route_admits_exactly_its_callers() {
                 Some(staff_order.clone()),
                 [U, F, F, A, F, A, U],
             ),
+            // stock: warehouse staff and admins; reservations for services.
+            (
+                Method::PUT,
+                format!("/warehouse/stock/{p}"),
+                Some(json!({"onHand": 5})),
+                [U, F, F, A, F, A, U],
+            ),
+            (
+                Method::GET,
+                format!("/warehouse/stock/{p}"),
+                None,
+                [U, F, F, A, F, A, U],
+            ),
+            (
+                Method::POST,
+                "/warehouse/backend/reservations".into(),
+                Some(json!({"orderId": uuid::Uuid::now_v7(), "products": [{"productId": p, "quantity": 1}]})),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/warehouse/backend/reservations/release".into(),
+                Some(json!({"orderId": o})),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/warehouse/backend/availability".into(),
+                Some(json!({"productIds": [p]})),
+                [U, U, U, U, U, U, A],
+            ),
             // deliveries: read by admin and delivery staff, driven by warehouse staff
             // too (as the original), deleted by admins.
             (
@@ -448,6 +479,9 @@ async fn every_graphql_operation_admits_exactly_its_callers() {
             ("query($input: PackagingInput!) { getPackagingRequest(input: $input) { orderId } }", staff.clone(), [UNAUTH, FORBID, FORBID, Data, FORBID, Data, UNAUTH]),
             ("{ getNewDeliveries { nextToken } }", json!({}), [UNAUTH, FORBID, FORBID, FORBID, Data, Data, UNAUTH]),
             ("query($input: DeliveryInput!) { getDelivery(input: $input) { orderId } }", staff.clone(), [UNAUTH, FORBID, FORBID, FORBID, Null, Null, UNAUTH]),
+            ("mutation($id: ID!) { setStock(productId: $id, onHand: 5) { onHand } }", json!({"id": product_id}), [UNAUTH, FORBID, FORBID, Data, FORBID, Data, UNAUTH]),
+            ("query($id: ID!) { getStock(productId: $id) { onHand } }", json!({"id": product_id}), [UNAUTH, FORBID, FORBID, Data, FORBID, Data, UNAUTH]),
+            ("query($id: ID!) { getProduct(productId: $id) { available } }", json!({"id": product_id}), [Data, Data, Data, Data, Data, Data, Data]),
             ("mutation($order: CreateOrderRequest!) { createOrder(order: $order) { success } }", order_input.clone(), [UNAUTH, Data, Data, Data, Data, Data, UNAUTH]),
             ("mutation($input: PackagingInput!) { startPackaging(input: $input) { success } }", staff.clone(), [UNAUTH, FORBID, FORBID, Data, FORBID, Data, UNAUTH]),
             ("mutation($input: UpdatePackagingProductInput!) { updatePackagingProduct(input: $input) { success } }", update.clone(), [UNAUTH, FORBID, FORBID, Data, FORBID, Data, UNAUTH]),
