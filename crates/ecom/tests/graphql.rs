@@ -66,6 +66,39 @@ mod schema_and_ide {
     use super::*;
 
     #[tokio::test]
+    async fn the_ide_loads_everything_from_this_server_and_nothing_from_elsewhere() {
+        on_each_storage(|app| async move {
+            let resp = app.http.get(app.url("/graphql")).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let csp = resp.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(csp.starts_with("default-src 'self'"), "{csp}");
+            let html = resp.text().await.unwrap();
+            let refs: Vec<&str> = html
+                .split(['"', '\''])
+                .filter(|part| part.starts_with('/') || part.contains("://"))
+                .collect();
+            assert!(refs.len() >= 5, "{refs:?}");
+            for r in &refs {
+                assert!(!r.contains("://"), "the IDE page loads {r} from elsewhere");
+                let resp = app.http.get(app.url(r)).send().await.unwrap();
+                assert_eq!(resp.status(), StatusCode::OK, "{r}");
+                assert!(!resp.bytes().await.unwrap().is_empty(), "{r}");
+            }
+            let resp = app
+                .http
+                .get(app.url("/graphql/assets/nope.js"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn get_shows_the_graphiql_ide_and_post_answers_introspection() {
         on_each_storage(|app| async move {
             let resp = app.http.get(app.url("/graphql")).send().await.unwrap();

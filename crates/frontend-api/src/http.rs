@@ -17,8 +17,8 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::collections::HashMap;
@@ -31,16 +31,103 @@ pub const MAX_BODY: usize = 256 * 1024;
 pub fn router(schema: GatewaySchema) -> Router {
     Router::new()
         .route("/graphql", get(ide).post(execute))
+        .route("/graphql/assets/{name}", get(asset))
         .with_state(schema)
 }
 
-async fn ide() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("ecom GraphQL")
-            .finish(),
+/// The IDE page: GraphiQL from the binary's own assets, nothing fetched
+/// from elsewhere (`assets/graphiql/README.md` says where they come from).
+const IDE_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ecom GraphQL</title>
+<link rel="stylesheet" href="/graphql/assets/graphiql.min.css">
+<style>html, body, #graphiql { height: 100%; margin: 0; }</style>
+</head>
+<body>
+<div id="graphiql">Loading the GraphQL IDE…</div>
+<script src="/graphql/assets/react.production.min.js"></script>
+<script src="/graphql/assets/react-dom.production.min.js"></script>
+<script src="/graphql/assets/graphiql.min.js"></script>
+<script src="/graphql/assets/ide.js"></script>
+</body>
+</html>
+"#;
+
+/// Starts GraphiQL on `/graphql`; a signed-in user can put
+/// `{"Authorization": "Bearer …"}` in the IDE's headers tab.
+const IDE_SCRIPT: &str = r##"const fetcher = GraphiQL.createFetcher({ url: "/graphql" });
+const root = ReactDOM.createRoot(document.getElementById("graphiql"));
+root.render(React.createElement(GraphiQL, {
+  fetcher,
+  defaultEditorToolsVisibility: true,
+  defaultQuery: "# Welcome to ecom's GraphQL API.
+{
+  getProducts {
+    products { productId name price category }
+    nextToken
+  }
+}
+",
+}));
+"##;
+
+async fn ide() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, IDE_CSP),
+        ],
+        IDE_PAGE,
     )
+        .into_response()
+}
+
+/// Same-origin only: the page may load nothing from elsewhere. GraphiQL's
+/// editor needs inline styles and `eval`-free scripts only.
+const IDE_CSP: &str =
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'";
+
+/// The IDE's files, by name.
+fn ide_asset(name: &str) -> Option<(&'static str, &'static [u8])> {
+    let js = "text/javascript; charset=utf-8";
+    Some(match name {
+        "graphiql.min.js" => (
+            js,
+            include_bytes!("../assets/graphiql/graphiql.min.js").as_slice(),
+        ),
+        "graphiql.min.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../assets/graphiql/graphiql.min.css").as_slice(),
+        ),
+        "react.production.min.js" => (
+            js,
+            include_bytes!("../assets/graphiql/react.production.min.js").as_slice(),
+        ),
+        "react-dom.production.min.js" => (
+            js,
+            include_bytes!("../assets/graphiql/react-dom.production.min.js").as_slice(),
+        ),
+        "ide.js" => (js, IDE_SCRIPT.as_bytes()),
+        _ => return None,
+    })
+}
+
+async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match ide_asset(&name) {
+        Some((content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                // The files change only with the binary.
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => refuse(StatusCode::NOT_FOUND, error::NOT_FOUND, "no such IDE file"),
+    }
 }
 
 async fn execute(State(schema): State<GatewaySchema>, headers: HeaderMap, body: Body) -> Response {
