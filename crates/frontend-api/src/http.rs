@@ -63,14 +63,14 @@ const root = ReactDOM.createRoot(document.getElementById("graphiql"));
 root.render(React.createElement(GraphiQL, {
   fetcher,
   defaultEditorToolsVisibility: true,
-  defaultQuery: "# Welcome to ecom's GraphQL API.
+  defaultQuery: `# Welcome to ecom's GraphQL API.
 {
   getProducts {
     products { productId name price category }
     nextToken
   }
 }
-",
+`,
 }));
 "##;
 
