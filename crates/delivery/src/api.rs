@@ -131,7 +131,7 @@ async fn transition(
         .ok_or_else(|| not_found(order_id))?;
     if status != from {
         return Err(ApiError::conflict(format!(
-            "cannot {action} the delivery of order {order_id}: it is {}, and only a {} delivery can be",
+            "cannot {action} the delivery of order {order_id}: it is {}, and only a delivery that is {} can be",
             status.as_str(),
             from.as_str()
         )));

@@ -39,6 +39,62 @@ pub const SERVICES: &[ServiceDef] = &[
 /// public interface says (it keeps anything else under `/frontend-api/`).
 const AT_ROOT: &[&str] = &[ecom_frontend_api::NAME];
 
+/// The services each service cannot work without calling: running one
+/// without the others (here or at a URL) is refused at start rather than
+/// failing every request later.
+const CALLS: &[(&str, &[&str])] = &[
+    (
+        ecom_orders::NAME,
+        &[
+            ecom_products::NAME,
+            ecom_delivery_pricing::NAME,
+            ecom_payment::NAME,
+            ecom_warehouse::NAME,
+        ],
+    ),
+    (ecom_payment::NAME, &[ecom_payment_3p::NAME]),
+    (ecom_delivery::NAME, &[ecom_orders::NAME]),
+    (
+        ecom_frontend_api::NAME,
+        &[
+            ecom_users::NAME,
+            ecom_products::NAME,
+            ecom_orders::NAME,
+            ecom_delivery_pricing::NAME,
+            ecom_warehouse::NAME,
+            ecom_delivery::NAME,
+        ],
+    ),
+];
+
+/// Refuses to start `defs` when a service they call neither runs here nor
+/// has a URL, naming the variables to set.
+fn check_reachable(defs: &[&ServiceDef], config: &Config) -> anyhow::Result<()> {
+    let here: BTreeSet<&str> = defs.iter().map(|d| d.name).collect();
+    let mut missing: BTreeSet<&str> = BTreeSet::new();
+    for (caller, callees) in CALLS {
+        if here.contains(caller) {
+            missing.extend(
+                callees
+                    .iter()
+                    .filter(|c| !here.contains(*c) && !config.service_urls.contains_key(**c)),
+            );
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let vars: Vec<String> = missing
+        .iter()
+        .map(|m| format!("ECOM_{}_URL", m.to_uppercase().replace('-', "_")))
+        .collect();
+    anyhow::bail!(
+        "the services started here call {} but they neither run here nor have a URL: set {} (or --service-url NAME=URL), or run them in this process",
+        missing.into_iter().collect::<Vec<_>>().join(", "),
+        vars.join(", ")
+    )
+}
+
 /// The names of every service.
 pub fn service_names() -> Vec<&'static str> {
     SERVICES.iter().map(|s| s.name).collect()
@@ -161,6 +217,7 @@ impl App {
     /// Builds with an explicit storage target (tests use a schema prefix).
     pub async fn build_with(config: Config, names: &[String], target: StorageTarget) -> anyhow::Result<App> {
         let defs = select(names)?;
+        check_reachable(&defs, &config)?;
         let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
         let config = Arc::new(config);
         let local: BTreeSet<String> = defs.iter().map(|d| d.name.to_owned()).collect();

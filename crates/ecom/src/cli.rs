@@ -74,6 +74,9 @@ impl Cli {
         let names = app::service_names();
         let config = Config::load(&self.config, &names)?;
         ecom_runtime::telemetry::init(config.log_format);
+        if self.command.needs_existing_data() {
+            require_existing_data(&config)?;
+        }
         match self.command {
             Command::Up => up(config, &[]).await,
             Command::Serve { services } => up(config, &services).await,
@@ -90,6 +93,46 @@ impl Cli {
             Command::Stock { command } => stock::run(&config, command).await,
         }
     }
+}
+
+impl Command {
+    /// Commands that work on data a server made: run in the wrong directory
+    /// they must not make a fresh, empty data dir and report success.
+    fn needs_existing_data(&self) -> bool {
+        matches!(
+            self,
+            Command::Users { .. }
+                | Command::Token { .. }
+                | Command::Events { .. }
+                | Command::Products { .. }
+                | Command::Stock { .. }
+        )
+    }
+}
+
+/// Refuses to go on when the SQLite data dir the flags name does not hold
+/// a platform's data (PostgreSQL is checked by connecting). A service key
+/// given by flag or environment is enough for `ecom token`.
+fn require_existing_data(config: &Config) -> anyhow::Result<()> {
+    if config.database_url.is_some() {
+        return Ok(());
+    }
+    let dir = &config.data_dir;
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+    let has_data = std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".db") || name == "service.key"
+        })
+    });
+    anyhow::ensure!(
+        has_data,
+        "no ecom data in {}: run this where `ecom up` keeps its data, or point at it with --data-dir DIR \
+         (or ECOM_DATA_DIR, or --database-url for PostgreSQL); `ecom up` or `ecom migrate` creates a new one",
+        shown.display()
+    );
+    Ok(())
 }
 
 async fn up(config: Config, services: &[String]) -> anyhow::Result<()> {

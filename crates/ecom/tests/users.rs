@@ -798,6 +798,19 @@ mod cli {
     #[test]
     fn the_binary_adds_a_user_and_prints_its_id() {
         let dir = tempfile::tempdir().unwrap();
+        // The data dir exists first (`ecom up` or `ecom migrate` makes it):
+        // `users add` refuses to make one.
+        let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_ecom"))
+            .args(["migrate", "users", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("ECOM_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            migrated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecom"))
             .args([
                 "users",

@@ -44,8 +44,14 @@ impl fmt::Display for ImportReport {
 /// an array, or a database failure, is an error; bad products are refused
 /// one by one.
 pub async fn import(db: &Db, outbox: &Outbox, text: &str) -> anyhow::Result<ImportReport> {
-    let items: Vec<Value> =
-        serde_json::from_str(text).context("The file must hold a JSON array of products")?;
+    let items: Vec<Value> = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => items,
+        Ok(other) => anyhow::bail!(
+            "the file holds a JSON {}; it must hold a JSON array of products, like [{{\"name\": \"Mug\", \"price\": 900, \"package\": {{…}}}}]",
+            kind(&other)
+        ),
+        Err(e) => return Err(e).context("the file is not JSON"),
+    };
     let mut report = ImportReport::default();
     for (i, item) in items.iter().enumerate() {
         let label = match item.get("name").and_then(Value::as_str) {
@@ -76,4 +82,15 @@ pub async fn import(db: &Db, outbox: &Outbox, text: &str) -> anyhow::Result<Impo
         }
     }
     Ok(report)
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Object(_) => "object",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::Null => "null",
+        Value::Array(_) => "array",
+    }
 }

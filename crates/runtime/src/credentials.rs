@@ -173,7 +173,7 @@ impl ServiceKey {
             }
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .map_err(|e| ApiError::unauthorized(format!("invalid service credential: {e}")))?
+            .map_err(|e| ApiError::unauthorized(refusal(e.kind())))?
             .claims;
         let mut verified = lock(&self.0.verified);
         if verified.len() >= VERIFIED_CAPACITY {
@@ -181,6 +181,24 @@ impl ServiceKey {
         }
         verified.insert(token.to_owned(), (claims.sub.clone(), claims.exp));
         Ok(claims.sub)
+    }
+}
+
+/// What a caller is told when its service credential is refused: what is
+/// wrong and what to do, not the JWT library's error name.
+fn refusal(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => {
+            "this route is for services: it takes a service credential (print one with `ecom token --service NAME`), not a user's ID token".to_owned()
+        }
+        ErrorKind::InvalidSignature => {
+            "invalid service credential: it was signed with another service key (was it made for another data dir or ECOM_SERVICE_KEY than the server's?)".to_owned()
+        }
+        ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
+            "the service credential has expired: make a new one with `ecom token --service NAME`".to_owned()
+        }
+        other => format!("invalid service credential ({other:?}): make one with `ecom token --service NAME`"),
     }
 }
 

@@ -74,7 +74,7 @@ pub(crate) async fn apply(db: &Db, scope: &str, migrations: &[Migration]) -> any
         if applied.contains(&m.version) {
             continue;
         }
-        tracing::info!(scope, version = m.version, name = m.name, "applying migration");
+        tracing::debug!(scope, version = m.version, name = m.name, "applying migration");
         sqlx::raw_sql(&render(m.sql, db.backend()))
             .execute(&mut *tx)
             .await

@@ -195,7 +195,7 @@ async fn require(
         Some(h) if h.status == Status::Deleted => Err(not_found(order_id)),
         Some(h) if h.status == wanted => Ok(()),
         Some(h) => Err(ApiError::conflict(format!(
-            "cannot {action} the packaging request of order {order_id}: it is {}, and only a {} request can be",
+            "cannot {action} the packaging request of order {order_id}: it is {}, and only a request that is {} can be",
             h.status.as_str(),
             wanted.as_str()
         ))),

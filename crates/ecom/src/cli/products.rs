@@ -34,6 +34,7 @@ pub async fn run(config: &Config, command: ProductsCommand) -> anyhow::Result<()
                 .with_context(|| format!("Failed to read {}", file.display()))?;
             let report = import_text(&target, &text).await?;
             println!("{}: {report}", file.display());
+            let refused = report.refused.len();
             let stock = import_stock(&target, &text).await?;
             if stock.set > 0 || !stock.refused.is_empty() {
                 println!(
@@ -46,6 +47,12 @@ pub async fn run(config: &Config, command: ProductsCommand) -> anyhow::Result<()
                     println!("  refused {reason}");
                 }
             }
+            // The rest was loaded; the exit status still says not all was.
+            anyhow::ensure!(
+                refused == 0 && stock.refused.is_empty(),
+                "{} of the file's products were refused (see above); fix them and import again",
+                refused + stock.refused.len()
+            );
             Ok(())
         }
     }
