@@ -298,9 +298,7 @@ async fn checkpoint_round(read: &AnyPool, write: &AnyPool, restart: bool) -> Res
                 .await;
             // Back to no wait in SQLite itself: the driver's waits are
             // asynchronous (`SQLITE_PRAGMAS`).
-            let restored = sqlx::query("PRAGMA busy_timeout = 0")
-                .execute(&mut **conn)
-                .await;
+            let restored = sqlx::query("PRAGMA busy_timeout = 0").execute(&mut **conn).await;
             Ok::<_, sqlx::Error>((done, restored))
         })
     })
