@@ -8,7 +8,7 @@
 //
 // Three rules keep that from blocking or bloating the caller:
 //
-// - Rows stream. A query is a `ExecuteStream` that steps its statement
+// - Rows stream. A query is an `ExecuteStream` that steps its statement
 //   when polled, at most `row_channel_size` results (50 by default) ahead
 //   of the consumer: a large result set never sits whole in memory, and a
 //   stream dropped early resets its statement at once, ending its read
@@ -16,8 +16,8 @@
 // - Lock waits are asynchronous. SQLite's own busy timeout is 0 on every
 //   connection, so no step ever sleeps on the calling thread. A step that
 //   meets `SQLITE_BUSY` where SQLite's busy handler would have waited (no
-//   transaction open on the connection after the failure, nothing returned
-//   yet) is reset and retried after an async sleep, on SQLite's default
+//   row returned yet, and no transaction open on the connection once the
+//   statement is reset) is retried after an async sleep, on SQLite's default
 //   schedule (1, 2, 5, 10 … 100 ms), until the connection's `busy_timeout`
 //   (5 s by default) has passed; then the error is returned, as SQLite
 //   would have returned it. A `BEGIN` is retried the same way, a `COMMIT`
@@ -32,9 +32,10 @@
 //   completes without returning `Pending`) cannot starve other tasks.
 //
 // An operation that is not a query completes within one poll once it
-// holds the mutex, except while it waits for a lock; a cancelled wait has
-// started nothing. A rollback asked for from `Drop` while the mutex is
-// held elsewhere is recorded and run before the next operation.
+// holds the mutex, except while it waits for a lock; cancelled during that
+// wait, it has changed nothing (the statement it waits for is not begun).
+// A rollback asked for from `Drop` while the mutex is held elsewhere is
+// recorded and run before the next operation.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -217,11 +218,13 @@ fn is_busy(error: &Error) -> bool {
     }
 }
 
-/// No transaction holds a lock or a snapshot on the connection: a failed
-/// statement in autocommit mode has been rolled back whole, and an explicit
-/// transaction has not read yet. Only then does SQLite's own busy handler
-/// wait, and only then is running the statement again the same as running
-/// it the first time.
+/// No transaction holds a lock or a snapshot on the connection. Asked after
+/// a failed statement is reset, this is true in autocommit mode (the
+/// statement was rolled back whole; an autocommit statement never commits
+/// part of its work) and in an explicit transaction that has not read yet;
+/// false in one that has. Only then does SQLite's own busy handler wait,
+/// and only then is running the statement again the same as running it
+/// the first time.
 fn no_transaction(handle: &ConnectionHandle) -> bool {
     // SAFETY: the caller holds the connection's mutex; a null schema asks
     // about every attached database.
@@ -458,13 +461,16 @@ impl<'a> ExecuteStream<'a> {
                     self.statement_rows = 0;
                 }
                 Some(Err(e)) => {
-                    if self.statement_rows == 0 && is_busy(&e) && no_transaction(handle) {
-                        if let Some(pause) = self.wait.next() {
-                            if let Some(current) = statement.current() {
-                                // Returns the error being handled here.
-                                let _ = current.handle.reset();
+                    if self.statement_rows == 0 && is_busy(&e) {
+                        if let Some(current) = statement.current() {
+                            // Returns the error in hand. In autocommit mode
+                            // this rolls the statement back whole.
+                            let _ = current.handle.reset();
+                        }
+                        if no_transaction(handle) {
+                            if let Some(pause) = self.wait.next() {
+                                return Batch::Busy(pause);
                             }
-                            return Batch::Busy(pause);
                         }
                     }
                     self.buffer.push_back(Err(e));
