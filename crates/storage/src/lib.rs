@@ -168,8 +168,13 @@ fn install_drivers() {
 
 /// Set on every SQLite connection. `wal_autocheckpoint` is only a safety
 /// net for when [`checkpoint`] falls behind (see `docs/decisions.md`).
+///
+/// No `busy_timeout`: SQLite's own stays 0, since it would sleep on the
+/// executor thread. The patched driver waits for a lock held by another
+/// process in async sleeps instead, for up to its `busy_timeout` option
+/// (5 s, the default; `vendor/README.md`).
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 50000;";
+     PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 50000;";
 
 /// How often the background checkpointer copies the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -291,17 +296,18 @@ async fn checkpoint_round(read: &AnyPool, write: &AnyPool, restart: bool) -> Res
             let done = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
                 .execute(&mut **conn)
                 .await;
-            let restored = sqlx::query("PRAGMA busy_timeout = 5000")
-                .execute(&mut **conn)
-                .await;
+            // Back to no wait in SQLite itself: the driver's waits are
+            // asynchronous (`SQLITE_PRAGMAS`).
+            let restored = sqlx::query("PRAGMA busy_timeout = 0").execute(&mut **conn).await;
             Ok::<_, sqlx::Error>((done, restored))
         })
     })
     .await?;
     let (done, restored) = done?;
     if restored.is_err() {
-        // A writer without its busy timeout would fail at once when another
-        // process writes: drop the connection rather than return it so.
+        // A writer left with SQLite's own busy timeout would sleep on an
+        // executor thread when another process writes: drop the connection
+        // rather than return it so.
         writer.detach();
     }
     done.and(restored).map(|_| frames)

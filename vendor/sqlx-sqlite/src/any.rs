@@ -6,7 +6,7 @@ use crate::{
 };
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
-use futures_util::{StreamExt, TryFutureExt, TryStreamExt};
+use futures_util::{StreamExt, TryStreamExt};
 
 use sqlx_core::any::{
     Any, AnyArguments, AnyColumn, AnyConnectOptions, AnyConnectionBackend, AnyQueryResult, AnyRow,
@@ -94,8 +94,6 @@ impl AnyConnectionBackend for SqliteConnection {
         Box::pin(
             self.worker
                 .execute(query, args, self.row_channel_size, persistent, None)
-                .map_ok(flume::Receiver::into_stream)
-                .try_flatten_stream()
                 .map(
                     move |res: sqlx_core::Result<Either<SqliteQueryResult, SqliteRow>>| match res? {
                         Either::Left(result) => Ok(Either::Left(map_result(result))),
@@ -118,8 +116,6 @@ impl AnyConnectionBackend for SqliteConnection {
             let mut stream = pin!(
                 self.worker
                     .execute(query, args, self.row_channel_size, persistent, Some(1))
-                    .map_ok(flume::Receiver::into_stream)
-                    .await?
             );
 
             if let Some(Either::Right(row)) = stream.try_next().await? {

@@ -45,7 +45,7 @@ impl SqliteLoadExtensionMode {
 pub struct EstablishParams {
     filename: CString,
     open_flags: i32,
-    busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration, // ecom patch: the inline worker's budget for lock waits
     statement_cache_capacity: usize,
     log_settings: LogSettings,
     extensions: IndexMap<CString, Option<CString>>,

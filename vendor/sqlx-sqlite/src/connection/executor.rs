@@ -3,7 +3,7 @@ use crate::{
 };
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
-use futures_util::{stream, FutureExt, StreamExt, TryFutureExt, TryStreamExt};
+use futures_util::{stream, FutureExt, StreamExt, TryStreamExt};
 use sqlx_core::describe::Describe;
 use sqlx_core::error::Error;
 use sqlx_core::executor::{Execute, Executor};
@@ -32,9 +32,7 @@ impl<'c> Executor<'c> for &'c mut SqliteConnection {
 
         Box::pin(
             self.worker
-                .execute(sql, arguments, self.row_channel_size, persistent, None)
-                .map_ok(flume::Receiver::into_stream)
-                .try_flatten_stream(),
+                .execute(sql, arguments, self.row_channel_size, persistent, None),
         )
     }
 
@@ -58,9 +56,7 @@ impl<'c> Executor<'c> for &'c mut SqliteConnection {
         Box::pin(async move {
             let mut stream = pin!(self
                 .worker
-                .execute(sql, arguments, self.row_channel_size, persistent, Some(1))
-                .map_ok(flume::Receiver::into_stream)
-                .try_flatten_stream());
+                .execute(sql, arguments, self.row_channel_size, persistent, Some(1)));
 
             while let Some(res) = stream.try_next().await? {
                 if let Either::Right(row) = res {
