@@ -222,7 +222,9 @@ fn merge_lines(lines: Vec<ProductLine>, errors: &mut Vec<String>) -> Option<Vec<
         {
             Some(quantity) => kept.quantity = quantity,
             None => {
-                errors.push(format!("products[{i}].quantity: added to products[{j}], too large"));
+                errors.push(format!(
+                    "products[{i}].quantity: added to products[{j}], too large"
+                ));
                 ok = false;
             }
         }
@@ -418,7 +420,14 @@ mod tests {
     #[test]
     fn payment_failed_ends_an_order_from_any_status_and_nothing_moves_it() {
         use OrderStatus::*;
-        let all = [New, Packaged, PackagingFailed, Fulfilled, DeliveryFailed, PaymentFailed];
+        let all = [
+            New,
+            Packaged,
+            PackagingFailed,
+            Fulfilled,
+            DeliveryFailed,
+            PaymentFailed,
+        ];
         for from in [New, Packaged, PackagingFailed, DeliveryFailed] {
             assert_eq!(from.advance(PaymentFailed), PaymentFailed, "{from:?}");
         }
@@ -501,13 +510,16 @@ mod tests {
             assert_eq!(
                 errors,
                 Some(vec![
-                    "products[2]: the same product as products[0] with another name, package or price".to_owned()
+                    "products[2]: the same product as products[0] with another name, package or price"
+                        .to_owned()
                 ])
             );
         }
         let mut huge = shoe.clone();
         huge["quantity"] = json!(i64::MAX);
-        let errors = OrderRequest::parse(&request(json!([shoe, huge]))).err().unwrap_or_default();
+        let errors = OrderRequest::parse(&request(json!([shoe, huge])))
+            .err()
+            .unwrap_or_default();
         assert_eq!(errors, ["products[1].quantity: added to products[0], too large"]);
     }
 

@@ -18,11 +18,14 @@ use std::sync::Arc;
 pub const NAME: &str = "orders";
 
 /// Schema changes, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "orders",
-    include_str!("../migrations/0001_orders.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::new(1, "orders", include_str!("../migrations/0001_orders.sql")),
+    Migration::new(
+        2,
+        "idempotency request hash",
+        include_str!("../migrations/0002_idempotency_request_hash.sql"),
+    ),
+];
 
 /// How the binary builds this service.
 pub const SERVICE: ServiceDef = ServiceDef {

@@ -67,9 +67,13 @@ impl TokenStatus {
 
     /// The status stored as `text`, if it is one.
     pub fn parse(text: &str) -> Option<TokenStatus> {
-        [TokenStatus::Authorised, TokenStatus::Processed, TokenStatus::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            TokenStatus::Authorised,
+            TokenStatus::Processed,
+            TokenStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -88,18 +92,28 @@ mod tests {
 
     #[test]
     fn sixteen_characters_that_are_not_all_digits_say_so() {
-        for number in ["1234-56789012345", "abcdefghijklmnop", "１２３４５６７８９０１２３４５６"] {
+        for number in [
+            "1234-56789012345",
+            "abcdefghijklmnop",
+            "１２３４５６７８９０１２３４５６",
+        ] {
             let err = CardNumber::try_from(number.to_owned()).err();
             assert_eq!(err.as_deref(), Some("must hold only digits (0-9)"), "{number}");
         }
         let err = CardNumber::try_from("123".to_owned()).err();
-        assert_eq!(err.as_deref(), Some("must be a string of 16 digits, got 3 characters"));
+        assert_eq!(
+            err.as_deref(),
+            Some("must be a string of 16 digits, got 3 characters")
+        );
     }
 
     #[test]
     fn only_the_test_cards_decline() {
         let card = |n: &str| CardNumber::try_from(n.to_owned()).ok();
-        assert_eq!(card(DECLINED_CARD).and_then(|c| c.declined()), Some("card declined"));
+        assert_eq!(
+            card(DECLINED_CARD).and_then(|c| c.declined()),
+            Some("card declined")
+        );
         assert_eq!(
             card(INSUFFICIENT_FUNDS_CARD).and_then(|c| c.declined()),
             Some("card declined: insufficient funds")

@@ -16,11 +16,7 @@ pub const NAME: &str = "payment-3p";
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration::new(
-        1,
-        "payment tokens",
-        include_str!("../migrations/0001_tokens.sql"),
-    ),
+    Migration::new(1, "payment tokens", include_str!("../migrations/0001_tokens.sql")),
     Migration::new(
         2,
         "captures and refunds",

@@ -159,19 +159,17 @@ pub async fn process(
             .execute(db.writer())
             .await?
         }
-        None => {
-            sqlx::query(
-                "UPDATE payment_tokens SET status = $2, captured_amount = amount, order_id = $3, modified_at = $4
+        None => sqlx::query(
+            "UPDATE payment_tokens SET status = $2, captured_amount = amount, order_id = $3, modified_at = $4
                  WHERE token = $1 AND status = $5",
-            )
-            .bind(token)
-            .bind(TokenStatus::Processed.as_str())
-            .bind(order_id)
-            .bind(now)
-            .bind(live)
-            .execute(db.writer())
-            .await?
-        }
+        )
+        .bind(token)
+        .bind(TokenStatus::Processed.as_str())
+        .bind(order_id)
+        .bind(now)
+        .bind(live)
+        .execute(db.writer())
+        .await?,
     };
     if done.rows_affected() == 1 {
         return Ok(true);
@@ -226,13 +224,14 @@ pub async fn refund(db: &Db, token: &str, amount: Money, refund_id: &str) -> any
     .await
     .context("Failed to record a refund")?;
     if recorded.rows_affected() == 0 {
-        let before: i64 = sqlx::query("SELECT amount FROM payment_refunds WHERE token = $1 AND refund_id = $2")
-            .bind(token)
-            .bind(refund_id)
-            .fetch_one(&mut *tx)
-            .await
-            .context("Failed to read a refund")?
-            .try_get(0)?;
+        let before: i64 =
+            sqlx::query("SELECT amount FROM payment_refunds WHERE token = $1 AND refund_id = $2")
+                .bind(token)
+                .bind(refund_id)
+                .fetch_one(&mut *tx)
+                .await
+                .context("Failed to read a refund")?
+                .try_get(0)?;
         tx.rollback().await.ok();
         return Ok(before == amount.cents());
     }

@@ -154,7 +154,9 @@ async fn on_order_created(ctx: &Context, metrics: &Metrics, event: Event) -> any
     tracing::warn!(order_id = %order.order_id, "OrderCreated with a token another order holds: payment failed");
     let recorded = store::fail_new(&mut tx, order.order_id, order.total.cents(), TOKEN_TAKEN).await?;
     if recorded {
-        ctx.outbox.push(&mut tx, &failed(order.order_id, TOKEN_TAKEN)).await?;
+        ctx.outbox
+            .push(&mut tx, &failed(order.order_id, TOKEN_TAKEN))
+            .await?;
     }
     ctx.outbox.commit(tx).await?;
     if recorded {
@@ -249,9 +251,7 @@ async fn refusal(ctx: &Context, token: &str, order_id: Uuid, amount: Money) -> S
             "the card processor captured {} for this order, not {amount}",
             s.captured_amount.unwrap_or_default()
         ),
-        Some(s) if s.status == "PROCESSED" => {
-            "the payment token was captured for another order".to_owned()
-        }
+        Some(s) if s.status == "PROCESSED" => "the payment token was captured for another order".to_owned(),
         Some(s) if s.authorised_amount < amount.cents() => format!(
             "the card processor holds {}, less than the total {amount}",
             s.authorised_amount

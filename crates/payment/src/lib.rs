@@ -17,11 +17,7 @@ pub const NAME: &str = "payment";
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration::new(
-        1,
-        "payments",
-        include_str!("../migrations/0001_payments.sql"),
-    ),
+    Migration::new(1, "payments", include_str!("../migrations/0001_payments.sql")),
     Migration::new(
         2,
         "payment token claims",
