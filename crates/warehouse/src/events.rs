@@ -1,4 +1,5 @@
-//! What the warehouse does with order events, and the events it emits.
+//! What the warehouse does with order events (and payment's
+//! `PaymentFailed`), and the events it emits.
 //!
 //! Every handler records the event in the inbox in the same transaction as
 //! its effect, so a redelivered event changes nothing. Events arrive in no
@@ -21,10 +22,12 @@ pub const ON_ORDER_CREATED: &str = "warehouse.on-order-created";
 pub const ON_ORDER_MODIFIED: &str = "warehouse.on-order-modified";
 /// See [`ON_ORDER_CREATED`].
 pub const ON_ORDER_DELETED: &str = "warehouse.on-order-deleted";
+/// See [`ON_ORDER_CREATED`].
+pub const ON_PAYMENT_FAILED: &str = "warehouse.on-payment-failed";
 
 /// The rules of the warehouse.
 pub fn rules(db: &Db) -> anyhow::Result<Vec<Rule>> {
-    let (a, b, c) = (db.clone(), db.clone(), db.clone());
+    let (a, b, c, d) = (db.clone(), db.clone(), db.clone(), db.clone());
     Ok(vec![
         Rule::new(ON_ORDER_CREATED, pattern("OrderCreated", None), move |e| {
             let db = a.clone();
@@ -42,6 +45,14 @@ pub fn rules(db: &Db) -> anyhow::Result<Vec<Rule>> {
             let db = c.clone();
             async move { on_order_deleted(&db, &e).await }
         })?,
+        Rule::new(
+            ON_PAYMENT_FAILED,
+            json!({ "source": [sources::PAYMENT], "detail-type": ["PaymentFailed"] }),
+            move |e| {
+                let db = d.clone();
+                async move { on_payment_failed(&db, &e).await }
+            },
+        )?,
     ])
 }
 
@@ -129,6 +140,32 @@ pub async fn on_order_deleted(db: &Db, event: &Event) -> anyhow::Result<()> {
         _ => store::tombstone(&mut tx, order.order_id, order.modified_date).await?,
     }
     tx.commit().await.context("Failed to commit OrderDeleted")?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AboutOrder {
+    order_id: uuid::Uuid,
+}
+
+/// `PaymentFailed`: the order will not be paid, so a request nobody has
+/// started is dropped, as for `OrderDeleted` (one being packed is kept:
+/// staff see it through). The drop is stamped with the event's time, so a
+/// late `OrderCreated` (older) does not bring the request back.
+pub async fn on_payment_failed(db: &Db, event: &Event) -> anyhow::Result<()> {
+    let AboutOrder { order_id } = AboutOrder::deserialize(&event.detail)
+        .map_err(|e| permanent(format!("PaymentFailed detail is malformed: {e}")))?;
+    let Some(mut tx) = inbox::begin(db, ON_PAYMENT_FAILED, event.id).await? else {
+        return Ok(());
+    };
+    match store::header(&mut tx, order_id).await? {
+        Some(h) if h.status != Status::New => {
+            tracing::info!(%order_id, status = h.status.as_str(), "PaymentFailed: request kept, packaging has started");
+        }
+        _ => store::tombstone(&mut tx, order_id, event.time).await?,
+    }
+    tx.commit().await.context("Failed to commit PaymentFailed")?;
     Ok(())
 }
 
