@@ -127,7 +127,7 @@ impl OrdersQuery {
     async fn get_order(&self, ctx: &Context<'_>, order_id: ID) -> async_graphql::Result<Option<Order>> {
         let user = crate::auth::user(ctx).await?;
         let answer = crate::client(ctx, "orders")?
-            .get::<OneOrder>(&format!("/backend/{}", page::encode(&order_id)))
+            .get::<OneOrder>(&format!("/backend/{}", page::id_segment("orderId", &order_id)?))
             .await;
         match answer {
             Ok(OneOrder { order }) if order.user_id == user.claims.sub => Ok(Some(order)),
