@@ -424,7 +424,8 @@ mod one_token_one_order {
         on_each_storage(|app| async move {
             let shoe = product("Shoe", 1500);
             seed_products(&app, std::slice::from_ref(&shoe)).await;
-            let token = app.preauth(1500).await;
+            // Covers the wrong total too: only the delivery price is wrong.
+            let token = app.preauth(1510).await;
             let user = Uuid::new_v4().to_string();
             let mut wrong = request(vec![line(&shoe, 1)], &token);
             wrong["deliveryPrice"] = json!(10);
