@@ -518,7 +518,7 @@ mod tests {
 
     #[test]
     fn the_bench_order_has_a_total() -> anyhow::Result<()> {
-        let order = order_request(Some("token"))?;
+        let order = order_request("token")?;
         assert!(order_total(&order)? > 0);
         Ok(())
     }
