@@ -705,19 +705,29 @@ mod order_lines {
         on_each_storage(|app| async move {
             let shoe = product("Shoe", 1500);
             seed_products(&app, std::slice::from_ref(&shoe)).await;
-            let token = app.preauth(3000).await;
-            let body = create(
-                &app,
-                &Uuid::new_v4().to_string(),
-                &request(vec![line(&shoe, 1), line(&shoe, 1)], &token),
-            )
-            .await;
+            // To Germany, so that delivery costs something.
+            let mut to_germany = address();
+            to_germany["country"] = json!("DE");
+            let (_, priced) = app
+                .post_as_service(
+                    "/delivery-pricing/backend/pricing",
+                    &json!({"products": [line(&shoe, 2)], "address": to_germany}),
+                )
+                .await;
+            let delivery = priced["pricing"].as_i64().unwrap();
+            assert!(delivery > 0, "{priced}");
+            let total = 2 * 1500 + delivery;
+            let token = app.preauth(total).await;
+            let mut twice = request(vec![line(&shoe, 1), line(&shoe, 1)], &token);
+            twice["address"] = to_germany;
+            twice["deliveryPrice"] = json!(delivery);
+            let body = create(&app, &Uuid::new_v4().to_string(), &twice).await;
             assert_eq!(body["success"], true, "{body}");
             let order = &body["order"];
             let id = order["orderId"].as_str().unwrap().to_owned();
             assert_eq!(order["products"].as_array().unwrap().len(), 1, "{order}");
             assert_eq!(order["products"][0]["quantity"], 2);
-            assert_eq!(order["total"], 3000);
+            assert_eq!(order["total"], total);
 
             let clerk = staff(&app, "warehouse").await;
             let request_path = format!("/warehouse/packaging-requests/{id}");
@@ -736,7 +746,7 @@ mod order_lines {
             }
             let packaged = wait_for_status(&app, &id, "PACKAGED").await;
             assert_eq!(packaged["products"], order["products"]);
-            assert_eq!(packaged["total"], 3000);
+            assert_eq!(packaged["total"], total);
 
             let courier = staff(&app, "delivery").await;
             let delivery_path = format!("/delivery/deliveries/{id}");
@@ -752,7 +762,7 @@ mod order_lines {
             }
             wait_for_status(&app, &id, "FULFILLED").await;
             let state = app.processor_status(&token).await;
-            assert_eq!(state["capturedAmount"], 3000, "{state}");
+            assert_eq!(state["capturedAmount"], total, "price × 2 + delivery: {state}");
             assert_eq!(state["orderId"], id.as_str());
         })
         .await;
