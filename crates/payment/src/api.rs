@@ -84,10 +84,8 @@ async fn validate(
     let (covered, claimed) = tokio::join!(check, claim);
     let claimed = match claimed {
         Ok(claimed) => claimed,
-        Err(e) => {
-            // The check may not know: release nothing, as nothing was claimed.
-            return Err(ApiError::internal(e));
-        }
+        // The claim's statement failed: nothing was claimed, nothing to release.
+        Err(e) => return Err(ApiError::internal(e)),
     };
     if !claimed {
         return Ok(Json(json!({ "ok": false, "reason": ALREADY_USED })));
