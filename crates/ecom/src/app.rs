@@ -52,7 +52,7 @@ const CALLS: &[(&str, &[&str])] = &[
             ecom_warehouse::NAME,
         ],
     ),
-    (ecom_payment::NAME, &[ecom_payment_3p::NAME]),
+    (ecom_payment::NAME, &[ecom_payment_3p::NAME, ecom_orders::NAME]),
     (ecom_delivery::NAME, &[ecom_orders::NAME]),
     (
         ecom_frontend_api::NAME,

@@ -52,9 +52,10 @@ pub enum Scenario {
     GraphqlProduct,
     /// `POST /orders/backend/orders` with 3 catalogue products and a service
     /// credential: checks with products, delivery-pricing and payment (in
-    /// parallel), stores the order and its `OrderCreated`, which payment
-    /// then records. Needs the in-process platform (it pre-authorises one
-    /// large amount there; a check does not consume it, so it serves every order).
+    /// parallel; payment claims the token for the order), stores the order
+    /// and its `OrderCreated`, which payment then records. Needs the
+    /// in-process platform: a payment token pays for one order, so before
+    /// the run it pre-authorises a token per request it may send there.
     CreateOrder,
     /// `POST /graphql` `createOrder`: the order of `create-order`, as a
     /// signed-in shopper, through the gateway (which calls orders with the
@@ -64,7 +65,7 @@ pub enum Scenario {
     /// the order's total at payment-3p, `create-order`'s request, then the
     /// warehouse staff start and complete its packaging and the delivery
     /// staff start and complete its delivery over the REST routes, until
-    /// the order is `FULFILLED` and its token consumed at payment-3p.
+    /// the order is `FULFILLED` and payment-3p shows its total captured.
     /// Reports journeys/s and createOrder latency within journeys. Needs
     /// the in-process platform (it creates the staff users there).
     Journey,
@@ -109,12 +110,61 @@ struct Target {
     path: String,
     token: Option<String>,
     body: Bytes,
+    /// For the create-order scenarios: a fresh payment token per request,
+    /// put in place of [`TOKEN_PLACEHOLDER`] in `body`.
+    payment_tokens: Option<TokenPool>,
+}
+
+/// Stands for the payment token in a create-order body until a request
+/// takes a token from the pool (a string no token can be).
+const TOKEN_PLACEHOLDER: &str = "{{payment-token}}";
+
+/// Payment tokens pre-authorised before a create-order run, handed out one
+/// per request, and the request body split around the token.
+struct TokenPool {
+    tokens: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    before: Bytes,
+    after: Bytes,
+}
+
+impl TokenPool {
+    fn new(tokens: Vec<String>, body: &Bytes) -> anyhow::Result<TokenPool> {
+        let text = std::str::from_utf8(body)?;
+        let (before, after) = text
+            .split_once(TOKEN_PLACEHOLDER)
+            .context("the create-order body holds no payment token placeholder")?;
+        anyhow::ensure!(!tokens.is_empty(), "no payment tokens were pre-authorised");
+        Ok(TokenPool {
+            tokens,
+            next: Default::default(),
+            before: Bytes::copy_from_slice(before.as_bytes()),
+            after: Bytes::copy_from_slice(after.as_bytes()),
+        })
+    }
+
+    /// The next request's body. Past the end of the pool tokens are used
+    /// again, and those orders are refused ("Payment token already used").
+    fn body(&self) -> Bytes {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = &self.tokens[n % self.tokens.len()];
+        let mut body = Vec::with_capacity(self.before.len() + token.len() + self.after.len());
+        body.extend_from_slice(&self.before);
+        body.extend_from_slice(token.as_bytes());
+        body.extend_from_slice(&self.after);
+        body.into()
+    }
+
+    /// Whether more requests were sent than there were tokens.
+    fn exhausted(&self) -> bool {
+        self.next.load(std::sync::atomic::Ordering::Relaxed) > self.tokens.len()
+    }
 }
 
 fn target(
     scenario: Scenario,
     key: &ServiceKey,
-    payment_token: Option<&str>,
+    payment_tokens: Vec<String>,
     product_id: &str,
     user_token: Option<&str>,
 ) -> anyhow::Result<Target> {
@@ -129,6 +179,7 @@ fn target(
             method: Method::POST,
             path: "/delivery-pricing/backend/pricing".into(),
             token: Some(key.issue("bench")?),
+            payment_tokens: None,
             body: serde_json::to_vec(&serde_json::json!({
                 "products": [product(100, 500, 1), product(400, 3000, 2), product(250, 800, 3)],
                 "address": {"name": "Ada", "streetAddress": "1 Main St", "city": "Town",
@@ -140,12 +191,14 @@ fn target(
             method: Method::POST,
             path: "/payment-3p/preauth".into(),
             token: None,
+            payment_tokens: None,
             body: Bytes::from_static(br#"{"cardNumber":"4242424242424242","amount":12345}"#),
         },
         Scenario::Health => Target {
             method: Method::GET,
             path: "/healthz".into(),
             token: None,
+            payment_tokens: None,
             body: Bytes::new(),
         },
         Scenario::Validate => {
@@ -162,29 +215,38 @@ fn target(
                 method: Method::POST,
                 path: "/products/backend/validate".into(),
                 token: Some(key.issue("bench")?),
+                payment_tokens: None,
                 body: serde_json::to_vec(&serde_json::json!({ "products": lines }))?.into(),
             }
         }
-        Scenario::CreateOrder => Target {
-            method: Method::POST,
-            path: "/orders/backend/orders".into(),
-            token: Some(key.issue("bench")?),
-            body: serde_json::to_vec(&serde_json::json!({
+        Scenario::CreateOrder => {
+            let body: Bytes = serde_json::to_vec(&serde_json::json!({
                 "userId": "bench-shopper",
-                "order": order_request(payment_token)?,
+                "order": order_request(TOKEN_PLACEHOLDER)?,
             }))?
-            .into(),
-        },
-        Scenario::GraphqlCreateOrder => Target {
-            method: Method::POST,
-            path: "/graphql".into(),
-            token: Some(
-                user_token
-                    .context("graphql-create-order needs a signed-in shopper")?
-                    .to_owned(),
-            ),
-            body: graphql::create_order_body(&order_request(payment_token)?),
-        },
+            .into();
+            Target {
+                method: Method::POST,
+                path: "/orders/backend/orders".into(),
+                token: Some(key.issue("bench")?),
+                payment_tokens: Some(TokenPool::new(payment_tokens, &body)?),
+                body,
+            }
+        }
+        Scenario::GraphqlCreateOrder => {
+            let body = graphql::create_order_body(&order_request(TOKEN_PLACEHOLDER)?);
+            Target {
+                method: Method::POST,
+                path: "/graphql".into(),
+                token: Some(
+                    user_token
+                        .context("graphql-create-order needs a signed-in shopper")?
+                        .to_owned(),
+                ),
+                payment_tokens: Some(TokenPool::new(payment_tokens, &body)?),
+                body,
+            }
+        }
         Scenario::Product => {
             let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
             let id = catalogue
@@ -195,6 +257,7 @@ fn target(
                 method: Method::GET,
                 path: format!("/products/products/{id}"),
                 token: None,
+                payment_tokens: None,
                 body: Bytes::new(),
             }
         }
@@ -202,12 +265,14 @@ fn target(
             method: Method::POST,
             path: "/graphql".into(),
             token: None,
+            payment_tokens: None,
             body: graphql::products_body(),
         },
         Scenario::GraphqlProduct => Target {
             method: Method::POST,
             path: "/graphql".into(),
             token: None,
+            payment_tokens: None,
             body: graphql::product_body(product_id),
         },
         Scenario::Journey => anyhow::bail!("journey is a sequence of requests, not one target"),
@@ -215,8 +280,8 @@ fn target(
 }
 
 /// The order both create-order scenarios place: three catalogue products,
-/// delivered in Sweden (free delivery), paid by the pre-authorised token.
-fn order_request(payment_token: Option<&str>) -> anyhow::Result<serde_json::Value> {
+/// delivered in Sweden (free delivery), paid by `payment_token`.
+fn order_request(payment_token: &str) -> anyhow::Result<serde_json::Value> {
     let catalogue: Vec<serde_json::Value> = serde_json::from_str(CATALOGUE)?;
     let lines: Vec<serde_json::Value> = catalogue
         .iter()
@@ -232,7 +297,7 @@ fn order_request(payment_token: Option<&str>) -> anyhow::Result<serde_json::Valu
         "address": {"name": "Ada", "streetAddress": "Storgatan 1", "city": "Umeå",
                     "country": "SE", "phoneNumber": "+46 1"},
         "deliveryPrice": 0,
-        "paymentToken": payment_token.context("creating orders needs the pre-authorised token")?,
+        "paymentToken": payment_token,
     }))
 }
 
@@ -391,14 +456,23 @@ async fn requests(
     key: &ServiceKey,
     booted: Option<&StorageTarget>,
 ) -> anyhow::Result<()> {
-    let payment_token = match (args.scenario, booted) {
+    let payment_tokens = match (args.scenario, booted) {
         (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, Some(target)) => {
-            Some(preauthorise(target).await?)
+            // More than the fastest run seen sends (6,214 req/s), warm-up included.
+            let per_second = args.rate.unwrap_or(10_000);
+            let count = per_second.saturating_mul(args.duration + 1) as usize + args.connections;
+            let started = Instant::now();
+            let tokens = preauthorise(target, count).await?;
+            println!(
+                "pre-authorised {count} payment tokens (one per order) in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            tokens
         }
         (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, None) => {
             anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
         }
-        _ => None,
+        _ => Vec::new(),
     };
     let product_id = match args.scenario {
         Scenario::GraphqlProducts | Scenario::GraphqlProduct => graphql::product_id(authority).await?,
@@ -411,7 +485,7 @@ async fn requests(
     let target = Arc::new(target(
         args.scenario,
         key,
-        payment_token.as_deref(),
+        payment_tokens,
         &product_id,
         user_token.as_deref(),
     )?);
@@ -466,6 +540,12 @@ async fn requests(
         // A refused order is a 200 too: count what was really stored.
         let created = ecom_runtime::metrics::counter("ecom_orders_created_total", "Orders created.", &[]);
         println!("orders stored (warm-up included): {}", created.get());
+        if target.payment_tokens.as_ref().is_some_and(TokenPool::exhausted) {
+            println!(
+                "warning: the run sent more orders than it pre-authorised tokens for; \
+                 the orders past them were refused (Payment token already used): use --rate"
+            );
+        }
     }
     Ok(())
 }
@@ -477,16 +557,27 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     sorted_us.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
 }
 
-/// Pre-authorises a large amount at the payment-3p of the platform whose
-/// data is at `target` (already migrated); the token.
-async fn preauthorise(target: &StorageTarget) -> anyhow::Result<String> {
+/// Pre-authorises a large amount `count` times at the payment-3p of the
+/// platform whose data is at `target` (already migrated), as its own token
+/// writer does (many tokens per statement); the tokens.
+async fn preauthorise(target: &StorageTarget, count: usize) -> anyhow::Result<Vec<String>> {
     let db = ecom_storage::Db::open(target, ecom_payment_3p::NAME).await?;
     let amount = ecom_model::Money::try_from(i64::MAX / 2).map_err(anyhow::Error::msg)?;
-    let token = ecom_payment_3p::store::TokenWriter::start(db.clone())
-        .create(amount, "4242")
-        .await;
+    let writer = ecom_payment_3p::store::TokenWriter::start(db.clone());
+    let mut tokens = Vec::with_capacity(count);
+    let mut left = count;
+    while left > 0 {
+        // Enough at once to fill the writer's groups, few enough to bound memory.
+        let batch = left.min(4096);
+        let made = futures::future::join_all((0..batch).map(|_| writer.create(amount, "4242"))).await;
+        for token in made {
+            tokens.push(token?.to_string());
+        }
+        left -= batch;
+    }
+    drop(writer);
     db.close().await;
-    Ok(token?.to_string())
+    Ok(tokens)
 }
 
 /// One keep-alive HTTP/1.1 connection for JSON calls: the setup steps of
@@ -571,7 +662,11 @@ async fn connection(
         if let Some(token) = &target.token {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
-        let req = req.body(Full::new(target.body.clone()))?;
+        let body = match &target.payment_tokens {
+            Some(pool) => pool.body(),
+            None => target.body.clone(),
+        };
+        let req = req.body(Full::new(body))?;
         sender.ready().await?;
         let resp = sender.send_request(req).await?;
         let ok = resp.status().is_success();

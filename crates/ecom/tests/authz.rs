@@ -319,11 +319,48 @@ async fn every_rest_route_admits_exactly_its_callers() {
                 Some(json!({"cardNumber": "4242424242424242", "amount": 1})),
                 [A, A, A, A, A, A, A],
             ),
+            // The processor's merchant operations: services only.
             (
                 Method::POST,
                 "/payment-3p/check".into(),
                 Some(token_body.clone()),
-                [A, A, A, A, A, A, A],
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/payment-3p/status".into(),
+                Some(json!({"paymentToken": "00000000-0000-0000-0000-000000000000"})),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/payment-3p/updateAmount".into(),
+                Some(token_body.clone()),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/payment-3p/processPayment".into(),
+                Some(json!({"paymentToken": "00000000-0000-0000-0000-000000000000"})),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/payment-3p/cancelPayment".into(),
+                Some(json!({"paymentToken": "00000000-0000-0000-0000-000000000000"})),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/payment-3p/refund".into(),
+                Some(token_body.clone()),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/payment/backend/release".into(),
+                Some(json!({"paymentToken": "t", "orderId": o})),
+                [U, U, U, U, U, U, A],
             ),
             // warehouse staff: admin and warehouse.
             (

@@ -101,7 +101,7 @@ mod payment_3p {
             let token = preauth(&app, 5000).await;
             for (amount, ok) in [(0, true), (4999, true), (5000, true), (5001, false)] {
                 let (status, body) = app
-                    .post(
+                    .post_as_service(
                         "/payment-3p/check",
                         &json!({"paymentToken": token, "amount": amount}),
                     )
@@ -129,9 +129,15 @@ mod payment_3p {
             );
             for (token, amount) in tokens.iter().zip(&amounts) {
                 let held = json!({"paymentToken": token, "amount": amount});
-                assert_eq!(app.post("/payment-3p/check", &held).await.1, json!({"ok": true}));
+                assert_eq!(
+                    app.post_as_service("/payment-3p/check", &held).await.1,
+                    json!({"ok": true})
+                );
                 let more = json!({"paymentToken": token, "amount": amount + 1});
-                assert_eq!(app.post("/payment-3p/check", &more).await.1, json!({"ok": false}));
+                assert_eq!(
+                    app.post_as_service("/payment-3p/check", &more).await.1,
+                    json!({"ok": false})
+                );
             }
         })
         .await;
@@ -145,7 +151,7 @@ mod payment_3p {
                 let app = &app;
                 let token = token.clone();
                 async move {
-                    app.post(
+                    app.post_as_service(
                         "/payment-3p/updateAmount",
                         &json!({"paymentToken": token, "amount": amount}),
                     )
@@ -155,7 +161,7 @@ mod payment_3p {
             assert_eq!(update(6000).await.1, json!({"ok": false}));
             assert_eq!(update(3000).await.1, json!({"ok": true}));
             let (_, body) = app
-                .post(
+                .post_as_service(
                     "/payment-3p/check",
                     &json!({"paymentToken": token, "amount": 3001}),
                 )
@@ -176,20 +182,20 @@ mod payment_3p {
             let token = preauth(&app, 100).await;
             let body = json!({"paymentToken": token});
             assert_eq!(
-                app.post("/payment-3p/processPayment", &body).await.1,
+                app.post_as_service("/payment-3p/processPayment", &body).await.1,
                 json!({"ok": true})
             );
             assert_eq!(
-                app.post("/payment-3p/processPayment", &body).await.1,
+                app.post_as_service("/payment-3p/processPayment", &body).await.1,
                 json!({"ok": false})
             );
             assert_eq!(
-                app.post("/payment-3p/cancelPayment", &body).await.1,
+                app.post_as_service("/payment-3p/cancelPayment", &body).await.1,
                 json!({"ok": false})
             );
             let check = json!({"paymentToken": token, "amount": 0});
             assert_eq!(
-                app.post("/payment-3p/check", &check).await.1,
+                app.post_as_service("/payment-3p/check", &check).await.1,
                 json!({"ok": false})
             );
         })
@@ -202,11 +208,11 @@ mod payment_3p {
             let token = preauth(&app, 100).await;
             let body = json!({"paymentToken": token});
             assert_eq!(
-                app.post("/payment-3p/cancelPayment", &body).await.1,
+                app.post_as_service("/payment-3p/cancelPayment", &body).await.1,
                 json!({"ok": true})
             );
             assert_eq!(
-                app.post("/payment-3p/processPayment", &body).await.1,
+                app.post_as_service("/payment-3p/processPayment", &body).await.1,
                 json!({"ok": false})
             );
         })
@@ -219,14 +225,14 @@ mod payment_3p {
             let unknown = "63fa7809-a708-461f-99e8-13c48bbb5dbb";
             for path in ["/payment-3p/processPayment", "/payment-3p/cancelPayment"] {
                 assert_eq!(
-                    app.post(path, &json!({"paymentToken": unknown})).await,
+                    app.post_as_service(path, &json!({"paymentToken": unknown})).await,
                     (StatusCode::OK, json!({"ok": false}))
                 );
             }
             for path in ["/payment-3p/check", "/payment-3p/updateAmount"] {
                 let body = json!({"paymentToken": "not-even-a-uuid", "amount": 1});
                 assert_eq!(
-                    app.post(path, &body).await,
+                    app.post_as_service(path, &body).await,
                     (StatusCode::OK, json!({"ok": false}))
                 );
             }
@@ -240,7 +246,7 @@ mod payment_3p {
             for _ in 0..5 {
                 let token = preauth(&app, 100).await;
                 let body = json!({"paymentToken": token});
-                let calls = (0..8).map(|_| app.post("/payment-3p/processPayment", &body));
+                let calls = (0..8).map(|_| app.post_as_service("/payment-3p/processPayment", &body));
                 let results = futures::future::join_all(calls).await;
                 let wins = results.iter().filter(|(_, b)| b["ok"] == true).count();
                 assert!(results.iter().all(|(s, _)| *s == StatusCode::OK));
@@ -318,7 +324,14 @@ mod payment_3p {
                 ("/payment-3p/cancelPayment", r#"[1,2]"#, "invalid type"),
             ];
             for (path, body, want) in cases {
-                let (status, answer) = app.post_raw(path, body).await;
+                // Merchant routes check the credential first: send one.
+                let (status, answer) = common::send(
+                    app.http
+                        .post(app.url(path))
+                        .bearer_auth(app.service_token("tests"))
+                        .body(body.to_string()),
+                )
+                .await;
                 assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
                 let message = answer["message"].as_str().unwrap_or_default();
                 assert!(
@@ -358,8 +371,13 @@ mod payment_3p {
                 let (_, body) = common::send(req).await;
                 token = body["paymentToken"].as_str().unwrap().to_owned();
             } else {
+                let merchant = ecom_runtime::ServiceKey::load_or_create(None, dir.path())
+                    .unwrap()
+                    .issue("tests")
+                    .unwrap();
                 let req = http
                     .post(format!("{base}/payment-3p/check"))
+                    .bearer_auth(merchant)
                     .json(&json!({"paymentToken": token, "amount": 700}));
                 assert_eq!(common::send(req).await.1, json!({"ok": true}));
             }

@@ -695,12 +695,11 @@ mod journey {
             }
             app.eventually("the order is fulfilled", || async { status_of(&app, &shopper, &order_id).await == "FULFILLED" })
                 .await;
-            // The payment was processed: the token is spent.
-            app.eventually("the payment is processed", || async {
-                let (_, body) = app.post("/payment-3p/check", &json!({"paymentToken": payment_token, "amount": 1})).await;
-                body["ok"] == false
-            })
-            .await;
+            // FULFILLED means paid: the processor captured the total for this order.
+            let captured = app.processor_status(&payment_token).await;
+            assert_eq!(captured["status"], "PROCESSED", "{captured}");
+            assert_eq!(captured["capturedAmount"], total, "{captured}");
+            assert_eq!(captured["orderId"], order_id.as_str(), "{captured}");
         })
         .await;
     }

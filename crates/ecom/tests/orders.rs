@@ -334,26 +334,52 @@ async fn the_same_idempotency_key_gives_back_the_same_order() {
     on_each_storage(|app| async move {
         let shoe = product("Shoe", 1500);
         seed_products(&app, std::slice::from_ref(&shoe)).await;
-        let token = app.preauth(1500).await;
-        let order = request(lines(&[(&shoe, 1)]), 0, &token);
+        // One token pays for one order: each new order brings its own.
+        let mut orders = Vec::new();
+        for _ in 0..3 {
+            orders.push(request(lines(&[(&shoe, 1)]), 0, &app.preauth(1500).await));
+        }
         let (buyer, other) = (user(), user());
-        let send = |who: String, key: &'static str| {
+        let send = |who: String, key: &'static str, order: &Value| {
             let body = json!({"userId": who, "order": order, "idempotencyKey": key});
             let app = &app;
             async move { app.post_as_service(CREATE, &body).await.1 }
         };
-        let first = send(buyer.clone(), "k1").await;
-        let again = send(buyer.clone(), "k1").await;
+        let first = send(buyer.clone(), "k1", &orders[0]).await;
+        let again = send(buyer.clone(), "k1", &orders[0]).await;
         assert_eq!(first["success"], true, "{first}");
         assert_eq!(again, first);
         // Another key, or another user with the same key, is another order.
-        let second = send(buyer.clone(), "k2").await;
-        let theirs = send(other.clone(), "k1").await;
+        let second = send(buyer.clone(), "k2", &orders[1]).await;
+        let theirs = send(other.clone(), "k1", &orders[2]).await;
+        assert_eq!(second["success"], true, "{second}");
+        assert_eq!(theirs["success"], true, "{theirs}");
         assert_ne!(second["order"]["orderId"], first["order"]["orderId"]);
         assert_ne!(theirs["order"]["orderId"], first["order"]["orderId"]);
 
         let (_, page) = list(&app, &buyer, "").await;
         assert_eq!(page["orders"].as_array().unwrap().len(), 2);
+    })
+    .await;
+}
+
+/// Concurrent retries with one key (a double click, a client retrying
+/// while the first attempt still runs) make one order, and every one of
+/// them is answered with it: they all claim the token for the same order.
+#[tokio::test]
+async fn concurrent_requests_with_one_key_make_one_order() {
+    on_each_storage(|app| async move {
+        let shoe = product("Shoe", 1500);
+        seed_products(&app, std::slice::from_ref(&shoe)).await;
+        let token = app.preauth(1500).await;
+        let body = json!({"userId": user(), "order": request(lines(&[(&shoe, 1)]), 0, &token), "idempotencyKey": "double-click"});
+        let answers = futures::future::join_all((0..8).map(|_| app.post_as_service(CREATE, &body))).await;
+        let first = &answers[0].1;
+        assert_eq!(first["success"], true, "{first}");
+        for (status, answer) in &answers {
+            assert_eq!(*status, StatusCode::OK);
+            assert_eq!(answer, first);
+        }
     })
     .await;
 }
@@ -575,12 +601,22 @@ async fn late_events_never_move_an_order_back() {
 async fn payment_validate_asks_the_card_processor() {
     on_each_storage(|app| async move {
         let token = app.preauth(1000).await;
+        let order_id = Uuid::new_v4().to_string();
         let cases = [
-            (json!({"paymentToken": token, "total": 1000}), true),
-            (json!({"paymentToken": token, "total": 999}), true),
-            (json!({"paymentToken": token, "total": 1001}), false),
             (
-                json!({"paymentToken": Uuid::new_v4().to_string(), "total": 1}),
+                json!({"paymentToken": token, "total": 1000, "orderId": order_id}),
+                true,
+            ),
+            (
+                json!({"paymentToken": token, "total": 999, "orderId": order_id}),
+                true,
+            ),
+            (
+                json!({"paymentToken": token, "total": 1001, "orderId": order_id}),
+                false,
+            ),
+            (
+                json!({"paymentToken": Uuid::new_v4().to_string(), "total": 1, "orderId": order_id}),
                 false,
             ),
         ];
@@ -588,18 +624,28 @@ async fn payment_validate_asks_the_card_processor() {
             let (status, answer) = app.post_as_service("/payment/backend/validate", &body).await;
             assert_eq!((status, answer), (StatusCode::OK, json!({ "ok": ok })), "{body}");
         }
-        let (status, body) = app
-            .post_as_service(
-                "/payment/backend/validate",
-                &json!({"paymentToken": token, "total": -1}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["message"].as_str().unwrap().starts_with("total"), "{body}");
+        for (body, field) in [
+            (
+                json!({"paymentToken": token, "total": -1, "orderId": order_id}),
+                "total",
+            ),
+            (
+                json!({"paymentToken": token, "total": 1}),
+                "missing field `orderId`",
+            ),
+            (
+                json!({"paymentToken": token, "total": 1, "orderId": "x"}),
+                "orderId",
+            ),
+        ] {
+            let (status, answer) = app.post_as_service("/payment/backend/validate", &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(answer["message"].as_str().unwrap().starts_with(field), "{answer}");
+        }
         let (status, _) = app
             .post(
                 "/payment/backend/validate",
-                &json!({"paymentToken": token, "total": 1}),
+                &json!({"paymentToken": token, "total": 1, "orderId": order_id}),
             )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -607,32 +653,36 @@ async fn payment_validate_asks_the_card_processor() {
     .await;
 }
 
-/// A crash after payment-3p charged but before payment recorded it: the
-/// redelivered event finds the token consumed (`ok: false`) and records the
-/// payment as settled instead of failing forever.
+/// A crash after payment-3p captured but before payment recorded it: the
+/// redelivered event asks again for the same order and amount, the
+/// processor answers ok without capturing twice, and the payment is
+/// recorded PROCESSED.
 #[tokio::test]
-async fn a_settlement_redelivered_after_a_crash_is_recorded_not_retried() {
+async fn a_settlement_redelivered_after_a_crash_captures_once() {
     on_each_storage(|app| async move {
-        let order_id = Uuid::new_v4().to_string();
-        let token = app.preauth(900).await;
-        let order = json!({"orderId": order_id, "paymentToken": token, "total": 900, "address": address()});
-        app.publish(&[Event::new(
-            sources::ORDERS,
-            "OrderCreated",
-            vec![order_id.clone()],
-            order.clone(),
-        )])
-        .await;
-        wait_for_payment(&app, &order_id, "HELD").await;
+        let shoe = product("Shoe", 900);
+        let order = place_order(&app, &user(), &[(&shoe, 1)]).await;
+        let order_id = order["orderId"].as_str().unwrap();
+        let token = order["paymentToken"].as_str().unwrap();
+        wait_for_payment(&app, order_id, "HELD").await;
 
         // The first attempt reached the processor, then the process died.
         let (_, first) = app
-            .post("/payment-3p/processPayment", &json!({"paymentToken": token}))
+            .post_as_service(
+                "/payment-3p/processPayment",
+                &json!({"paymentToken": token, "orderId": order_id, "amount": 900}),
+            )
             .await;
         assert_eq!(first["ok"], true);
 
+        app.publish(&[packed(&order, &[(&shoe, 1)])]).await;
+        wait_for_status(&app, order_id, "PACKAGED").await;
         app.publish(&[delivery("DeliveryCompleted", &order)]).await;
-        wait_for_payment(&app, &order_id, "PROCESSED").await;
+        wait_for_payment(&app, order_id, "PROCESSED").await;
+        wait_for_status(&app, order_id, "FULFILLED").await;
+        let state = app.processor_status(token).await;
+        assert_eq!(state["capturedAmount"], 900, "{state}");
+        assert_eq!(state["orderId"], order_id);
     })
     .await;
 }

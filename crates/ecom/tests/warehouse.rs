@@ -9,7 +9,9 @@ use ecom_model::Timestamp;
 use ecom_platform::event::sources;
 use ecom_platform::{Event, Outbox};
 use ecom_warehouse::api::{self, Warehouse};
-use ecom_warehouse::events::{self, ON_ORDER_CREATED, ON_ORDER_DELETED, ON_ORDER_MODIFIED};
+use ecom_warehouse::events::{
+    self, ON_ORDER_CREATED, ON_ORDER_DELETED, ON_ORDER_MODIFIED, ON_PAYMENT_FAILED,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -272,6 +274,49 @@ async fn an_order_deleted_event_drops_a_new_request_but_not_one_being_packed() {
         deliver(&app, ON_ORDER_CREATED, &created(kept, one, 1)).await;
         api::start_packaging(&w, kept).await.unwrap();
         deliver(&app, ON_ORDER_DELETED, &deleted(kept, one, 1)).await;
+        assert_eq!(
+            read(&w, kept).await,
+            Ok(("IN_PROGRESS".to_owned(), vec![(shoe, 1)]))
+        );
+    })
+    .await;
+}
+
+fn payment_failed(id: Uuid) -> Event {
+    Event::new(
+        sources::PAYMENT,
+        "PaymentFailed",
+        vec![id.to_string()],
+        json!({"orderId": id, "reason": "the payment was cancelled at the card processor"}),
+    )
+}
+
+#[tokio::test]
+async fn a_payment_failed_event_drops_a_new_request_but_not_one_being_packed() {
+    run(|app| async move {
+        let w = staff(&app).await;
+        let [dropped, early, kept] = ids();
+        let shoe = Uuid::new_v4();
+        let one: &[(Uuid, i64)] = &[(shoe, 1)];
+
+        deliver(&app, ON_ORDER_CREATED, &created(dropped, one, 1)).await;
+        deliver(&app, ON_PAYMENT_FAILED, &payment_failed(dropped)).await;
+        assert_eq!(read(&w, dropped).await, Err(404));
+
+        // The failure may overtake the creation (no global order): the
+        // creation arriving later does not make a request.
+        deliver(&app, ON_PAYMENT_FAILED, &payment_failed(early)).await;
+        deliver(&app, ON_ORDER_CREATED, &created(early, one, 1)).await;
+        assert_eq!(read(&w, early).await, Err(404));
+        assert!(api::new_request_ids(&w, None, None)
+            .await
+            .unwrap()
+            .packaging_request_ids
+            .is_empty());
+
+        deliver(&app, ON_ORDER_CREATED, &created(kept, one, 1)).await;
+        api::start_packaging(&w, kept).await.unwrap();
+        deliver(&app, ON_PAYMENT_FAILED, &payment_failed(kept)).await;
         assert_eq!(
             read(&w, kept).await,
             Ok(("IN_PROGRESS".to_owned(), vec![(shoe, 1)]))

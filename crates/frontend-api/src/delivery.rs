@@ -92,7 +92,10 @@ impl DeliveryQuery {
         input: DeliveryInput,
     ) -> async_graphql::Result<Option<Delivery>> {
         let user = crate::auth::staff(ctx, READERS).await?;
-        let path = format!("/deliveries/{}", page::encode(&input.order_id));
+        let path = format!(
+            "/deliveries/{}",
+            page::id_segment("input.orderId", &input.order_id)?
+        );
         crate::read_one(crate::client(ctx, "delivery")?.as_user(user.token), &path).await
     }
 }

@@ -1,6 +1,9 @@
 //! How the gateway refuses: GraphQL errors with a stable code in
 //! `extensions.code`, never a transport failure.
 //!
+//! A service that answers a refusal with its own `code` (orders'
+//! `IDEMPOTENCY_KEY_REUSED`) has it passed on as is.
+//!
 //! Codes: `UNAUTHENTICATED` (no or bad token), `FORBIDDEN` (not in a group
 //! the operation needs), `BAD_USER_INPUT` (the request is wrong; the message
 //! says which field), `NOT_FOUND`, `CONFLICT` (wrong state for the
@@ -60,6 +63,16 @@ fn code_of(status: StatusCode) -> &'static str {
 /// own message for refusals (4xx), a generic one for faults.
 pub fn from_client(err: ClientError) -> Error {
     match &err {
+        // A service's own stable code (e.g. IDEMPOTENCY_KEY_REUSED) says
+        // more than the status.
+        ClientError::Status {
+            status,
+            message,
+            code: Some(code),
+            ..
+        } if status.is_client_error() => {
+            Error::new(message.clone()).extend_with(|_, ext| ext.set("code", code.as_str()))
+        }
         ClientError::Status { status, message, .. } if status.is_client_error() => {
             error(code_of(*status), message.clone())
         }

@@ -20,7 +20,8 @@ pub struct Order {
     pub created_date: String,
     /// When it last changed (RFC 3339).
     pub modified_date: String,
-    /// `NEW`, `PACKAGED`, `PACKAGING_FAILED`, `FULFILLED` or `DELIVERY_FAILED`.
+    /// `NEW`, `PACKAGED`, `PACKAGING_FAILED`, `FULFILLED` (delivered and
+    /// paid), `DELIVERY_FAILED` or `PAYMENT_FAILED`.
     pub status: String,
     /// The lines, as they were when ordered (or packed).
     pub products: Vec<Product>,
@@ -127,7 +128,7 @@ impl OrdersQuery {
     async fn get_order(&self, ctx: &Context<'_>, order_id: ID) -> async_graphql::Result<Option<Order>> {
         let user = crate::auth::user(ctx).await?;
         let answer = crate::client(ctx, "orders")?
-            .get::<OneOrder>(&format!("/backend/{}", page::encode(&order_id)))
+            .get::<OneOrder>(&format!("/backend/{}", page::id_segment("orderId", &order_id)?))
             .await;
         match answer {
             Ok(OneOrder { order }) if order.user_id == user.claims.sub => Ok(Some(order)),
@@ -152,7 +153,8 @@ impl OrdersMutation {
     /// Places an order for the caller. A refusal (wrong price, product or
     /// payment token) is `success: false` with every reason in `errors`.
     /// Send an `Idempotency-Key` header to make retries safe: the same key
-    /// returns the order created the first time. Signed-in users.
+    /// with the same order returns the order created the first time; with
+    /// another order it is an error `IDEMPOTENCY_KEY_REUSED`. Signed-in users.
     async fn create_order(
         &self,
         ctx: &Context<'_>,

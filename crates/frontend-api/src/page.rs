@@ -98,6 +98,22 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// `id` as one percent-encoded path segment, or BAD_USER_INPUT naming
+/// `field` when it is longer than any id: the services refuse such a path
+/// parameter with a 400, and a very long one would not even fit in a URI
+/// (the call would fail as if the service were down).
+pub fn id_segment(field: &str, id: &str) -> Result<String, async_graphql::Error> {
+    let chars = id.chars().count();
+    let max = ecom_runtime::extract::MAX_PATH_PARAM_CHARS;
+    if chars > max {
+        return Err(error(
+            error::BAD_USER_INPUT,
+            format!("{field}: at most {max} characters, got {chars}"),
+        ));
+    }
+    Ok(encode(id))
+}
+
 /// Percent-encodes one URL component (path segment or query value).
 pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

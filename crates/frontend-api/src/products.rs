@@ -58,7 +58,7 @@ impl ProductsQuery {
     /// One product; null when the catalogue has no such product.
     async fn get_product(&self, ctx: &Context<'_>, product_id: ID) -> async_graphql::Result<Option<Product>> {
         let gw = crate::gateway(ctx)?;
-        let path = format!("/products/{}", page::encode(&product_id));
+        let path = format!("/products/{}", page::id_segment("productId", &product_id)?);
         if let Some(found) = gw.catalogue.product(&path) {
             return Ok(found);
         }

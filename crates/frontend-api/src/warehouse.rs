@@ -113,7 +113,10 @@ impl WarehouseQuery {
         input: PackagingInput,
     ) -> async_graphql::Result<Option<PackagingRequest>> {
         let user = crate::auth::staff(ctx, STAFF).await?;
-        let path = format!("/packaging-requests/{}", page::encode(&input.order_id));
+        let path = format!(
+            "/packaging-requests/{}",
+            page::id_segment("input.orderId", &input.order_id)?
+        );
         crate::read_one(crate::client(ctx, "warehouse")?.as_user(user.token), &path).await
     }
 }

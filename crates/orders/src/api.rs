@@ -8,11 +8,13 @@
 //!   order is refused — whether its shape is wrong (each message names its
 //!   field, e.g. `products[0].quantity: …`) or another service refuses it
 //!   (`Wrong delivery price: got 10, expected 0`, `Wrong payment token`,
-//!   `Failure to contact the products service`). Refusals answer 200 like the
-//!   original, so callers read one body shape for every business outcome;
-//!   only a malformed envelope (not JSON, no `userId`) is a 400 `{"message"}`.
-//!   The same `idempotencyKey` from the same user returns the order created
-//!   the first time instead of creating another.
+//!   `Payment token already used`, `Failure to contact the products
+//!   service`). Refusals answer 200 like the original, so callers read one
+//!   body shape for every business outcome; only a malformed envelope (not
+//!   JSON, no `userId`) is a 400 `{"message"}`. The same `idempotencyKey`
+//!   from the same user with the same order returns the order created the
+//!   first time instead of creating another; with another order it is a 409
+//!   `{"message", "code": "IDEMPOTENCY_KEY_REUSED"}`.
 //! - `GET /orders/backend/{orderId}` → `{"order": …}`, 404 when absent.
 //! - `GET /orders/backend/users/{userId}/orders?limit=&nextToken=` →
 //!   `{"orders": [...newest first], "nextToken": string | null}` (limit 1–100,
@@ -78,6 +80,84 @@ fn refused(errors: Vec<String>) -> Json<Value> {
     Json(json!({ "success": false, "message": "Validation errors", "errors": errors }))
 }
 
+/// The code of a 409 for an idempotency key sent again with another request.
+pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+
+/// The answer to a request whose key already names `order`: the order when
+/// the request is the one that created it (or the order predates request
+/// hashes), a 409 otherwise.
+fn replay(order: &Order, stored_hash: Option<&str>, request_hash: &str) -> Result<Json<Value>, ApiError> {
+    if stored_hash.is_none_or(|stored| stored == request_hash) {
+        Ok(created(order))
+    } else {
+        Err(ApiError::conflict(
+            "Idempotency-Key already used with another request: send a new key for a new order",
+        )
+        .with_code(IDEMPOTENCY_KEY_REUSED))
+    }
+}
+
+/// SHA-256 (hex) of the order request in a canonical form (object keys
+/// sorted, no spaces), so that the same request sent again — whatever its
+/// key order — has the same hash.
+fn request_hash(order: &Value) -> String {
+    fn canonical(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(&Value::String(key.clone()), out);
+                    out.push(b':');
+                    canonical(&map[key], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut bytes = Vec::new();
+    canonical(order, &mut bytes);
+    hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The id of the order a user creates with an idempotency key: derived from
+/// the two, so that every attempt with the key claims the payment token for
+/// the same order. A retry after a timeout or a crash, while the first
+/// attempt's claim still stands, is then the claim's own order, not a
+/// second order refused with "Payment token already used". A UUID shaped as
+/// v4 whose 122 free bits come from SHA-256 (orders without a key keep
+/// time-ordered v7 ids).
+fn keyed_order_id(user_id: &str, key: &str) -> Uuid {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in ["ecom orders idempotency key", user_id, key] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let digest = ctx.finish();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 async fn create(State(api): State<Api>, Json(req): Json<CreateRequest>) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let answer = create_order(&api, req).await;
@@ -93,9 +173,10 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
         return Err(ApiError::bad_request("userId: must not be empty"));
     }
     let key = req.idempotency_key.filter(|k| !k.is_empty());
-    if let Some(key) = &key {
-        if let Some(order) = store::by_idempotency_key(&api.ctx.db, &req.user_id, key).await? {
-            return Ok(created(&order));
+    let hash = key.as_ref().map(|_| request_hash(&req.order));
+    if let (Some(key), Some(hash)) = (&key, &hash) {
+        if let Some((order, stored)) = store::by_idempotency_key(&api.ctx.db, &req.user_id, key).await? {
+            return replay(&order, stored.as_deref(), hash);
         }
     }
     let request = match OrderRequest::parse(&req.order) {
@@ -105,14 +186,20 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
     let total = request
         .total()
         .ok_or_else(|| ApiError::bad_request("products: the total is too large"))?;
-    let order_id = Uuid::now_v7();
-    let (errors, held) = check_with_services(&api.ctx, order_id, &request, total).await;
-    if !errors.is_empty() {
+    let order_id = match &key {
+        Some(key) => keyed_order_id(&req.user_id, key),
+        None => Uuid::now_v7(),
+    };
+    let checked = check_with_services(&api.ctx, &request, total, order_id).await;
+    if !checked.errors.is_empty() {
         api.metrics.refused.inc();
-        if held {
+        if checked.claimed {
+            release(&api.ctx, &request.payment_token, order_id).await;
+        }
+        if checked.held {
             release_stock(&api.ctx, order_id).await;
         }
-        return Ok(refused(errors));
+        return Ok(refused(checked.errors));
     }
 
     let now = Timestamp::now();
@@ -130,20 +217,32 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
     };
     let event = events::created(&order)?;
     let mut tx = api.ctx.db.begin().await?;
-    match store::insert(&mut tx, &order, key.as_deref()).await {
+    let keyed = key
+        .as_deref()
+        .zip(hash.as_deref())
+        .map(|(key, request_hash)| store::Keyed { key, request_hash });
+    match store::insert(&mut tx, &order, keyed).await {
         Ok(()) => {}
-        Err(e) if ecom_storage::is_unique_violation(&e) => {
-            // A concurrent request with the same key won the race: answer
-            // with its order, and give back what this one held.
+        Err(e) if ecom_storage::is_unique_violation(&e) && keyed.is_some() => {
+            // A concurrent request with the same key (so the same order id,
+            // whose stock hold both share) won the race: answer with its
+            // order, or refuse when it was another request.
             tx.rollback().await.ok();
-            release_stock(&api.ctx, order_id).await;
-            let key = key.unwrap_or_default();
-            let existing = store::by_idempotency_key(&api.ctx.db, &order.user_id, &key)
+            let (key, hash) = (key.unwrap_or_default(), hash.unwrap_or_default());
+            let (existing, stored) = store::by_idempotency_key(&api.ctx.db, &order.user_id, &key)
                 .await?
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("idempotency key {key} vanished")))?;
-            return Ok(created(&existing));
+            if existing.payment_token != order.payment_token {
+                // Our claim on another token is of no use now.
+                release(&api.ctx, &order.payment_token, order.order_id).await;
+            }
+            return replay(&existing, stored.as_deref(), &hash);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            release(&api.ctx, &order.payment_token, order.order_id).await;
+            release_stock(&api.ctx, order.order_id).await;
+            return Err(e.into());
+        }
     }
     api.ctx.outbox.push(&mut tx, &event).await?;
     api.ctx.outbox.commit(tx).await?;
@@ -180,11 +279,15 @@ struct PricingAnswer {
 struct PaymentCheck<'a> {
     payment_token: &'a str,
     total: Money,
+    order_id: Uuid,
 }
 
 #[derive(Deserialize)]
 struct PaymentAnswer {
     ok: bool,
+    /// Why not, when payment says (`Payment token already used`).
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -224,15 +327,33 @@ async fn release_stock(ctx: &Context, order_id: Uuid) {
     }
 }
 
-/// Asks products, delivery-pricing, payment and warehouse (stock) at once;
-/// the messages of every check that failed, and whether the warehouse may
-/// hold stock for the order (to be released if the order is refused).
-async fn check_with_services(
-    ctx: &Context,
-    order_id: Uuid,
-    request: &OrderRequest,
-    total: Money,
-) -> (Vec<String>, bool) {
+/// What the checks with other services found.
+struct Checked {
+    /// The message of every check that failed.
+    errors: Vec<String>,
+    /// Whether payment may hold a claim on the token for the order: it
+    /// accepted it, or gave no clear answer.
+    claimed: bool,
+    /// Whether the warehouse may hold stock for the order, likewise.
+    held: bool,
+}
+
+/// Drops the order's claim on its payment token after a refusal, so the
+/// shopper can retry with the same token at once. Best effort: a claim that
+/// stays expires after payment's claim TTL.
+async fn release(ctx: &Context, token: &str, order_id: Uuid) {
+    let clients = ctx.clients.clone().with_timeout(CHECK_TIMEOUT);
+    let body = json!({ "paymentToken": token, "orderId": order_id });
+    let answer: Result<Value, ()> = call(&clients, "payment", "/backend/release", &body).await;
+    if answer.is_err() {
+        tracing::warn!(%order_id, "could not release the payment token claim of a refused order");
+    }
+}
+
+/// Asks products, delivery-pricing, payment and warehouse at once (payment
+/// claims the token for `order_id` as it checks it; the warehouse reserves
+/// the stock of tracked products for it).
+async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money, order_id: Uuid) -> Checked {
     let clients = ctx.clients.clone().with_timeout(CHECK_TIMEOUT);
     let products = async {
         let answer = call(
@@ -278,13 +399,17 @@ async fn check_with_services(
             &PaymentCheck {
                 payment_token: &request.payment_token,
                 total,
+                order_id,
             },
         )
         .await;
         match answer {
-            Ok(PaymentAnswer { ok: true }) => None,
-            Ok(PaymentAnswer { ok: false }) => Some("Wrong payment token".to_owned()),
-            Err(()) => Some("Failure to contact the payment service".to_owned()),
+            Ok(PaymentAnswer { ok: true, .. }) => (None, true),
+            Ok(PaymentAnswer { ok: false, reason }) => (
+                Some(reason.unwrap_or_else(|| "Wrong payment token".to_owned())),
+                false,
+            ),
+            Err(()) => (Some("Failure to contact the payment service".to_owned()), true),
         }
     };
     let stock = async {
@@ -319,10 +444,14 @@ async fn check_with_services(
             Err(()) => (vec!["Failure to contact the warehouse service".to_owned()], true),
         }
     };
-    let (a, b, c, (mut d, held)) = tokio::join!(products, delivery, payment, stock);
+    let (a, b, (c, claimed), (mut d, held)) = tokio::join!(products, delivery, payment, stock);
     let mut errors: Vec<String> = [a, b, c].into_iter().flatten().collect();
     errors.append(&mut d);
-    (errors, held)
+    Checked {
+        errors,
+        claimed,
+        held,
+    }
 }
 
 /// One backend call; failures are logged with their cause and reported to
@@ -373,4 +502,35 @@ async fn list(
         "orders": orders,
         "nextToken": next.map(|p| page::next_token(&p)),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_hash_ignores_key_order_and_sees_every_value() {
+        let a =
+            json!({"products": [{"productId": "p", "quantity": 1}], "deliveryPrice": 0, "paymentToken": "t"});
+        let b =
+            json!({"paymentToken": "t", "deliveryPrice": 0, "products": [{"quantity": 1, "productId": "p"}]});
+        assert_eq!(request_hash(&a), request_hash(&b));
+        assert_eq!(request_hash(&a).len(), 64);
+        let mut c = a.clone();
+        c["products"][0]["quantity"] = json!(2);
+        assert_ne!(request_hash(&a), request_hash(&c));
+        let mut d = a.clone();
+        d["paymentToken"] = json!("u");
+        assert_ne!(request_hash(&a), request_hash(&d));
+    }
+
+    #[test]
+    fn a_keyed_order_id_depends_on_the_user_and_the_key_only() {
+        let id = keyed_order_id("user-1", "checkout-1");
+        assert_eq!(id, keyed_order_id("user-1", "checkout-1"));
+        assert_ne!(id, keyed_order_id("user-2", "checkout-1"));
+        assert_ne!(id, keyed_order_id("user-1", "checkout-2"));
+        // No ambiguity between where the user id ends and the key begins.
+        assert_ne!(keyed_order_id("ab", "c"), keyed_order_id("a", "bc"));
+    }
 }

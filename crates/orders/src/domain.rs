@@ -18,20 +18,26 @@ pub enum OrderStatus {
     Packaged,
     /// The warehouse could pack nothing.
     PackagingFailed,
-    /// Delivered.
+    /// Delivered and paid its total (the card processor confirmed the
+    /// capture: `PaymentProcessed`).
     Fulfilled,
     /// The delivery failed.
     DeliveryFailed,
+    /// The card processor refused the capture, or the payment token was
+    /// another order's (`PaymentFailed`). Terminal: nothing moves it after.
+    PaymentFailed,
 }
 
 impl OrderStatus {
     /// How far along the life this status is. Events carry no global order,
-    /// so a late event must never move an order back.
+    /// so a late event must never move an order back. PAYMENT_FAILED is the
+    /// last stage: the order is over, whatever arrives later.
     fn stage(self) -> u8 {
         match self {
             OrderStatus::New => 0,
             OrderStatus::Packaged | OrderStatus::PackagingFailed => 1,
             OrderStatus::Fulfilled | OrderStatus::DeliveryFailed => 2,
+            OrderStatus::PaymentFailed => 3,
         }
     }
 
@@ -43,6 +49,11 @@ impl OrderStatus {
         } else {
             self
         }
+    }
+
+    /// Whether nothing may change the order any more.
+    pub fn is_terminal(self) -> bool {
+        self == OrderStatus::PaymentFailed
     }
 }
 
@@ -130,14 +141,25 @@ impl OrderRequest {
                     .enumerate()
                     .map(|(i, item)| field(item, &format!("products[{i}]"), &mut errors))
                     .collect();
-                lines.into_iter().collect::<Option<Vec<_>>>()
+                lines
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|lines| merge_lines(lines, &mut errors))
             }
             Some(_) => {
                 errors.push("products: must be a list of products".to_owned());
                 None
             }
         };
-        let address = required(object, "address", &mut errors);
+        let address: Option<Address> = required(object, "address", &mut errors);
+        if let Some(address) = &address {
+            errors.extend(
+                address
+                    .problems()
+                    .into_iter()
+                    .map(|problem| format!("address.{problem}")),
+            );
+        }
         let delivery_price = required(object, "deliveryPrice", &mut errors);
         let payment_token: Option<String> = required(object, "paymentToken", &mut errors);
         if payment_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
@@ -166,6 +188,48 @@ impl OrderRequest {
     pub fn total(&self) -> Option<Money> {
         total(&self.products, self.delivery_price)
     }
+}
+
+/// The lines with those of the same product merged into the first
+/// (quantities summed), so that every later step — total, packaging,
+/// capture — sees one line per product. Lines of one product that disagree
+/// on name, package or price are refused (which would be charged?), as is a
+/// sum of quantities that overflows.
+fn merge_lines(lines: Vec<ProductLine>, errors: &mut Vec<String>) -> Option<Vec<ProductLine>> {
+    let mut merged: Vec<ProductLine> = Vec::with_capacity(lines.len());
+    // Product id → (index in `merged`, index of its first line in the request).
+    let mut first: HashMap<Uuid, (usize, usize)> = HashMap::new();
+    let mut ok = true;
+    for (i, line) in lines.into_iter().enumerate() {
+        let Some(&(at, j)) = first.get(&line.product_id) else {
+            first.insert(line.product_id, (merged.len(), i));
+            merged.push(line);
+            continue;
+        };
+        let kept = &mut merged[at];
+        if kept.name != line.name || kept.package != line.package || kept.price != line.price {
+            errors.push(format!(
+                "products[{i}]: the same product as products[{j}] with another name, package or price"
+            ));
+            ok = false;
+            continue;
+        }
+        match kept
+            .quantity
+            .get()
+            .checked_add(line.quantity.get())
+            .and_then(|q| Quantity::try_from(q).ok())
+        {
+            Some(quantity) => kept.quantity = quantity,
+            None => {
+                errors.push(format!(
+                    "products[{i}].quantity: added to products[{j}], too large"
+                ));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(merged)
 }
 
 fn required<T: DeserializeOwned>(
@@ -214,8 +278,12 @@ impl Order {
     /// packed products and quantities (lines not packed are dropped; the
     /// catalogue details stay those of the order), the total is recomputed
     /// with the agreed delivery price, and the status moves to PACKAGED.
-    /// `None` when the new total overflows.
+    /// A PAYMENT_FAILED order stays as it is. `None` when the new total
+    /// overflows.
     pub fn packaged(&self, packed: &[PackedLine], now: Timestamp) -> Option<Order> {
+        if self.status.is_terminal() {
+            return Some(self.clone());
+        }
         let mut quantities: HashMap<Uuid, i64> = HashMap::new();
         for line in packed {
             *quantities.entry(line.product_id).or_default() += line.quantity;
@@ -347,6 +415,129 @@ mod tests {
         assert_eq!(New.advance(DeliveryFailed), DeliveryFailed);
         assert_eq!(Fulfilled.advance(Packaged), Fulfilled);
         assert_eq!(PackagingFailed.advance(Packaged), PackagingFailed);
+    }
+
+    #[test]
+    fn payment_failed_ends_an_order_from_any_status_and_nothing_moves_it() {
+        use OrderStatus::*;
+        let all = [
+            New,
+            Packaged,
+            PackagingFailed,
+            Fulfilled,
+            DeliveryFailed,
+            PaymentFailed,
+        ];
+        for from in [New, Packaged, PackagingFailed, DeliveryFailed] {
+            assert_eq!(from.advance(PaymentFailed), PaymentFailed, "{from:?}");
+        }
+        for to in all {
+            assert_eq!(PaymentFailed.advance(to), PaymentFailed, "{to:?}");
+        }
+    }
+
+    fn order_of(req: &OrderRequest, status: OrderStatus) -> Order {
+        let now = Timestamp::now();
+        Order {
+            order_id: Uuid::new_v4(),
+            user_id: "u".into(),
+            created_date: now,
+            modified_date: now,
+            status,
+            total: req.total().unwrap(),
+            products: req.products.clone(),
+            address: req.address.clone(),
+            delivery_price: req.delivery_price,
+            payment_token: req.payment_token.clone(),
+        }
+    }
+
+    #[test]
+    fn a_package_never_changes_a_payment_failed_order() {
+        let req = OrderRequest::parse(&request(json!([product(100, Some(3))]))).unwrap();
+        let order = order_of(&req, OrderStatus::PaymentFailed);
+        let packed = [PackedLine {
+            product_id: order.products[0].product_id,
+            quantity: 1,
+        }];
+        assert_eq!(order.packaged(&packed, Timestamp::now()), Some(order.clone()));
+    }
+
+    #[test]
+    fn lines_of_one_product_are_merged_before_the_total() {
+        let shoe = product(100, Some(1));
+        let mut twice = shoe.clone();
+        twice["quantity"] = json!(2);
+        let hat = product(30, None);
+        let req = OrderRequest::parse(&request(json!([shoe, hat, twice]))).unwrap();
+        assert_eq!(req.products.len(), 2);
+        assert_eq!(req.products[0].quantity.get(), 3);
+        assert_eq!(req.products[1].price.cents(), 30);
+        assert_eq!(req.total().map(Money::cents), Some(3 * 100 + 30 + 500));
+
+        // Packing the merged line keeps its whole quantity, once.
+        let order = order_of(&req, OrderStatus::New);
+        let packed = [PackedLine {
+            product_id: order.products[0].product_id,
+            quantity: 3,
+        }];
+        let after = order.packaged(&packed, Timestamp::now()).unwrap();
+        assert_eq!(after.products.len(), 1);
+        assert_eq!(after.products[0].quantity.get(), 3);
+        assert_eq!(after.total.cents(), 300 + 500);
+    }
+
+    #[test]
+    fn lines_of_one_product_that_disagree_are_refused_naming_both() {
+        let shoe = product(100, Some(1));
+        let cheaper = {
+            let mut p = shoe.clone();
+            p["price"] = json!(1);
+            p
+        };
+        let renamed = {
+            let mut p = shoe.clone();
+            p["name"] = json!("Boot");
+            p
+        };
+        let smaller = {
+            let mut p = shoe.clone();
+            p["package"]["width"] = json!(0);
+            p
+        };
+        for other in [cheaper, renamed, smaller] {
+            let errors = OrderRequest::parse(&request(json!([shoe, product(5, None), other]))).err();
+            assert_eq!(
+                errors,
+                Some(vec![
+                    "products[2]: the same product as products[0] with another name, package or price"
+                        .to_owned()
+                ])
+            );
+        }
+        let mut huge = shoe.clone();
+        huge["quantity"] = json!(i64::MAX);
+        let errors = OrderRequest::parse(&request(json!([shoe, huge])))
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errors, ["products[1].quantity: added to products[0], too large"]);
+    }
+
+    #[test]
+    fn an_order_address_must_be_complete_and_sane() {
+        let mut r = request(json!([product(1, None)]));
+        r["address"]["name"] = json!(" ");
+        r["address"]["country"] = json!("XX");
+        r["address"]["city"] = json!("a\u{0}b");
+        let errors = OrderRequest::parse(&r).err().unwrap_or_default();
+        assert_eq!(
+            errors,
+            [
+                "address.name: must not be empty",
+                "address.city: must not contain control characters",
+                "address.country: 'XX' is not an ISO 3166-1 country code",
+            ]
+        );
     }
 
     #[test]

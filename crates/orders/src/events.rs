@@ -1,12 +1,17 @@
 //! What orders emits (`OrderCreated`, `OrderModified` from its row images)
 //! and what it handles: the warehouse's `PackageCreated` and
-//! `PackagingFailed`, the delivery's `DeliveryCompleted` and
-//! `DeliveryFailed`, each moving the order's status.
+//! `PackagingFailed`, the delivery's `DeliveryFailed`, and payment's
+//! `PaymentProcessed` and `PaymentFailed`, each moving the order's status.
+//!
+//! `DeliveryCompleted` changes nothing here: an order is `FULFILLED` only
+//! once the card processor confirmed the capture of its total
+//! (`PaymentProcessed`, which payment emits after `DeliveryCompleted`);
+//! until then it stays `PACKAGED`.
 
 use crate::domain::{Order, OrderStatus, PackedLine};
 use crate::{store, Metrics};
 use anyhow::Context as _;
-use ecom_model::Timestamp;
+use ecom_model::{Money, Timestamp};
 use ecom_platform::event::sources;
 use ecom_platform::{inbox, outbox, Context, Event, Rule};
 use serde::Deserialize;
@@ -47,10 +52,18 @@ struct AboutOrder {
     order_id: Uuid,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentProcessed {
+    order_id: Uuid,
+    amount: Money,
+}
+
 /// What a handled event does to an order.
 #[derive(Clone, Copy)]
 enum Change {
     Packaged,
+    Paid,
     Status(OrderStatus),
 }
 
@@ -70,16 +83,22 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
             Change::Status(OrderStatus::PackagingFailed),
         ),
         (
-            "orders.on-delivery-completed",
-            sources::DELIVERY,
-            "DeliveryCompleted",
-            Change::Status(OrderStatus::Fulfilled),
-        ),
-        (
             "orders.on-delivery-failed",
             sources::DELIVERY,
             "DeliveryFailed",
             Change::Status(OrderStatus::DeliveryFailed),
+        ),
+        (
+            "orders.on-payment-processed",
+            sources::PAYMENT,
+            "PaymentProcessed",
+            Change::Paid,
+        ),
+        (
+            "orders.on-payment-failed",
+            sources::PAYMENT,
+            "PaymentFailed",
+            Change::Status(OrderStatus::PaymentFailed),
         ),
     ];
     for (name, source, detail_type, change) in rules {
@@ -99,6 +118,7 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
 /// What one event does to its order.
 enum Effect {
     Packaged(Vec<PackedLine>),
+    Paid(Money),
     Status(OrderStatus),
 }
 
@@ -116,6 +136,11 @@ async fn apply(
             let detail: PackageCreated =
                 serde_json::from_value(event.detail.clone()).context("PackageCreated detail is malformed")?;
             (detail.order_id, Effect::Packaged(detail.products))
+        }
+        Change::Paid => {
+            let detail: PaymentProcessed = serde_json::from_value(event.detail.clone())
+                .context("PaymentProcessed detail is malformed")?;
+            (detail.order_id, Effect::Paid(detail.amount))
         }
         Change::Status(status) => {
             let detail: AboutOrder = serde_json::from_value(event.detail.clone())
@@ -137,6 +162,13 @@ async fn apply(
         Effect::Packaged(packed) => old
             .packaged(&packed, now)
             .context("the packaged quantities overflow the total")?,
+        Effect::Paid(amount) if amount == old.total => old.with_status(OrderStatus::Fulfilled, now),
+        Effect::Paid(amount) => {
+            // payment captures the total it reads from us at settlement, so
+            // this means a bug or a hand-made capture: not fulfilled, loudly.
+            tracing::error!(rule, %order_id, %amount, total = %old.total, "payment captured another amount than the order's total: order not fulfilled");
+            old.clone()
+        }
         Effect::Status(status) => old.with_status(status, now),
     };
     if let Some(event) = modified(&old, &new)? {
@@ -149,6 +181,7 @@ async fn apply(
             OrderStatus::Fulfilled => metrics.fulfilled.inc(),
             OrderStatus::PackagingFailed => metrics.packaging_failed.inc(),
             OrderStatus::DeliveryFailed => metrics.delivery_failed.inc(),
+            OrderStatus::PaymentFailed => metrics.payment_failed.inc(),
             OrderStatus::New | OrderStatus::Packaged => {}
         }
     }

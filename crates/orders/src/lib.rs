@@ -1,8 +1,8 @@
 //! orders: the single source of truth for an order. Creates orders after
 //! checking them with products, delivery-pricing and payment; copies product
 //! and address details into the order so it stays consistent over time;
-//! follows the warehouse's and delivery's events to move its status; emits
-//! `OrderCreated` / `OrderModified` from its table changes.
+//! follows the warehouse's, delivery's and payment's events to move its
+//! status; emits `OrderCreated` / `OrderModified` from its table changes.
 
 pub mod api;
 pub mod domain;
@@ -18,11 +18,14 @@ use std::sync::Arc;
 pub const NAME: &str = "orders";
 
 /// Schema changes, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "orders",
-    include_str!("../migrations/0001_orders.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::new(1, "orders", include_str!("../migrations/0001_orders.sql")),
+    Migration::new(
+        2,
+        "idempotency request hash",
+        include_str!("../migrations/0002_idempotency_request_hash.sql"),
+    ),
+];
 
 /// How the binary builds this service.
 pub const SERVICE: ServiceDef = ServiceDef {
@@ -44,6 +47,7 @@ pub struct Metrics {
     fulfilled: Arc<Counter>,
     packaging_failed: Arc<Counter>,
     delivery_failed: Arc<Counter>,
+    payment_failed: Arc<Counter>,
     create_latency_micros_sum: Arc<Counter>,
     create_latency_count: Arc<Counter>,
 }
@@ -64,9 +68,14 @@ impl Metrics {
                 "createOrder requests refused by a check with another service.",
                 &[],
             ),
-            fulfilled: counter("ecom_orders_fulfilled_total", "Orders delivered.", &[]),
+            fulfilled: counter(
+                "ecom_orders_fulfilled_total",
+                "Orders delivered and paid their total.",
+                &[],
+            ),
             packaging_failed: failed("packaging"),
             delivery_failed: failed("delivery"),
+            payment_failed: failed("payment"),
             create_latency_micros_sum: counter(
                 "ecom_orders_create_latency_microseconds_sum",
                 "Total time spent answering createOrder, in microseconds.",

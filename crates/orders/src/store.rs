@@ -1,5 +1,6 @@
 //! The `orders` table: each order whole as JSON, plus the columns that find
-//! (by id, by user and idempotency key) and sort (newest first) them.
+//! (by id, by user and idempotency key) and sort (newest first) them, and
+//! the hash of the request an idempotency key came with.
 //! A page position is (created_at in µs, order id).
 
 use crate::domain::Order;
@@ -13,17 +14,28 @@ fn decode(body: &str) -> anyhow::Result<Order> {
     serde_json::from_str(body).context("Failed to decode a stored order")
 }
 
+/// An idempotency key and the hash of the request it came with.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed<'a> {
+    /// The caller's key.
+    pub key: &'a str,
+    /// SHA-256 (hex) of the canonical request.
+    pub request_hash: &'a str,
+}
+
 /// Stores a new order. A unique violation means the idempotency key was
 /// used by a concurrent request (see [`ecom_storage::is_unique_violation`]).
-pub async fn insert(tx: &mut Tx, order: &Order, idempotency_key: Option<&str>) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Tx, order: &Order, keyed: Option<Keyed<'_>>) -> Result<(), sqlx::Error> {
     let body = serde_json::to_string(order).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
-        "INSERT INTO orders (order_id, user_id, created_at, idempotency_key, body) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO orders (order_id, user_id, created_at, idempotency_key, request_hash, body)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(order.order_id.to_string())
     .bind(&order.user_id)
     .bind(order.created_date.unix_micros())
-    .bind(idempotency_key)
+    .bind(keyed.map(|k| k.key))
+    .bind(keyed.map(|k| k.request_hash))
     .bind(body)
     .execute(&mut **tx)
     .await?;
@@ -50,15 +62,22 @@ pub async fn get_in(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<Order>
     row.map(|r| decode(&r.try_get::<String, _>(0)?)).transpose()
 }
 
-/// The order a user created with an idempotency key, if any.
-pub async fn by_idempotency_key(db: &Db, user_id: &str, key: &str) -> anyhow::Result<Option<Order>> {
-    let row = sqlx::query("SELECT body FROM orders WHERE user_id = $1 AND idempotency_key = $2")
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(db.reader())
-        .await
-        .context("Failed to look up an idempotency key")?;
-    row.map(|r| decode(&r.try_get::<String, _>(0)?)).transpose()
+/// The order a user created with an idempotency key, if any, and the hash
+/// of the request it was created by (`None` for orders older than hashes).
+pub async fn by_idempotency_key(
+    db: &Db,
+    user_id: &str,
+    key: &str,
+) -> anyhow::Result<Option<(Order, Option<String>)>> {
+    let row =
+        sqlx::query("SELECT body, request_hash FROM orders WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(db.reader())
+            .await
+            .context("Failed to look up an idempotency key")?;
+    row.map(|r| Ok((decode(&r.try_get::<String, _>(0)?)?, r.try_get(1)?)))
+        .transpose()
 }
 
 /// Replaces an order's stored image.

@@ -1,10 +1,15 @@
-//! The public API: `/payment-3p/preauth`, `/check`, `/updateAmount`,
-//! `/processPayment`, `/cancelPayment`. Unknown tokens answer `ok: false`;
-//! malformed requests answer 400 naming the field.
+//! The processor's API. `POST /payment-3p/preauth` is public (the shopper's
+//! card entry); the merchant's operations — `/check`, `/updateAmount`,
+//! `/processPayment`, `/cancelPayment`, `/refund`, `/status` — need a
+//! service credential (401 otherwise), so nobody holding a token but the
+//! shop can lower, cancel, capture or refund it. Unknown tokens answer
+//! `ok: false` (`/status`: 404); malformed requests answer 400 naming the
+//! field; the test cards that decline answer 402.
 
-use crate::domain::{CardNumber, TokenStatus};
+use crate::domain::CardNumber;
 use crate::store::{self, TokenWriter};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use ecom_model::Money;
@@ -16,16 +21,24 @@ use serde_json::{json, Value};
 
 /// The service's routes.
 pub fn router(ctx: &Context) -> Router {
+    let state = Tokens {
+        db: ctx.db.clone(),
+        writer: TokenWriter::start(ctx.db.clone()),
+    };
+    let merchant = ctx.backend(
+        Router::new()
+            .route("/check", post(check))
+            .route("/updateAmount", post(update_amount))
+            .route("/processPayment", post(process_payment))
+            .route("/cancelPayment", post(cancel_payment))
+            .route("/refund", post(refund))
+            .route("/status", post(status))
+            .with_state(state.clone()),
+    );
     Router::new()
         .route("/preauth", post(preauth))
-        .route("/check", post(check))
-        .route("/updateAmount", post(update_amount))
-        .route("/processPayment", post(process_payment))
-        .route("/cancelPayment", post(cancel_payment))
-        .with_state(Tokens {
-            db: ctx.db.clone(),
-            writer: TokenWriter::start(ctx.db.clone()),
-        })
+        .with_state(state)
+        .merge(merchant)
 }
 
 /// The service's state: its database, and the writer that groups new tokens.
@@ -61,6 +74,47 @@ struct TokenRequest {
     payment_token: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProcessRequest {
+    payment_token: String,
+    /// The order the capture pays for; a retry naming the same order is
+    /// answered `ok: true` without a second capture.
+    #[serde(default)]
+    order_id: Option<String>,
+    /// What to capture; the whole authorised amount when absent.
+    #[serde(default)]
+    amount: Option<Money>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelRequest {
+    payment_token: String,
+    #[serde(default)]
+    order_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefundRequest {
+    payment_token: String,
+    amount: Money,
+    /// Names the refund so a retry does not refund twice; a fresh id when absent.
+    #[serde(default)]
+    refund_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusResponse {
+    status: &'static str,
+    authorised_amount: i64,
+    captured_amount: Option<i64>,
+    refunded_amount: i64,
+    order_id: Option<String>,
+}
+
 fn ok(value: bool) -> Json<Value> {
     Json(json!({ "ok": value }))
 }
@@ -69,6 +123,9 @@ async fn preauth(
     State(Tokens { writer, .. }): State<Tokens>,
     Json(req): Json<PreauthRequest>,
 ) -> Result<Json<PreauthResponse>, ApiError> {
+    if let Some(reason) = req.card_number.declined() {
+        return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, reason));
+    }
     let token = writer.create(req.amount, req.card_number.last4()).await?;
     Ok(Json(PreauthResponse {
         payment_token: token.to_string(),
@@ -94,24 +151,53 @@ async fn update_amount(
 
 async fn process_payment(
     State(Tokens { db, .. }): State<Tokens>,
-    Json(req): Json<TokenRequest>,
+    Json(req): Json<ProcessRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(ok(store::consume(
-        &db,
-        &req.payment_token,
-        TokenStatus::Processed,
-    )
-    .await?))
+    let order_id = req.order_id.as_deref().filter(|id| !id.is_empty());
+    Ok(ok(
+        store::process(&db, &req.payment_token, order_id, req.amount).await?
+    ))
 }
 
 async fn cancel_payment(
     State(Tokens { db, .. }): State<Tokens>,
-    Json(req): Json<TokenRequest>,
+    Json(req): Json<CancelRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(ok(store::consume(
-        &db,
-        &req.payment_token,
-        TokenStatus::Cancelled,
-    )
-    .await?))
+    let order_id = req.order_id.as_deref().filter(|id| !id.is_empty());
+    Ok(ok(store::cancel(&db, &req.payment_token, order_id).await?))
+}
+
+async fn refund(
+    State(Tokens { db, .. }): State<Tokens>,
+    Json(req): Json<RefundRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if req.amount.cents() == 0 {
+        return Err(ApiError::bad_request("amount: must be more than 0"));
+    }
+    let refund_id = match req.refund_id.filter(|id| !id.is_empty()) {
+        Some(id) if id.chars().count() > 200 => {
+            return Err(ApiError::bad_request("refundId: at most 200 characters"))
+        }
+        Some(id) => id,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    Ok(ok(
+        store::refund(&db, &req.payment_token, req.amount, &refund_id).await?
+    ))
+}
+
+async fn status(
+    State(Tokens { db, .. }): State<Tokens>,
+    Json(req): Json<TokenRequest>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let state = store::state(&db, &req.payment_token)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown payment token"))?;
+    Ok(Json(StatusResponse {
+        status: state.status.as_str(),
+        authorised_amount: state.authorised_amount,
+        captured_amount: state.captured_amount,
+        refunded_amount: state.refunded_amount,
+        order_id: state.order_id,
+    }))
 }

@@ -1,5 +1,6 @@
-//! The `payment_tokens` table. Every state change is one conditional
-//! statement, so concurrent calls on one token cannot both win.
+//! The `payment_tokens` and `payment_refunds` tables. Every state change
+//! of a token is one conditional statement, so concurrent calls on one
+//! token cannot both win.
 
 use crate::domain::TokenStatus;
 use anyhow::Context as _;
@@ -128,17 +129,166 @@ pub async fn update_amount(db: &Db, token: &str, amount: Money) -> Result<bool, 
     Ok(done.rows_affected() == 1)
 }
 
-/// Moves a live token to `to` (processed or cancelled); false when it was
-/// not live. Exactly one of several concurrent callers gets true.
-pub async fn consume(db: &Db, token: &str, to: TokenStatus) -> Result<bool, sqlx::Error> {
+/// Captures a live token: `amount` (the whole authorised amount when
+/// `None`) for `order_id`. True when this call captured it, or when it was
+/// already captured for the same order (and the same amount): a merchant
+/// that crashed between the capture and recording it may ask again. False
+/// when the token is not live, `amount` is above what is held, or it was
+/// consumed otherwise (cancelled, captured for another or no named order).
+/// Of concurrent calls for different orders exactly one gets true.
+pub async fn process(
+    db: &Db,
+    token: &str,
+    order_id: Option<&str>,
+    amount: Option<Money>,
+) -> Result<bool, sqlx::Error> {
+    let now = Timestamp::now().to_string();
+    let live = TokenStatus::Authorised.as_str();
+    let done = match amount {
+        Some(amount) => {
+            sqlx::query(
+                "UPDATE payment_tokens SET status = $2, captured_amount = $3, order_id = $4, modified_at = $5
+                 WHERE token = $1 AND status = $6 AND amount >= $3",
+            )
+            .bind(token)
+            .bind(TokenStatus::Processed.as_str())
+            .bind(amount.cents())
+            .bind(order_id)
+            .bind(now)
+            .bind(live)
+            .execute(db.writer())
+            .await?
+        }
+        None => sqlx::query(
+            "UPDATE payment_tokens SET status = $2, captured_amount = amount, order_id = $3, modified_at = $4
+                 WHERE token = $1 AND status = $5",
+        )
+        .bind(token)
+        .bind(TokenStatus::Processed.as_str())
+        .bind(order_id)
+        .bind(now)
+        .bind(live)
+        .execute(db.writer())
+        .await?,
+    };
+    if done.rows_affected() == 1 {
+        return Ok(true);
+    }
+    let Some(state) = state(db, token).await? else {
+        return Ok(false);
+    };
+    Ok(state.status == TokenStatus::Processed
+        && order_id.is_some()
+        && state.order_id.as_deref() == order_id
+        && amount.is_none_or(|a| state.captured_amount == Some(a.cents())))
+}
+
+/// Cancels a live token for `order_id`. True when this call cancelled it,
+/// or when it was already cancelled for the same (named) order; false
+/// otherwise.
+pub async fn cancel(db: &Db, token: &str, order_id: Option<&str>) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE payment_tokens SET status = $2, modified_at = $3 WHERE token = $1 AND status = $4",
+        "UPDATE payment_tokens SET status = $2, order_id = $3, modified_at = $4 WHERE token = $1 AND status = $5",
     )
     .bind(token)
-    .bind(to.as_str())
+    .bind(TokenStatus::Cancelled.as_str())
+    .bind(order_id)
     .bind(Timestamp::now().to_string())
     .bind(TokenStatus::Authorised.as_str())
     .execute(db.writer())
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 1 {
+        return Ok(true);
+    }
+    Ok(state(db, token).await?.is_some_and(|state| {
+        state.status == TokenStatus::Cancelled && order_id.is_some() && state.order_id.as_deref() == order_id
+    }))
+}
+
+/// Refunds `amount` (positive) of a processed token under `refund_id`.
+/// True when refunded now, or when this refund id was already used for the
+/// same amount (a retry); false when the token was not processed, the
+/// refunds would exceed the captured amount, or the refund id was used for
+/// another amount. The refund row and the running sum commit together.
+pub async fn refund(db: &Db, token: &str, amount: Money, refund_id: &str) -> anyhow::Result<bool> {
+    let mut tx = db.begin().await?;
+    let recorded = sqlx::query(
+        "INSERT INTO payment_refunds (token, refund_id, amount, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (token, refund_id) DO NOTHING",
+    )
+    .bind(token)
+    .bind(refund_id)
+    .bind(amount.cents())
+    .bind(Timestamp::now().to_string())
+    .execute(&mut *tx)
+    .await
+    .context("Failed to record a refund")?;
+    if recorded.rows_affected() == 0 {
+        let before: i64 =
+            sqlx::query("SELECT amount FROM payment_refunds WHERE token = $1 AND refund_id = $2")
+                .bind(token)
+                .bind(refund_id)
+                .fetch_one(&mut *tx)
+                .await
+                .context("Failed to read a refund")?
+                .try_get(0)?;
+        tx.rollback().await.ok();
+        return Ok(before == amount.cents());
+    }
+    let done = sqlx::query(
+        "UPDATE payment_tokens SET refunded_amount = refunded_amount + $2, modified_at = $3
+         WHERE token = $1 AND status = $4 AND refunded_amount + $2 <= captured_amount",
+    )
+    .bind(token)
+    .bind(amount.cents())
+    .bind(Timestamp::now().to_string())
+    .bind(TokenStatus::Processed.as_str())
+    .execute(&mut *tx)
+    .await
+    .context("Failed to refund")?;
+    if done.rows_affected() == 1 {
+        tx.commit().await.context("Failed to commit a refund")?;
+        Ok(true)
+    } else {
+        tx.rollback().await.ok();
+        Ok(false)
+    }
+}
+
+/// What the processor knows of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    /// Where the token is.
+    pub status: TokenStatus,
+    /// The amount held (lowered by `updateAmount`), in cents.
+    pub authorised_amount: i64,
+    /// The amount captured, once processed.
+    pub captured_amount: Option<i64>,
+    /// The sum of the refunds.
+    pub refunded_amount: i64,
+    /// The order that processed or cancelled it, when the caller named one.
+    pub order_id: Option<String>,
+}
+
+/// The state of `token`, if it was ever issued.
+pub async fn state(db: &Db, token: &str) -> Result<Option<TokenState>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT status, amount, captured_amount, refunded_amount, order_id FROM payment_tokens WHERE token = $1",
+    )
+    .bind(token)
+    .fetch_optional(db.reader())
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let status: String = row.try_get(0)?;
+    let status = TokenStatus::parse(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown token status '{status}'").into()))?;
+    Ok(Some(TokenState {
+        status,
+        authorised_amount: row.try_get(1)?,
+        captured_amount: row.try_get(2)?,
+        refunded_amount: row.try_get(3)?,
+        order_id: row.try_get(4)?,
+    }))
 }

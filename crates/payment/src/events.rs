@@ -1,14 +1,20 @@
-//! What payment does with events:
-//! - `OrderCreated` → remember the order's token and total;
-//! - `DeliveryCompleted` → process the payment, then forget the token;
-//! - `PackagingFailed`, `DeliveryFailed` → cancel the payment, then forget;
+//! What payment does with events, and what it emits:
+//! - `OrderCreated` → confirm the order's claim on its token and hold it;
+//!   when another order holds the token already, the payment is `FAILED`
+//!   and `PaymentFailed` is emitted (no money moves): a second order that
+//!   slipped past validation is never paid by someone else's token;
+//! - `DeliveryCompleted` → capture the order's final total (read from
+//!   orders) at the card processor; its confirmation makes the payment
+//!   `PROCESSED` and emits `PaymentProcessed {orderId, amount}`, a refusal
+//!   makes it `FAILED` and emits `PaymentFailed {orderId, reason}`;
+//! - `PackagingFailed`, `DeliveryFailed` → cancel the payment (`CANCELLED`);
 //! - `OrderModified` with `total` changed → lower the authorised amount.
 //!
 //! Settling calls the card processor before recording the result, so a
 //! crash in between leaves the payment held and the event is redelivered.
-//! The second call then finds the token consumed and answers `ok: false`:
-//! that is taken as "already settled" and recorded, not retried — the
-//! processor consumes a token once, so nothing is ever charged twice.
+//! The second call names the same order and amount, and the processor
+//! answers it `ok: true` without capturing twice; a token consumed any
+//! other way (cancelled, lowered, captured for another order) is a refusal.
 
 use crate::api::{amount_request, ask};
 use crate::store::{self, Status};
@@ -21,6 +27,14 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// The payment was captured: `{orderId, amount}`.
+pub const PAYMENT_PROCESSED: &str = "PaymentProcessed";
+/// The payment was not captured: `{orderId, reason}`.
+pub const PAYMENT_FAILED: &str = "PaymentFailed";
+
+/// Why a second order's payment fails when its token is another's.
+const TOKEN_TAKEN: &str = "Payment token already used by another order";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,15 +55,22 @@ struct OrderModified {
     new: OrderDetail,
 }
 
+/// What a settlement event asks of the processor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settlement {
+    Capture,
+    Cancel,
+}
+
 /// Subscribes the service's rules.
 pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let c = ctx.clone();
+    let (c, m) = (ctx.clone(), metrics.clone());
     ctx.bus.subscribe(Rule::new(
         "payment.on-order-created",
         json!({"source": [sources::ORDERS], "detail-type": ["OrderCreated"]}),
         move |event| {
-            let ctx = c.clone();
-            async move { on_order_created(&ctx, event).await }
+            let (ctx, metrics) = (c.clone(), m.clone());
+            async move { on_order_created(&ctx, &metrics, event).await }
         },
     )?)?;
 
@@ -68,61 +89,105 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
             "payment.on-delivery-completed",
             sources::DELIVERY,
             "DeliveryCompleted",
-            Status::Processed,
+            Settlement::Capture,
         ),
         (
             "payment.on-packaging-failed",
             sources::WAREHOUSE,
             "PackagingFailed",
-            Status::Cancelled,
+            Settlement::Cancel,
         ),
         (
             "payment.on-delivery-failed",
             sources::DELIVERY,
             "DeliveryFailed",
-            Status::Cancelled,
+            Settlement::Cancel,
         ),
     ];
-    for (name, source, detail_type, to) in settlements {
+    for (name, source, detail_type, settlement) in settlements {
         let (c, m) = (ctx.clone(), metrics.clone());
         ctx.bus.subscribe(Rule::new(
             name,
             json!({"source": [source], "detail-type": [detail_type]}),
             move |event| {
                 let (ctx, metrics) = (c.clone(), m.clone());
-                async move { settle(&ctx, &metrics, name, to, event).await }
+                async move { settle(&ctx, &metrics, name, settlement, event).await }
             },
         )?)?;
     }
     Ok(())
 }
 
-async fn on_order_created(ctx: &Context, event: Event) -> anyhow::Result<()> {
+fn processed(order_id: Uuid, amount: Money) -> Event {
+    Event::new(
+        sources::PAYMENT,
+        PAYMENT_PROCESSED,
+        vec![order_id.to_string()],
+        json!({ "orderId": order_id, "amount": amount }),
+    )
+}
+
+fn failed(order_id: Uuid, reason: &str) -> Event {
+    Event::new(
+        sources::PAYMENT,
+        PAYMENT_FAILED,
+        vec![order_id.to_string()],
+        json!({ "orderId": order_id, "reason": reason }),
+    )
+}
+
+async fn on_order_created(ctx: &Context, metrics: &Metrics, event: Event) -> anyhow::Result<()> {
     let order: OrderDetail =
         serde_json::from_value(event.detail).context("OrderCreated detail is malformed")?;
     let Some(mut tx) = inbox::begin(&ctx.db, "payment.on-order-created", event.id).await? else {
         return Ok(());
     };
-    store::hold(&mut tx, order.order_id, &order.payment_token, order.total.cents()).await?;
-    tx.commit().await.context("Failed to commit")?;
+    if store::confirm(&mut tx, &order.payment_token, order.order_id).await? {
+        store::hold(&mut tx, order.order_id, &order.payment_token, order.total.cents()).await?;
+        tx.commit().await.context("Failed to commit")?;
+        return Ok(());
+    }
+    // The second line of defence: validation claims a token for one order,
+    // but an order may still slip past it (a claim taken over after its
+    // TTL while its order was being created, or an order made without
+    // validation). It is never paid with the other order's token.
+    tracing::warn!(order_id = %order.order_id, "OrderCreated with a token another order holds: payment failed");
+    let recorded = store::fail_new(&mut tx, order.order_id, order.total.cents(), TOKEN_TAKEN).await?;
+    if recorded {
+        ctx.outbox
+            .push(&mut tx, &failed(order.order_id, TOKEN_TAKEN))
+            .await?;
+    }
+    ctx.outbox.commit(tx).await?;
+    if recorded {
+        metrics.failed.inc();
+    }
     Ok(())
 }
 
 async fn on_total_modified(ctx: &Context, event: Event) -> anyhow::Result<()> {
     let OrderModified { new: order } =
         serde_json::from_value(event.detail).context("OrderModified detail is malformed")?;
-    // Lowering to the same amount twice is harmless, so a redelivery may
-    // call again; only the local record goes through the inbox.
-    let lowered = ask(
-        ctx,
-        "/updateAmount",
-        &amount_request(&order.payment_token, order.total),
-    )
-    .await?;
-    if !lowered {
-        // Already settled, or above what is held: the processor keeps the
-        // held amount and nothing more can be done here.
-        tracing::warn!(order_id = %order.order_id, total = %order.total, "card processor refused the new amount");
+    let payment = store::get(&ctx.db, order.order_id)
+        .await?
+        // OrderCreated may not have been applied yet (no global order).
+        .with_context(|| format!("no payment known yet for order {}", order.order_id))?;
+    // Only a token this order holds is touched: a payment that failed
+    // because its token is another order's must not lower that order's.
+    if payment.status == Status::Held && payment.token.as_deref() == Some(order.payment_token.as_str()) {
+        // Lowering to the same amount twice is harmless, so a redelivery may
+        // call again; only the local record goes through the inbox.
+        let lowered = ask(
+            ctx,
+            "/updateAmount",
+            &amount_request(&order.payment_token, order.total),
+        )
+        .await?;
+        if !lowered {
+            // Settled, or above what is held: the processor keeps the held
+            // amount; the capture of the final total will tell.
+            tracing::warn!(order_id = %order.order_id, total = %order.total, "card processor refused the new amount");
+        }
     }
     let Some(mut tx) = inbox::begin(&ctx.db, "payment.on-order-total-modified", event.id).await? else {
         return Ok(());
@@ -132,12 +197,75 @@ async fn on_total_modified(ctx: &Context, event: Event) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Processes or cancels the order's payment, once.
+#[derive(Deserialize)]
+struct OneOrder {
+    order: OrderTotal,
+}
+
+#[derive(Deserialize)]
+struct OrderTotal {
+    total: Money,
+}
+
+/// The order's total now, from orders (the authority: an `OrderModified`
+/// changing it may still be on its way to us). `None` when orders does not
+/// know the order; an error when it does not answer (retried).
+async fn final_total(ctx: &Context, order_id: Uuid) -> anyhow::Result<Option<Money>> {
+    let answer = ctx
+        .clients
+        .get("orders")?
+        .get::<OneOrder>(&format!("/backend/{order_id}"))
+        .await;
+    match answer {
+        Ok(OneOrder { order }) => Ok(Some(order.total)),
+        Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => Ok(None),
+        Err(e) => Err(e).context("Failed to read the order's total from orders"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenState {
+    status: String,
+    authorised_amount: i64,
+    #[serde(default)]
+    captured_amount: Option<i64>,
+    #[serde(default)]
+    order_id: Option<String>,
+}
+
+/// Why the processor refused to capture `amount` of `token` for `order_id`,
+/// as its `/status` tells (a generic reason when it does not answer).
+async fn refusal(ctx: &Context, token: &str, order_id: Uuid, amount: Money) -> String {
+    let state = match ctx.clients.get("payment-3p") {
+        Ok(client) => client
+            .post::<_, TokenState>("/status", &json!({ "paymentToken": token }))
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    let ours = Some(order_id.to_string());
+    match state {
+        Some(s) if s.status == "CANCELLED" => "the payment was cancelled at the card processor".to_owned(),
+        Some(s) if s.status == "PROCESSED" && s.order_id == ours => format!(
+            "the card processor captured {} for this order, not {amount}",
+            s.captured_amount.unwrap_or_default()
+        ),
+        Some(s) if s.status == "PROCESSED" => "the payment token was captured for another order".to_owned(),
+        Some(s) if s.authorised_amount < amount.cents() => format!(
+            "the card processor holds {}, less than the total {amount}",
+            s.authorised_amount
+        ),
+        _ => format!("the card processor refused to capture {amount}"),
+    }
+}
+
+/// Captures or cancels the order's payment, once.
 async fn settle(
     ctx: &Context,
     metrics: &Metrics,
     rule: &str,
-    to: Status,
+    settlement: Settlement,
     event: Event,
 ) -> anyhow::Result<()> {
     let AboutOrder { order_id } = serde_json::from_value(event.detail)
@@ -147,31 +275,65 @@ async fn settle(
         // OrderCreated may not have been applied yet (no global order):
         // fail so the bus retries later.
         .with_context(|| format!("no payment known yet for order {order_id}"))?;
-    let mut charged = false;
-    if let (Status::Held, Some(token)) = (payment.status, payment.token.as_deref()) {
-        let path = if to == Status::Processed {
-            "/processPayment"
-        } else {
-            "/cancelPayment"
-        };
-        charged = ask(ctx, path, &json!({ "paymentToken": token })).await?;
-        if !charged {
-            tracing::info!(%order_id, rule, "token already consumed at the card processor: recording as settled");
-        }
-    }
-    let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
+    let (Status::Held, Some(token)) = (payment.status, payment.token.as_deref()) else {
+        // Settled before (a redelivery), or failed from the start.
+        tracing::debug!(%order_id, rule, status = ?payment.status, "payment not held: nothing to settle");
         return Ok(());
     };
-    store::settle(&mut tx, order_id, to).await?;
-    tx.commit().await.context("Failed to commit")?;
-    if charged {
-        let amount = u64::try_from(payment.total).unwrap_or(0);
-        if to == Status::Processed {
-            metrics.processed.inc();
-            metrics.amount_won.add(amount);
-        } else {
-            metrics.cancelled.inc();
-            metrics.amount_lost.add(amount);
+    match settlement {
+        Settlement::Capture => {
+            let (to, amount, announce) = match final_total(ctx, order_id).await? {
+                None => {
+                    let reason = "orders does not know the order";
+                    (Status::Failed, None, failed(order_id, reason))
+                }
+                Some(total) => {
+                    let body = json!({ "paymentToken": token, "orderId": order_id, "amount": total });
+                    if ask(ctx, "/processPayment", &body).await? {
+                        (Status::Processed, Some(total), processed(order_id, total))
+                    } else {
+                        let reason = refusal(ctx, token, order_id, total).await;
+                        tracing::warn!(%order_id, %reason, "the card processor refused the capture");
+                        (Status::Failed, None, failed(order_id, &reason))
+                    }
+                }
+            };
+            let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
+                return Ok(());
+            };
+            let reason = announce.detail["reason"].as_str().map(str::to_owned);
+            let changed = store::settle(&mut tx, order_id, to, reason.as_deref()).await?;
+            if changed {
+                ctx.outbox.push(&mut tx, &announce).await?;
+            }
+            ctx.outbox.commit(tx).await?;
+            if changed {
+                match amount {
+                    Some(amount) => {
+                        metrics.processed.inc();
+                        metrics.amount_won.add(u64::try_from(amount.cents()).unwrap_or(0));
+                    }
+                    None => metrics.failed.inc(),
+                }
+            }
+        }
+        Settlement::Cancel => {
+            let body = json!({ "paymentToken": token, "orderId": order_id });
+            let cancelled = ask(ctx, "/cancelPayment", &body).await?;
+            if !cancelled {
+                // The token is not live any more (cancelled behind our back,
+                // or expired): nothing is held, so there is nothing to release.
+                tracing::warn!(%order_id, rule, "the card processor had nothing to cancel");
+            }
+            let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
+                return Ok(());
+            };
+            let changed = store::settle(&mut tx, order_id, Status::Cancelled, None).await?;
+            tx.commit().await.context("Failed to commit")?;
+            if changed && cancelled {
+                metrics.cancelled.inc();
+                metrics.amount_lost.add(u64::try_from(payment.total).unwrap_or(0));
+            }
         }
     }
     Ok(())

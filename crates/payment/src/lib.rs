@@ -1,5 +1,7 @@
-//! payment: holds the payment token of each order and settles it at the
-//! card processor (payment-3p) when the order is delivered or fails.
+//! payment: makes sure one payment token pays for one order (claims), holds
+//! each order's token and settles it at the card processor (payment-3p)
+//! when the order is delivered or fails, announcing `PaymentProcessed` or
+//! `PaymentFailed` (source `ecommerce.payment`).
 
 pub mod api;
 pub mod events;
@@ -14,11 +16,14 @@ use std::sync::Arc;
 pub const NAME: &str = "payment";
 
 /// Schema changes, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "payments",
-    include_str!("../migrations/0001_payments.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::new(1, "payments", include_str!("../migrations/0001_payments.sql")),
+    Migration::new(
+        2,
+        "payment token claims",
+        include_str!("../migrations/0002_claims.sql"),
+    ),
+];
 
 /// How the binary builds this service.
 pub const SERVICE: ServiceDef = ServiceDef {
@@ -36,6 +41,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
 pub struct Metrics {
     processed: Arc<Counter>,
     cancelled: Arc<Counter>,
+    failed: Arc<Counter>,
     amount_won: Arc<Counter>,
     amount_lost: Arc<Counter>,
 }
@@ -45,6 +51,11 @@ impl Metrics {
         Metrics {
             processed: counter("ecom_payments_processed_total", "Payments charged.", &[]),
             cancelled: counter("ecom_payments_cancelled_total", "Payments cancelled.", &[]),
+            failed: counter(
+                "ecom_payments_failed_total",
+                "Payments not captured: the card processor refused, or the token was another order's.",
+                &[],
+            ),
             amount_won: counter(
                 "ecom_payments_amount_won_total",
                 "Money charged, in the smallest currency unit.",

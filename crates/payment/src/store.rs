@@ -1,5 +1,6 @@
-//! The `payments` table: one row per order, holding its token until the
-//! payment is settled.
+//! payment's tables: `payments`, one row per order, holding its token until
+//! the payment is settled; and `payment_claims`, which order holds each
+//! token (one token pays for one order).
 
 use anyhow::Context as _;
 use ecom_model::Timestamp;
@@ -12,10 +13,13 @@ use uuid::Uuid;
 pub enum Status {
     /// The token is held, the amount authorised.
     Held,
-    /// Charged; the token is forgotten.
+    /// Captured by the processor; the token is forgotten.
     Processed,
     /// Released; the token is forgotten.
     Cancelled,
+    /// Not paid: the processor refused the capture, or the token was
+    /// another order's. The token is forgotten.
+    Failed,
 }
 
 impl Status {
@@ -24,6 +28,7 @@ impl Status {
             Status::Held => "HELD",
             Status::Processed => "PROCESSED",
             Status::Cancelled => "CANCELLED",
+            Status::Failed => "FAILED",
         }
     }
 
@@ -32,6 +37,7 @@ impl Status {
             "HELD" => Ok(Status::Held),
             "PROCESSED" => Ok(Status::Processed),
             "CANCELLED" => Ok(Status::Cancelled),
+            "FAILED" => Ok(Status::Failed),
             other => anyhow::bail!("unknown payment status '{other}'"),
         }
     }
@@ -65,6 +71,25 @@ pub async fn hold(tx: &mut Tx, order_id: Uuid, token: &str, total: i64) -> anyho
     Ok(())
 }
 
+/// Records an order whose payment failed from the start (its token is
+/// another order's): FAILED, without the token, so that nothing settles
+/// it. False when the order already had a payment.
+pub async fn fail_new(tx: &mut Tx, order_id: Uuid, total: i64, reason: &str) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO payments (order_id, payment_token, total, status, modified_at, reason) VALUES ($1, NULL, $2, $3, $4, $5)
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id.to_string())
+    .bind(total)
+    .bind(Status::Failed.as_str())
+    .bind(Timestamp::now().to_string())
+    .bind(reason)
+    .execute(&mut **tx)
+    .await
+    .context("Failed to record a failed payment")?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The payment of an order.
 pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
     let row = sqlx::query("SELECT payment_token, total, status FROM payments WHERE order_id = $1")
@@ -82,17 +107,23 @@ pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
     .transpose()
 }
 
-/// Records that a held payment was settled and forgets its token.
-pub async fn settle(tx: &mut Tx, order_id: Uuid, to: Status) -> anyhow::Result<()> {
-    sqlx::query("UPDATE payments SET payment_token = NULL, status = $2, modified_at = $3 WHERE order_id = $1 AND status = $4")
-        .bind(order_id.to_string())
-        .bind(to.as_str())
-        .bind(Timestamp::now().to_string())
-        .bind(Status::Held.as_str())
-        .execute(&mut **tx)
-        .await
-        .context("Failed to record a settled payment")?;
-    Ok(())
+/// Records that a held payment was settled (`to`, with `reason` for a
+/// failure) and forgets its token. False when it was not held (settled
+/// before): the caller then announces nothing.
+pub async fn settle(tx: &mut Tx, order_id: Uuid, to: Status, reason: Option<&str>) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE payments SET payment_token = NULL, status = $2, modified_at = $3, reason = $4
+         WHERE order_id = $1 AND status = $5",
+    )
+    .bind(order_id.to_string())
+    .bind(to.as_str())
+    .bind(Timestamp::now().to_string())
+    .bind(reason)
+    .bind(Status::Held.as_str())
+    .execute(&mut **tx)
+    .await
+    .context("Failed to record a settled payment")?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Records a held payment's new total.
@@ -106,4 +137,75 @@ pub async fn set_total(tx: &mut Tx, order_id: Uuid, total: i64) -> anyhow::Resul
         .await
         .context("Failed to update a payment's total")?;
     Ok(())
+}
+
+/// Claims `token` for `order_id` while the order is being validated. True
+/// when the order holds the token now: it was free, already this order's,
+/// or held unconfirmed since before `stale_before` (µs) by another order,
+/// which loses it. One statement, so of concurrent claims by different
+/// orders exactly one wins (the unique key on the token decides).
+pub async fn claim(db: &Db, token: &str, order_id: Uuid, stale_before: i64) -> anyhow::Result<bool> {
+    let order = order_id.to_string();
+    let won = sqlx::query(
+        "INSERT INTO payment_claims (payment_token, order_id, claimed_at, confirmed) VALUES ($1, $2, $3, 0)
+         ON CONFLICT (payment_token) DO UPDATE SET order_id = excluded.order_id, claimed_at = excluded.claimed_at
+         WHERE payment_claims.confirmed = 0 AND payment_claims.claimed_at < $4
+         RETURNING order_id",
+    )
+    .bind(token)
+    .bind(&order)
+    .bind(Timestamp::now().unix_micros())
+    .bind(stale_before)
+    .fetch_optional(db.writer())
+    .await
+    .context("Failed to claim a payment token")?;
+    if won.is_some() {
+        return Ok(true);
+    }
+    Ok(holder(db, token).await?.as_deref() == Some(order.as_str()))
+}
+
+/// The order holding `token`, if any.
+pub async fn holder(db: &Db, token: &str) -> anyhow::Result<Option<String>> {
+    let row = sqlx::query("SELECT order_id FROM payment_claims WHERE payment_token = $1")
+        .bind(token)
+        .fetch_optional(db.writer())
+        .await
+        .context("Failed to read a payment claim")?;
+    row.map(|r| r.try_get(0).context("Failed to read a payment claim"))
+        .transpose()
+}
+
+/// Confirms that `order_id` (which exists: its `OrderCreated` arrived)
+/// holds `token`. It takes the token unless another order's claim is
+/// confirmed already: an existing order outranks a mere validation. False
+/// when another order holds it (the second one never gets paid).
+pub async fn confirm(tx: &mut Tx, token: &str, order_id: Uuid) -> anyhow::Result<bool> {
+    let row = sqlx::query(
+        "INSERT INTO payment_claims (payment_token, order_id, claimed_at, confirmed) VALUES ($1, $2, $3, 1)
+         ON CONFLICT (payment_token) DO UPDATE SET order_id = excluded.order_id, confirmed = 1
+         WHERE payment_claims.confirmed = 0 OR payment_claims.order_id = excluded.order_id
+         RETURNING order_id",
+    )
+    .bind(token)
+    .bind(order_id.to_string())
+    .bind(Timestamp::now().unix_micros())
+    .fetch_optional(&mut **tx)
+    .await
+    .context("Failed to confirm a payment claim")?;
+    Ok(row.is_some())
+}
+
+/// Drops `order_id`'s unconfirmed claim on `token` (its order was refused);
+/// true when there was one. A confirmed claim (the order exists) stays.
+pub async fn release(db: &Db, token: &str, order_id: Uuid) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM payment_claims WHERE payment_token = $1 AND order_id = $2 AND confirmed = 0",
+    )
+    .bind(token)
+    .bind(order_id.to_string())
+    .execute(db.writer())
+    .await
+    .context("Failed to release a payment claim")?;
+    Ok(done.rows_affected() == 1)
 }

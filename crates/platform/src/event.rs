@@ -63,4 +63,6 @@ pub mod sources {
     pub const WAREHOUSE: &str = "ecommerce.warehouse";
     /// Delivery service.
     pub const DELIVERY: &str = "ecommerce.delivery";
+    /// Payment service (`PaymentProcessed`, `PaymentFailed`).
+    pub const PAYMENT: &str = "ecommerce.payment";
 }

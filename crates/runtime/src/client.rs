@@ -38,6 +38,8 @@ pub enum ClientError {
         status: StatusCode,
         /// Its `message`, if any.
         message: String,
+        /// Its stable `code`, if it gave one.
+        code: Option<String>,
     },
     /// The answer was not the JSON expected.
     #[error("{service} answered something unexpected: {reason}")]
@@ -264,14 +266,16 @@ impl BackendClient {
             .await
             .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))??;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-                .unwrap_or_default();
+            let body = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            let text = |field: &str| {
+                body.as_ref()
+                    .and_then(|v| v.get(field).and_then(|m| m.as_str()).map(str::to_owned))
+            };
             return Err(ClientError::Status {
                 service: self.service.clone(),
                 status,
-                message,
+                message: text("message").unwrap_or_default(),
+                code: text("code"),
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| self.decode_error(e))

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP layer.
 //!
-//! Every error answers `{"message": "…"}` with a fitting status. Internal
+//! Every error answers `{"message": "…"}` with a fitting status (plus a
+//! stable `code` where a caller must tell one refusal from another). Internal
 //! causes (database, bugs) are logged with their whole chain and shown to
 //! the caller only as "internal error".
 
@@ -13,6 +14,7 @@ use std::fmt;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    code: Option<&'static str>,
     source: Option<anyhow::Error>,
 }
 
@@ -22,8 +24,16 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            code: None,
             source: None,
         }
+    }
+    /// The same error with a stable machine-readable `code` in its body
+    /// (`{"message": …, "code": "IDEMPOTENCY_KEY_REUSED"}`); the GraphQL
+    /// gateway passes it on as `extensions.code`.
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = Some(code);
+        self
     }
     /// 400: the request is malformed; say which field and why.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -50,6 +60,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "internal error".to_owned(),
+            code: None,
             source: Some(source.into()),
         }
     }
@@ -65,6 +76,10 @@ impl ApiError {
     /// The message answered.
     pub fn message(&self) -> &str {
         &self.message
+    }
+    /// The stable code answered, if any.
+    pub fn code(&self) -> Option<&'static str> {
+        self.code
     }
 }
 
@@ -91,7 +106,14 @@ impl IntoResponse for ApiError {
         if let Some(source) = &self.source {
             tracing::error!(error = ?source, "internal error");
         }
-        message_response(self.status, &self.message)
+        match self.code {
+            Some(code) => (
+                self.status,
+                axum::Json(serde_json::json!({ "message": self.message, "code": code })),
+            )
+                .into_response(),
+            None => message_response(self.status, &self.message),
+        }
     }
 }
 

@@ -63,7 +63,13 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Path parameters; a malformed one is a 400 (or 404 for an id that cannot exist).
+/// Longest path parameter accepted, in characters. Every id of the
+/// platform (UUIDs, user ids, group names) is far shorter; a longer one
+/// names nothing and is refused before any handler or database sees it.
+pub const MAX_PATH_PARAM_CHARS: usize = 128;
+
+/// Path parameters; a malformed one is a 400 (or 404 for an id that cannot
+/// exist), and so is one longer than [`MAX_PATH_PARAM_CHARS`].
 #[derive(Debug, Clone)]
 pub struct Path<T>(pub T);
 
@@ -71,6 +77,18 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        for (name, value) in &raw {
+            let chars = value.chars().count();
+            if chars > MAX_PATH_PARAM_CHARS {
+                // The value is not echoed: it may be huge.
+                return Err(ApiError::bad_request(format!(
+                    "{name}: at most {MAX_PATH_PARAM_CHARS} characters, got {chars}"
+                )));
+            }
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
@@ -96,6 +114,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    async fn get_id(id: &str) -> (u16, String) {
+        async fn echo(Path(id): Path<String>) -> String {
+            id
+        }
+        let app = axum::Router::new().route("/things/{id}", get(echo));
+        let req = axum::http::Request::get(format!("/things/{id}"))
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        let Ok(resp) = app.oneshot(req).await;
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_path_parameter_longer_than_any_id_is_a_400() {
+        let longest = "x".repeat(MAX_PATH_PARAM_CHARS);
+        assert_eq!(get_id(&longest).await, (200, longest.clone()));
+        let (status, body) = get_id(&format!("{longest}x")).await;
+        assert_eq!(status, 400);
+        assert_eq!(body, r#"{"message":"id: at most 128 characters, got 129"}"#);
+        // Counted after percent-decoding, in characters.
+        let (status, _) = get_id(&"%C3%A4".repeat(MAX_PATH_PARAM_CHARS)).await;
+        assert_eq!(status, 200);
+        // Near the longest URI the http crate accepts (65,534 bytes).
+        let (status, _) = get_id(&"y".repeat(65_000)).await;
+        assert_eq!(status, 400);
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]

@@ -1,4 +1,5 @@
-//! What the warehouse does with order events, and the events it emits.
+//! What the warehouse does with order events (and payment's
+//! `PaymentFailed`), and the events it emits.
 //!
 //! Every handler records the event in the inbox in the same transaction as
 //! its effect, so a redelivered event changes nothing. Events arrive in no
@@ -26,10 +27,12 @@ pub const ON_ORDER_DELETED: &str = "warehouse.on-order-deleted";
 pub const ON_DELIVERY_FAILED: &str = "warehouse.on-delivery-failed";
 /// See [`ON_ORDER_CREATED`].
 pub const ON_DELIVERY_COMPLETED: &str = "warehouse.on-delivery-completed";
+/// See [`ON_ORDER_CREATED`].
+pub const ON_PAYMENT_FAILED: &str = "warehouse.on-payment-failed";
 
 /// The rules of the warehouse.
 pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
-    let (a, b, c, d, e) = (w.clone(), w.clone(), w.clone(), w.clone(), w.clone());
+    let (a, b, c, d, e, f) = (w.clone(), w.clone(), w.clone(), w.clone(), w.clone(), w.clone());
     Ok(vec![
         Rule::new(ON_ORDER_CREATED, pattern("OrderCreated", None), move |ev| {
             let w = a.clone();
@@ -61,6 +64,14 @@ pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
             move |ev| {
                 let w = e.clone();
                 async move { on_delivery_completed(&w, &ev).await }
+            },
+        )?,
+        Rule::new(
+            ON_PAYMENT_FAILED,
+            json!({ "source": [sources::PAYMENT], "detail-type": ["PaymentFailed"] }),
+            move |ev| {
+                let w = f.clone();
+                async move { on_payment_failed(&w, &ev).await }
             },
         )?,
     ])
@@ -209,6 +220,37 @@ pub async fn on_delivery_completed(w: &Warehouse, event: &Event) -> anyhow::Resu
     };
     stock::delivered(&mut tx, order_id).await?;
     tx.commit().await.context("Failed to commit DeliveryCompleted")?;
+    Ok(())
+}
+
+/// `PaymentFailed`: the order will not be paid, so a request nobody has
+/// started is dropped, as for `OrderDeleted` (one being packed is kept:
+/// staff see it through). The drop is stamped with the event's time, so a
+/// late `OrderCreated` (older) does not bring the request back. Its stock
+/// hold is released.
+pub async fn on_payment_failed(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
+    let order_id = about_order(event)?;
+    let Some(mut tx) = inbox::begin(&w.db, ON_PAYMENT_FAILED, event.id).await? else {
+        return Ok(());
+    };
+    match store::header(&mut tx, order_id).await? {
+        Some(h) if h.status != Status::New => {
+            tracing::info!(%order_id, status = h.status.as_str(), "PaymentFailed: request kept, packaging has started");
+        }
+        _ => {
+            store::tombstone(&mut tx, order_id, event.time).await?;
+            // Its stock goes back on sale.
+            let moved = stock::release(&mut tx, order_id, None).await?;
+            if !moved.is_empty() {
+                w.metrics.released.inc();
+            }
+            w.outbox.push_all(&mut tx, &moved).await?;
+        }
+    }
+    w.outbox
+        .commit(tx)
+        .await
+        .context("Failed to commit PaymentFailed")?;
     Ok(())
 }
 

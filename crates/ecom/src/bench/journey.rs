@@ -19,10 +19,10 @@
 //!    grows with the connections), then `startPackaging`, `completePackaging`.
 //! 4. A courier (group `delivery`) polls `GET /delivery/deliveries/{orderId}`
 //!    until the delivery exists, then `startDelivery`, `completeDelivery`.
-//! 5. Polls `GET /orders/backend/{orderId}` until the order is `FULFILLED`,
-//!    then `POST /payment-3p/check` of amount 0 until it answers `ok: false`:
-//!    the token is consumed, so the payment was processed (the order never
-//!    failed, so it was not cancelled).
+//! 5. Polls `GET /orders/backend/{orderId}` until the order is `FULFILLED`
+//!    (the card processor confirmed the capture of its total), then asks
+//!    payment-3p's merchant `POST /payment-3p/status` (service credential)
+//!    that the token was captured for this order, its whole total.
 //!
 //! Polling sleeps `--poll-ms` (2 ms by default) after each answer that shows
 //! the state not reached yet. Polls are requests served on the same cores as
@@ -60,7 +60,8 @@ struct Plan {
     order: Value,
     /// What the order costs, to pre-authorise.
     total: i64,
-    /// Service credential for the orders backend routes.
+    /// Service credential for the orders backend routes and payment-3p's
+    /// merchant routes.
     service: String,
     /// ID token of a user in group `warehouse`.
     clerk: String,
@@ -137,7 +138,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let clerk = staff(target, authority, "bench-clerk@example.com", "warehouse").await?;
     let courier = staff(target, authority, "bench-courier@example.com", "delivery").await?;
-    let order = order_request(Some("pre-authorised by each journey"))?;
+    let order = order_request("pre-authorised by each journey")?;
     let plan = Arc::new(Plan {
         total: order_total(&order)?,
         order,
@@ -368,19 +369,21 @@ async fn journey(
     .await?;
 
     *step = Step::PaymentProcessed;
-    let check = json!({ "paymentToken": token, "amount": 0 });
+    let about_token = json!({ "paymentToken": token });
     await_state(
         client,
         plan,
         *step,
         &mut polls,
         Method::POST,
-        "/payment-3p/check",
-        "",
-        Some(&check),
-        |status, body| match (status, body["ok"].as_bool()) {
-            (StatusCode::OK, Some(held)) => Some(!held),
-            _ => None,
+        "/payment-3p/status",
+        &plan.service,
+        Some(&about_token),
+        |status, body| {
+            let captured = body["status"] == "PROCESSED"
+                && body["capturedAmount"] == json!(plan.total)
+                && body["orderId"] == json!(order_id);
+            (status == StatusCode::OK && captured).then_some(true)
         },
     )
     .await?;
@@ -515,7 +518,7 @@ mod tests {
 
     #[test]
     fn the_bench_order_has_a_total() -> anyhow::Result<()> {
-        let order = order_request(Some("token"))?;
+        let order = order_request("token")?;
         assert!(order_total(&order)? > 0);
         Ok(())
     }

@@ -338,16 +338,26 @@ impl TestApp {
         body["paymentToken"].as_str().unwrap().to_owned()
     }
 
-    /// Asks payment-3p whether `token` holds at least `amount`.
+    /// Asks payment-3p (as the merchant) whether `token` holds at least `amount`.
     pub async fn payment_holds(&self, token: &str, amount: i64) -> bool {
         let (status, body) = self
-            .post(
+            .post_as_service(
                 "/payment-3p/check",
                 &serde_json::json!({"paymentToken": token, "amount": amount}),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["ok"].as_bool().unwrap()
+    }
+
+    /// What payment-3p did with `token` (its merchant `/status`):
+    /// `{status, authorisedAmount, capturedAmount, refundedAmount, orderId}`.
+    pub async fn processor_status(&self, token: &str) -> Value {
+        let (status, body) = self
+            .post_as_service("/payment-3p/status", &serde_json::json!({"paymentToken": token}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
     }
 
     pub fn url(&self, path: &str) -> String {
