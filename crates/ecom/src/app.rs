@@ -143,6 +143,7 @@ pub struct App {
     services: Vec<&'static str>,
     bus: Bus,
     relays: Vec<(&'static str, Db, Outbox)>,
+    config: Arc<Config>,
 }
 
 #[derive(Clone)]
@@ -219,10 +220,15 @@ impl App {
         let router = router
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(health.clone()))
-            .route("/metrics", get(metrics))
-            .merge(ecom_platform::listener::router(bus.clone()))
-            // Lets any handler take `ecom_runtime::auth::User`.
-            .layer(axum::Extension(verifier));
+            .route("/metrics", get(metrics));
+        // Staff only, and left out (404) when the operator turned it off.
+        let router = if config.server.event_listener {
+            router.merge(ecom_platform::listener::router(bus.clone(), key.clone()))
+        } else {
+            router
+        };
+        // Lets any handler take `ecom_runtime::auth::User`.
+        let router = router.layer(axum::Extension(verifier));
         let router = ecom_runtime::server::finish(router);
         // Set before serving, so in-process calls never find it missing.
         let _ = local_router.set(router.clone());
@@ -237,6 +243,7 @@ impl App {
             services: defs.iter().map(|d| d.name).collect(),
             bus,
             relays,
+            config,
         })
     }
 
@@ -284,7 +291,7 @@ impl App {
                 ))
             })
             .collect();
-        let served = ecom_runtime::server::serve(self.listener, self.router, shutdown).await;
+        let served = ecom_runtime::server::serve(self.listener, self.router, &self.config.server, shutdown).await;
         // Requests are finished; stop relaying and delivering, then close.
         stop.cancel();
         for relay in relays {

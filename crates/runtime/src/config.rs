@@ -5,6 +5,7 @@
 //! `ECOM_LISTEN` …, the flag winning); the TOML file named by `--config` /
 //! `ECOM_CONFIG` fills what neither gave; defaults fill the rest.
 
+use crate::limits::{self, LimitArgs, ServerFileSettings, ServerSettings, UsersFileSettings, UsersSettings};
 use anyhow::Context as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -56,6 +57,9 @@ pub struct ConfigArgs {
     /// ECOM_<SERVICE>_URL, e.g. ECOM_ORDERS_URL=http://10.0.0.5:8080
     #[arg(long = "service-url", value_name = "NAME=URL", global = true)]
     pub service_urls: Vec<String>,
+    /// Timeouts, connection caps, trusted proxies, sign-up and hashing limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// The TOML file. Every key is optional.
@@ -82,6 +86,12 @@ pub struct ConfigFile {
     /// Bus delivery settings.
     #[serde(default)]
     pub bus: BusFileSettings,
+    /// Server protection settings (see `crate::limits`).
+    #[serde(default)]
+    pub server: ServerFileSettings,
+    /// Sign-up and password hashing limits.
+    #[serde(default)]
+    pub users: UsersFileSettings,
 }
 
 /// `[bus]` table of the TOML file.
@@ -148,6 +158,10 @@ pub struct Config {
     pub service_urls: BTreeMap<String, String>,
     /// Bus retry and archive settings.
     pub bus: BusSettings,
+    /// Timeouts, connection caps, trusted proxies, the listener switch.
+    pub server: ServerSettings,
+    /// Sign-up and password hashing limits.
+    pub users: UsersSettings,
 }
 
 /// Default listen address.
@@ -239,6 +253,8 @@ impl Config {
             service_key: args.service_key.clone().or(file.service_key),
             service_urls,
             bus,
+            server: limits::server_settings(&args.limits, file.server)?,
+            users: limits::users_settings(&args.limits, file.users),
         })
     }
 }
