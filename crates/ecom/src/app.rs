@@ -144,6 +144,7 @@ pub struct App {
     bus: Bus,
     relays: Vec<(&'static str, Db, Outbox)>,
     config: Arc<Config>,
+    verifier: ecom_runtime::auth::Verifier,
 }
 
 #[derive(Clone)]
@@ -228,7 +229,7 @@ impl App {
             router
         };
         // Lets any handler take `ecom_runtime::auth::User`.
-        let router = router.layer(axum::Extension(verifier));
+        let router = router.layer(axum::Extension(verifier.clone()));
         let router = ecom_runtime::server::finish(router);
         // Set before serving, so in-process calls never find it missing.
         let _ = local_router.set(router.clone());
@@ -244,6 +245,7 @@ impl App {
             bus,
             relays,
             config,
+            verifier,
         })
     }
 
@@ -291,6 +293,8 @@ impl App {
                 ))
             })
             .collect();
+        // Revocations made by the users service of other processes.
+        let revocations = tokio::spawn(self.verifier.poll_revocations(stop.clone().cancelled_owned()));
         let served = ecom_runtime::server::serve(self.listener, self.router, &self.config.server, shutdown).await;
         // Requests are finished; stop relaying and delivering, then close.
         stop.cancel();
@@ -298,6 +302,7 @@ impl App {
             let _ = relay.await;
         }
         let _ = delivery.await;
+        let _ = revocations.await;
         served.context("HTTP server failed")?;
         for db in &self.dbs {
             db.close().await;
