@@ -1101,7 +1101,12 @@ mod revocation {
     async fn a_revocation_reaches_another_process_within_a_minute() {
         let users = TestApp::spawn(Storage::Sqlite).await;
         // Another process: products only, checking tokens against `users`.
-        let products = TestApp::spawn_with(Storage::Sqlite, &["products"], &[("users", &users.base)]).await;
+        // Processes of one deployment share the service key.
+        let key = std::fs::read_to_string(users.data_dir.join("service.key")).unwrap();
+        let products = TestApp::spawn_configured(Storage::Sqlite, &["products"], &[("users", &users.base)], |c| {
+            c.service_key = Some(key.clone())
+        })
+        .await;
         let root = admin_token(&users).await;
         let (id, token) = second_admin(&users, &root, "ned@example.com").await;
         assert_eq!(
