@@ -295,7 +295,8 @@ impl App {
             .collect();
         // Revocations made by the users service of other processes.
         let revocations = tokio::spawn(self.verifier.poll_revocations(stop.clone().cancelled_owned()));
-        let served = ecom_runtime::server::serve(self.listener, self.router, &self.config.server, shutdown).await;
+        let served =
+            ecom_runtime::server::serve(self.listener, self.router, &self.config.server, shutdown).await;
         // Requests are finished; stop relaying and delivering, then close.
         stop.cancel();
         for relay in relays {

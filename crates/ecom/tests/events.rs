@@ -46,7 +46,10 @@ async fn register(socket: &mut Socket, source: &str) {
     send(socket, json!({"action": "register", "serviceName": source})).await;
     send(socket, json!({"action": "ping", "serviceName": source})).await;
     let reply = next(socket).await;
-    assert!(reply["message"].as_str().unwrap().contains("unknown action"), "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("unknown action"),
+        "{reply}"
+    );
 }
 
 async fn send(socket: &mut Socket, message: Value) {
@@ -505,7 +508,10 @@ mod the_listener_is_for_staff {
     #[tokio::test]
     async fn a_listener_turned_off_is_not_found() {
         let app = TestApp::spawn_with_config(Storage::Sqlite, |c| c.server.event_listener = false).await;
-        assert_eq!(try_listen(&app, Some(&app.service_token("tests"))).await.err(), Some(404));
+        assert_eq!(
+            try_listen(&app, Some(&app.service_token("tests"))).await.err(),
+            Some(404)
+        );
         let (status, body) = app.get("/platform/listener").await;
         assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
         app.stop().await;
@@ -537,7 +543,8 @@ mod the_listener_is_for_staff {
         // tail registers right after connecting; publish until a line comes.
         let mut line = None;
         for _ in 0..60 {
-            let event = ecom_platform::Event::new("ecommerce.delivery", "DeliveryCompleted", vec![], json!({}));
+            let event =
+                ecom_platform::Event::new("ecommerce.delivery", "DeliveryCompleted", vec![], json!({}));
             app.bus.publish(&[event]).await.unwrap();
             if let Ok(next) = tokio::time::timeout(Duration::from_millis(500), stdout.next_line()).await {
                 line = next.unwrap();

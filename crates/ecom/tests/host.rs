@@ -138,12 +138,21 @@ mod files {
         let app = TestApp::spawn(Storage::Sqlite).await;
         // Written to, so that the WAL files exist.
         let (status, _) = app
-            .post("/users/sign-up", &json!({"email": "pat@example.com", "password": PASSWORD}))
+            .post(
+                "/users/sign-up",
+                &json!({"email": "pat@example.com", "password": PASSWORD}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(mode(&app.data_dir), 0o700);
         let files = modes(&app.data_dir);
-        for name in ["users.db", "users.db-wal", "users.db-shm", "platform.db", "service.key"] {
+        for name in [
+            "users.db",
+            "users.db-wal",
+            "users.db-shm",
+            "platform.db",
+            "service.key",
+        ] {
             assert!(files.iter().any(|(n, _)| n == name), "no {name} in {files:?}");
         }
         for (name, mode) in &files {
@@ -162,7 +171,8 @@ mod files {
             std::fs::set_permissions(dir.join("users.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
             let key: String = (0..32).map(|i| format!("{i:02x}")).collect();
             std::fs::write(dir.join("service.key"), key).unwrap();
-            std::fs::set_permissions(dir.join("service.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(dir.join("service.key"), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
         })
         .await;
         assert_eq!(mode(&app.data_dir), 0o700);
@@ -170,7 +180,10 @@ mod files {
         assert_eq!(mode(&app.data_dir.join("service.key")), 0o600);
         // And the shop works on them.
         let (status, _) = app
-            .post("/users/sign-up", &json!({"email": "quinn@example.com", "password": PASSWORD}))
+            .post(
+                "/users/sign-up",
+                &json!({"email": "quinn@example.com", "password": PASSWORD}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED);
         app.stop().await;

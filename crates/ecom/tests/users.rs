@@ -876,11 +876,18 @@ mod throttling {
             sign_up(&app, "gina@example.com").await;
             let answers = futures::future::join_all((0..200).map(|i| {
                 let app = &app;
-                async move { sign_in(app, "gina@example.com", &format!("Wrong-pass{i}")).await.0 }
+                async move {
+                    sign_in(app, "gina@example.com", &format!("Wrong-pass{i}"))
+                        .await
+                        .0
+                }
             }))
             .await;
             let checked = answers.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
-            let throttled = answers.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+            let throttled = answers
+                .iter()
+                .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+                .count();
             assert_eq!(checked + throttled, 200, "{answers:?}");
             assert!(
                 (1..=PAIR_BURST).contains(&checked),
@@ -905,11 +912,19 @@ mod throttling {
             let attacker = client_from("127.0.0.2");
             let mut statuses = Vec::new();
             for i in 0..12 {
-                statuses.push(sign_in_from(&app, &attacker, None, "hugo@example.com", &format!("Guess-{i}x")).await);
+                statuses.push(
+                    sign_in_from(&app, &attacker, None, "hugo@example.com", &format!("Guess-{i}x")).await,
+                );
             }
-            assert_eq!(statuses[..PAIR_BURST], [StatusCode::UNAUTHORIZED; PAIR_BURST], "{statuses:?}");
+            assert_eq!(
+                statuses[..PAIR_BURST],
+                [StatusCode::UNAUTHORIZED; PAIR_BURST],
+                "{statuses:?}"
+            );
             assert!(
-                statuses[PAIR_BURST..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+                statuses[PAIR_BURST..]
+                    .iter()
+                    .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
                 "{statuses:?}"
             );
             // Even the right password waits, from the attacker's address…
@@ -937,12 +952,24 @@ mod throttling {
                 sign_up(&app, "iris@example.com").await;
                 let via = |ip: &'static str| Some(ip);
                 for i in 0..PAIR_BURST {
-                    let status =
-                        sign_in_from(&app, &app.http, via("198.51.100.1"), "iris@example.com", &format!("Bad-{i}xx")).await;
+                    let status = sign_in_from(
+                        &app,
+                        &app.http,
+                        via("198.51.100.1"),
+                        "iris@example.com",
+                        &format!("Bad-{i}xx"),
+                    )
+                    .await;
                     assert_eq!(status, StatusCode::UNAUTHORIZED);
                 }
-                let status =
-                    sign_in_from(&app, &app.http, via("198.51.100.1"), "iris@example.com", "Bad-againx").await;
+                let status = sign_in_from(
+                    &app,
+                    &app.http,
+                    via("198.51.100.1"),
+                    "iris@example.com",
+                    "Bad-againx",
+                )
+                .await;
                 assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
                 // A client that prepends a forged address is still itself.
                 let status = sign_in_from(
@@ -955,16 +982,24 @@ mod throttling {
                 .await;
                 assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
                 // The owner behind the same proxy, from elsewhere.
-                let status = sign_in_from(&app, &app.http, via("198.51.100.2"), "iris@example.com", PASSWORD).await;
+                let status =
+                    sign_in_from(&app, &app.http, via("198.51.100.2"), "iris@example.com", PASSWORD).await;
                 assert_eq!(status, StatusCode::OK);
                 // A peer that is not a trusted proxy cannot name itself.
                 let other = client_from("127.0.0.2");
                 for i in 0..PAIR_BURST {
-                    let status =
-                        sign_in_from(&app, &other, via("198.51.100.3"), "iris@example.com", &format!("Bad-{i}yy")).await;
+                    let status = sign_in_from(
+                        &app,
+                        &other,
+                        via("198.51.100.3"),
+                        "iris@example.com",
+                        &format!("Bad-{i}yy"),
+                    )
+                    .await;
                     assert_eq!(status, StatusCode::UNAUTHORIZED);
                 }
-                let status = sign_in_from(&app, &other, via("198.51.100.4"), "iris@example.com", PASSWORD).await;
+                let status =
+                    sign_in_from(&app, &other, via("198.51.100.4"), "iris@example.com", PASSWORD).await;
                 assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
             },
         )
@@ -980,7 +1015,10 @@ mod throttling {
                 sign_up(&app, "jo2@example.com").await;
                 // A taken email counts too: it is what a prober looks for.
                 let (status, _) = app
-                    .post("/users/sign-up", &json!({"email": "jo1@example.com", "password": PASSWORD}))
+                    .post(
+                        "/users/sign-up",
+                        &json!({"email": "jo1@example.com", "password": PASSWORD}),
+                    )
                     .await;
                 assert_eq!(status, StatusCode::CONFLICT);
                 let resp = app
@@ -1026,7 +1064,10 @@ mod revocation {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        (body["userId"].as_str().unwrap().to_owned(), id_token(app, email).await)
+        (
+            body["userId"].as_str().unwrap().to_owned(),
+            id_token(app, email).await,
+        )
     }
 
     #[tokio::test]
@@ -1034,8 +1075,13 @@ mod revocation {
         on_each_storage(|app| async move {
             let root = admin_token(&app).await;
             let (id, token) = second_admin(&app, &root, "kim@example.com").await;
-            assert_eq!(app.get_with_token("/users/admin/users", &token).await.0, StatusCode::OK);
-            let (status, _) = app.delete_with_token(&format!("/users/admin/users/{id}"), &root).await;
+            assert_eq!(
+                app.get_with_token("/users/admin/users", &token).await.0,
+                StatusCode::OK
+            );
+            let (status, _) = app
+                .delete_with_token(&format!("/users/admin/users/{id}"), &root)
+                .await;
             assert_eq!(status, StatusCode::NO_CONTENT);
             let (status, body) = app.get_with_token("/users/admin/users", &token).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -1044,7 +1090,10 @@ mod revocation {
             let (status, _) = app.get_with_token("/products/admin/products", &token).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
             // The root admin is not concerned.
-            assert_eq!(app.get_with_token("/users/admin/users", &root).await.0, StatusCode::OK);
+            assert_eq!(
+                app.get_with_token("/users/admin/users", &root).await.0,
+                StatusCode::OK
+            );
         })
         .await;
     }
@@ -1056,16 +1105,31 @@ mod revocation {
             let (id, token) = second_admin(&app, &root, "lou@example.com").await;
             // Adding a group revokes nothing.
             let path = format!("/users/admin/users/{id}/groups/delivery");
-            assert_eq!(call(&app, "PUT", &path, Some(&root), None).await, StatusCode::NO_CONTENT);
-            assert_eq!(app.get_with_token("/users/admin/users", &token).await.0, StatusCode::OK);
+            assert_eq!(
+                call(&app, "PUT", &path, Some(&root), None).await,
+                StatusCode::NO_CONTENT
+            );
+            assert_eq!(
+                app.get_with_token("/users/admin/users", &token).await.0,
+                StatusCode::OK
+            );
             // Removing one does.
             let path = format!("/users/admin/users/{id}/groups/admin");
-            assert_eq!(call(&app, "DELETE", &path, Some(&root), None).await, StatusCode::NO_CONTENT);
+            assert_eq!(
+                call(&app, "DELETE", &path, Some(&root), None).await,
+                StatusCode::NO_CONTENT
+            );
             let (status, body) = app.get_with_token("/users/admin/users", &token).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-            assert_eq!(app.get_with_token("/users/me", &token).await.0, StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                app.get_with_token("/users/me", &token).await.0,
+                StatusCode::UNAUTHORIZED
+            );
             // Removing a group they no longer have changes nothing more.
-            assert_eq!(call(&app, "DELETE", &path, Some(&root), None).await, StatusCode::NO_CONTENT);
+            assert_eq!(
+                call(&app, "DELETE", &path, Some(&root), None).await,
+                StatusCode::NO_CONTENT
+            );
             // Signing in again: the new groups, and a token that works.
             let fresh = id_token(&app, "lou@example.com").await;
             assert_eq!(payload(&fresh)["groups"], json!(["delivery", "warehouse"]));
@@ -1084,14 +1148,20 @@ mod revocation {
         on_each_storage(|app| async move {
             let root = admin_token(&app).await;
             let (id, _) = second_admin(&app, &root, "max@example.com").await;
-            app.delete_with_token(&format!("/users/admin/users/{id}"), &root).await;
+            app.delete_with_token(&format!("/users/admin/users/{id}"), &root)
+                .await;
             let path = "/users/backend/revocations?since=0";
             assert_eq!(app.get(path).await.0, StatusCode::UNAUTHORIZED);
             assert_eq!(app.get_with_token(path, &root).await.0, StatusCode::UNAUTHORIZED);
             let (status, body) = app.get_with_token(path, &app.service_token("orders")).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let listed = body["revocations"].as_array().unwrap();
-            assert!(listed.iter().any(|r| r["userId"] == id.as_str() && r["version"] == 1), "{body}");
+            assert!(
+                listed
+                    .iter()
+                    .any(|r| r["userId"] == id.as_str() && r["version"] == 1),
+                "{body}"
+            );
             assert!(body["now"].as_i64().unwrap() > 0);
         })
         .await;
@@ -1103,17 +1173,23 @@ mod revocation {
         // Another process: products only, checking tokens against `users`.
         // Processes of one deployment share the service key.
         let key = std::fs::read_to_string(users.data_dir.join("service.key")).unwrap();
-        let products = TestApp::spawn_configured(Storage::Sqlite, &["products"], &[("users", &users.base)], |c| {
-            c.service_key = Some(key.clone())
-        })
-        .await;
+        let products =
+            TestApp::spawn_configured(Storage::Sqlite, &["products"], &[("users", &users.base)], |c| {
+                c.service_key = Some(key.clone())
+            })
+            .await;
         let root = admin_token(&users).await;
         let (id, token) = second_admin(&users, &root, "ned@example.com").await;
         assert_eq!(
-            products.get_with_token("/products/admin/products", &token).await.0,
+            products
+                .get_with_token("/products/admin/products", &token)
+                .await
+                .0,
             StatusCode::OK
         );
-        users.delete_with_token(&format!("/users/admin/users/{id}"), &root).await;
+        users
+            .delete_with_token(&format!("/users/admin/users/{id}"), &root)
+            .await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let (status, _) = products.get_with_token("/products/admin/products", &token).await;
@@ -1121,7 +1197,10 @@ mod revocation {
                 break;
             }
             assert_eq!(status, StatusCode::OK);
-            assert!(tokio::time::Instant::now() < deadline, "still accepted after 60 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still accepted after 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert_eq!(

@@ -42,7 +42,10 @@ struct Listener {
 /// The route `/platform/listener`, to merge into the app's router (which
 /// carries the `Verifier` extension, as for every route).
 pub fn router(bus: Bus, key: ServiceKey) -> Router {
-    Router::new().route("/platform/listener", get(upgrade).with_state(Listener { bus, key }))
+    Router::new().route(
+        "/platform/listener",
+        get(upgrade).with_state(Listener { bus, key }),
+    )
 }
 
 async fn upgrade(

@@ -345,7 +345,14 @@ impl Verifier {
             email: t.email,
             groups: t.groups,
         };
-        self.remember(token, &claims, &kid, t.ver, t.exp.saturating_add(LEEWAY_SECONDS), now);
+        self.remember(
+            token,
+            &claims,
+            &kid,
+            t.ver,
+            t.exp.saturating_add(LEEWAY_SECONDS),
+            now,
+        );
         self.unless_revoked(claims, t.ver)
     }
 
@@ -416,7 +423,9 @@ impl Verifier {
                     self.revoke(&answer.revocations);
                     since = answer.now.saturating_sub(OVERLAP_MICROS).max(0);
                 }
-                Err(e) => tracing::warn!(error = %e, "could not fetch token revocations from the users service"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not fetch token revocations from the users service")
+                }
             }
         }
     }

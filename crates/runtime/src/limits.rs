@@ -1,9 +1,10 @@
 //! Settings that protect the host and the accounts: the server's timeouts
 //! and connection caps, which proxies may name the client, whether the bus
 //! listener is served, and how hard sign-up and password hashing may be
-//! pushed. Declared like the rest of [`crate::config`] (flags > environment
-//! > TOML file > defaults); kept in their own module and TOML tables
-//! (`[server]`, `[users]`) so that they read as one subject.
+//! pushed. Declared like the rest of [`crate::config`] (flags, then the
+//! environment, then the TOML file, then defaults); kept in their own
+//! module and TOML tables (`[server]`, `[users]`) so that they read as one
+//! subject.
 
 use anyhow::Context as _;
 use axum::extract::ConnectInfo;
@@ -19,8 +20,13 @@ use std::time::Duration;
 pub struct LimitArgs {
     /// A proxy (IP or CIDR) whose X-Forwarded-For names the client;
     /// repeatable, or comma-separated in the environment [default: none]
-    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "ECOM_TRUSTED_PROXIES",
-          value_delimiter = ',', global = true)]
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "ECOM_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
     pub trusted_proxies: Vec<String>,
     /// Open connections served at once; past it a new one is answered 503
     /// and closed [default: 4096, lowered to fit the open-file limit]
@@ -143,12 +149,10 @@ pub fn server_settings(args: &LimitArgs, file: ServerFileSettings) -> anyhow::Re
     } else {
         args.trusted_proxies.clone()
     };
-    let seconds = |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| {
-        match flag.or(file) {
-            Some(0) => anyhow::bail!("{name}: must be at least 1 second"),
-            Some(s) => Ok(Duration::from_secs(s)),
-            None => Ok(default),
-        }
+    let seconds = |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| match flag.or(file) {
+        Some(0) => anyhow::bail!("{name}: must be at least 1 second"),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Ok(default),
     };
     Ok(ServerSettings {
         trusted_proxies: TrustedProxies::parse(&proxies)?,
@@ -174,7 +178,10 @@ pub fn server_settings(args: &LimitArgs, file: ServerFileSettings) -> anyhow::Re
             d.request_timeout,
             "--request-timeout-seconds",
         )?,
-        event_listener: args.event_listener.or(file.event_listener).unwrap_or(d.event_listener),
+        event_listener: args
+            .event_listener
+            .or(file.event_listener)
+            .unwrap_or(d.event_listener),
     })
 }
 
@@ -182,7 +189,10 @@ pub fn server_settings(args: &LimitArgs, file: ServerFileSettings) -> anyhow::Re
 pub fn users_settings(args: &LimitArgs, file: UsersFileSettings) -> UsersSettings {
     let d = UsersSettings::default();
     UsersSettings {
-        sign_ups_per_hour: args.sign_ups_per_hour.or(file.sign_ups_per_hour).unwrap_or(d.sign_ups_per_hour),
+        sign_ups_per_hour: args
+            .sign_ups_per_hour
+            .or(file.sign_ups_per_hour)
+            .unwrap_or(d.sign_ups_per_hour),
         hash_concurrency: args
             .hash_concurrency
             .or(file.hash_concurrency)
@@ -292,7 +302,10 @@ mod tests {
         }
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
         assert!(TrustedProxies::parse(&["proxy".into()]).is_err());
-        assert_eq!(TrustedProxies::default().client(ip("127.0.0.1"), &["1.2.3.4"]), ip("127.0.0.1"));
+        assert_eq!(
+            TrustedProxies::default().client(ip("127.0.0.1"), &["1.2.3.4"]),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]

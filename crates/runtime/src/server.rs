@@ -104,20 +104,21 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-            // Handlers see the client address as with axum::serve.
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let call = app.clone().oneshot(req.map(axum::body::Body::new));
-            async move {
-                match tokio::time::timeout(request_timeout, call).await {
-                    Ok(answer) => answer,
-                    Err(_) => Ok(message_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &format!("the request took longer than {} s", request_timeout.as_secs()),
-                    )),
+        let service =
+            hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                // Handlers see the client address as with axum::serve.
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let call = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    match tokio::time::timeout(request_timeout, call).await {
+                        Ok(answer) => answer,
+                        Err(_) => Ok(message_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!("the request took longer than {} s", request_timeout.as_secs()),
+                        )),
+                    }
                 }
-            }
-        });
+            });
         let conn = http
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
             .with_upgrades();
@@ -166,7 +167,10 @@ impl Slots {
         let total = self.total.clone().try_acquire_owned().ok()?;
         let ip = ip.to_canonical();
         if self.proxies.contains(ip) {
-            return Some(Slot { _total: total, address: None });
+            return Some(Slot {
+                _total: total,
+                address: None,
+            });
         }
         let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(ip).or_insert(0);
@@ -218,7 +222,8 @@ fn fit_to_file_limit(wanted: usize) -> usize {
         const RESERVED: u64 = 256;
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
         if let Some(limit) = limit {
-            let room = usize::try_from(limit.saturating_sub(RESERVED).max(RESERVED / 4)).unwrap_or(usize::MAX);
+            let room =
+                usize::try_from(limit.saturating_sub(RESERVED).max(RESERVED / 4)).unwrap_or(usize::MAX);
             if room < wanted {
                 tracing::warn!(
                     max_connections = wanted,

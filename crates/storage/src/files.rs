@@ -74,7 +74,9 @@ pub fn tighten(path: &Path, mode: u32) -> anyhow::Result<()> {
         let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("Failed to read the mode of {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("Failed to read the mode of {}", path.display()))
+            }
         };
         let current = meta.permissions().mode() & 0o777;
         if current & !mode != 0 {
@@ -114,7 +116,8 @@ pub fn private_sqlite(db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;

@@ -76,7 +76,8 @@ pub async fn router(ctx: &Context) -> anyhow::Result<Router> {
         limiter: Arc::new(Limiter::default()),
         gate: Gate::new(settings.hash_concurrency, settings.hash_queue),
         proxies: ctx.config.server.trusted_proxies.clone(),
-        sign_up_rate: (settings.sign_ups_per_hour > 0).then(|| limits::sign_up_rate(settings.sign_ups_per_hour)),
+        sign_up_rate: (settings.sign_ups_per_hour > 0)
+            .then(|| limits::sign_up_rate(settings.sign_ups_per_hour)),
         verifier: ctx.verifier.clone(),
     };
     let backend = ctx.backend(
@@ -125,10 +126,13 @@ async fn sign_up(
     let reservation = match (s.sign_up_rate, addr) {
         (Some(rate), Some(addr)) => {
             let key = format!("sign-up:{addr}");
-            let reservation = s.limiter.reserve(&[(&key, rate)]).map_err(|wait| Refusal::TooMany {
-                wait,
-                what: "sign-ups from this address",
-            })?;
+            let reservation = s
+                .limiter
+                .reserve(&[(&key, rate)])
+                .map_err(|wait| Refusal::TooMany {
+                    wait,
+                    what: "sign-ups from this address",
+                })?;
             Some(reservation)
         }
         _ => None,
@@ -148,10 +152,9 @@ async fn create(
 ) -> Result<Response, Refusal> {
     match accounts::create(&s.db, &s.outbox, &s.gate, email, password, groups).await {
         Ok(user_id) => Ok((StatusCode::CREATED, Json(Created { user_id })).into_response()),
-        Err(CreateError::EmailTaken) => Err(ApiError::conflict(
-            "email: an account with this email already exists",
-        )
-        .into()),
+        Err(CreateError::EmailTaken) => {
+            Err(ApiError::conflict("email: an account with this email already exists").into())
+        }
         Err(CreateError::Busy) => Err(Refusal::Busy),
         Err(CreateError::Internal(e)) => Err(ApiError::internal(e).into()),
     }
@@ -449,7 +452,10 @@ async fn admin_set_password(
         GateError::Busy(_) => Refusal::Busy,
         GateError::Internal(e) => ApiError::internal(e).into(),
     })?;
-    if store::set_password(&s.db, &user_id, &hash).await.map_err(ApiError::from)? {
+    if store::set_password(&s.db, &user_id, &hash)
+        .await
+        .map_err(ApiError::from)?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_user(&user_id).into())

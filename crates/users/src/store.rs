@@ -224,7 +224,12 @@ pub enum GroupChange {
 
 /// Adds (`member` true) or removes a group; idempotent. Removing a group
 /// the user had revokes their ID tokens (they still carry it).
-pub async fn set_group(db: &Db, user_id: &str, group: Group, member: bool) -> Result<GroupChange, sqlx::Error> {
+pub async fn set_group(
+    db: &Db,
+    user_id: &str,
+    group: Group,
+    member: bool,
+) -> Result<GroupChange, sqlx::Error> {
     let mut tx = db.begin().await?;
     let exists = sqlx::query("UPDATE users SET modified_at = $2 WHERE user_id = $1")
         .bind(user_id)

@@ -291,15 +291,12 @@ async fn tail(config: &Config, source: Option<String>) -> anyhow::Result<()> {
     let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
     let mut request = url.as_str().into_client_request().context("Bad listener URL")?;
     let bearer = format!("Bearer {}", key.issue("cli")?);
-    request.headers_mut().insert(
-        "authorization",
-        bearer.parse().context("Bad service credential")?,
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .with_context(|| {
-            format!("Failed to reach the server's listener at {url}; is `ecom up` running (see --listen)?")
-        })?;
+    request
+        .headers_mut()
+        .insert("authorization", bearer.parse().context("Bad service credential")?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.with_context(|| {
+        format!("Failed to reach the server's listener at {url}; is `ecom up` running (see --listen)?")
+    })?;
     let register = serde_json::json!({
         "action": "register",
         "serviceName": source.as_deref().unwrap_or("*"),

@@ -12,8 +12,8 @@ use ecom_platform::Outbox;
 use ecom_runtime::Config;
 use ecom_storage::{Db, StorageTarget};
 use ecom_users::accounts::{self, CreateError};
-use ecom_users::passwords::Gate;
 use ecom_users::domain::{Email, Group, NewPassword};
+use ecom_users::passwords::Gate;
 
 /// `ecom users …`.
 #[derive(Debug, Subcommand)]
