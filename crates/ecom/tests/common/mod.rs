@@ -175,7 +175,11 @@ impl TestApp {
         }));
         let app = TestApp {
             base,
-            http: reqwest::Client::new(),
+            // Shorter than the server's idle (header) timeout.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
@@ -484,6 +488,7 @@ async fn drop_schemas(prefix: &str) {
 /// the server on 127.0.0.1 on Linux): a second client address for tests.
 pub fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
         .local_address(ip.parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap()
