@@ -102,7 +102,6 @@ pub async fn serve(
             refuse(&stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service =
             hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {

@@ -152,10 +152,10 @@ impl TestApp {
                 max_connections: 5,
             },
         };
+        let key = ServiceKey::load_or_create(config.service_key.as_deref(), dir.path()).unwrap();
         let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
         let app = App::build_with(config, &names, target).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
-        let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
         let bus = app.bus().clone();
         let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
         let mut feed = bus.feed();
