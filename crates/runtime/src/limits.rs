@@ -309,6 +309,31 @@ mod tests {
     }
 
     #[test]
+    fn the_toml_tables_are_read_and_typos_refused() {
+        let file: crate::ConfigFile = toml::from_str(
+            r#"
+            [server]
+            trusted-proxies = ["10.0.0.0/8"]
+            max-connections = 100
+            event-listener = false
+            [users]
+            sign-ups-per-hour = 0
+            hash-queue = 3
+            "#,
+        )
+        .unwrap();
+        let c = crate::Config::merge(&Default::default(), file, &[], |_| None).unwrap();
+        assert_eq!(c.server.max_connections, 100);
+        assert!(!c.server.event_listener);
+        assert!(c.server.trusted_proxies.contains(ip("10.1.2.3")));
+        assert_eq!((c.users.sign_ups_per_hour, c.users.hash_queue), (0, 3));
+        assert!(toml::from_str::<crate::ConfigFile>("[server]\nmax-conections = 1").is_err());
+        let defaults = crate::Config::merge(&Default::default(), Default::default(), &[], |_| None).unwrap();
+        assert_eq!(defaults.server, ServerSettings::default());
+        assert_eq!(defaults.users.sign_ups_per_hour, 20);
+    }
+
+    #[test]
     fn flags_beat_the_file_and_zero_timeouts_are_refused() {
         let file = ServerFileSettings {
             trusted_proxies: Some(vec!["10.0.0.1".into()]),
