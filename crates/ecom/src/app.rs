@@ -199,6 +199,8 @@ pub struct App {
     services: Vec<&'static str>,
     bus: Bus,
     relays: Vec<(&'static str, Db, Outbox)>,
+    config: Arc<Config>,
+    verifier: ecom_runtime::auth::Verifier,
 }
 
 #[derive(Clone)]
@@ -276,10 +278,15 @@ impl App {
         let router = router
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz).with_state(health.clone()))
-            .route("/metrics", get(metrics))
-            .merge(ecom_platform::listener::router(bus.clone()))
-            // Lets any handler take `ecom_runtime::auth::User`.
-            .layer(axum::Extension(verifier));
+            .route("/metrics", get(metrics));
+        // Staff only, and left out (404) when the operator turned it off.
+        let router = if config.server.event_listener {
+            router.merge(ecom_platform::listener::router(bus.clone(), key.clone()))
+        } else {
+            router
+        };
+        // Lets any handler take `ecom_runtime::auth::User`.
+        let router = router.layer(axum::Extension(verifier.clone()));
         let router = ecom_runtime::server::finish(router);
         // Set before serving, so in-process calls never find it missing.
         let _ = local_router.set(router.clone());
@@ -294,6 +301,8 @@ impl App {
             services: defs.iter().map(|d| d.name).collect(),
             bus,
             relays,
+            config,
+            verifier,
         })
     }
 
@@ -341,13 +350,17 @@ impl App {
                 ))
             })
             .collect();
-        let served = ecom_runtime::server::serve(self.listener, self.router, shutdown).await;
+        // Revocations made by the users service of other processes.
+        let revocations = tokio::spawn(self.verifier.poll_revocations(stop.clone().cancelled_owned()));
+        let served =
+            ecom_runtime::server::serve(self.listener, self.router, &self.config.server, shutdown).await;
         // Requests are finished; stop relaying and delivering, then close.
         stop.cancel();
         for relay in relays {
             let _ = relay.await;
         }
         let _ = delivery.await;
+        let _ = revocations.await;
         served.context("HTTP server failed")?;
         for db in &self.dbs {
             db.close().await;

@@ -345,7 +345,11 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
                 bus_prefix: config.bus_url.as_ref().map(|_| format!("BENCH{}", &run_id[..10])),
                 ..Default::default()
             };
-            let platform_config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
+            let mut platform_config = Config::merge(&config_args, ConfigFile::default(), &[], |_| None)?;
+            // All the load comes from one address: lift the per-address
+            // limits that would refuse it (docs/decisions.md).
+            platform_config.users.sign_ups_per_hour = 0;
+            platform_config.server.max_connections_per_address = platform_config.server.max_connections;
             println!(
                 "storage: {}; bus: {}",
                 describe(&target),

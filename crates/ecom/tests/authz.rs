@@ -249,6 +249,12 @@ async fn every_rest_route_admits_exactly_its_callers() {
                 None,
                 [U, U, U, U, U, U, A],
             ),
+            (
+                Method::GET,
+                "/users/backend/revocations?since=0".into(),
+                None,
+                [U, U, U, U, U, U, A],
+            ),
             // products: the catalogue is public, changing it is for admins.
             (
                 Method::GET,

@@ -13,9 +13,43 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+fn listener_url(app: &TestApp) -> String {
+    format!("{}/platform/listener", app.base.replacen("http://", "ws://", 1))
+}
+
+/// Opens the listener with `bearer` in `Authorization` (none when `None`):
+/// the socket, or the HTTP status of the refusal.
+async fn try_listen(app: &TestApp, bearer: Option<&str>) -> Result<Socket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::Error;
+    let mut request = listener_url(app).into_client_request().unwrap();
+    if let Some(token) = bearer {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("the listener neither opened nor refused: {e}"),
+    }
+}
+
+/// The listener, opened with a service credential (staff only).
 async fn listen(app: &TestApp) -> Socket {
-    let url = format!("{}/platform/listener", app.base.replacen("http://", "ws://", 1));
-    tokio_tungstenite::connect_async(url).await.unwrap().0
+    try_listen(app, Some(&app.service_token("tests"))).await.unwrap()
+}
+
+/// Registers for `source` and returns once the server has read the
+/// registration: it answers the bad message sent after it, in order.
+async fn register(socket: &mut Socket, source: &str) {
+    send(socket, json!({"action": "register", "serviceName": source})).await;
+    send(socket, json!({"action": "ping", "serviceName": source})).await;
+    let reply = next(socket).await;
+    assert!(
+        reply["message"].as_str().unwrap().contains("unknown action"),
+        "{reply}"
+    );
 }
 
 async fn send(socket: &mut Socket, message: Value) {
@@ -426,4 +460,101 @@ async fn migrate_creates_the_bus_tables_on_every_storage_and_not_for_nats() {
 async fn drop_schemas(prefix: &str) {
     let url = std::env::var("ECOM_TEST_DATABASE_URL").unwrap();
     ecom_storage::drop_schemas(&url, prefix).await.unwrap();
+}
+
+mod the_listener_is_for_staff {
+    use super::*;
+    use common::on_each_storage;
+
+    /// The next event of `socket`, published (in-process) until it comes:
+    /// one event, `DeliveryCompleted` of ecommerce.delivery.
+    async fn an_event_flows(app: &TestApp, socket: &mut Socket) {
+        register(socket, "ecommerce.delivery").await;
+        let event = ecom_platform::Event::new("ecommerce.delivery", "DeliveryCompleted", vec![], json!({}));
+        app.bus.publish(std::slice::from_ref(&event)).await.unwrap();
+        let got = next(socket).await;
+        assert_eq!(got["id"], event.id.to_string());
+    }
+
+    #[tokio::test]
+    async fn anonymous_callers_and_shoppers_are_refused_with_401() {
+        on_each_storage(|app| async move {
+            assert_eq!(try_listen(&app, None).await.err(), Some(401));
+            assert_eq!(try_listen(&app, Some("not-a-token")).await.err(), Some(401));
+            let shopper = app.user_token(&[]).await;
+            assert_eq!(try_listen(&app, Some(&shopper)).await.err(), Some(401));
+            let warehouse = app.user_token(&["warehouse"]).await;
+            assert_eq!(try_listen(&app, Some(&warehouse)).await.err(), Some(401));
+            // A plain GET without the upgrade is refused the same way.
+            let (status, body) = app.get("/platform/listener").await;
+            assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{body}");
+            assert!(body["message"].as_str().unwrap().contains("staff"), "{body}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_admin_and_a_service_credential_see_the_events() {
+        on_each_storage(|app| async move {
+            let admin = app.user_token(&["admin"]).await;
+            let mut socket = try_listen(&app, Some(&admin)).await.unwrap();
+            an_event_flows(&app, &mut socket).await;
+            let mut socket = listen(&app).await;
+            an_event_flows(&app, &mut socket).await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_listener_turned_off_is_not_found() {
+        let app = TestApp::spawn_with_config(Storage::Sqlite, |c| c.server.event_listener = false).await;
+        assert_eq!(
+            try_listen(&app, Some(&app.service_token("tests"))).await.err(),
+            Some(404)
+        );
+        let (status, body) = app.get("/platform/listener").await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn ecom_events_tail_still_prints_events() {
+        use tokio::io::AsyncBufReadExt as _;
+        let app = TestApp::spawn(Storage::Sqlite).await;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecom"))
+            .args(["events", "tail", "--source", "ecommerce.delivery"])
+            .env("ECOM_DATA_DIR", &app.data_dir)
+            .env("ECOM_LISTEN", app.base.trim_start_matches("http://"))
+            .env_remove("ECOM_SERVICE_KEY")
+            .env_remove("ECOM_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let watching = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+            .await
+            .expect("tail starts within 30 s")
+            .unwrap()
+            .unwrap_or_default();
+        assert!(watching.starts_with("watching"), "{watching}");
+        // tail registers right after connecting; publish until a line comes.
+        let mut line = None;
+        for _ in 0..60 {
+            let event =
+                ecom_platform::Event::new("ecommerce.delivery", "DeliveryCompleted", vec![], json!({}));
+            app.bus.publish(&[event]).await.unwrap();
+            if let Ok(next) = tokio::time::timeout(Duration::from_millis(500), stdout.next_line()).await {
+                line = next.unwrap();
+                break;
+            }
+        }
+        let line = line.expect("tail printed an event within 30 s");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["detail-type"], "DeliveryCompleted");
+        child.kill().await.unwrap();
+        app.stop().await;
+    }
 }

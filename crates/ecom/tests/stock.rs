@@ -6,7 +6,6 @@
 mod common;
 
 use common::{on_each_storage, storages, TestApp};
-use ecom_runtime::ConfigFile;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -243,9 +242,10 @@ mod reservations {
     #[tokio::test]
     async fn a_reservation_whose_order_never_arrives_expires() {
         for storage in storages() {
-            let mut file = ConfigFile::default();
-            file.warehouse.reservation_ttl_seconds = Some(1);
-            let app = TestApp::spawn_configured(storage, &[], &[], file).await;
+            let app = TestApp::spawn_with_config(storage, |config| {
+                config.reservation_ttl = std::time::Duration::from_secs(1);
+            })
+            .await;
             let admin = app.user_token(&["admin"]).await;
             let lamp = product(&app, &admin, 1500).await;
             let id = lamp["productId"].as_str().unwrap().to_owned();

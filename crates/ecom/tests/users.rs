@@ -855,3 +855,372 @@ mod backend {
         .await;
     }
 }
+
+/// Issue 12: sign-in throttling that parallel guesses cannot outrun and a
+/// stranger cannot turn against the owner; the client address behind
+/// trusted proxies; sign-up limited per address.
+mod throttling {
+    use super::*;
+    use common::{client_from, on_each_storage_configured};
+
+    /// The PAIR limit of crates/users/src/limits.rs: wrong passwords one
+    /// address may try on one account before it is throttled.
+    const PAIR_BURST: usize = 5;
+
+    async fn sign_in_from(
+        app: &TestApp,
+        client: &reqwest::Client,
+        forwarded_for: Option<&str>,
+        email: &str,
+        password: &str,
+    ) -> StatusCode {
+        let mut req = client
+            .post(app.url("/users/sign-in"))
+            .json(&json!({"email": email, "password": password}));
+        if let Some(xff) = forwarded_for {
+            req = req.header("x-forwarded-for", xff);
+        }
+        req.send().await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn parallel_wrong_passwords_are_checked_at_most_the_limit() {
+        on_each_storage(|app| async move {
+            sign_up(&app, "gina@example.com").await;
+            let answers = futures::future::join_all((0..200).map(|i| {
+                let app = &app;
+                async move {
+                    sign_in(app, "gina@example.com", &format!("Wrong-pass{i}"))
+                        .await
+                        .0
+                }
+            }))
+            .await;
+            let checked = answers.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+            let throttled = answers
+                .iter()
+                .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+                .count();
+            assert_eq!(checked + throttled, 200, "{answers:?}");
+            assert!(
+                (1..=PAIR_BURST).contains(&checked),
+                "{checked} guesses were checked, at most {PAIR_BURST} may be"
+            );
+            // Unknown emails are throttled alike (same answers, same counts).
+            let answers = futures::future::join_all((0..50).map(|_| {
+                let app = &app;
+                async move { sign_in(app, "nobody@example.com", "Wrong-pass1").await.0 }
+            }))
+            .await;
+            let checked = answers.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+            assert!((1..=PAIR_BURST).contains(&checked), "{checked}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_owner_signs_in_from_another_address_while_an_attacker_is_throttled() {
+        on_each_storage(|app| async move {
+            sign_up(&app, "hugo@example.com").await;
+            let attacker = client_from("127.0.0.2");
+            let mut statuses = Vec::new();
+            for i in 0..12 {
+                statuses.push(
+                    sign_in_from(&app, &attacker, None, "hugo@example.com", &format!("Guess-{i}x")).await,
+                );
+            }
+            assert_eq!(
+                statuses[..PAIR_BURST],
+                [StatusCode::UNAUTHORIZED; PAIR_BURST],
+                "{statuses:?}"
+            );
+            assert!(
+                statuses[PAIR_BURST..]
+                    .iter()
+                    .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+                "{statuses:?}"
+            );
+            // Even the right password waits, from the attacker's address…
+            assert_eq!(
+                sign_in_from(&app, &attacker, None, "hugo@example.com", PASSWORD).await,
+                StatusCode::TOO_MANY_REQUESTS
+            );
+            // …but not from the owner's.
+            let (status, body) = sign_in(&app, "hugo@example.com", PASSWORD).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
+        // Behind a trusted proxy (the test client on 127.0.0.1): each
+        // forwarded address is a client of its own.
+        on_each_storage_configured(
+            |c| {
+                c.server.trusted_proxies =
+                    ecom_runtime::limits::TrustedProxies::parse(&["127.0.0.1/32".into()]).unwrap()
+            },
+            |app| async move {
+                sign_up(&app, "iris@example.com").await;
+                let via = |ip: &'static str| Some(ip);
+                for i in 0..PAIR_BURST {
+                    let status = sign_in_from(
+                        &app,
+                        &app.http,
+                        via("198.51.100.1"),
+                        "iris@example.com",
+                        &format!("Bad-{i}xx"),
+                    )
+                    .await;
+                    assert_eq!(status, StatusCode::UNAUTHORIZED);
+                }
+                let status = sign_in_from(
+                    &app,
+                    &app.http,
+                    via("198.51.100.1"),
+                    "iris@example.com",
+                    "Bad-againx",
+                )
+                .await;
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+                // A client that prepends a forged address is still itself.
+                let status = sign_in_from(
+                    &app,
+                    &app.http,
+                    via("203.0.113.7, 198.51.100.1"),
+                    "iris@example.com",
+                    PASSWORD,
+                )
+                .await;
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+                // The owner behind the same proxy, from elsewhere.
+                let status =
+                    sign_in_from(&app, &app.http, via("198.51.100.2"), "iris@example.com", PASSWORD).await;
+                assert_eq!(status, StatusCode::OK);
+                // A peer that is not a trusted proxy cannot name itself.
+                let other = client_from("127.0.0.2");
+                for i in 0..PAIR_BURST {
+                    let status = sign_in_from(
+                        &app,
+                        &other,
+                        via("198.51.100.3"),
+                        "iris@example.com",
+                        &format!("Bad-{i}yy"),
+                    )
+                    .await;
+                    assert_eq!(status, StatusCode::UNAUTHORIZED);
+                }
+                let status =
+                    sign_in_from(&app, &other, via("198.51.100.4"), "iris@example.com", PASSWORD).await;
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            },
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn sign_up_is_limited_per_client_address() {
+        on_each_storage_configured(
+            |c| c.users.sign_ups_per_hour = 3,
+            |app| async move {
+                sign_up(&app, "jo1@example.com").await;
+                sign_up(&app, "jo2@example.com").await;
+                // A taken email counts too: it is what a prober looks for.
+                let (status, _) = app
+                    .post(
+                        "/users/sign-up",
+                        &json!({"email": "jo1@example.com", "password": PASSWORD}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::CONFLICT);
+                let resp = app
+                    .http
+                    .post(app.url("/users/sign-up"))
+                    .json(&json!({"email": "jo3@example.com", "password": PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+                let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=1200).contains(&retry), "{retry}");
+                let body: Value = resp.json().await.unwrap();
+                assert!(body["message"].as_str().unwrap().contains("sign-ups"), "{body}");
+                // Another address signs up.
+                let status = client_from("127.0.0.2")
+                    .post(app.url("/users/sign-up"))
+                    .json(&json!({"email": "jo3@example.com", "password": PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(status, StatusCode::CREATED);
+            },
+        )
+        .await;
+    }
+}
+
+/// Issue 12: deleting a user or removing a group takes effect on the
+/// tokens they hold, at once here and within a minute in other processes.
+mod revocation {
+    use super::*;
+    use common::Storage;
+
+    /// An admin made by the root admin; its id and ID token.
+    async fn second_admin(app: &TestApp, root: &str, email: &str) -> (String, String) {
+        let (status, body) = app
+            .post_with_token(
+                "/users/admin/users",
+                root,
+                &json!({"email": email, "password": PASSWORD, "groups": ["admin", "warehouse"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["userId"].as_str().unwrap().to_owned(),
+            id_token(app, email).await,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_deleted_admin_is_refused_at_once() {
+        on_each_storage(|app| async move {
+            let root = admin_token(&app).await;
+            let (id, token) = second_admin(&app, &root, "kim@example.com").await;
+            assert_eq!(
+                app.get_with_token("/users/admin/users", &token).await.0,
+                StatusCode::OK
+            );
+            let (status, _) = app
+                .delete_with_token(&format!("/users/admin/users/{id}"), &root)
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            let (status, body) = app.get_with_token("/users/admin/users", &token).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert!(body["message"].as_str().unwrap().contains("revoked"), "{body}");
+            // Everywhere the token is checked.
+            let (status, _) = app.get_with_token("/products/admin/products", &token).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            // The root admin is not concerned.
+            assert_eq!(
+                app.get_with_token("/users/admin/users", &root).await.0,
+                StatusCode::OK
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_admin_whose_group_is_removed_is_refused_at_once_and_a_new_sign_in_works() {
+        on_each_storage(|app| async move {
+            let root = admin_token(&app).await;
+            let (id, token) = second_admin(&app, &root, "lou@example.com").await;
+            // Adding a group revokes nothing.
+            let path = format!("/users/admin/users/{id}/groups/delivery");
+            assert_eq!(
+                call(&app, "PUT", &path, Some(&root), None).await,
+                StatusCode::NO_CONTENT
+            );
+            assert_eq!(
+                app.get_with_token("/users/admin/users", &token).await.0,
+                StatusCode::OK
+            );
+            // Removing one does.
+            let path = format!("/users/admin/users/{id}/groups/admin");
+            assert_eq!(
+                call(&app, "DELETE", &path, Some(&root), None).await,
+                StatusCode::NO_CONTENT
+            );
+            let (status, body) = app.get_with_token("/users/admin/users", &token).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert_eq!(
+                app.get_with_token("/users/me", &token).await.0,
+                StatusCode::UNAUTHORIZED
+            );
+            // Removing a group they no longer have changes nothing more.
+            assert_eq!(
+                call(&app, "DELETE", &path, Some(&root), None).await,
+                StatusCode::NO_CONTENT
+            );
+            // Signing in again: the new groups, and a token that works.
+            let fresh = id_token(&app, "lou@example.com").await;
+            assert_eq!(payload(&fresh)["groups"], json!(["delivery", "warehouse"]));
+            let (status, me) = app.get_with_token("/users/me", &fresh).await;
+            assert_eq!(status, StatusCode::OK, "{me}");
+            assert_eq!(
+                app.get_with_token("/users/admin/users", &fresh).await.0,
+                StatusCode::FORBIDDEN
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn revocations_are_listed_for_services_only() {
+        on_each_storage(|app| async move {
+            let root = admin_token(&app).await;
+            let (id, _) = second_admin(&app, &root, "max@example.com").await;
+            app.delete_with_token(&format!("/users/admin/users/{id}"), &root)
+                .await;
+            let path = "/users/backend/revocations?since=0";
+            assert_eq!(app.get(path).await.0, StatusCode::UNAUTHORIZED);
+            assert_eq!(app.get_with_token(path, &root).await.0, StatusCode::UNAUTHORIZED);
+            let (status, body) = app.get_with_token(path, &app.service_token("orders")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let listed = body["revocations"].as_array().unwrap();
+            assert!(
+                listed
+                    .iter()
+                    .any(|r| r["userId"] == id.as_str() && r["version"] == 1),
+                "{body}"
+            );
+            assert!(body["now"].as_i64().unwrap() > 0);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_revocation_reaches_another_process_within_a_minute() {
+        let users = TestApp::spawn(Storage::Sqlite).await;
+        // Another process: products only, checking tokens against `users`.
+        // Processes of one deployment share the service key.
+        let key = std::fs::read_to_string(users.data_dir.join("service.key")).unwrap();
+        let products =
+            TestApp::spawn_configured(Storage::Sqlite, &["products"], &[("users", &users.base)], |c| {
+                c.service_key = Some(key.clone())
+            })
+            .await;
+        let root = admin_token(&users).await;
+        let (id, token) = second_admin(&users, &root, "ned@example.com").await;
+        assert_eq!(
+            products
+                .get_with_token("/products/admin/products", &token)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        users
+            .delete_with_token(&format!("/users/admin/users/{id}"), &root)
+            .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, _) = products.get_with_token("/products/admin/products", &token).await;
+            if status == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still accepted after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(
+            products.get_with_token("/products/admin/products", &root).await.0,
+            StatusCode::OK
+        );
+        products.stop().await;
+        users.stop().await;
+    }
+}

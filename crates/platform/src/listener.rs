@@ -8,24 +8,82 @@
 //! `{"action":"unregister","serviceName":…}`. Server → client: one event
 //! per text message; a message the server cannot use is answered with
 //! `{"message":"…"}` and the socket stays open.
+//!
+//! Events carry addresses, emails and payment tokens, so the listener is
+//! for staff: the upgrade request must carry, in `Authorization: Bearer …`,
+//! a service credential (what `ecom events tail` sends) or the ID token of
+//! a user in the `admin` group. Anyone else, shoppers included, gets 401
+//! before any upgrade. The binary leaves the route out when the operator
+//! turns the listener off (`--event-listener off`), which answers 404.
 
 use crate::Bus;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
+use ecom_runtime::auth::Verifier;
+use ecom_runtime::{ApiError, ServiceKey};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use tokio::sync::broadcast::error::RecvError;
 
-/// The route `/platform/listener`, to merge into the app's router.
-pub fn router(bus: Bus) -> Router {
-    Router::new().route("/platform/listener", get(upgrade).with_state(bus))
+/// The group whose ID tokens open the listener.
+const STAFF_GROUP: &str = "admin";
+
+#[derive(Clone)]
+struct Listener {
+    bus: Bus,
+    key: ServiceKey,
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(bus): State<Bus>) -> Response {
-    ws.on_upgrade(move |socket| serve(socket, bus))
+/// The route `/platform/listener`, to merge into the app's router (which
+/// carries the `Verifier` extension, as for every route).
+pub fn router(bus: Bus, key: ServiceKey) -> Router {
+    Router::new().route(
+        "/platform/listener",
+        get(upgrade).with_state(Listener { bus, key }),
+    )
+}
+
+async fn upgrade(
+    State(listener): State<Listener>,
+    verifier: Option<Extension<Verifier>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(e) = staff(&listener.key, verifier.map(|v| v.0), &headers).await {
+        return e.into_response();
+    }
+    match ws {
+        Ok(ws) => ws.on_upgrade(move |socket| serve(socket, listener.bus)),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Ok for a service credential or an admin's ID token; 401 otherwise (a
+/// valid token of a non-admin included: the listener does not exist for
+/// them, so it does not say "forbidden").
+async fn staff(key: &ServiceKey, verifier: Option<Verifier>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::unauthorized(
+            "the listener is for staff: send an admin's ID token or a service credential as 'Authorization: Bearer …'",
+        )
+    };
+    let token = ecom_runtime::credentials::bearer(headers).ok_or_else(refused)?;
+    if key.verify(token).is_ok() {
+        return Ok(());
+    }
+    let verifier = verifier.ok_or_else(refused)?;
+    match verifier.verify(token).await {
+        Ok(claims) if claims.groups.iter().any(|g| g == STAFF_GROUP) => Ok(()),
+        Ok(_) => Err(refused()),
+        // 503 (keys unavailable) stays 503; any other failure is a refusal.
+        Err(e) if e.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE => Err(e),
+        Err(_) => Err(refused()),
+    }
 }
 
 #[derive(Deserialize)]

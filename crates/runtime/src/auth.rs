@@ -39,6 +39,18 @@
 //! so verified tokens are remembered (up to [`CACHE_CAPACITY`], keyed by the
 //! whole token string including its signature, and only until their `exp`).
 //! A tampered token is a different string and is checked in full.
+//!
+//! # Revocation
+//!
+//! A token carries `ver`, the user's token version when it was issued. The
+//! users service raises a user's version when it deletes them or removes
+//! one of their groups, and tells every [`Verifier`]: the one of its own
+//! process at once ([`Verifier::revoke`]), the others through
+//! `GET /users/backend/revocations?since=…`, which each process polls
+//! every [`REVOCATION_POLL_INTERVAL`] ([`Verifier::poll_revocations`]). A
+//! token whose `ver` is below its user's known version is refused with 401,
+//! cached or not; a new sign-in gets the new version and works at once. A
+//! revocation is kept [`REVOCATION_KEPT`], longer than any ID token lives.
 
 use crate::{ApiError, BackendClient};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -69,6 +81,14 @@ pub const KEYSET_MAX_AGE: Duration = Duration::from_secs(300);
 pub const CACHE_CAPACITY: usize = 10_000;
 /// Tolerated clock difference between signer and verifier, in seconds.
 const LEEWAY_SECONDS: u64 = 10;
+/// How often a process asks the users service for new revocations: a
+/// revocation made in another process is in force here within twice this.
+pub const REVOCATION_POLL_INTERVAL: Duration = Duration::from_secs(25);
+/// How long a revocation is remembered: longer than an ID token lives
+/// (an hour), after which every token it refused has expired anyway.
+pub const REVOCATION_KEPT: Duration = Duration::from_secs(3 * 3600);
+/// Where the users service lists revocations (below `/users`).
+pub const REVOCATIONS_PATH: &str = "/backend/revocations";
 
 /// The claims of a verified end-user ID token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +135,36 @@ pub struct TokenClaims {
     pub iat: u64,
     /// Expires at (Unix seconds).
     pub exp: u64,
+    /// The user's token version when issued (see "Revocation" above);
+    /// absent (0) in tokens of users never revoked.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ver: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One user's revocation: tokens with a `ver` below `version` are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revocation {
+    /// The user.
+    pub user_id: String,
+    /// The lowest token version still accepted.
+    pub version: u64,
+    /// When it was revoked (Unix microseconds).
+    pub revoked_at: i64,
+}
+
+/// What `GET /users/backend/revocations?since=…` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revocations {
+    /// Revocations made at or after `since` (and within [`REVOCATION_KEPT`]).
+    pub revocations: Vec<Revocation>,
+    /// The users service's clock (Unix microseconds), for the next `since`.
+    pub now: i64,
 }
 
 impl TokenClaims {
@@ -129,8 +179,22 @@ impl TokenClaims {
             aud: AUDIENCE.to_owned(),
             iat,
             exp: iat + lifetime.as_secs(),
+            ver: 0,
         }
     }
+
+    /// The same claims at token version `ver`.
+    pub fn with_version(mut self, ver: u64) -> TokenClaims {
+        self.ver = ver;
+        self
+    }
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.
@@ -163,12 +227,18 @@ struct Inner {
     refresh_after: AtomicU64,
     /// Verified tokens: their claims, until when, and the `kid` that signed.
     cache: Mutex<HashMap<String, Remembered>>,
+    /// Known revocations: the lowest accepted version and when revoked
+    /// (Unix µs), by user id. Empty almost always, so checked only when
+    /// `any_revoked` says there is something to check.
+    revoked: RwLock<HashMap<String, (u64, i64)>>,
+    any_revoked: std::sync::atomic::AtomicBool,
 }
 
 struct Remembered {
     claims: Claims,
     until: u64,
     kid: String,
+    ver: u64,
 }
 
 enum Source {
@@ -230,6 +300,8 @@ impl Verifier {
                 fetched_at: AtomicU64::new(0),
                 refresh_after: AtomicU64::new(0),
                 cache: Mutex::new(HashMap::new()),
+                revoked: RwLock::new(HashMap::new()),
+                any_revoked: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -245,8 +317,8 @@ impl Verifier {
         {
             self.refresh(fetched_at, now).await;
         }
-        if let Some(claims) = self.cached(token, now) {
-            return Ok(claims);
+        if let Some((claims, ver)) = self.cached(token, now) {
+            return self.unless_revoked(claims, ver);
         }
         if let Source::Unavailable(reason) = &self.inner.source {
             return Err(ApiError::unauthorized(reason.clone()));
@@ -273,8 +345,89 @@ impl Verifier {
             email: t.email,
             groups: t.groups,
         };
-        self.remember(token, &claims, &kid, t.exp.saturating_add(LEEWAY_SECONDS), now);
-        Ok(claims)
+        self.remember(
+            token,
+            &claims,
+            &kid,
+            t.ver,
+            t.exp.saturating_add(LEEWAY_SECONDS),
+            now,
+        );
+        self.unless_revoked(claims, t.ver)
+    }
+
+    /// `claims` of a token at version `ver`, or 401 when its user's tokens
+    /// of that version were revoked.
+    fn unless_revoked(&self, claims: Claims, ver: u64) -> Result<Claims, ApiError> {
+        if !self.inner.any_revoked.load(Ordering::Acquire) {
+            return Ok(claims);
+        }
+        let lowest = self
+            .inner
+            .revoked
+            .read()
+            .ok()
+            .and_then(|r| r.get(&claims.sub).map(|(version, _)| *version));
+        match lowest {
+            Some(lowest) if ver < lowest => Err(ApiError::unauthorized(
+                "this token was revoked (the account was deleted or its groups changed): sign in again",
+            )),
+            _ => Ok(claims),
+        }
+    }
+
+    /// Refuses from now on the tokens of each user below its version (the
+    /// users service calls this in its own process; polling brings the
+    /// same to the others). Keeps the highest version known per user and
+    /// forgets revocations older than [`REVOCATION_KEPT`].
+    pub fn revoke(&self, revocations: &[Revocation]) {
+        let Ok(mut known) = self.inner.revoked.write() else {
+            return;
+        };
+        for r in revocations {
+            let entry = known.entry(r.user_id.clone()).or_insert((0, r.revoked_at));
+            if r.version >= entry.0 {
+                *entry = (r.version, r.revoked_at.max(entry.1));
+            }
+        }
+        let kept = i64::try_from(REVOCATION_KEPT.as_micros()).unwrap_or(i64::MAX);
+        let oldest = unix_micros().saturating_sub(kept);
+        known.retain(|_, (_, at)| *at >= oldest);
+        self.inner.any_revoked.store(!known.is_empty(), Ordering::Release);
+    }
+
+    /// Asks the users service for revocations every
+    /// [`REVOCATION_POLL_INTERVAL`] until `stop` completes (from the start,
+    /// so a process that starts late still learns the recent ones). Does
+    /// nothing without a users service. Failures are logged and retried at
+    /// the next interval.
+    pub async fn poll_revocations(self, stop: impl std::future::Future<Output = ()>) {
+        let Source::Users(client) = &self.inner.source else {
+            return;
+        };
+        // Transactions commit in another order than their clocks read:
+        // each poll looks a little further back than the last answer.
+        const OVERLAP_MICROS: i64 = 60_000_000;
+        let mut since = 0i64;
+        let mut stop = std::pin::pin!(stop);
+        let mut tick = tokio::time::interval(REVOCATION_POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            let path = format!("{REVOCATIONS_PATH}?since={since}");
+            match client.get::<Revocations>(&path).await {
+                Ok(answer) => {
+                    self.revoke(&answer.revocations);
+                    since = answer.now.saturating_sub(OVERLAP_MICROS).max(0);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not fetch token revocations from the users service")
+                }
+            }
+        }
     }
 
     fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
@@ -362,15 +515,15 @@ impl Verifier {
         self.inner.fetched_at.store(unix_now().max(1), Ordering::Release);
     }
 
-    fn cached(&self, token: &str, now: u64) -> Option<Claims> {
+    fn cached(&self, token: &str, now: u64) -> Option<(Claims, u64)> {
         let cache = self.inner.cache.lock().ok()?;
         match cache.get(token) {
-            Some(remembered) if remembered.until >= now => Some(remembered.claims.clone()),
+            Some(remembered) if remembered.until >= now => Some((remembered.claims.clone(), remembered.ver)),
             _ => None,
         }
     }
 
-    fn remember(&self, token: &str, claims: &Claims, kid: &str, until: u64, now: u64) {
+    fn remember(&self, token: &str, claims: &Claims, kid: &str, ver: u64, until: u64, now: u64) {
         let Ok(mut cache) = self.inner.cache.lock() else {
             return;
         };
@@ -388,6 +541,7 @@ impl Verifier {
                 claims: claims.clone(),
                 until,
                 kid: kid.to_owned(),
+                ver,
             },
         );
     }
@@ -558,8 +712,8 @@ mod tests {
     #[test]
     fn a_remembered_token_is_forgotten_once_expired() {
         let verifier = Verifier::from_jwks(&JwkSet { keys: vec![] });
-        verifier.remember("t", &shopper(), "k1", 100, 50);
-        assert_eq!(verifier.cached("t", 100), Some(shopper()));
+        verifier.remember("t", &shopper(), "k1", 0, 100, 50);
+        assert_eq!(verifier.cached("t", 100), Some((shopper(), 0)));
         assert_eq!(verifier.cached("t", 101), None);
         assert_eq!(verifier.cached("other", 50), None);
     }
@@ -581,6 +735,43 @@ mod tests {
         let err = verifier.verify(&old).await.unwrap_err();
         assert!(err.message().contains("unknown key"), "{err}");
         assert!(verifier.verify(&new).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_version_is_refused_cached_or_not_and_a_newer_one_is_accepted() {
+        let (jwks, sign) = key("k1");
+        let verifier = Verifier::from_jwks(&jwks);
+        let old = sign(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
+        assert!(verifier.verify(&old).await.is_ok());
+        let revocation = |version| Revocation {
+            user_id: "u1".into(),
+            version,
+            revoked_at: unix_micros(),
+        };
+        verifier.revoke(&[revocation(1)]);
+        let err = verifier.verify(&old).await.unwrap_err();
+        assert!(err.message().contains("revoked"), "{err}");
+        let new = sign(&TokenClaims::issue(shopper(), Duration::from_secs(60)).with_version(1));
+        assert!(verifier.verify(&new).await.is_ok());
+        // An older revocation arriving late does not lower the version.
+        verifier.revoke(&[revocation(0)]);
+        assert!(verifier.verify(&old).await.is_err());
+        // Another user is not concerned.
+        let other = Claims {
+            sub: "u2".into(),
+            ..shopper()
+        };
+        assert!(verifier
+            .verify(&sign(&TokenClaims::issue(other, Duration::from_secs(60))))
+            .await
+            .is_ok());
+        // Revocations older than any token are forgotten.
+        verifier.revoke(&[Revocation {
+            user_id: "u3".into(),
+            version: 1,
+            revoked_at: 0,
+        }]);
+        assert!(verifier.inner.revoked.read().unwrap().get("u3").is_none());
     }
 
     #[tokio::test]

@@ -92,7 +92,13 @@ impl Clients {
             local: Arc::new(local),
             router,
             urls: Arc::new(urls),
-            http: reqwest::Client::new(),
+            // Idle connections are dropped before the servers' header
+            // timeout (10 s by default) closes them, so a call never goes
+            // out on a connection the server is closing.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
             timeout: Duration::from_secs(5),
         }
     }

@@ -5,6 +5,7 @@
 //! `ECOM_LISTEN` …, the flag winning); the TOML file named by `--config` /
 //! `ECOM_CONFIG` fills what neither gave; defaults fill the rest.
 
+use crate::limits::{self, LimitArgs, ServerFileSettings, ServerSettings, UsersFileSettings, UsersSettings};
 use anyhow::Context as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -56,6 +57,9 @@ pub struct ConfigArgs {
     /// ECOM_<SERVICE>_URL, e.g. ECOM_ORDERS_URL=http://10.0.0.5:8080
     #[arg(long = "service-url", value_name = "NAME=URL", global = true)]
     pub service_urls: Vec<String>,
+    /// Timeouts, connection caps, trusted proxies, sign-up and hashing limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// The TOML file. Every key is optional.
@@ -85,6 +89,12 @@ pub struct ConfigFile {
     /// Warehouse settings.
     #[serde(default)]
     pub warehouse: WarehouseFileSettings,
+    /// Server protection settings (see `crate::limits`).
+    #[serde(default)]
+    pub server: ServerFileSettings,
+    /// Sign-up and password hashing limits.
+    #[serde(default)]
+    pub users: UsersFileSettings,
 }
 
 /// `[warehouse]` table of the TOML file.
@@ -166,6 +176,10 @@ pub struct Config {
     /// the order's `OrderCreated` before it is released (the caller crashed
     /// or the order was refused without a release reaching the warehouse).
     pub reservation_ttl: Duration,
+    /// Timeouts, connection caps, trusted proxies, the listener switch.
+    pub server: ServerSettings,
+    /// Sign-up and password hashing limits.
+    pub users: UsersSettings,
 }
 
 /// Default listen address.
@@ -262,6 +276,8 @@ impl Config {
                 .reservation_ttl_seconds
                 .map(|s| Duration::from_secs(s.max(1)))
                 .unwrap_or(DEFAULT_RESERVATION_TTL),
+            server: limits::server_settings(&args.limits, file.server)?,
+            users: limits::users_settings(&args.limits, file.users),
         })
     }
 }

@@ -108,11 +108,11 @@ impl ServiceKey {
             return ServiceKey::from_hex(hex);
         }
         let path = data_dir.join(KEY_FILE);
+        ecom_storage::files::private_dir(data_dir)?;
         if let Ok(text) = std::fs::read_to_string(&path) {
+            ecom_storage::files::tighten(&path, ecom_storage::files::FILE_MODE)?;
             return ServiceKey::from_hex(&text).with_context(|| format!("in {}", path.display()));
         }
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("Failed to create data directory {}", data_dir.display()))?;
         let secret: [u8; 32] = rand::random();
         let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&path, &hex)?;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod page;
 pub mod server;

@@ -1,12 +1,20 @@
-//! The HTTP server: common layers, JSON fallbacks, graceful shutdown.
+//! The HTTP server: common layers, JSON fallbacks, timeouts and connection
+//! caps, graceful shutdown.
 
 use crate::error::message_response;
-use axum::extract::Request;
+use crate::limits::{ServerSettings, TrustedProxies};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt as _;
 
 /// Adds what every router of the platform has: JSON 404s and 405s, a
 /// panic guard that answers 500 as JSON instead of dropping the
@@ -44,14 +52,193 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests
 /// in flight finish before returning.
+///
+/// HTTP/1.1 through hyper's own connection builder rather than
+/// `axum::serve`, which offers no settings: a client gets
+/// `settings.header_timeout` to send a request's headers (a half-sent
+/// request, or an idle keep-alive connection, is closed after it), a request
+/// gets `settings.request_timeout` until its answer starts (503 after), and
+/// at most `settings.max_connections` connections are served at once, at
+/// most `settings.max_connections_per_address` from one client address
+/// (trusted proxies exempt). A connection past a cap is answered `503` with
+/// `Retry-After: 1` and closed at once, so it never waits holding a file
+/// descriptor; the cap is lowered to fit the process's open-file limit.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    settings: &ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Connection info lets handlers see the client address (rate limits).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let max = fit_to_file_limit(settings.max_connections);
+    let slots = Arc::new(Slots {
+        total: Arc::new(Semaphore::new(max)),
+        per_address: Mutex::new(HashMap::new()),
+        per_address_max: settings.max_connections_per_address,
+        proxies: settings.trusted_proxies.clone(),
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
+    let request_timeout = settings.request_timeout;
+    // Each connection task holds a receiver; shutdown drops the sender's
+    // interest and waits until every receiver is gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors or a reset before accept:
+                    // wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = slots.take(peer.ip()) else {
+            refuse(&stream);
+            continue;
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                // Handlers see the client address as with axum::serve.
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let call = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    match tokio::time::timeout(request_timeout, call).await {
+                        Ok(answer) => answer,
+                        Err(_) => Ok(message_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!("the request took longer than {} s", request_timeout.as_secs()),
+                        )),
+                    }
+                }
+            });
+        let conn = http
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|stop| *stop) => conn.as_mut().graceful_shutdown(),
+            }
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(stop_rx);
+    stop_tx.closed().await;
+    Ok(())
+}
+
+/// Connection slots: a total and a count per client address.
+struct Slots {
+    total: Arc<Semaphore>,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    per_address_max: usize,
+    proxies: TrustedProxies,
+}
+
+/// A connection's place; given back when dropped.
+struct Slot {
+    _total: OwnedSemaphorePermit,
+    address: Option<(Arc<Slots>, IpAddr)>,
+}
+
+impl Slots {
+    /// A slot for a connection from `ip`, or `None` when a cap is reached.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let total = self.total.clone().try_acquire_owned().ok()?;
+        let ip = ip.to_canonical();
+        if self.proxies.contains(ip) {
+            return Some(Slot {
+                _total: total,
+                address: None,
+            });
+        }
+        let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.per_address_max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            _total: total,
+            address: Some((self.clone(), ip)),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((slots, ip)) = &self.address {
+            let mut counts = slots.per_address.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = counts.get_mut(ip) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(ip);
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a connection past a cap, written without waiting (the
+/// socket's buffer takes it) before the connection is dropped.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 57\r\n\
+\r\n\
+{\"message\":\"too many connections: try again in a second\"}";
+
+fn refuse(stream: &tokio::net::TcpStream) {
+    tracing::debug!("refusing a connection: the connection cap is reached");
+    let _ = stream.try_write(REFUSAL);
+}
+
+/// `wanted`, lowered when the process may not open that many files (with
+/// room kept for databases, outgoing calls and refusing connections).
+fn fit_to_file_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    {
+        const RESERVED: u64 = 256;
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        if let Some(limit) = limit {
+            let room =
+                usize::try_from(limit.saturating_sub(RESERVED).max(RESERVED / 4)).unwrap_or(usize::MAX);
+            if room < wanted {
+                tracing::warn!(
+                    max_connections = wanted,
+                    open_file_limit = limit,
+                    serving = room,
+                    "the open-file limit is too low for --max-connections: serving fewer (raise `ulimit -n`)"
+                );
+                return room;
+            }
+        }
+        wanted
+    }
+    #[cfg(not(unix))]
+    {
+        wanted
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -7,6 +7,7 @@
 //! text for both backends. Migrations are embedded in the service crates and
 //! applied at start by [`Db::migrate`].
 
+pub mod files;
 mod migrate;
 
 pub use migrate::Migration;
@@ -340,9 +341,10 @@ impl Db {
         install_drivers();
         match target {
             StorageTarget::Sqlite { dir } => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("Failed to create data directory {}", dir.display()))?;
                 let path = dir.join(format!("{}.db", schema_name("", service)));
+                // Created owner-only before SQLite opens it: it may hold
+                // password hashes and signing keys (see `files`).
+                files::private_sqlite(&path)?;
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 let pool = |max: u32| {
                     AnyPoolOptions::new()

@@ -2,7 +2,8 @@
 //! every new user is hashed the same way and emits `UserCreated`.
 
 use crate::domain::{Email, Group, NewPassword};
-use crate::{events, passwords, store};
+use crate::passwords::{Gate, GateError};
+use crate::{events, store};
 use ecom_model::Timestamp;
 use ecom_platform::Outbox;
 use ecom_storage::Db;
@@ -13,6 +14,9 @@ pub enum CreateError {
     /// Another account has this email.
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// Too many passwords are being hashed: try again shortly.
+    #[error("too many password hashes at once")]
+    Busy,
     /// Storage or hashing failed.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -23,11 +27,16 @@ pub enum CreateError {
 pub async fn create(
     db: &Db,
     outbox: &Outbox,
+    gate: &Gate,
     email: &Email,
     password: &NewPassword,
     groups: &[Group],
 ) -> Result<String, CreateError> {
-    let hash = passwords::hash(password.as_str()).await?;
+    let hash = match gate.hash(password.as_str()).await {
+        Ok(hash) => hash,
+        Err(GateError::Busy(_)) => return Err(CreateError::Busy),
+        Err(GateError::Internal(e)) => return Err(CreateError::Internal(e)),
+    };
     let user_id = uuid::Uuid::new_v4().to_string();
     let now = Timestamp::now();
     let event = events::user_created(&user_id, email.as_str(), &now)?;

@@ -6,20 +6,25 @@
 //! Admin (group `admin`): `POST /admin/users`, `GET /admin/users`,
 //! `GET|DELETE /admin/users/{userId}`, `PUT /admin/users/{userId}/password`,
 //! `PUT|DELETE /admin/users/{userId}/groups/{group}`.
-//! Services: `GET /backend/users/{userId}`.
+//! Services: `GET /backend/users/{userId}`,
+//! `GET /backend/revocations?since=<Unix µs>` (see `ecom_runtime::auth`).
 //!
 //! Sign-in answers the same 401 for an unknown email and a wrong password,
-//! after the same work (a dummy hash is checked for unknown emails). Sign-up
-//! answers 409 for a taken email: a shop cannot hide that from someone
-//! trying to register, and sign-up is not rate-limited by failures, so this
-//! is the one place that tells (see docs/decisions.md).
+//! after the same work (a dummy hash is checked for unknown emails), and is
+//! rate-limited per (account, address), per address and per account (see
+//! `limits`). Sign-up answers 409 for a taken email: a shop cannot hide that
+//! from someone trying to register, so sign-up is rate-limited per client
+//! address (see docs/decisions.md). The client address is the socket's
+//! peer, or what `X-Forwarded-For` says when the peer is a trusted proxy.
+//! Password hashing goes through a `passwords::Gate`: past its queue, 503.
 
 use crate::accounts::{self, CreateError};
 use crate::domain::{Email, Group, NewPassword};
 use crate::keys::SigningKeys;
-use crate::limits::{self, Limiter};
-use crate::{passwords, store};
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use crate::limits::{self, Limiter, Rate};
+use crate::passwords::{Gate, GateError};
+use crate::store;
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,11 +33,12 @@ use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ecom_platform::{Context, Outbox};
-use ecom_runtime::auth::{Claims, TokenClaims, User};
+use ecom_runtime::auth::{Claims, Revocation, Revocations, TokenClaims, User, Verifier, REVOCATION_KEPT};
+use ecom_runtime::limits::TrustedProxies;
 use ecom_runtime::{ApiError, Json, Path, Query};
 use ecom_storage::Db;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,21 +56,34 @@ struct Users {
     outbox: Outbox,
     keys: Arc<SigningKeys>,
     limiter: Arc<Limiter>,
+    gate: Gate,
+    proxies: TrustedProxies,
+    /// Sign-ups per client address; `None`: no limit.
+    sign_up_rate: Option<Rate>,
+    /// This process's token verifier, told of revocations at once.
+    verifier: Verifier,
 }
 
 /// The service's routes; loads (or creates) the signing key first.
 pub async fn router(ctx: &Context) -> anyhow::Result<Router> {
     let keys = SigningKeys::load_or_create(&ctx.db).await?;
-    passwords::prepare().await?;
+    crate::passwords::prepare().await?;
+    let settings = &ctx.config.users;
     let state = Users {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         keys: Arc::new(keys),
         limiter: Arc::new(Limiter::default()),
+        gate: Gate::new(settings.hash_concurrency, settings.hash_queue),
+        proxies: ctx.config.server.trusted_proxies.clone(),
+        sign_up_rate: (settings.sign_ups_per_hour > 0)
+            .then(|| limits::sign_up_rate(settings.sign_ups_per_hour)),
+        verifier: ctx.verifier.clone(),
     };
     let backend = ctx.backend(
         Router::new()
             .route("/backend/users/{user_id}", get(backend_user))
+            .route("/backend/revocations", get(backend_revocations))
             .with_state(state.clone()),
     );
     Ok(Router::new()
@@ -97,8 +116,32 @@ struct Created {
     user_id: String,
 }
 
-async fn sign_up(State(s): State<Users>, Json(req): Json<SignUp>) -> Result<Response, ApiError> {
-    create(&s, &req.email, &req.password, &[]).await
+async fn sign_up(
+    State(s): State<Users>,
+    ClientAddr(addr): ClientAddr,
+    Json(req): Json<SignUp>,
+) -> Result<Response, Refusal> {
+    // Counted before hashing, taken email or not: the 409 is what a
+    // stranger would probe for.
+    let reservation = match (s.sign_up_rate, addr) {
+        (Some(rate), Some(addr)) => {
+            let key = format!("sign-up:{addr}");
+            let reservation = s
+                .limiter
+                .reserve(&[(&key, rate)])
+                .map_err(|wait| Refusal::TooMany {
+                    wait,
+                    what: "sign-ups from this address",
+                })?;
+            Some(reservation)
+        }
+        _ => None,
+    };
+    let created = create(&s, &req.email, &req.password, &[]).await;
+    if let (Err(Refusal::Busy), Some(reservation)) = (&created, reservation) {
+        s.limiter.refund(reservation);
+    }
+    created
 }
 
 async fn create(
@@ -106,13 +149,14 @@ async fn create(
     email: &Email,
     password: &NewPassword,
     groups: &[Group],
-) -> Result<Response, ApiError> {
-    match accounts::create(&s.db, &s.outbox, email, password, groups).await {
+) -> Result<Response, Refusal> {
+    match accounts::create(&s.db, &s.outbox, &s.gate, email, password, groups).await {
         Ok(user_id) => Ok((StatusCode::CREATED, Json(Created { user_id })).into_response()),
-        Err(CreateError::EmailTaken) => Err(ApiError::conflict(
-            "email: an account with this email already exists",
-        )),
-        Err(CreateError::Internal(e)) => Err(ApiError::internal(e)),
+        Err(CreateError::EmailTaken) => {
+            Err(ApiError::conflict("email: an account with this email already exists").into())
+        }
+        Err(CreateError::Busy) => Err(Refusal::Busy),
+        Err(CreateError::Internal(e)) => Err(ApiError::internal(e).into()),
     }
 }
 
@@ -131,10 +175,13 @@ struct Tokens {
     expires_in: u64,
 }
 
-/// A refusal of sign-in: an API error, or too many failures.
+/// A refusal of sign-up or sign-in: an API error, too many attempts (429),
+/// or too many password hashes waiting (503); both of the latter say when
+/// to retry.
 enum Refusal {
     Api(ApiError),
-    TooMany(Duration),
+    TooMany { wait: Duration, what: &'static str },
+    Busy,
 }
 
 impl From<ApiError> for Refusal {
@@ -147,30 +194,36 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
             Refusal::Api(e) => e.into_response(),
-            Refusal::TooMany(wait) => {
+            Refusal::TooMany { wait, what } => {
                 let seconds = wait.as_secs().max(1);
                 let mut resp = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    format!("too many failed sign-ins: try again in {seconds} seconds"),
+                    format!("too many {what}: try again in {seconds} seconds"),
                 )
                 .into_response();
                 resp.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+                resp
+            }
+            Refusal::Busy => {
+                let mut resp =
+                    ApiError::unavailable("the server is busy checking passwords: try again in a second")
+                        .into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, 1.into());
                 resp
             }
         }
     }
 }
 
-/// The client's address, when the request came over a socket.
-struct ClientAddr(Option<SocketAddr>);
+/// The client's address: the socket's peer, or the client a trusted proxy
+/// names in `X-Forwarded-For`; `None` for in-process calls.
+struct ClientAddr(Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<Users> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
-        ))
+    async fn from_request_parts(parts: &mut Parts, s: &Users) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(s.proxies.client_of(parts)))
     }
 }
 
@@ -179,28 +232,60 @@ async fn sign_in(
     ClientAddr(addr): ClientAddr,
     Json(req): Json<SignIn>,
 ) -> Result<Json<Tokens>, Refusal> {
+    let ip = addr.map(|a| a.to_string()).unwrap_or_default();
+    let pair = format!("pair:{}|{ip}", req.email);
+    let address = format!("address:{ip}");
     let account = format!("account:{}", req.email);
-    let address = format!("address:{}", addr.map(|a| a.ip().to_string()).unwrap_or_default());
-    s.limiter
-        .check(&[(&account, limits::PER_ACCOUNT), (&address, limits::PER_ADDRESS)])
-        .map_err(Refusal::TooMany)?;
+    // Taken before the hash: parallel guesses cannot outrun the count.
+    let reservation = s
+        .limiter
+        .reserve(&[
+            (&pair, limits::PAIR),
+            (&address, limits::ADDRESS),
+            (&account, limits::ACCOUNT),
+        ])
+        .map_err(|wait| Refusal::TooMany {
+            wait,
+            what: "failed sign-ins",
+        })?;
     let found = store::credentials(&s.db, req.email.as_str())
         .await
-        .map_err(ApiError::from)?;
+        .map_err(ApiError::from);
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => {
+            s.limiter.refund(reservation);
+            return Err(e.into());
+        }
+    };
     let (user_id, hash) = found.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
-    let ok = passwords::verify(&req.password, hash)
-        .await
-        .map_err(ApiError::internal)?;
+    let ok = match s.gate.verify(&req.password, hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            s.limiter.refund(reservation);
+            return Err(match e {
+                GateError::Busy(_) => Refusal::Busy,
+                GateError::Internal(e) => ApiError::internal(e).into(),
+            });
+        }
+    };
     let Some(user_id) = user_id.filter(|_| ok) else {
-        s.limiter.failed(&[&account, &address]);
+        // The tokens stay taken: this failure counts.
         return Err(ApiError::unauthorized("wrong email or password").into());
     };
-    s.limiter.clear(&account);
+    // The owner: this attempt does not count, nor do earlier failures from
+    // their own address.
+    s.limiter.refund(reservation);
+    s.limiter.reset(&pair);
     Ok(Json(issue(&s, &user_id).await?))
 }
 
 /// A fresh ID token (with the user's current groups) and refresh token.
 async fn issue(s: &Users, user_id: &str) -> Result<Tokens, ApiError> {
+    // The version is read before the groups: a revocation committed in
+    // between leaves the token with the old version (refused), never with
+    // the new version and the old groups.
+    let version = store::token_version(&s.db, user_id).await?;
     let user = store::get(&s.db, user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
@@ -211,7 +296,8 @@ async fn issue(s: &Users, user_id: &str) -> Result<Tokens, ApiError> {
             groups: user.groups,
         },
         ID_TOKEN_LIFETIME,
-    );
+    )
+    .with_version(version);
     let id_token = s.keys.sign(&claims).await?;
     let refresh_token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires_at = ecom_model::Timestamp::now().unix_micros()
@@ -281,7 +367,7 @@ async fn admin_create(
     User(claims): User,
     State(s): State<Users>,
     Json(req): Json<AdminCreate>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     admin(&claims)?;
     create(&s, &req.email, &req.password, &req.groups).await
 }
@@ -341,10 +427,12 @@ async fn admin_delete(
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     admin(&claims)?;
-    if store::delete(&s.db, &user_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(no_user(&user_id))
+    match store::delete(&s.db, &user_id).await? {
+        Some(revocation) => {
+            s.verifier.revoke(&[revocation]);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(no_user(&user_id)),
     }
 }
 
@@ -358,13 +446,19 @@ async fn admin_set_password(
     State(s): State<Users>,
     Path(user_id): Path<String>,
     Json(req): Json<SetPassword>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Refusal> {
     admin(&claims)?;
-    let hash = passwords::hash(req.password.as_str()).await?;
-    if store::set_password(&s.db, &user_id, &hash).await? {
+    let hash = s.gate.hash(req.password.as_str()).await.map_err(|e| match e {
+        GateError::Busy(_) => Refusal::Busy,
+        GateError::Internal(e) => ApiError::internal(e).into(),
+    })?;
+    if store::set_password(&s.db, &user_id, &hash)
+        .await
+        .map_err(ApiError::from)?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(no_user(&user_id))
+        Err(no_user(&user_id).into())
     }
 }
 
@@ -372,10 +466,13 @@ async fn set_group(s: &Users, user_id: &str, group: &str, member: bool) -> Resul
     let group: Group = group
         .parse()
         .map_err(|e| ApiError::bad_request(format!("group: {e}")))?;
-    if store::set_group(&s.db, user_id, group, member).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(no_user(user_id))
+    match store::set_group(&s.db, user_id, group, member).await? {
+        store::GroupChange::NoUser => Err(no_user(user_id)),
+        store::GroupChange::Done => Ok(StatusCode::NO_CONTENT),
+        store::GroupChange::Revoked(revocation) => {
+            s.verifier.revoke(&[revocation]);
+            Ok(StatusCode::NO_CONTENT)
+        }
     }
 }
 
@@ -405,4 +502,23 @@ async fn backend_user(
         .await?
         .map(Json)
         .ok_or_else(|| no_user(&user_id))
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    /// Unix µs; 0 or absent: every revocation still kept.
+    since: Option<i64>,
+}
+
+/// Revocations made since `since` (and no older than
+/// `REVOCATION_KEPT`), polled by every process's verifier.
+async fn backend_revocations(
+    State(s): State<Users>,
+    Query(q): Query<SinceQuery>,
+) -> Result<Json<Revocations>, ApiError> {
+    let now = ecom_model::Timestamp::now().unix_micros();
+    let kept = i64::try_from(REVOCATION_KEPT.as_micros()).unwrap_or(i64::MAX);
+    let since = q.since.unwrap_or(0).max(now.saturating_sub(kept));
+    let revocations: Vec<Revocation> = store::revocations_since(&s.db, since).await?;
+    Ok(Json(Revocations { revocations, now }))
 }

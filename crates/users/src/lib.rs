@@ -23,11 +23,18 @@ use ecom_storage::Migration;
 pub const NAME: &str = "users";
 
 /// Schema changes, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "users, groups, refresh tokens, signing keys",
-    include_str!("../migrations/0001_users.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "users, groups, refresh tokens, signing keys",
+        include_str!("../migrations/0001_users.sql"),
+    ),
+    Migration::new(
+        2,
+        "token revocations",
+        include_str!("../migrations/0002_token_revocations.sql"),
+    ),
+];
 
 /// How the binary builds this service.
 pub const SERVICE: ServiceDef = ServiceDef {

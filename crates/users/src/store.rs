@@ -3,6 +3,7 @@
 
 use crate::domain::Group;
 use ecom_model::Timestamp;
+use ecom_runtime::auth::Revocation;
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use serde::Serialize;
@@ -113,8 +114,9 @@ pub async fn list(db: &Db, after: &str, limit: i64) -> Result<Vec<User>, sqlx::E
     fold(rows)
 }
 
-/// Deletes a user (their groups and refresh tokens go with them).
-pub async fn delete(db: &Db, user_id: &str) -> Result<bool, sqlx::Error> {
+/// Deletes a user (their groups and refresh tokens go with them) and
+/// revokes their ID tokens; the revocation when there was such a user.
+pub async fn delete(db: &Db, user_id: &str) -> Result<Option<Revocation>, sqlx::Error> {
     let mut tx = db.begin().await?;
     // Explicit rather than ON DELETE CASCADE alone: SQLite enforces
     // foreign keys only when the connection asked for it.
@@ -128,8 +130,67 @@ pub async fn delete(db: &Db, user_id: &str) -> Result<bool, sqlx::Error> {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    if done.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let revocation = revoke(&mut tx, user_id).await?;
     tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(Some(revocation))
+}
+
+/// Raises `user_id`'s token version inside `tx`: their ID tokens issued
+/// so far are refused from now on.
+async fn revoke(tx: &mut Tx, user_id: &str) -> Result<Revocation, sqlx::Error> {
+    let now = Timestamp::now().unix_micros();
+    let row = sqlx::query(
+        "INSERT INTO token_revocations (user_id, version, revoked_at) VALUES ($1, 1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET version = token_revocations.version + 1, revoked_at = $2
+         RETURNING version",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let version: i64 = row.try_get(0)?;
+    Ok(Revocation {
+        user_id: user_id.to_owned(),
+        version: u64::try_from(version).unwrap_or(0),
+        revoked_at: now,
+    })
+}
+
+/// The token version a new ID token of `user_id` carries (0 when never revoked).
+pub async fn token_version(db: &Db, user_id: &str) -> Result<u64, sqlx::Error> {
+    let row = sqlx::query("SELECT version FROM token_revocations WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(db.reader())
+        .await?;
+    let version: i64 = match row {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    };
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+/// Revocations made at or after `since` (Unix µs), oldest first.
+pub async fn revocations_since(db: &Db, since: i64) -> Result<Vec<Revocation>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT user_id, version, revoked_at FROM token_revocations WHERE revoked_at >= $1
+         ORDER BY revoked_at",
+    )
+    .bind(since)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let version: i64 = row.try_get(1)?;
+            Ok(Revocation {
+                user_id: row.try_get(0)?,
+                version: u64::try_from(version).unwrap_or(0),
+                revoked_at: row.try_get(2)?,
+            })
+        })
+        .collect()
 }
 
 /// Replaces a user's password hash and signs them out everywhere (their
@@ -150,9 +211,25 @@ pub async fn set_password(db: &Db, user_id: &str, password_hash: &str) -> Result
     Ok(done.rows_affected() == 1)
 }
 
-/// Adds (`member` true) or removes a group; idempotent. False when there
-/// is no such user.
-pub async fn set_group(db: &Db, user_id: &str, group: Group, member: bool) -> Result<bool, sqlx::Error> {
+/// What [`set_group`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// No such user.
+    NoUser,
+    /// Done; no token had to be revoked (a group added, or not a member).
+    Done,
+    /// A group was removed and the user's tokens revoked.
+    Revoked(Revocation),
+}
+
+/// Adds (`member` true) or removes a group; idempotent. Removing a group
+/// the user had revokes their ID tokens (they still carry it).
+pub async fn set_group(
+    db: &Db,
+    user_id: &str,
+    group: Group,
+    member: bool,
+) -> Result<GroupChange, sqlx::Error> {
     let mut tx = db.begin().await?;
     let exists = sqlx::query("UPDATE users SET modified_at = $2 WHERE user_id = $1")
         .bind(user_id)
@@ -161,21 +238,29 @@ pub async fn set_group(db: &Db, user_id: &str, group: Group, member: bool) -> Re
         .await?
         .rows_affected()
         == 1;
-    if exists {
-        let sql = if member {
-            "INSERT INTO user_groups (user_id, group_name) SELECT $1, $2
-             WHERE NOT EXISTS (SELECT 1 FROM user_groups WHERE user_id = $1 AND group_name = $2)"
-        } else {
-            "DELETE FROM user_groups WHERE user_id = $1 AND group_name = $2"
-        };
-        sqlx::query(sql)
-            .bind(user_id)
-            .bind(group.as_str())
-            .execute(&mut *tx)
-            .await?;
+    if !exists {
+        return Ok(GroupChange::NoUser);
     }
+    let sql = if member {
+        "INSERT INTO user_groups (user_id, group_name) SELECT $1, $2
+         WHERE NOT EXISTS (SELECT 1 FROM user_groups WHERE user_id = $1 AND group_name = $2)"
+    } else {
+        "DELETE FROM user_groups WHERE user_id = $1 AND group_name = $2"
+    };
+    let changed = sqlx::query(sql)
+        .bind(user_id)
+        .bind(group.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    let change = if changed && !member {
+        GroupChange::Revoked(revoke(&mut tx, user_id).await?)
+    } else {
+        GroupChange::Done
+    };
     tx.commit().await?;
-    Ok(exists)
+    Ok(change)
 }
 
 /// Stores a refresh token's hash for `user_id` until `expires_at` (Unix µs).

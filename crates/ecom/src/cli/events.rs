@@ -9,7 +9,7 @@ use clap::Subcommand;
 use ecom_model::Timestamp;
 use ecom_platform::bus::{DeadLetter, RuleInfo};
 use ecom_platform::{Bus, Event};
-use ecom_runtime::Config;
+use ecom_runtime::{Config, ServiceKey};
 use ecom_storage::StorageTarget;
 use futures::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
@@ -284,12 +284,19 @@ fn listener_url(config: &Config) -> String {
 }
 
 async fn tail(config: &Config, source: Option<String>) -> anyhow::Result<()> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let url = listener_url(config);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .with_context(|| {
-            format!("Failed to reach the server's listener at {url}; is `ecom up` running (see --listen)?")
-        })?;
+    // The listener is for staff: present a service credential made from the
+    // service key this command shares with the server.
+    let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir)?;
+    let mut request = url.as_str().into_client_request().context("Bad listener URL")?;
+    let bearer = format!("Bearer {}", key.issue("cli")?);
+    request
+        .headers_mut()
+        .insert("authorization", bearer.parse().context("Bad service credential")?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.with_context(|| {
+        format!("Failed to reach the server's listener at {url}; is `ecom up` running (see --listen)?")
+    })?;
     let register = serde_json::json!({
         "action": "register",
         "serviceName": source.as_deref().unwrap_or("*"),

@@ -13,6 +13,7 @@ use ecom_runtime::Config;
 use ecom_storage::{Db, StorageTarget};
 use ecom_users::accounts::{self, CreateError};
 use ecom_users::domain::{Email, Group, NewPassword};
+use ecom_users::passwords::Gate;
 
 /// `ecom users …`.
 #[derive(Debug, Subcommand)]
@@ -135,9 +136,10 @@ pub async fn add(
         db.migrate(ecom_users::NAME, ecom_users::MIGRATIONS)
             .await
             .context("Failed to migrate the users database")?;
-        match accounts::create(&db, &Outbox::new(), &email, &password, &groups).await {
+        match accounts::create(&db, &Outbox::new(), &Gate::new(1, 1), &email, &password, &groups).await {
             Ok(id) => Ok(id),
             Err(CreateError::EmailTaken) => anyhow::bail!("a user with email {email} already exists"),
+            Err(CreateError::Busy) => anyhow::bail!("the password could not be hashed now: try again"),
             Err(CreateError::Internal(e)) => Err(e),
         }
     }

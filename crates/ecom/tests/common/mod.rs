@@ -127,15 +127,23 @@ impl TestApp {
     /// Boots the named services (all when empty) on `storage`, reaching
     /// other services at `service_urls` (`("orders", "http://…")`).
     pub async fn spawn_with(storage: Storage, services: &[&str], service_urls: &[(&str, &str)]) -> TestApp {
-        TestApp::spawn_configured(storage, services, service_urls, ConfigFile::default()).await
+        TestApp::spawn_configured(storage, services, service_urls, |_| {}).await
     }
 
-    /// Like [`TestApp::spawn_with`], with the settings of a TOML file.
+    /// Boots every service on `storage` with `configure` applied to the
+    /// configuration first (server limits, users limits, the listener…).
+    pub async fn spawn_with_config(storage: Storage, configure: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_configured(storage, &[], &[], configure).await
+    }
+
+    /// [`TestApp::spawn_with`] with `configure` applied to the configuration.
+    /// Tests sign up many users from 127.0.0.1, so the per-address sign-up
+    /// limit is off unless `configure` sets one.
     pub async fn spawn_configured(
         storage: Storage,
         services: &[&str],
         service_urls: &[(&str, &str)],
-        file: ConfigFile,
+        configure: impl FnOnce(&mut Config),
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -147,7 +155,9 @@ impl TestApp {
             service_urls: service_urls.iter().map(|(n, u)| format!("{n}={u}")).collect(),
             ..Default::default()
         };
-        let config = Config::merge(&args, file, &[], |_| None).unwrap();
+        let mut config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
+        config.users.sign_ups_per_hour = 0;
+        configure(&mut config);
         let target = match storage {
             Storage::Sqlite => StorageTarget::Sqlite {
                 dir: dir.path().to_path_buf(),
@@ -158,10 +168,10 @@ impl TestApp {
                 max_connections: 5,
             },
         };
+        let key = ServiceKey::load_or_create(config.service_key.as_deref(), dir.path()).unwrap();
         let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
         let app = App::build_with(config, &names, target).await.unwrap();
         let base = format!("http://{}", app.addr().unwrap());
-        let key = ServiceKey::load_or_create(None, dir.path()).unwrap();
         let bus = app.bus().clone();
         let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
         let mut feed = bus.feed();
@@ -181,7 +191,11 @@ impl TestApp {
         }));
         let app = TestApp {
             base,
-            http: reqwest::Client::new(),
+            // Shorter than the server's idle (header) timeout.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             storage,
             key,
             data_dir: dir.path().to_path_buf(),
@@ -532,5 +546,30 @@ pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
 async fn drop_schemas(prefix: &str) {
     if let Some(url) = postgres_url() {
         let _ = ecom_storage::drop_schemas(&url, prefix).await;
+    }
+}
+
+/// An HTTP client whose connections come from `ip` (any 127.x.y.z reaches
+/// the server on 127.0.0.1 on Linux): a second client address for tests.
+pub fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Runs `test` once per storage backend on an app built with `configure`.
+pub async fn on_each_storage_configured<C, F, Fut>(configure: C, test: F)
+where
+    C: Fn(&mut Config),
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for storage in storages() {
+        eprintln!("running on {storage:?}");
+        let app = TestApp::spawn_configured(storage, &[], &[], &configure).await;
+        test(app.clone_handle()).await;
+        app.stop().await;
     }
 }
