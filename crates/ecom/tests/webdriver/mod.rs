@@ -16,7 +16,7 @@ use std::time::Duration;
 /// How long a step may take before the test fails: long enough for an
 /// order to pass through the bus and a 2 s poll of the order page.
 pub const PATIENCE: Duration = Duration::from_secs(30);
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A browser session, with its driver process and profile directory.
 pub struct Browser {
@@ -282,6 +282,29 @@ impl Browser {
         self.post("/window/rect", json!({ "width": width, "height": height }))
             .await
             .unwrap();
+    }
+
+    /// Makes the viewport exactly `width`×`height` CSS pixels at scale 1
+    /// (`mobile` adds a phone's viewport rules), through chromedriver's
+    /// DevTools passthrough: a window size would include the browser's frame.
+    pub async fn emulate(&self, width: u32, height: u32, mobile: bool) {
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}}),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Undoes [`Browser::emulate`].
+    pub async fn stop_emulating(&self) {
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.clearDeviceMetricsOverride", "params": {}}),
+        )
+        .await
+        .unwrap();
     }
 
     /// A PNG of the viewport.
