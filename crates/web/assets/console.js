@@ -9,7 +9,7 @@ import {
   ApiError, AuthError, features, gql, rest, session, shortId, signIn, signOut,
 } from './api.js';
 import {
-  alertBox, announce, busy, checkbox, confirmButton, field, form, h, money, parseMoney,
+  alertBox, announce, busy, clearStaleStatus, checkbox, confirmButton, field, form, h, money, parseMoney,
   replace, show, statusText, validate,
 } from './ui.js';
 
@@ -660,6 +660,7 @@ function go(hash) {
 async function route() {
   const hash = location.hash || '#/';
   if (!hash.startsWith('#/')) return;
+  clearStaleStatus();
   const parts = hash.slice(2).split('/').map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
   markCurrent();
   if (!session.signedIn() || parts[0] === 'signin') return signInPage();

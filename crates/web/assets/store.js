@@ -10,7 +10,7 @@ import {
   session, signIn, signOut, signUp, uuid, shortId,
 } from './api.js';
 import {
-  alertBox, announce, busy, confirmButton, field, form, h, money, replace, show,
+  alertBox, announce, busy, clearStaleStatus, confirmButton, field, form, h, money, replace, show,
   statusText, validate, when,
 } from './ui.js';
 
@@ -727,6 +727,7 @@ async function route() {
   stopPolling();
   const hash = location.hash || '#/';
   if (!hash.startsWith('#/')) return; // An in-page anchor (the skip link).
+  clearStaleStatus();
   const [path] = hash.slice(2).split('?');
   const parts = path.split('/').map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
   for (const a of document.querySelectorAll('header nav a')) {

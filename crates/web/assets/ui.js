@@ -73,13 +73,26 @@ export function when(rfc3339) {
   return Number.isNaN(d.getTime()) ? '' : d.toLocaleString();
 }
 
+let announcedAt = 0;
+
 /** Says `text` in the page's live region (screen readers announce it). */
 export function announce(text) {
   const region = document.getElementById('status');
   if (!region) return;
+  announcedAt = Date.now();
   region.textContent = '';
   // A fresh node after a tick: the same text twice is announced twice.
   setTimeout(() => { region.textContent = text; }, 30);
+}
+
+/**
+ * Clears the live region when moving to another view, unless what it says
+ * was just announced by the step that moved there ("Signed in", "Order
+ * placed"): old news should not sit above a new page.
+ */
+export function clearStaleStatus() {
+  const region = document.getElementById('status');
+  if (region && Date.now() - announcedAt > 800) region.textContent = '';
 }
 
 /** An alert paragraph for an error message. */
@@ -134,7 +147,7 @@ export function field(label, options = {}) {
   input.addEventListener('change', () => { if (input.hasAttribute('aria-invalid')) input.check(); });
   const wrap = h('div', { class: 'field' },
     h('label', { for: id }, label, attrs.required ? h('span', { class: 'req', 'aria-hidden': 'true' }, ' *') : null),
-    hintEl, input, error);
+    input, hintEl, error);
   return { wrap, input };
 }
 
