@@ -348,7 +348,7 @@ async function productsPage() {
         h('th', { scope: 'row' }, p.name),
         h('td', {}, p.category || ''),
         h('td', { class: 'num' }, money(p.price)),
-        h('td', { class: 'row-actions' },
+        h('td', {}, h('div', { class: 'row-actions' },
           h('a', { class: 'button', href: `#/products/${encodeURIComponent(p.productId)}`, 'aria-label': `Edit ${p.name}` }, 'Edit'),
           confirmButton('Delete', `Delete ${p.name}`, async () => {
             try {
@@ -356,7 +356,7 @@ async function productsPage() {
               announce(`Deleted ${p.name}.`);
               await load(true);
             } catch (err) { replace(listErrors, problem(err)); }
-          }))));
+          })))));
     }
     if (!body.children.length) body.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No products.')));
     token = page.nextToken;
@@ -584,14 +584,14 @@ async function usersPage() {
     const tr = h('tr', {},
       h('th', { scope: 'row' }, u.email),
       h('td', { class: 'groups' }, groups),
-      h('td', { class: 'row-actions' }, password,
+      h('td', {}, h('div', { class: 'row-actions' }, password,
         confirmButton('Delete', `Delete ${u.email}`, async () => {
           try {
             await rest('DELETE', `${USERS}/${encodeURIComponent(u.userId)}`, undefined, { auth: true });
             tr.remove();
             announce(`Deleted ${u.email}.`);
           } catch (err) { replace(errors, problem(err)); }
-        }), passwordBox));
+        }), passwordBox)));
     return tr;
   };
   async function load() {
