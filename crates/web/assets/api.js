@@ -59,14 +59,22 @@ export const session = {
 
 const OFFLINE = 'The shop cannot be reached. Check the connection and try again.';
 
+/** How long a call may take before the page gives up on it. */
+const TIMEOUT_MS = 30000;
+
 async function send(url, init) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
   let resp;
+  let text;
   try {
-    resp = await fetch(url, { credentials: 'same-origin', ...init });
+    resp = await fetch(url, { credentials: 'same-origin', signal: abort.signal, ...init });
+    text = await resp.text();
   } catch {
-    throw new ApiError(OFFLINE);
+    throw new ApiError(abort.signal.aborted ? 'The shop did not answer in time. Try again.' : OFFLINE);
+  } finally {
+    clearTimeout(timer);
   }
-  const text = await resp.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   return { resp, body };

@@ -657,7 +657,18 @@ function go(hash) {
   else location.hash = hash;
 }
 
-async function route() {
+let routing = Promise.resolve();
+
+/**
+ * Views render in the order of navigation: each waits for the one before,
+ * so a slow answer for a page the reader has left never covers a newer page.
+ */
+function route() {
+  routing = routing.then(() => renderRoute()).catch(() => {});
+  return routing;
+}
+
+async function renderRoute() {
   const hash = location.hash || '#/';
   if (!hash.startsWith('#/')) return;
   clearStaleStatus();

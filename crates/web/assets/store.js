@@ -131,7 +131,7 @@ const PLACEHOLDER_COLOURS = 8;
 /** A picture stand-in: product pictures live on other hosts, which this page never loads. */
 function tile(product) {
   let n = 0;
-  for (const c of product.category || product.name) n = (n * 31 + c.charCodeAt(0)) % PLACEHOLDER_COLOURS;
+  for (const c of product.category || product.name) n = (n * 11 + c.charCodeAt(0)) % PLACEHOLDER_COLOURS;
   return h('div', { class: `tile c${n}`, 'aria-hidden': 'true' }, (product.name || '?').slice(0, 1).toUpperCase());
 }
 
@@ -723,7 +723,18 @@ function go(hash) {
   else location.hash = hash;
 }
 
-async function route() {
+let routing = Promise.resolve();
+
+/**
+ * Views render in the order of navigation: each waits for the one before,
+ * so a slow answer for a page the reader has left never covers a newer page.
+ */
+function route() {
+  routing = routing.then(() => renderRoute()).catch(() => {});
+  return routing;
+}
+
+async function renderRoute() {
   stopPolling();
   const hash = location.hash || '#/';
   if (!hash.startsWith('#/')) return; // An in-page anchor (the skip link).
