@@ -213,7 +213,12 @@ impl App {
             };
             dbs.push((def.name, db));
         }
-        let local_web = defs.iter().any(|d| d.name == ecom_frontend_api::NAME);
+        // The storefront and console go where `/graphql` is: they call it by relative URL.
+        let pages = if defs.iter().any(|d| d.name == ecom_frontend_api::NAME) {
+            ecom_web::router()
+        } else {
+            Router::new()
+        };
         let health = Health {
             dbs: Arc::new(dbs.clone()),
         };
@@ -222,8 +227,7 @@ impl App {
             .route("/readyz", get(readyz).with_state(health.clone()))
             .route("/metrics", get(metrics))
             .merge(ecom_platform::listener::router(bus.clone()))
-            // The storefront and console go where `/graphql` is: they call it by relative URL.
-            .merge(if local_web { ecom_web::router() } else { Router::new() })
+            .merge(pages)
             // Lets any handler take `ecom_runtime::auth::User`.
             .layer(axum::Extension(verifier));
         let router = ecom_runtime::server::finish(router);

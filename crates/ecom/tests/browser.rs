@@ -26,7 +26,11 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A user in `groups`, made as `ecom users add` makes one: (email, id token).
 async fn staff(app: &TestApp, groups: &[&str]) -> (String, String) {
-    let email = format!("{}-{}@staff.example", groups.join("-"), &Uuid::new_v4().simple().to_string()[..8]);
+    let email = format!(
+        "{}-{}@staff.example",
+        groups.join("-"),
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
     let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
     ecom::cli::users::add(&app.storage_target(), &email, PASSWORD, &groups)
         .await
@@ -68,7 +72,10 @@ async fn screenshot(browser: &Browser, name: &str) {
     // The top of the page, without a focus ring; then let the live
     // region's announcement and the reflow settle.
     browser
-        .exec("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);", json!([]))
+        .exec(
+            "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);",
+            json!([]),
+        )
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     std::fs::write(dir.join(format!("{name}.png")), browser.screenshot().await).unwrap();
@@ -89,7 +96,14 @@ async fn screenshots(browser: &Browser, name: &str) {
 /// The page shows words, never a JSON body or a stack trace.
 async fn no_raw_output(browser: &Browser) {
     let text = browser.text().await;
-    for raw in ["{\"", "\"message\"", "at http", "TypeError", "undefined", "[object Object]"] {
+    for raw in [
+        "{\"",
+        "\"message\"",
+        "at http",
+        "TypeError",
+        "undefined",
+        "[object Object]",
+    ] {
         assert!(!text.contains(raw), "the page shows {raw:?}:\n{text}");
     }
 }
@@ -97,12 +111,18 @@ async fn no_raw_output(browser: &Browser) {
 /// Every URL the page loaded is on the app's own origin.
 async fn only_own_origin(browser: &Browser, app: &TestApp) {
     for url in browser.loaded_urls().await {
-        assert!(url.starts_with(&format!("{}/", app.base)), "the page loaded {url}");
+        assert!(
+            url.starts_with(&format!("{}/", app.base)),
+            "the page loaded {url}"
+        );
     }
 }
 
 async fn sign_up_in_the_shop(browser: &Browser) -> String {
-    let email = format!("shopper-{}@example.com", &Uuid::new_v4().simple().to_string()[..8]);
+    let email = format!(
+        "shopper-{}@example.com",
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
     browser.fill("Email", &email).await;
     browser.fill("Password", PASSWORD).await;
     browser.fill("Repeat the password", PASSWORD).await;
@@ -167,7 +187,10 @@ async fn a_shopper_buys_by_clicking_and_watches_staff_pack_and_deliver_it() {
         browser.link("garden").await;
         browser.find("//h1[normalize-space(.)='garden']").await;
         browser.wait_text("Watering can").await;
-        assert!(!browser.text().await.contains("Teapot"), "only the garden category is listed");
+        assert!(
+            !browser.text().await.contains("Teapot"),
+            "only the garden category is listed"
+        );
         browser.labelled("Add Watering can to cart").await;
         browser.wait_text("Added 1 × Watering can to the cart.").await;
         browser.link("Trowel").await;
@@ -182,7 +205,9 @@ async fn a_shopper_buys_by_clicking_and_watches_staff_pack_and_deliver_it() {
 
         // Checkout asks to sign up first, then comes back.
         browser.link("Check out").await;
-        browser.wait_text("Sign in to check out; your cart is kept.").await;
+        browser
+            .wait_text("Sign in to check out; your cart is kept.")
+            .await;
         browser.link("Create an account").await;
         sign_up_in_the_shop(&browser).await;
         browser.find("//h1[normalize-space(.)='Check out']").await;
@@ -205,10 +230,14 @@ async fn a_shopper_buys_by_clicking_and_watches_staff_pack_and_deliver_it() {
         // The warehouse, in another window: one Trowel fewer.
         browser.new_tab().await;
         sign_in_to_console(&browser, &app, &packer).await;
-        browser.find("//h1[normalize-space(.)='Packaging requests']").await;
+        browser
+            .find("//h1[normalize-space(.)='Packaging requests']")
+            .await;
         browser.wait_text(&order_id).await;
         screenshots(&browser, "console-packaging").await;
-        browser.labelled(&format!("Open packaging request {}", &order_id[..8])).await;
+        browser
+            .labelled(&format!("Open packaging request {}", &order_id[..8]))
+            .await;
         browser.button("Start packaging").await;
         browser.wait_text("Status: In progress").await;
         browser.fill("Quantity of Trowel", "1").await;
@@ -230,11 +259,16 @@ async fn a_shopper_buys_by_clicking_and_watches_staff_pack_and_deliver_it() {
         browser.find("//h1[normalize-space(.)='Deliveries']").await;
         let deadline = tokio::time::Instant::now() + webdriver::PATIENCE;
         while !browser.text().await.contains(&order_id[..8]) {
-            assert!(tokio::time::Instant::now() < deadline, "the delivery never appeared");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the delivery never appeared"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             browser.refresh().await;
         }
-        browser.labelled(&format!("Open delivery {}", &order_id[..8])).await;
+        browser
+            .labelled(&format!("Open delivery {}", &order_id[..8]))
+            .await;
         browser.wait_text("Ada Lovelace").await;
         browser.button("Start delivery").await;
         browser.wait_text("Status: In progress").await;
@@ -247,7 +281,12 @@ async fn a_shopper_buys_by_clicking_and_watches_staff_pack_and_deliver_it() {
         browser.switch_to(&shopper_tab).await;
         browser.wait_text("Status: Delivered").await;
         browser.wait_text("€32.00").await;
-        let text = browser.text().await.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = browser
+            .text()
+            .await
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(
             text.contains("Placed (done) Packed (done) Delivered (done)"),
             "every step is done: {text}"
@@ -308,7 +347,9 @@ async fn a_product_an_admin_creates_in_the_console_appears_in_the_shop() {
         }
         browser.fill("Picture addresses", "ftp://example.com/x.png").await;
         browser.button("Create the product").await;
-        browser.wait_text("Each line must be one web address of a picture (http or https).").await;
+        browser
+            .wait_text("Each line must be one web address of a picture (http or https).")
+            .await;
         browser.fill("Picture addresses", "").await;
         browser.fill("Tags", &"t".repeat(201)).await;
         browser.button("Create the product").await;
@@ -367,8 +408,12 @@ async fn a_price_changed_after_adding_to_the_cart_is_explained_and_the_cart_upda
         browser.fill("Card number", "4242424242424242").await;
         browser.button("Pay €40.00 and place the order").await;
         browser.wait_text("The order was not placed:").await;
-        browser.wait_text("Invalid value for 'price': want '3500', got '3000'").await;
-        browser.wait_text("Your cart now shows the current catalogue.").await;
+        browser
+            .wait_text("Invalid value for 'price': want '3500', got '3000'")
+            .await;
+        browser
+            .wait_text("Your cart now shows the current catalogue.")
+            .await;
         no_raw_output(&browser).await;
 
         // The shopper asks for the price again and pays the new total.
@@ -402,7 +447,9 @@ async fn an_ended_session_asks_to_sign_in_again_and_keeps_the_cart() {
         browser.fill("Card number", "4242424242424242").await;
         browser.fill("City", "Hamburg").await;
         browser.button("Get the delivery price").await;
-        browser.wait_text("Your session has ended: please sign in again. Your cart is kept.").await;
+        browser
+            .wait_text("Your session has ended: please sign in again. Your cart is kept.")
+            .await;
         browser.link("Sign in again").await;
         browser.fill("Email", &email).await;
         browser.fill("Password", PASSWORD).await;
@@ -427,7 +474,9 @@ async fn a_declined_card_is_explained_and_nothing_is_ordered() {
         shopper_at_checkout(&browser, &app, &["Umbrella"]).await;
         browser.fill("Card number", "4000 0000 0000 0002").await;
         browser.button("Pay €29.00 and place the order").await;
-        browser.wait_text("The card was not accepted: card declined").await;
+        browser
+            .wait_text("The card was not accepted: card declined")
+            .await;
         screenshots(&browser, "declined").await;
         browser.fill("Card number", "4000000000009995").await;
         browser.button("Pay €29.00 and place the order").await;
@@ -455,7 +504,9 @@ async fn a_card_number_that_is_not_16_digits_is_refused_before_sending() {
         // A changed address needs a new delivery price before paying.
         browser.fill("Country code", "D").await;
         browser.button("Get the delivery price").await;
-        browser.wait_text("Enter the two-letter country code, e.g. DE.").await;
+        browser
+            .wait_text("Enter the two-letter country code, e.g. DE.")
+            .await;
         browser.wait_text("Cart (1)").await;
         browser.quit().await;
     }
@@ -485,21 +536,38 @@ async fn a_shopper_who_opens_the_console_sees_no_staff_data() {
                             "package": line["package"], "quantity": 1}], "address": address, "deliveryPrice": 1500, "paymentToken": token}}}),
             )
             .await;
-        assert_eq!((status, &body["data"]["createOrder"]["success"]), (StatusCode::OK, &json!(true)), "{body}");
-        let order_id = body["data"]["createOrder"]["order"]["orderId"].as_str().unwrap().to_owned();
+        assert_eq!(
+            (status, &body["data"]["createOrder"]["success"]),
+            (StatusCode::OK, &json!(true)),
+            "{body}"
+        );
+        let order_id = body["data"]["createOrder"]["order"]["orderId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
 
         browser.goto(&app.url("/#/signup")).await;
         let email = sign_up_in_the_shop(&browser).await;
         browser.link("Staff console").await;
         browser.find("//h1[normalize-space(.)='No staff access']").await;
-        browser.wait_text(&format!("You are signed in as {email}, which is not a staff account.")).await;
+        browser
+            .wait_text(&format!(
+                "You are signed in as {email}, which is not a staff account."
+            ))
+            .await;
         browser.wait_text("The server refused:").await;
         screenshots(&browser, "console-refused").await;
         for hash in ["#/packaging", "#/deliveries", "#/users", "#/products"] {
             browser.goto(&app.url(&format!("/console{hash}"))).await;
             browser.wait_text("Your account may not see this.").await;
             let text = browser.text().await;
-            for secret in [order_id.as_str(), &order_id[..8], "Grace Hopper", "Arlington", &admin_email] {
+            for secret in [
+                order_id.as_str(),
+                &order_id[..8],
+                "Grace Hopper",
+                "Arlington",
+                &admin_email,
+            ] {
                 assert!(!text.contains(secret), "{hash} shows {secret}:\n{text}");
             }
         }
@@ -523,11 +591,16 @@ async fn no_served_page_or_asset_names_another_origin() {
     for url in &urls {
         let resp = app.http.get(url).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{url}");
-        let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        let csp = resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(csp.contains("default-src 'self'"), "{url}: {csp}");
         let text = resp.text().await.unwrap().replace(SVG_NAMESPACE, "");
         for (i, _) in text.match_indices("://") {
-            let start = text[..i].rfind(|c: char| !c.is_ascii_alphanumeric()).map_or(0, |p| p + 1);
+            let start = text[..i]
+                .rfind(|c: char| !c.is_ascii_alphanumeric())
+                .map_or(0, |p| p + 1);
             let scheme = &text[start..i];
             if scheme == "http" || scheme == "https" {
                 let rest = &text[i + 3..];

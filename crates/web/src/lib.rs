@@ -204,7 +204,10 @@ fn serve(served: &Served, cache: &'static str, request: &HeaderMap) -> Response 
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(served.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(served.content_type),
+            )],
             served.body.clone(),
         )
             .into_response()
@@ -221,7 +224,10 @@ fn with_policy(mut response: Response) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response

@@ -29,7 +29,10 @@ async fn the_pages_are_html_that_must_be_revalidated_and_allow_only_their_own_or
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(header(&headers, "content-type"), "text/html; charset=utf-8");
         assert_eq!(header(&headers, "cache-control"), "no-cache");
-        assert_eq!(header(&headers, "content-security-policy"), CONTENT_SECURITY_POLICY);
+        assert_eq!(
+            header(&headers, "content-security-policy"),
+            CONTENT_SECURITY_POLICY
+        );
         assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
         assert_eq!(header(&headers, "x-frame-options"), "DENY");
         assert!(!header(&headers, "etag").is_empty());
@@ -64,15 +67,15 @@ async fn assets_of_this_version_are_cached_for_a_year_and_others_revalidated() {
             "public, max-age=31536000, immutable"
         );
         assert!(!body.is_empty());
-        assert_eq!(header(&headers, "content-security-policy"), CONTENT_SECURITY_POLICY);
+        assert_eq!(
+            header(&headers, "content-security-policy"),
+            CONTENT_SECURITY_POLICY
+        );
     }
     let (status, headers, _) = get("/assets/0123456789ab/store.js", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(header(&headers, "cache-control"), "no-cache");
-    assert_eq!(
-        header(&headers, "content-type"),
-        "text/javascript; charset=utf-8"
-    );
+    assert_eq!(header(&headers, "content-type"), "text/javascript; charset=utf-8");
 }
 
 #[tokio::test]
@@ -93,7 +96,10 @@ async fn an_unknown_asset_is_a_json_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["message"], "no asset 'nope.js'");
-    assert_eq!(header(&headers, "content-security-policy"), CONTENT_SECURITY_POLICY);
+    assert_eq!(
+        header(&headers, "content-security-policy"),
+        CONTENT_SECURITY_POLICY
+    );
 }
 
 /// The one absolute URL the assets may hold: the SVG namespace, a name
@@ -119,6 +125,7 @@ fn no_asset_names_another_host() {
 #[test]
 fn the_pages_stay_small() {
     // Uncompressed; docs/decisions.md gives the gzipped size.
-    let total: usize = ASSETS.iter().map(|a| a.body.len()).sum::<usize>() + STORE_PAGE.len() + CONSOLE_PAGE.len();
+    let total: usize =
+        ASSETS.iter().map(|a| a.body.len()).sum::<usize>() + STORE_PAGE.len() + CONSOLE_PAGE.len();
     assert!(total < 120 * 1024, "the assets grew to {total} bytes");
 }

@@ -82,7 +82,10 @@ impl Browser {
             if ready {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().unwrap();
@@ -133,7 +136,10 @@ impl Browser {
         if ok {
             Ok(value["value"].clone())
         } else {
-            Err(format!("{}: {}", value["value"]["error"], value["value"]["message"]))
+            Err(format!(
+                "{}: {}",
+                value["value"]["error"], value["value"]["message"]
+            ))
         }
     }
 
@@ -214,7 +220,10 @@ impl Browser {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("no usable element {xpath}; the page shows:\n{}", self.text().await);
+                panic!(
+                    "no usable element {xpath}; the page shows:\n{}",
+                    self.text().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -236,12 +245,14 @@ impl Browser {
 
     /// Clicks the button whose text is `text`.
     pub async fn button(&self, text: &str) {
-        self.click(&format!("//button[normalize-space(.)={}]", quote(text))).await;
+        self.click(&format!("//button[normalize-space(.)={}]", quote(text)))
+            .await;
     }
 
     /// Clicks the link whose text is `text`.
     pub async fn link(&self, text: &str) {
-        self.click(&format!("//a[normalize-space(.)={}]", quote(text))).await;
+        self.click(&format!("//a[normalize-space(.)={}]", quote(text)))
+            .await;
     }
 
     /// Clicks the button or link whose accessible name (aria-label) is `label`.
@@ -271,7 +282,9 @@ impl Browser {
             .await;
             match done {
                 Ok(_) => return,
-                Err(err) if tokio::time::Instant::now() > deadline => panic!("cannot type into {label}: {err}"),
+                Err(err) if tokio::time::Instant::now() > deadline => {
+                    panic!("cannot type into {label}: {err}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
