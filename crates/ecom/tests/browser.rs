@@ -370,6 +370,106 @@ async fn a_product_an_admin_creates_in_the_console_appears_in_the_shop() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn an_admin_manages_users_groups_and_products_in_the_console() {
+    let _one = ONE_BROWSER.lock().await;
+    let app = TestApp::spawn(Storage::Sqlite).await;
+    if let Some(browser) = Browser::start().await {
+        let (admin_email, admin) = staff(&app, &["admin"]).await;
+        sign_in_to_console(&browser, &app, &admin_email).await;
+
+        // A new warehouse colleague.
+        browser.link("Users").await;
+        browser.find("//h1[normalize-space(.)='Users and groups']").await;
+        let packer = format!("packer-{}@example.com", &Uuid::new_v4().simple().to_string()[..8]);
+        browser.fill("Email", &packer).await;
+        browser.fill("Password", "short").await;
+        browser.button("Add the user").await;
+        browser
+            .wait_text("Use 8 or more characters with at least two of")
+            .await;
+        browser.fill("Password", PASSWORD).await;
+        browser
+            .click("//form[.//button[normalize-space(.)='Add the user']]//input[@id=//label[normalize-space(.)='warehouse']/@for]")
+            .await;
+        browser.button("Add the user").await;
+        browser.wait_text(&format!("Added {packer}.")).await;
+        let packer_token = app.sign_in(&packer).await;
+        let (_, body) = app
+            .post_with_token(
+                "/graphql",
+                &packer_token,
+                &json!({"query": "{ getNewPackagingRequestIds { packagingRequestIds } }"}),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "the new user packs: {body}");
+
+        // Taken out of the group again, from the user's row.
+        browser.labelled(&format!("warehouse group for {packer}")).await;
+        browser
+            .wait_text(&format!("{packer} is no longer in the warehouse group."))
+            .await;
+        let (_, page) = app.get_with_token("/users/admin/users?limit=100", &admin).await;
+        let row = page["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == packer.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(row["groups"], json!([]));
+        no_raw_output(&browser).await;
+
+        // Products: an import file that creates one, updates one and has a bad one.
+        let existing = product(&app, &admin, "Garden hose", "garden", 2900).await;
+        let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+        let mut changed = existing.clone();
+        changed["price"] = json!(3100);
+        let items = json!([
+            changed,
+            {"name": "Seed tray", "category": "garden", "price": 450,
+             "package": {"width": 300, "length": 200, "height": 50, "weight": 150}},
+            {"name": "No price", "package": {"width": 1, "length": 1, "height": 1, "weight": 1}},
+        ]);
+        std::fs::write(file.path(), items.to_string()).unwrap();
+        browser.link("Products").await;
+        browser.find("//h1[normalize-space(.)='Products']").await;
+        browser
+            .fill("JSON file", &file.path().display().to_string())
+            .await;
+        browser.button("Import").await;
+        browser
+            .wait_text("Created 1, updated 1, unchanged 0, refused 1.")
+            .await;
+        browser
+            .wait_text("Product 3 (No price): missing field `price`")
+            .await;
+        no_raw_output(&browser).await;
+
+        // Edit a price, then delete the product.
+        browser.link("Products").await;
+        browser.refresh().await;
+        browser.labelled("Edit Seed tray").await;
+        browser.find("//h1[normalize-space(.)='Edit Seed tray']").await;
+        browser.fill("Price (€)", "5").await;
+        browser.button("Save").await;
+        browser.wait_text("Saved Seed tray.").await;
+        browser.wait_text("€5.00").await;
+        browser.wait_text("€31.00").await;
+        browser
+            .click("//tr[th[normalize-space(.)='Garden hose']]//button[normalize-space(.)='Delete']")
+            .await;
+        browser.button("Delete Garden hose").await;
+        browser.wait_text("Deleted Garden hose.").await;
+        let id = existing["productId"].as_str().unwrap();
+        let (status, _) = app.get(&format!("/products/products/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        no_raw_output(&browser).await;
+        browser.quit().await;
+    }
+    app.stop().await;
+}
+
 /// Puts the named products in a new shopper's cart and opens checkout,
 /// signed in, with the address filled and priced.
 async fn shopper_at_checkout(browser: &Browser, app: &TestApp, names: &[&str]) {
