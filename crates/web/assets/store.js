@@ -235,15 +235,17 @@ async function catalogue(category) {
       route();
     },
   }, 'Next page');
+  // The heading comes first, so focus lands above the categories and the
+  // products, and Tab walks them in reading order.
   show(`${title} · ecom shop`,
+    h('h1', {}, title),
     h('div', { class: 'with-side' },
       nav,
-      h('section', { 'aria-labelledby': 'catalogue-title' },
-        h('h1', { id: 'catalogue-title' }, title),
+      h('section', { 'aria-label': 'Products' },
         page.products.length
           ? h('div', { class: 'grid' }, page.products.map(card))
           : h('p', {}, 'No products here yet.'),
-        h('div', { class: 'pager' }, prev, h('span', {}, `Page ${pager.index + 1}`), next))));
+        h('nav', { class: 'pager', 'aria-label': 'Pages' }, prev, h('span', {}, `Page ${pager.index + 1}`), next))));
 }
 
 async function productPage(productId) {
