@@ -461,7 +461,10 @@ async function checkoutPage() {
     }
     checkout.attempt = null;
     if (!answer.success) {
-      const reasons = answer.errors && answer.errors.length ? answer.errors : [answer.message];
+      // Reasons name products by id ("Out of stock: <id>"); say their names too.
+      const names = cart.lines();
+      const reasons = (answer.errors && answer.errors.length ? answer.errors : [answer.message])
+        .map((r) => names.reduce((text, l) => text.split(l.productId).join(`${l.productId} (${l.name})`), String(r)));
       const changed = await refreshCart();
       checkoutForm.showError(h('div', { class: 'alert', role: 'alert', tabindex: '-1' },
         h('p', {}, 'The order was not placed:'),
