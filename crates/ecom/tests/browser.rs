@@ -511,6 +511,7 @@ async fn a_price_changed_after_adding_to_the_cart_is_explained_and_the_cart_upda
         browser
             .wait_text("Invalid value for 'price': want '3500', got '3000'")
             .await;
+        browser.wait_text("(Desk lamp)").await;
         browser
             .wait_text("Your cart now shows the current catalogue.")
             .await;
