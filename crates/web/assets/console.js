@@ -395,7 +395,7 @@ async function productForm(productId) {
   const name = field('Name', { required: true, maxlength: 200, value: p.name || '' });
   const category = field('Category', { maxlength: 200, value: p.category || '' });
   const price = field('Price (€)', {
-    required: true, inputmode: 'decimal', value: product ? (p.price / 100).toFixed(2) : '',
+    required: true, inputmode: 'decimal', value: product ? money(p.price).replace(/[^0-9.]/g, '') : '',
     hint: 'For example 12.50', check: (v) => (parseMoney(v) === null ? 'Enter a price like 12.50.' : ''),
   });
   const dims = ['width', 'length', 'height'].map((k) => field(`${k[0].toUpperCase()}${k.slice(1)} (mm)`, {
