@@ -272,6 +272,12 @@ impl App {
             };
             dbs.push((def.name, db));
         }
+        // The storefront and console go where `/graphql` is: they call it by relative URL.
+        let pages = if defs.iter().any(|d| d.name == ecom_frontend_api::NAME) {
+            ecom_web::router()
+        } else {
+            Router::new()
+        };
         let health = Health {
             dbs: Arc::new(dbs.clone()),
         };
@@ -286,7 +292,7 @@ impl App {
             router
         };
         // Lets any handler take `ecom_runtime::auth::User`.
-        let router = router.layer(axum::Extension(verifier.clone()));
+        let router = router.merge(pages).layer(axum::Extension(verifier.clone()));
         let router = ecom_runtime::server::finish(router);
         // Set before serving, so in-process calls never find it missing.
         let _ = local_router.set(router.clone());

@@ -143,6 +143,8 @@ async fn up(config: Config, services: &[String]) -> anyhow::Result<()> {
     for name in app.services() {
         if *name == ecom_frontend_api::NAME {
             println!("  {name:<17} {base}/graphql");
+            println!("  storefront        {base}/");
+            println!("  staff console     {base}/console");
         } else {
             println!("  {name:<17} {base}/{name}/");
         }

@@ -471,6 +471,15 @@ async fn every_rest_route_admits_exactly_its_callers() {
             // operations: health for load balancers, metrics for scrapers.
             (Method::GET, "/healthz".into(), None, [A, A, A, A, A, A, A]),
             (Method::GET, "/readyz".into(), None, [A, A, A, A, A, A, A]),
+            // The storefront and console pages are public: the API behind them decides.
+            (Method::GET, "/".into(), None, [A, A, A, A, A, A, A]),
+            (Method::GET, "/console".into(), None, [A, A, A, A, A, A, A]),
+            (
+                Method::GET,
+                format!("/assets/{}/console.js", ecom_web::asset_version()),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
         ];
         let _ = N;
         for (method, path, body, expects) in rows {
