@@ -290,6 +290,33 @@ impl Browser {
         }
     }
 
+    /// Types `keys` into whatever has the focus, one key at a time, as a
+    /// person would (for editors whose input element is hidden). Control is
+    /// `\u{E009}`, held for the next key only.
+    pub async fn keys(&self, keys: &str) {
+        let mut actions = Vec::new();
+        let mut chars = keys.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\u{E009}' {
+                if let Some(next) = chars.next() {
+                    actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+                    actions.push(json!({"type": "keyDown", "value": next.to_string()}));
+                    actions.push(json!({"type": "keyUp", "value": next.to_string()}));
+                    actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+                }
+                continue;
+            }
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        )
+        .await
+        .unwrap();
+    }
+
     /// Sets the window size (the page reflows to it).
     pub async fn resize(&self, width: u32, height: u32) {
         self.post("/window/rect", json!({ "width": width, "height": height }))
