@@ -63,11 +63,24 @@ impl Rule {
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let compiled = Pattern::parse(&pattern).map_err(|e| anyhow::anyhow!("rule {name}: {e}"))?;
+        let timing = Arc::new(metrics::HandlerTiming::new(name));
+        let handler = Arc::new(handler);
         Ok(Rule {
             name: name.to_owned(),
             pattern: compiled,
             pattern_json: pattern,
-            handler: Arc::new(move |e| Box::pin(handler(e))),
+            // Every backend calls the handler through here, so the timings
+            // read alike on the embedded bus and on NATS.
+            handler: Arc::new(move |e: Event| {
+                let (handler, timing) = (handler.clone(), timing.clone());
+                Box::pin(async move {
+                    timing.started(&e);
+                    let began = std::time::Instant::now();
+                    let outcome = handler(e).await;
+                    timing.finished(began.elapsed(), outcome.is_ok());
+                    outcome
+                })
+            }),
         })
     }
 }
