@@ -125,12 +125,13 @@ pub async fn open_bus(config: &Config, target: &StorageTarget) -> anyhow::Result
             let backend = EmbeddedBus::open(db.clone(), config.bus.clone()).await?;
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), Some(db)))
         }
+        // One server, or several of one cluster separated by commas.
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
             let backend = NatsBus::connect(url, config.bus.clone(), &config.bus_prefix).await?;
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), None))
         }
         Some(url) => anyhow::bail!(
-            "unsupported bus URL '{url}': use nats://host:4222, or leave --bus-url unset for the embedded bus"
+            "unsupported bus URL '{url}': use nats://host:4222 (or nats://a:4222,nats://b:4222 for a cluster), or leave --bus-url unset for the embedded bus"
         ),
     }
 }
@@ -154,7 +155,8 @@ impl App {
     /// Builds the named services (all when empty) with the storage the
     /// configuration names.
     pub async fn build(config: Config, names: &[String]) -> anyhow::Result<App> {
-        let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
+        let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?
+            .with_pool_size(config.database_pool_size);
         App::build_with(config, names, target).await
     }
 
