@@ -2,7 +2,6 @@
 //! with every service under `/<service>/`, health and metrics routes.
 
 use anyhow::Context as _;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -12,7 +11,7 @@ use ecom_platform::bus::nats::NatsBus;
 use ecom_platform::bus::BusBackend;
 use ecom_platform::{Bus, Context, Outbox, ServiceDef};
 use ecom_runtime::client::LocalRouter;
-use ecom_runtime::{ApiError, Clients, Config, Json, ServiceKey};
+use ecom_runtime::{Clients, Config, ServiceKey};
 use ecom_storage::{Db, StorageTarget};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -146,11 +145,6 @@ pub struct App {
     relays: Vec<(&'static str, Db, Outbox)>,
 }
 
-#[derive(Clone)]
-struct Health {
-    dbs: Arc<Vec<(&'static str, Db)>>,
-}
-
 impl App {
     /// Builds the named services (all when empty) with the storage the
     /// configuration names.
@@ -215,12 +209,10 @@ impl App {
             };
             dbs.push((def.name, db));
         }
-        let health = Health {
-            dbs: Arc::new(dbs.clone()),
-        };
+        let health = crate::health::Health::new(dbs.clone(), bus.clone(), clients.clone());
         let router = router
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(health.clone()))
+            .route("/healthz", get(crate::health::healthz))
+            .route("/readyz", get(crate::health::readyz).with_state(health))
             .route("/metrics", get(metrics))
             .merge(ecom_platform::listener::router(bus.clone()))
             // Lets any handler take `ecom_runtime::auth::User`.
@@ -299,22 +291,6 @@ impl App {
         }
         Ok(())
     }
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
-}
-
-async fn readyz(State(health): State<Health>) -> Result<Json<serde_json::Value>, ApiError> {
-    for (name, db) in health.dbs.iter() {
-        if let Err(e) = db.ping().await {
-            tracing::warn!(service = name, error = %e, "database not ready");
-            return Err(ApiError::unavailable(format!(
-                "the database of {name} does not answer"
-            )));
-        }
-    }
-    Ok(Json(serde_json::json!({ "status": "ready" })))
 }
 
 async fn metrics() -> impl IntoResponse {

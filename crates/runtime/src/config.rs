@@ -60,8 +60,9 @@ pub struct ConfigArgs {
     /// as separate processes [default: generated into the data dir]
     #[arg(long, env = "ECOM_SERVICE_KEY", global = true, hide_env_values = true)]
     pub service_key: Option<String>,
-    /// Base URL of another service, as NAME=URL (repeatable); also
-    /// ECOM_<SERVICE>_URL, e.g. ECOM_ORDERS_URL=http://10.0.0.5:8080
+    /// Base URL of another service, as NAME=URL (repeatable); several
+    /// replicas as NAME=URL1,URL2; also ECOM_<SERVICE>_URL, e.g.
+    /// ECOM_ORDERS_URL=http://10.0.0.5:8080,http://10.0.0.6:8080
     #[arg(long = "service-url", value_name = "NAME=URL", global = true)]
     pub service_urls: Vec<String>,
 }

@@ -44,8 +44,9 @@ pub fn nats_server_available() -> bool {
 }
 
 impl NatsCluster {
-    /// Starts `size` nodes routed to each other and waits until JetStream
-    /// answers through every one of them (a meta leader is elected).
+    /// Starts `size` nodes routed to each other (one node: a plain server)
+    /// and waits until JetStream answers through every one of them (a meta
+    /// leader is elected).
     pub async fn start(size: usize) -> NatsCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
@@ -58,14 +59,17 @@ impl NatsCluster {
             let name = format!("n{}", i + 1);
             let store = dir.path().join(&name);
             let config = dir.path().join(format!("{name}.conf"));
-            let text = format!(
-                "server_name: {name}\n\
-                 listen: 127.0.0.1:{port}\n\
-                 jetstream {{ store_dir: \"{}\" }}\n\
-                 cluster {{\n  name: ecom-test\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
-                store.display(),
-                routes.join(", ")
+            let mut text = format!(
+                "server_name: {name}\nlisten: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n",
+                store.display()
             );
+            // One node is a plain server; more form a cluster.
+            if size > 1 {
+                text.push_str(&format!(
+                    "cluster {{\n  name: ecom-test\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                ));
+            }
             std::fs::write(&config, text).expect("the node's configuration is written");
             nodes.push(Node {
                 log: dir.path().join(format!("{name}.log")),
