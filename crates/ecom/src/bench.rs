@@ -53,20 +53,22 @@ pub enum Scenario {
     /// `POST /orders/backend/orders` with 3 catalogue products and a service
     /// credential: checks with products, delivery-pricing and payment (in
     /// parallel), stores the order and its `OrderCreated`, which payment
-    /// then records. Needs the in-process platform (it pre-authorises one
-    /// large amount there; a check does not consume it, so it serves every order).
+    /// then records. Pre-authorises the order's total once through
+    /// `/payment-3p/preauth` (a check does not consume it, so it serves
+    /// every order); with `--url`, the catalogue must hold the sample products.
     CreateOrder,
     /// `POST /graphql` `createOrder`: the order of `create-order`, as a
     /// signed-in shopper, through the gateway (which calls orders with the
-    /// caller's id). Needs the in-process platform, as `create-order` does.
+    /// caller's id).
     GraphqlCreateOrder,
     /// The whole journey, one order at a time per connection: pre-authorise
     /// the order's total at payment-3p, `create-order`'s request, then the
     /// warehouse staff start and complete its packaging and the delivery
     /// staff start and complete its delivery over the REST routes, until
     /// the order is `FULFILLED` and its token consumed at payment-3p.
-    /// Reports journeys/s and createOrder latency within journeys. Needs
-    /// the in-process platform (it creates the staff users there).
+    /// Reports journeys/s and createOrder latency within journeys. With
+    /// `--url`, its staff users are added to the deployment's database (the
+    /// same `--database-url` / `--data-dir` as `ecom users add`).
     Journey,
 }
 
@@ -236,22 +238,19 @@ fn order_request(payment_token: Option<&str>) -> anyhow::Result<serde_json::Valu
 pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     if args.scenario == Scenario::Journey {
         anyhow::ensure!(
-            args.url.is_none(),
-            "journey creates its staff users and pre-authorises in the platform it boots itself: drop --url"
-        );
-        anyhow::ensure!(
             args.rate.is_none(),
             "journey is a closed loop of whole journeys: drop --rate"
         );
     }
     let (base, key, guard, stop) = match &args.url {
         Some(url) => {
-            let key = ServiceKey::load_or_create(
-                std::env::var("ECOM_SERVICE_KEY").ok().as_deref(),
-                ".".as_ref(),
-            )
-            .context(
-                "set ECOM_SERVICE_KEY (or run from the data dir) to sign credentials for a running platform",
+            anyhow::ensure!(
+                url.starts_with("http://"),
+                "--url: '{url}' is not http://host:port (the load generator speaks plain HTTP)"
+            );
+            // The deployment's key, as every CLI command finds it.
+            let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir).context(
+                "set ECOM_SERVICE_KEY (or --data-dir) to sign credentials for the running platform",
             )?;
             (url.trim_end_matches('/').to_owned(), key, None, None)
         }
@@ -314,7 +313,15 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     let authority = base.trim_start_matches("http://").to_owned();
     let outcome = match (args.scenario, &guard) {
         (Scenario::Journey, Some(booted)) => journey::run(&args, &authority, &key, &booted.target).await,
-        _ => requests(&args, &base, &authority, &key, guard.as_ref().map(|b| &b.target)).await,
+        // A running deployment: its staff users are added to its database,
+        // as `ecom users add` does beside it (same flags and environment).
+        (Scenario::Journey, None) => {
+            match StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone()) {
+                Ok(target) => journey::run(&args, &authority, &key, &target).await,
+                Err(e) => Err(e),
+            }
+        }
+        _ => requests(&args, &base, &authority, &key).await,
     };
     if let Some((tx, handle)) = stop {
         let _ = tx.send(());
@@ -371,20 +378,9 @@ fn describe(target: &StorageTarget) -> String {
 }
 
 /// The request scenarios: one target, loaded by every connection.
-async fn requests(
-    args: &BenchArgs,
-    base: &str,
-    authority: &str,
-    key: &ServiceKey,
-    booted: Option<&StorageTarget>,
-) -> anyhow::Result<()> {
-    let payment_token = match (args.scenario, booted) {
-        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, Some(target)) => {
-            Some(preauthorise(target).await?)
-        }
-        (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, None) => {
-            anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
-        }
+async fn requests(args: &BenchArgs, base: &str, authority: &str, key: &ServiceKey) -> anyhow::Result<()> {
+    let payment_token = match args.scenario {
+        Scenario::CreateOrder | Scenario::GraphqlCreateOrder => Some(preauthorise(authority).await?),
         _ => None,
     };
     let product_id = match args.scenario {
@@ -464,16 +460,21 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     sorted_us.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
 }
 
-/// Pre-authorises a large amount at the payment-3p of the platform whose
-/// data is at `target` (already migrated); the token.
-async fn preauthorise(target: &StorageTarget) -> anyhow::Result<String> {
-    let db = ecom_storage::Db::open(target, ecom_payment_3p::NAME).await?;
-    let amount = ecom_model::Money::try_from(i64::MAX / 2).map_err(anyhow::Error::msg)?;
-    let token = ecom_payment_3p::store::TokenWriter::start(db.clone())
-        .create(amount, "4242")
-        .await;
-    db.close().await;
-    Ok(token?.to_string())
+/// Pre-authorises the total of the create-order scenarios' order through
+/// `POST /payment-3p/preauth` of the platform at `authority` (booted here
+/// or not), as a shopper would; the token. A check does not consume it, so
+/// it pays for every order of the run.
+async fn preauthorise(authority: &str) -> anyhow::Result<String> {
+    let total = journey::order_total(&order_request(Some("-"))?)?;
+    let body = serde_json::json!({ "cardNumber": "4242424242424242", "amount": total });
+    let (status, answer) = JsonClient::connect(authority)
+        .await?
+        .send(Method::POST, "/payment-3p/preauth", None, body.to_string().into())
+        .await?;
+    answer["paymentToken"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("pre-authorising through /payment-3p/preauth failed: {status} {answer}"))
 }
 
 /// One keep-alive HTTP/1.1 connection for JSON calls: the setup steps of
