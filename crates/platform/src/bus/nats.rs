@@ -271,9 +271,10 @@ pub fn server_addrs(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
 }
 
 /// JetStream error codes that no retry can change: a stream whose replicas
-/// a single server cannot hold, a configuration the server refuses, subjects
-/// another stream takes.
-const PERMANENT_STREAM_ERRORS: [u64; 3] = [10074, 10052, 10065];
+/// a single server cannot hold, a configuration the server refuses. Not
+/// "subjects overlap" (10065): a cluster answers it to a create racing with
+/// another process's create of the same stream.
+const PERMANENT_STREAM_ERRORS: [u64; 2] = [10074, 10052];
 
 /// Creates the stream, or updates an existing one to `config` keeping its
 /// replicas where it has more (raised by an operator, or created by a
