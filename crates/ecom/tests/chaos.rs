@@ -682,7 +682,7 @@ const ONCE_PER_ORDER: &[&str] = &[
 /// Events of [`ONCE_PER_ORDER`] with more than one id for one order: a
 /// handler or a relay that produced an effect twice. Also how many events
 /// were read.
-async fn doubled_events(cluster_url: &str) -> (usize, Vec<String>) {
+async fn doubled_events(cluster_url: &str) -> (usize, Vec<String>, BTreeMap<String, Vec<String>>) {
     let servers = ecom_platform::bus::nats::server_addrs(cluster_url).unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(servers).await.unwrap());
     let stream = js.get_stream("ECOM").await.unwrap();
@@ -695,6 +695,7 @@ async fn doubled_events(cluster_url: &str) -> (usize, Vec<String>) {
         .unwrap();
     let mut remaining = consumer.cached_info().num_pending;
     let mut ids: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut by_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut read = 0;
     let mut messages = consumer.messages().await.unwrap();
     while remaining > 0 {
@@ -713,6 +714,13 @@ async fn doubled_events(cluster_url: &str) -> (usize, Vec<String>) {
             .unwrap_or_default()
             .to_owned();
         let kind = event["detail-type"].as_str().unwrap_or_default().to_owned();
+        if !order.is_empty() {
+            by_order.entry(order.clone()).or_default().push(format!(
+                "{kind} {} at {}",
+                event["id"].as_str().unwrap_or_default(),
+                event["time"].as_str().unwrap_or_default()
+            ));
+        }
         if order.is_empty() || !ONCE_PER_ORDER.contains(&kind.as_str()) {
             continue;
         }
@@ -725,7 +733,7 @@ async fn doubled_events(cluster_url: &str) -> (usize, Vec<String>) {
         .filter(|(_, ids)| ids.len() > 1)
         .map(|((kind, order), ids)| format!("{kind} of {order}: {} events", ids.len()))
         .collect();
-    (read, doubled)
+    (read, doubled, by_order)
 }
 
 async fn dead_letters(cluster_url: &str) -> usize {
@@ -908,7 +916,7 @@ async fn the_journey_survives_killed_replicas_a_killed_nats_node_and_dropped_con
         placed.len(),
         one_each(&state.deliveries, "deliveries"),
     ));
-    let (events, doubled) = doubled_events(&topology.nats.url()).await;
+    let (events, doubled, by_order) = doubled_events(&topology.nats.url()).await;
     rows.push((
         "no event doubled (OrderCreated, PackageCreated, DeliveryCompleted, … per order)",
         events,
@@ -963,6 +971,18 @@ async fn the_journey_survives_killed_replicas_a_killed_nats_node_and_dropped_con
         for v in violations.iter().take(40) {
             println!("  {v}");
         }
+        // What the bus carried about the orders that did not come to rest.
+        for p in placed
+            .iter()
+            .filter(|p| state.orders.get(&p.order_id).map(String::as_str) != Some("FULFILLED"))
+            .take(5)
+        {
+            println!("\nevents of order {} (token {}):", p.order_id, p.token);
+            for event in by_order.get(&p.order_id).into_iter().flatten() {
+                println!("  {event}");
+            }
+            println!("  token: {:?}", state.tokens.get(&p.token));
+        }
         for replica in &topology.replicas {
             println!(
                 "\n--- {} :{} ---\n{}",
@@ -975,8 +995,14 @@ async fn the_journey_survives_killed_replicas_a_killed_nats_node_and_dropped_con
 
     // Clean up before asserting, so a failure leaves nothing running.
     let ok = violations.is_empty() && !placed.is_empty();
-    let kept = topology.dir.path().display().to_string();
-    drop(topology);
+    let kept = if ok {
+        drop(topology);
+        String::new()
+    } else {
+        // Kept for a look at the replicas' logs.
+        let Topology { dir, .. } = topology;
+        dir.keep().display().to_string()
+    };
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&admin)
         .await;
