@@ -9,7 +9,8 @@
 //! <service>` on free ports, each given both replicas' URLs of the services
 //! it calls), on a fresh PostgreSQL database made for the run and dropped
 //! afterwards, and a 3-node `nats-server` cluster on free ports with
-//! temporary stores, streams with 3 replicas.
+//! temporary stores, streams with 3 replicas; the bus settings of
+//! `deploy/ecom.toml`, as the deployment files give them.
 //!
 //! Run by `.ci/run` (`ECOM_CHAOS=1`); skipped otherwise, and when
 //! `ECOM_TEST_DATABASE_URL` or `nats-server` is missing. `ECOM_CHAOS_SEED`
@@ -166,6 +167,11 @@ impl Topology {
             ("ECOM_DATABASE_POOL_SIZE".to_owned(), "3".to_owned()),
             ("ECOM_SERVICE_KEY".to_owned(), key),
             ("ECOM_DATA_DIR".to_owned(), dir.path().display().to_string()),
+            // The deployment files' bus settings: retries that outlast the ack wait.
+            (
+                "ECOM_CONFIG".to_owned(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/ecom.toml").to_owned(),
+            ),
         ];
         let ports: BTreeMap<&'static str, [u16; 2]> = CALLS
             .iter()

@@ -407,6 +407,24 @@ fn the_kubernetes_manifests_render_and_use_only_what_ecom_takes() {
 }
 
 #[test]
+fn the_bus_settings_file_parses_and_its_kubernetes_copy_is_the_same() {
+    // kustomize reads files only below deploy/k8s, hence the copy.
+    assert_eq!(read("deploy/ecom.toml"), read("deploy/k8s/ecom.toml"));
+    let file = ecom_runtime::ConfigFile::read(&repo().join("deploy/ecom.toml")).unwrap();
+    let config = ecom_runtime::Config::merge(&Default::default(), file, &[], |_| None).unwrap();
+    // Retries outlast JetStream's 60 s ack wait, even with every delay
+    // drawn at half its bound.
+    let bus = &config.bus;
+    let span: u128 = (1..bus.max_attempts)
+        .map(|n| {
+            let bound = bus.initial_backoff.as_millis() << (n - 1).min(20);
+            bound.min(bus.max_backoff.as_millis()) / 2
+        })
+        .sum();
+    assert!(span > 60_000, "retries span only {span} ms");
+}
+
+#[test]
 fn a_wrong_flag_or_variable_is_caught() {
     // The checks above would pass vacuously if nothing were recognised.
     let known = known();
