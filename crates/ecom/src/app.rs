@@ -2,7 +2,6 @@
 //! with every service under `/<service>/`, health and metrics routes.
 
 use anyhow::Context as _;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -12,7 +11,7 @@ use ecom_platform::bus::nats::NatsBus;
 use ecom_platform::bus::BusBackend;
 use ecom_platform::{Bus, Context, Outbox, ServiceDef};
 use ecom_runtime::client::LocalRouter;
-use ecom_runtime::{ApiError, Clients, Config, Json, ServiceKey};
+use ecom_runtime::{Clients, Config, ServiceKey};
 use ecom_storage::{Db, StorageTarget};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -181,12 +180,13 @@ pub async fn open_bus(config: &Config, target: &StorageTarget) -> anyhow::Result
             let backend = EmbeddedBus::open(db.clone(), config.bus.clone()).await?;
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), Some(db)))
         }
+        // One server, or several of one cluster separated by commas.
         Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
             let backend = NatsBus::connect(url, config.bus.clone(), &config.bus_prefix).await?;
             Ok((Bus::new(Arc::new(backend) as Arc<dyn BusBackend>), None))
         }
         Some(url) => anyhow::bail!(
-            "unsupported bus URL '{url}': use nats://host:4222, or leave --bus-url unset for the embedded bus"
+            "unsupported bus URL '{url}': use nats://host:4222 (or nats://a:4222,nats://b:4222 for a cluster), or leave --bus-url unset for the embedded bus"
         ),
     }
 }
@@ -203,16 +203,12 @@ pub struct App {
     verifier: ecom_runtime::auth::Verifier,
 }
 
-#[derive(Clone)]
-struct Health {
-    dbs: Arc<Vec<(&'static str, Db)>>,
-}
-
 impl App {
     /// Builds the named services (all when empty) with the storage the
     /// configuration names.
     pub async fn build(config: Config, names: &[String]) -> anyhow::Result<App> {
-        let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?;
+        let target = StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone())?
+            .with_pool_size(config.database_pool_size);
         App::build_with(config, names, target).await
     }
 
@@ -278,12 +274,10 @@ impl App {
         } else {
             Router::new()
         };
-        let health = Health {
-            dbs: Arc::new(dbs.clone()),
-        };
+        let health = crate::health::Health::new(dbs.clone(), bus.clone(), clients.clone());
         let router = router
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(health.clone()))
+            .route("/healthz", get(crate::health::healthz))
+            .route("/readyz", get(crate::health::readyz).with_state(health))
             .route("/metrics", get(metrics));
         // Staff only, and left out (404) when the operator turned it off.
         let router = if config.server.event_listener {
@@ -373,22 +367,6 @@ impl App {
         }
         Ok(())
     }
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
-}
-
-async fn readyz(State(health): State<Health>) -> Result<Json<serde_json::Value>, ApiError> {
-    for (name, db) in health.dbs.iter() {
-        if let Err(e) = db.ping().await {
-            tracing::warn!(service = name, error = %e, "database not ready");
-            return Err(ApiError::unavailable(format!(
-                "the database of {name} does not answer"
-            )));
-        }
-    }
-    Ok(Json(serde_json::json!({ "status": "ready" })))
 }
 
 async fn metrics() -> impl IntoResponse {

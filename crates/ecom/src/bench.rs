@@ -53,21 +53,24 @@ pub enum Scenario {
     /// `POST /orders/backend/orders` with 3 catalogue products and a service
     /// credential: checks with products, delivery-pricing and payment (in
     /// parallel; payment claims the token for the order), stores the order
-    /// and its `OrderCreated`, which payment then records. Needs the
-    /// in-process platform: a payment token pays for one order, so before
-    /// the run it pre-authorises a token per request it may send there.
+    /// and its `OrderCreated`, which payment then records. A payment token
+    /// pays for one order, so before the run it pre-authorises a token per
+    /// request it may send (in the platform it booted, or through the
+    /// `--url` deployment's `/payment-3p/preauth`; with `--url`, the
+    /// catalogue must hold the sample products).
     CreateOrder,
     /// `POST /graphql` `createOrder`: the order of `create-order`, as a
     /// signed-in shopper, through the gateway (which calls orders with the
-    /// caller's id). Needs the in-process platform, as `create-order` does.
+    /// caller's id).
     GraphqlCreateOrder,
     /// The whole journey, one order at a time per connection: pre-authorise
     /// the order's total at payment-3p, `create-order`'s request, then the
     /// warehouse staff start and complete its packaging and the delivery
     /// staff start and complete its delivery over the REST routes, until
     /// the order is `FULFILLED` and payment-3p shows its total captured.
-    /// Reports journeys/s and createOrder latency within journeys. Needs
-    /// the in-process platform (it creates the staff users there).
+    /// Reports journeys/s and createOrder latency within journeys. With
+    /// `--url`, its staff users are added to the deployment's database (the
+    /// same `--database-url` / `--data-dir` as `ecom users add`).
     Journey,
 }
 
@@ -306,22 +309,19 @@ fn order_request(payment_token: &str) -> anyhow::Result<serde_json::Value> {
 pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     if args.scenario == Scenario::Journey {
         anyhow::ensure!(
-            args.url.is_none(),
-            "journey creates its staff users and pre-authorises in the platform it boots itself: drop --url"
-        );
-        anyhow::ensure!(
             args.rate.is_none(),
             "journey is a closed loop of whole journeys: drop --rate"
         );
     }
     let (base, key, guard, stop) = match &args.url {
         Some(url) => {
-            let key = ServiceKey::load_or_create(
-                std::env::var("ECOM_SERVICE_KEY").ok().as_deref(),
-                ".".as_ref(),
-            )
-            .context(
-                "set ECOM_SERVICE_KEY (or run from the data dir) to sign credentials for a running platform",
+            anyhow::ensure!(
+                url.starts_with("http://"),
+                "--url: '{url}' is not http://host:port (the load generator speaks plain HTTP)"
+            );
+            // The deployment's key, as every CLI command finds it.
+            let key = ServiceKey::load_or_create(config.service_key.as_deref(), &config.data_dir).context(
+                "set ECOM_SERVICE_KEY (or --data-dir) to sign credentials for the running platform",
             )?;
             (url.trim_end_matches('/').to_owned(), key, None, None)
         }
@@ -396,6 +396,14 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     let authority = base.trim_start_matches("http://").to_owned();
     let outcome = match (args.scenario, &guard) {
         (Scenario::Journey, Some(booted)) => journey::run(&args, &authority, &key, &booted.target).await,
+        // A running deployment: its staff users are added to its database,
+        // as `ecom users add` does beside it (same flags and environment).
+        (Scenario::Journey, None) => {
+            match StorageTarget::from_url(config.database_url.as_deref(), config.data_dir.clone()) {
+                Ok(target) => journey::run(&args, &authority, &key, &target).await,
+                Err(e) => Err(e),
+            }
+        }
         _ => requests(&args, &base, &authority, &key, guard.as_ref().map(|b| &b.target)).await,
     };
     if let Some((tx, handle)) = stop {
@@ -474,7 +482,15 @@ async fn requests(
             tokens
         }
         (Scenario::CreateOrder | Scenario::GraphqlCreateOrder, None) => {
-            anyhow::bail!("create-order pre-authorises in the platform it boots itself: drop --url")
+            let per_second = args.rate.unwrap_or(10_000);
+            let count = per_second.saturating_mul(args.duration + 1) as usize + args.connections;
+            let started = Instant::now();
+            let tokens = preauthorise_over_http(authority, count).await?;
+            println!(
+                "pre-authorised {count} payment tokens through /payment-3p/preauth in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            tokens
         }
         _ => Vec::new(),
     };
@@ -581,6 +597,41 @@ async fn preauthorise(target: &StorageTarget, count: usize) -> anyhow::Result<Ve
     }
     drop(writer);
     db.close().await;
+    Ok(tokens)
+}
+
+/// Pre-authorises the create-order scenarios' order total `count` times
+/// through `POST /payment-3p/preauth` of the platform at `authority`, as
+/// shoppers would (16 connections at once); the tokens.
+async fn preauthorise_over_http(authority: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    let total = journey::order_total(&order_request("-")?)?;
+    let body: Bytes = serde_json::json!({ "cardNumber": "4242424242424242", "amount": total })
+        .to_string()
+        .into();
+    let lanes = 16;
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let (authority, body) = (authority.to_owned(), body.clone());
+        let share = count / lanes + usize::from(lane < count % lanes);
+        tasks.push(tokio::spawn(async move {
+            let mut client = JsonClient::connect(&authority).await?;
+            let mut tokens = Vec::with_capacity(share);
+            for _ in 0..share {
+                let (status, answer) = client
+                    .send(Method::POST, "/payment-3p/preauth", None, body.clone())
+                    .await?;
+                let token = answer["paymentToken"].as_str().with_context(|| {
+                    format!("pre-authorising through /payment-3p/preauth failed: {status} {answer}")
+                })?;
+                tokens.push(token.to_owned());
+            }
+            anyhow::Ok(tokens)
+        }));
+    }
+    let mut tokens = Vec::with_capacity(count);
+    for task in tasks {
+        tokens.extend(task.await.context("a pre-authorising connection panicked")??);
+    }
     Ok(tokens)
 }
 

@@ -4,5 +4,6 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod health;
 
 pub use app::{App, SERVICES};

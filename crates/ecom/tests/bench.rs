@@ -82,3 +82,88 @@ async fn journeys_run_on_postgres_and_nats_and_leave_no_schema_behind() {
         .unwrap();
     assert_eq!(left, 0, "schemas {prefix}* were left behind");
 }
+
+/// A port free right now on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bench_drives_a_platform_it_did_not_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let ecom = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ecom"));
+        command
+            .args(["--data-dir", &data_dir])
+            .env_remove("ECOM_DATABASE_URL")
+            .env_remove("ECOM_BUS_URL")
+            .env_remove("ECOM_SERVICE_KEY");
+        command
+    };
+    let catalogue = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/catalogue.json");
+    let imported = ecom().args(["products", "import", catalogue]).output().unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let port = free_port();
+    let _server = Server(
+        ecom()
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let bench = |scenario: &str| {
+        let out = ecom()
+            .args([
+                "bench",
+                scenario,
+                "--url",
+                &url,
+                "--duration",
+                "1",
+                "--connections",
+                "2",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ecom bench {scenario} --url failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    // Pre-authorised through the server's /payment-3p/preauth; the orders
+    // are checked and stored by the server.
+    let out = bench("create-order");
+    assert!(figure(&out, "requests:") > 0, "{out}");
+    assert_eq!(figure(&out, "errors:"), 0, "{out}");
+    // Staff users added to the server's data dir, journeys over its routes;
+    // a second run finds them there.
+    for _ in 0..2 {
+        let out = bench("journey");
+        assert!(figure(&out, "journeys:") > 0, "{out}");
+        assert_eq!(figure(&out, "errors:"), 0, "{out}");
+    }
+}

@@ -34,7 +34,9 @@ impl PricingQuery {
         input: DeliveryPricingInput,
     ) -> async_graphql::Result<DeliveryPricingResponse> {
         crate::auth::user(ctx).await?;
+        // A computation: safe to send to another replica after a failure.
         crate::client(ctx, "delivery-pricing")?
+            .idempotent()
             .post("/backend/pricing", &input)
             .await
             .map_err(error::from_client)

@@ -52,8 +52,20 @@ pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Order>> {
     row.map(|r| decode(&r.try_get::<String, _>(0)?)).transpose()
 }
 
-/// The order with this id, read inside a write transaction (to update it).
+/// The order with this id, read inside a write transaction (to update it),
+/// with its row locked until the transaction ends. Two handlers moving one
+/// order at once (its `PackageCreated` and `DeliveryCompleted` delivered
+/// together, to two replicas) otherwise both read the old image on
+/// PostgreSQL and the later write undid the earlier (an order FULFILLED
+/// went back to PACKAGED; found by the chaos suite). The lock is a write
+/// that changes nothing, the same SQL on both engines (SQLite's write
+/// transactions are serialised already).
 pub async fn get_in(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<Order>> {
+    sqlx::query("UPDATE orders SET order_id = order_id WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .execute(&mut **tx)
+        .await
+        .context("Failed to lock an order")?;
     let row = sqlx::query("SELECT body FROM orders WHERE order_id = $1")
         .bind(order_id.to_string())
         .fetch_optional(&mut **tx)

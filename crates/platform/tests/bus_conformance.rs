@@ -50,6 +50,7 @@ fn settings() -> BusSettings {
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
         retention: Duration::from_secs(3600),
+        ..BusSettings::default()
     }
 }
 

@@ -26,6 +26,7 @@ fn settings() -> BusSettings {
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
         retention: Duration::from_secs(3600),
+        ..BusSettings::default()
     }
 }
 
@@ -645,5 +646,55 @@ async fn the_relay_sets_aside_an_event_too_large_for_nats_and_relays_the_rest() 
         .unwrap();
     assert_eq!(left, 0);
     svc.close().await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn replicas_starting_together_all_start_and_share_the_events() {
+    let Some(h) = Harness::new().await else { return };
+    // Eight processes of one service: each connects and starts the same
+    // rules on the same streams at the same moment, as replicas started
+    // together by an orchestrator do. Each would create the rules'
+    // consumers with its own start time.
+    const REPLICAS: usize = 8;
+    const RULES: [&str; 6] = ["test.a", "test.b", "test.c", "test.d", "test.e", "test.f"];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let connected =
+        futures::future::join_all((0..REPLICAS).map(|_| NatsBus::connect(&h.url, settings(), &h.prefix)))
+            .await;
+    let mut buses = Vec::new();
+    for bus in connected {
+        let bus = Bus::new(Arc::new(bus.expect("every replica connects")));
+        for rule in RULES {
+            bus.subscribe(recording_rule(rule, &seen)).unwrap();
+        }
+        buses.push(bus);
+    }
+    let shutdown = CancellationToken::new();
+    let started = futures::future::join_all(buses.iter().map(|bus| bus.start(shutdown.clone()))).await;
+    let mut running = Vec::new();
+    for (i, result) in started.into_iter().enumerate() {
+        match result {
+            Ok(handle) => running.push(handle),
+            Err(e) => panic!("replica {i} failed to start: {e:#}"),
+        }
+    }
+    let rules = h.bus.known_rules().await.unwrap();
+    assert_eq!(rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), RULES);
+
+    // The replicas share each rule's work: every event reaches each rule.
+    let events: Vec<Event> = (0..20).map(|_| order_event("OrderCreated", json!({}))).collect();
+    h.bus.publish(&events).await.unwrap();
+    eventually("every event at each rule", || async {
+        let seen = seen.lock().unwrap();
+        events
+            .iter()
+            .all(|e| seen.iter().filter(|id| **id == e.id).count() >= RULES.len())
+    })
+    .await;
+    shutdown.cancel();
+    for handle in running {
+        handle.await.unwrap();
+    }
     h.finish().await;
 }

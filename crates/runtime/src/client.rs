@@ -4,7 +4,15 @@
 //! same process the request goes straight into the shared router (no
 //! socket), through the same credential check and handlers as over HTTP, so
 //! the two deployments behave alike. Otherwise it goes over HTTP to the
-//! service's base URL.
+//! service's base URL, or to one of several: a service's address may list
+//! its replicas separated by commas (`http://a:8080,http://b:8080`).
+//!
+//! Replicas: calls take the replicas in turn (round robin). A call that
+//! cannot connect to one (nothing was sent) goes to the next, whatever its
+//! method, and that replica is passed over for [`DOWN_FOR`]. A GET (and a
+//! POST marked [`BackendClient::idempotent`]) also goes to the next replica
+//! when the connection fails after sending or the replica answers 502, 503
+//! or 504. Any other POST is not sent twice: it may have taken effect.
 
 use crate::ServiceKey;
 use axum::body::Body;
@@ -14,8 +22,9 @@ use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tower::ServiceExt as _;
 
 /// Why a backend call failed.
@@ -64,6 +73,77 @@ impl ClientError {
 /// The router of this process, set once every service is built.
 pub type LocalRouter = Arc<OnceLock<Router>>;
 
+/// How long a replica that refused a connection is passed over (it is
+/// still tried when every replica is passed over).
+pub const DOWN_FOR: Duration = Duration::from_secs(2);
+
+/// Longest wait for a connection to a replica: a replica that is gone
+/// without refusing (a host down) costs this much, not the whole call.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The replicas of one service: base URLs, whose turn it is, and which
+/// refused a connection lately.
+struct Replicas {
+    bases: Vec<String>,
+    next: AtomicUsize,
+    down_until: Mutex<Vec<Option<Instant>>>,
+}
+
+impl Replicas {
+    /// Parses `http://a:8080,http://b:8080` (one URL or several separated
+    /// by commas; trailing slashes dropped).
+    fn parse(urls: &str) -> Replicas {
+        let bases: Vec<String> = urls
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        Replicas {
+            down_until: Mutex::new(vec![None; bases.len()]),
+            bases,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The order in which a call tries the replicas: from the next one in
+    /// turn, those not passed over first.
+    fn order(&self) -> Vec<usize> {
+        let n = self.bases.len();
+        if n <= 1 {
+            return (0..n).collect();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let now = Instant::now();
+        let down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        let is_down = |i: usize| down.get(i).copied().flatten().is_some_and(|until| until > now);
+        let turn = (0..n).map(|k| (start + k) % n);
+        let (up, passed_over): (Vec<usize>, Vec<usize>) = turn.partition(|i| !is_down(*i));
+        up.into_iter().chain(passed_over).collect()
+    }
+
+    fn mark_down(&self, i: usize) {
+        if let Some(slot) = self
+            .down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(i)
+        {
+            *slot = Some(Instant::now() + DOWN_FOR);
+        }
+    }
+
+    fn mark_up(&self, i: usize) {
+        if let Some(slot) = self
+            .down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(i)
+        {
+            *slot = None;
+        }
+    }
+}
+
 /// Hands out clients for services by name. Cheap to clone.
 #[derive(Clone)]
 pub struct Clients {
@@ -71,14 +151,15 @@ pub struct Clients {
     caller: String,
     local: Arc<BTreeSet<String>>,
     router: LocalRouter,
-    urls: Arc<BTreeMap<String, String>>,
+    urls: Arc<BTreeMap<String, Arc<Replicas>>>,
     http: reqwest::Client,
     timeout: Duration,
 }
 
 impl Clients {
     /// Clients for `caller`: services in `local` are called in process
-    /// through `router`; the others at their base URL in `urls`.
+    /// through `router`; the others at their base URL in `urls` (several
+    /// replicas' URLs separated by commas).
     pub fn new(
         key: ServiceKey,
         caller: &str,
@@ -86,6 +167,11 @@ impl Clients {
         router: LocalRouter,
         urls: BTreeMap<String, String>,
     ) -> Clients {
+        let urls = urls
+            .into_iter()
+            .map(|(service, urls)| (service, Arc::new(Replicas::parse(&urls))))
+            .filter(|(_, replicas)| !replicas.bases.is_empty())
+            .collect();
         Clients {
             key,
             caller: caller.to_owned(),
@@ -97,6 +183,7 @@ impl Clients {
             // out on a connection the server is closing.
             http: reqwest::Client::builder()
                 .pool_idle_timeout(Duration::from_secs(5))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
             timeout: Duration::from_secs(5),
@@ -121,10 +208,10 @@ impl Clients {
     pub fn get(&self, service: &str) -> anyhow::Result<BackendClient> {
         let target = if self.local.contains(service) {
             Target::Local(self.router.clone())
-        } else if let Some(base) = self.urls.get(service) {
+        } else if let Some(replicas) = self.urls.get(service) {
             Target::Http {
                 http: self.http.clone(),
-                base: base.clone(),
+                replicas: replicas.clone(),
             }
         } else {
             anyhow::bail!(
@@ -139,14 +226,67 @@ impl Clients {
             target,
             timeout: self.timeout,
             credential: Credential::Service,
+            idempotent: false,
         })
+    }
+
+    /// The services called over HTTP (not run in this process), by name.
+    pub fn remote_services(&self) -> Vec<String> {
+        self.urls
+            .keys()
+            .filter(|s| !self.local.contains(*s))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether at least one replica of the remote `service` is ready: its
+    /// process answers `GET /readyz?local` (its own database and bus, not
+    /// what it calls in turn) with 200 within `timeout`. The error names
+    /// each replica's problem.
+    pub async fn probe(&self, service: &str, timeout: Duration) -> Result<(), String> {
+        let Some(replicas) = self.urls.get(service) else {
+            return Err(format!("no address for {service}"));
+        };
+        let checks = replicas.bases.iter().map(|base| async move {
+            let url = format!("{base}/readyz?local");
+            let answer = tokio::time::timeout(timeout, self.http.get(&url).send()).await;
+            match answer {
+                Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
+                Ok(Ok(resp)) => Err(format!("{base} answers {}", resp.status())),
+                Ok(Err(e)) => Err(format!("{base}: {}", short_reason(&e))),
+                Err(_) => Err(format!("{base} does not answer within {timeout:?}")),
+            }
+        });
+        let results = futures::future::join_all(checks).await;
+        if results.iter().any(Result::is_ok) {
+            return Ok(());
+        }
+        let reasons: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+        Err(format!(
+            "no replica of {service} is ready ({})",
+            reasons.join("; ")
+        ))
+    }
+}
+
+/// A transport error in a few words (reqwest's Display nests its causes).
+fn short_reason(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused or unreachable".to_owned()
+    } else if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        e.to_string()
     }
 }
 
 #[derive(Clone)]
 enum Target {
     Local(LocalRouter),
-    Http { http: reqwest::Client, base: String },
+    Http {
+        http: reqwest::Client,
+        replicas: Arc<Replicas>,
+    },
 }
 
 /// What a call sends in `Authorization`.
@@ -169,9 +309,20 @@ pub struct BackendClient {
     target: Target,
     timeout: Duration,
     credential: Credential,
+    /// Whether a POST may be sent to another replica after a failure that
+    /// may have reached the first (GETs always may).
+    idempotent: bool,
 }
 
 impl BackendClient {
+    /// The same client, for a POST that can be repeated without effect
+    /// (a computation or a check): after a failure that may have reached a
+    /// replica, it is sent to the next one as a GET would be.
+    pub fn idempotent(mut self) -> BackendClient {
+        self.idempotent = true;
+        self
+    }
+
     /// The same client sending an end user's token (`Bearer <token>`)
     /// instead of the service credential: for staff routes that check the
     /// user's groups themselves, so the user's rights, not the caller's,
@@ -253,18 +404,54 @@ impl BackendClient {
                         .to_bytes();
                     Ok::<_, ClientError>((status, bytes.to_vec()))
                 }
-                Target::Http { http, base } => {
-                    let mut req = http.request(method, format!("{base}{uri}"));
-                    if let Some(token) = &token {
-                        req = req.bearer_auth(token);
+                Target::Http { http, replicas } => {
+                    let repeatable = self.idempotent || method == Method::GET;
+                    let order = replicas.order();
+                    let mut tried = order.iter().peekable();
+                    loop {
+                        let Some(&i) = tried.next() else {
+                            return Err(self.unreachable("no address"));
+                        };
+                        let more = tried.peek().is_some();
+                        let url = format!("{}{uri}", replicas.bases[i]);
+                        let mut req = http.request(method.clone(), url);
+                        if let Some(token) = &token {
+                            req = req.bearer_auth(token);
+                        }
+                        if let Some(body) = &body {
+                            req = req
+                                .header(header::CONTENT_TYPE, "application/json")
+                                .body(body.clone());
+                        }
+                        let sent = async {
+                            let resp = req.send().await?;
+                            let status = resp.status();
+                            let bytes = resp.bytes().await?;
+                            Ok::<_, reqwest::Error>((status, bytes.to_vec()))
+                        }
+                        .await;
+                        match sent {
+                            Ok((status, _)) if more && repeatable && matches!(status.as_u16(), 502..=504) => {
+                                tracing::debug!(service = self.service, %status, "replica unavailable; trying the next");
+                            }
+                            Ok(answer) => {
+                                replicas.mark_up(i);
+                                break Ok(answer);
+                            }
+                            // Nothing was sent: any call may go elsewhere.
+                            Err(e) if e.is_connect() => {
+                                replicas.mark_down(i);
+                                if !more {
+                                    break Err(self.unreachable(e));
+                                }
+                                tracing::debug!(service = self.service, error = %e, "replica refused the connection; trying the next");
+                            }
+                            Err(e) if more && repeatable => {
+                                tracing::debug!(service = self.service, error = %e, "call to a replica failed; trying the next");
+                            }
+                            Err(e) => break Err(self.unreachable(e)),
+                        }
                     }
-                    if let Some(body) = body {
-                        req = req.header(header::CONTENT_TYPE, "application/json").body(body);
-                    }
-                    let resp = req.send().await.map_err(|e| self.unreachable(e))?;
-                    let status = resp.status();
-                    let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
-                    Ok((status, bytes.to_vec()))
                 }
             }
         };
@@ -299,5 +486,155 @@ impl BackendClient {
             service: self.service.clone(),
             reason: reason.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::sync::atomic::AtomicU32;
+    use tokio::io::AsyncReadExt as _;
+    use tokio::net::TcpListener;
+
+    /// A replica that answers `{"n": <its count>}` on GET and POST
+    /// `/svc/echo`, counting the calls it received.
+    async fn replica() -> (String, Arc<AtomicU32>) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = calls.clone();
+        let handler = move || {
+            let counter = counter.clone();
+            async move {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                axum::Json(serde_json::json!({ "n": n }))
+            }
+        };
+        let app = Router::new().route("/svc/echo", get(handler.clone()).post(handler));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), calls)
+    }
+
+    /// An address where nothing listens (connections are refused).
+    async fn refusing() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}")
+    }
+
+    /// A replica that reads a request and closes the connection without
+    /// answering, as a process killed mid-call does; counts requests read.
+    async fn vanishing() -> (String, Arc<AtomicU32>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reads = Arc::new(AtomicU32::new(0));
+        let counter = reads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                drop(socket);
+            }
+        });
+        (format!("http://{addr}"), reads)
+    }
+
+    fn clients(urls: &str) -> Clients {
+        Clients::new(
+            ServiceKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            "tests",
+            BTreeSet::new(),
+            LocalRouter::default(),
+            [("svc".to_owned(), urls.to_owned())].into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn calls_take_the_replicas_in_turn() {
+        let (a, a_calls) = replica().await;
+        let (b, b_calls) = replica().await;
+        let svc = clients(&format!("{a}, {b}/")).get("svc").unwrap();
+        for _ in 0..6 {
+            let _: serde_json::Value = svc.get("/echo").await.unwrap();
+        }
+        assert_eq!(
+            (a_calls.load(Ordering::SeqCst), b_calls.load(Ordering::SeqCst)),
+            (3, 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_sends_any_call_to_the_next_replica() {
+        let dead = refusing().await;
+        let (live, calls) = replica().await;
+        let svc = clients(&format!("{dead},{live}")).get("svc").unwrap();
+        for _ in 0..4 {
+            let answer: Result<serde_json::Value, _> = svc.post("/echo", &serde_json::json!({})).await;
+            assert!(answer.is_ok(), "{answer:?}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // With every replica refusing, the caller is told the service is unreachable.
+        let none = clients(&refusing().await).get("svc").unwrap();
+        let err = none.get::<serde_json::Value>("/echo").await.unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_post_that_may_have_arrived_is_not_sent_again_but_a_get_or_an_idempotent_post_is() {
+        let (vanish, reads) = vanishing().await;
+        let (live, calls) = replica().await;
+        let urls = format!("{vanish},{live}");
+        // Each call on fresh clients starts at the first replica.
+        let post = clients(&urls).get("svc").unwrap();
+        let err = post
+            .post::<_, serde_json::Value>("/echo", &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "the POST was sent twice");
+
+        let get = clients(&urls).get("svc").unwrap();
+        assert!(get.get::<serde_json::Value>("/echo").await.is_ok());
+        let checked = clients(&urls).get("svc").unwrap().idempotent();
+        assert!(checked
+            .post::<_, serde_json::Value>("/echo", &serde_json::json!({}))
+            .await
+            .is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_service_is_ready_when_one_of_its_replicas_is() {
+        let app = Router::new().route("/readyz", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dead = refusing().await;
+        let timeout = Duration::from_secs(1);
+        assert_eq!(
+            clients(&format!("{dead},http://{addr}"))
+                .probe("svc", timeout)
+                .await,
+            Ok(())
+        );
+        let err = clients(&dead).probe("svc", timeout).await.unwrap_err();
+        assert!(err.contains("no replica of svc is ready"), "{err}");
+    }
+
+    #[test]
+    fn replicas_passed_over_are_tried_last() {
+        let replicas = Replicas::parse("http://a/,http://b,http://c");
+        assert_eq!(replicas.bases, ["http://a", "http://b", "http://c"]);
+        replicas.mark_down(1);
+        assert_eq!(replicas.order(), [0, 2, 1]);
+        assert_eq!(replicas.order(), [2, 0, 1]);
+        replicas.mark_up(1);
+        assert_eq!(replicas.order(), [2, 0, 1]);
     }
 }

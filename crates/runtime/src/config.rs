@@ -39,9 +39,17 @@ pub struct ConfigArgs {
     /// postgres://… to use PostgreSQL [default: SQLite files in the data dir]
     #[arg(long, env = "ECOM_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// nats://… to use NATS JetStream [default: the embedded bus]
+    /// nats://… to use NATS JetStream, or several servers of one cluster
+    /// separated by commas (nats://a:4222,nats://b:4222) [default: the embedded bus]
     #[arg(long, env = "ECOM_BUS_URL", global = true)]
     pub bus_url: Option<String>,
+    /// Replicas of the NATS streams when this process creates them (3 in a
+    /// 3-node cluster); a start never lowers a stream's replicas [default: 1]
+    #[arg(long, env = "ECOM_BUS_REPLICAS", global = true)]
+    pub bus_replicas: Option<usize>,
+    /// Connections in each local service's PostgreSQL pool [default: 5]
+    #[arg(long, env = "ECOM_DATABASE_POOL_SIZE", global = true)]
+    pub database_pool_size: Option<u32>,
     /// Prefix of the NATS stream and subject names, so several environments
     /// (or test runs) can share one NATS server [default: none]
     #[arg(long, env = "ECOM_BUS_PREFIX", global = true)]
@@ -53,8 +61,9 @@ pub struct ConfigArgs {
     /// as separate processes [default: generated into the data dir]
     #[arg(long, env = "ECOM_SERVICE_KEY", global = true, hide_env_values = true)]
     pub service_key: Option<String>,
-    /// Base URL of another service, as NAME=URL (repeatable); also
-    /// ECOM_<SERVICE>_URL, e.g. ECOM_ORDERS_URL=http://10.0.0.5:8080
+    /// Base URL of another service, as NAME=URL (repeatable); several
+    /// replicas as NAME=URL1,URL2; also ECOM_<SERVICE>_URL, e.g.
+    /// ECOM_ORDERS_URL=http://10.0.0.5:8080,http://10.0.0.6:8080
     #[arg(long = "service-url", value_name = "NAME=URL", global = true)]
     pub service_urls: Vec<String>,
     /// Timeouts, connection caps, trusted proxies, sign-up and hashing limits.
@@ -72,6 +81,8 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// See [`Config::database_url`].
     pub database_url: Option<String>,
+    /// See [`Config::database_pool_size`].
+    pub database_pool_size: Option<u32>,
     /// See [`Config::bus_url`].
     pub bus_url: Option<String>,
     /// See [`Config::bus_prefix`].
@@ -122,6 +133,8 @@ pub struct BusFileSettings {
     pub max_backoff_ms: Option<u64>,
     /// Days the archive keeps events.
     pub retention_days: Option<u64>,
+    /// Replicas of the NATS streams.
+    pub replicas: Option<usize>,
 }
 
 /// How the bus retries and archives.
@@ -137,6 +150,8 @@ pub struct BusSettings {
     pub max_backoff: Duration,
     /// How long the archive keeps events for replay.
     pub retention: Duration,
+    /// Replicas of the NATS streams when created; never lowered on start.
+    pub replicas: usize,
 }
 
 impl Default for BusSettings {
@@ -147,6 +162,7 @@ impl Default for BusSettings {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(60),
             retention: Duration::from_secs(30 * 24 * 3600),
+            replicas: 1,
         }
     }
 }
@@ -160,6 +176,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PostgreSQL URL, or `None` for SQLite files in the data dir.
     pub database_url: Option<String>,
+    /// Connections in each service's PostgreSQL pool.
+    pub database_pool_size: u32,
     /// NATS URL, or `None` for the embedded bus.
     pub bus_url: Option<String>,
     /// Prefix of NATS stream and subject names ("" by default).
@@ -186,6 +204,9 @@ pub struct Config {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./ecom-data";
+/// Default connections per service pool on PostgreSQL: 18 processes (every
+/// service twice) stay under PostgreSQL's default `max_connections` of 100.
+pub const DEFAULT_DATABASE_POOL_SIZE: u32 = 5;
 
 impl Config {
     /// Resolves flags and environment (`args`), the TOML file they name, the
@@ -252,7 +273,21 @@ impl Config {
                 .retention_days
                 .map(|d| Duration::from_secs(d * 24 * 3600))
                 .unwrap_or(defaults.retention),
+            replicas: args.bus_replicas.or(b.replicas).unwrap_or(defaults.replicas),
         };
+        anyhow::ensure!(
+            (1..=5).contains(&bus.replicas),
+            "--bus-replicas: {} is not between 1 and 5 (what JetStream allows)",
+            bus.replicas
+        );
+        let database_pool_size = args
+            .database_pool_size
+            .or(file.database_pool_size)
+            .unwrap_or(DEFAULT_DATABASE_POOL_SIZE);
+        anyhow::ensure!(
+            database_pool_size >= 1,
+            "--database-pool-size: a pool needs at least 1 connection"
+        );
         Ok(Config {
             listen,
             data_dir: args
@@ -265,6 +300,7 @@ impl Config {
                 .clone()
                 .or(file.database_url)
                 .filter(|s| !s.is_empty()),
+            database_pool_size,
             bus_url: args.bus_url.clone().or(file.bus_url).filter(|s| !s.is_empty()),
             bus_prefix: args.bus_prefix.clone().or(file.bus_prefix).unwrap_or_default(),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -341,6 +377,34 @@ mod tests {
             Some("http://flag-payment")
         );
         assert_eq!(c.bus.max_attempts, 3);
+    }
+
+    #[test]
+    fn stream_replicas_and_pool_size_come_from_the_file_or_the_flags() {
+        let c = Config::merge(&ConfigArgs::default(), ConfigFile::default(), &[], |_| None);
+        let c = c.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (c.bus.replicas, c.database_pool_size),
+            (1, DEFAULT_DATABASE_POOL_SIZE)
+        );
+        let f = || file("database-pool-size = 8\n[bus]\nreplicas = 3\n");
+        let c = Config::merge(&ConfigArgs::default(), f(), &[], |_| None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.bus.replicas, c.database_pool_size), (3, 8));
+        let args = ConfigArgs {
+            bus_replicas: Some(5),
+            database_pool_size: Some(2),
+            ..Default::default()
+        };
+        let c = Config::merge(&args, f(), &[], |_| None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.bus.replicas, c.database_pool_size), (5, 2));
+        for (replicas, pool) in [(Some(0), None), (Some(6), None), (None, Some(0))] {
+            let args = ConfigArgs {
+                bus_replicas: replicas,
+                database_pool_size: pool,
+                ..Default::default()
+            };
+            assert!(Config::merge(&args, ConfigFile::default(), &[], |_| None).is_err());
+        }
     }
 
     #[test]

@@ -138,6 +138,22 @@ impl StorageTarget {
         }
     }
 
+    /// The same target with `size` connections in each service's pool on
+    /// PostgreSQL (at least 1). SQLite's pools stay as they are: one writer
+    /// and a few readers per file.
+    pub fn with_pool_size(self, size: u32) -> StorageTarget {
+        match self {
+            StorageTarget::Postgres {
+                url, schema_prefix, ..
+            } => StorageTarget::Postgres {
+                url,
+                schema_prefix,
+                max_connections: size.max(1),
+            },
+            sqlite => sqlite,
+        }
+    }
+
     /// The backend this target uses.
     pub fn backend(&self) -> Backend {
         match self {

@@ -1,6 +1,7 @@
 //! The `journey` scenario of `ecom bench`: SPEC "The whole journey", from the
 //! shopper's pre-authorisation to the processed payment, over the REST routes
-//! of the platform booted in process.
+//! of the platform booted in process or, with `--url`, of a running one
+//! (whose database `--database-url` / `--data-dir` names, for the staff users).
 //!
 //! Closed loop: each connection (one keep-alive HTTP/1.1 connection, a fresh
 //! one after a failed journey) runs one journey after the other until the
@@ -206,22 +207,33 @@ pub async fn run(
     Ok(())
 }
 
-/// Makes a user in `group` (as `ecom users add` does) and signs them in; the ID token.
+/// Makes a user in `group` (as `ecom users add` does) and signs them in; the
+/// ID token. A user an earlier run against the same deployment made is
+/// signed in as it is.
 async fn staff(target: &StorageTarget, authority: &str, email: &str, group: &str) -> anyhow::Result<String> {
+    if let Some(token) = sign_in(authority, email).await?.0 {
+        return Ok(token);
+    }
     crate::cli::users::add(target, email, PASSWORD, &[group.to_owned()]).await?;
+    match sign_in(authority, email).await? {
+        (Some(token), _) => Ok(token),
+        (None, failure) => anyhow::bail!("signing {email} in failed: {failure}"),
+    }
+}
+
+/// Signs a staff user in: the ID token, or what was answered instead.
+async fn sign_in(authority: &str, email: &str) -> anyhow::Result<(Option<String>, String)> {
     let body = json!({ "email": email, "password": PASSWORD }).to_string().into();
     let (status, answer) = JsonClient::connect(authority)
         .await?
         .send(Method::POST, "/users/sign-in", None, body)
         .await?;
-    answer["idToken"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("signing {email} in failed: {status} {answer}"))
+    let token = answer["idToken"].as_str().map(str::to_owned);
+    Ok((token, format!("{status} {answer}")))
 }
 
 /// What the order costs: Σ price × quantity (1 when absent) + deliveryPrice.
-fn order_total(order: &Value) -> anyhow::Result<i64> {
+pub(super) fn order_total(order: &Value) -> anyhow::Result<i64> {
     let lines = order["products"]
         .as_array()
         .context("the order has no products")?;

@@ -194,6 +194,12 @@ pub trait BusBackend: Send + Sync {
     async fn rules(&self) -> anyhow::Result<Vec<RuleInfo>>;
     /// Re-delivers archived events of `[from, to)` matching `rule`; returns how many.
     async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64>;
+    /// Whether the bus can take and deliver events now, for `/readyz`; the
+    /// error says why not. The embedded bus lives in the platform
+    /// database, which is checked on its own.
+    async fn ready(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Puts bytes on the bus as a foreign producer would, without checking
     /// that they are an event: they reach the rules whose `source` and
     /// `detail-type` filters admit `source` / `detail_type`, which must
@@ -297,6 +303,11 @@ impl Bus {
     /// Re-delivers archived events of a time window to a rule.
     pub async fn replay(&self, rule: &str, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
         self.backend.replay(rule, from, to).await
+    }
+
+    /// Whether the bus can take and deliver events now ([`BusBackend::ready`]).
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        self.backend.ready().await
     }
 
     /// The backend (tests use [`BusBackend::publish_raw`]).

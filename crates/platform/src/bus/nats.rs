@@ -2,6 +2,14 @@
 //!
 //! Layout (`P` is the stream prefix, empty in production, unique per test):
 //!
+//! - Connection: the bus URL names one server or several of one cluster
+//!   (`nats://a:4222,nats://b:4222`); the client moves to another server
+//!   when it loses one, and pings every [`PING_INTERVAL`].
+//! - Both streams are created with `BusSettings::replicas` replicas (3 in a
+//!   3-node cluster). A start brings an existing stream's settings up to date
+//!   but never lowers its replicas, so a stream an operator raised stays
+//!   raised. Creating a stream is retried for a few seconds (see
+//!   [`ensure_stream`]).
 //! - Stream `PECOM` (file storage, limits retention, `max_age` =
 //!   `BusSettings::retention`, duplicate window [`DUPLICATE_WINDOW`]) holds
 //!   every event on `Pecom.events.<source>.<detail-type>` and the re-sent
@@ -56,7 +64,18 @@
 //!
 //! A rule's consumer, when first created, starts at events published up to
 //! `max_age` ago, so events published before a service's first start are
-//! not missed. Replay reads the events stream from `from` (publish time)
+//! not missed. Replicas of a service starting together each try to create
+//! it with their own start time; the server keeps the first and refuses to
+//! change it (error 10012), and the others then read and use that one.
+//!
+//! Losing a node: `publish` sends a batch the cluster does not confirm
+//! (timeout, no responders while a stream leader is elected) again with the
+//! same message ids for up to [`PUBLISH_PATIENCE`], and the server drops the
+//! copies it already stored. Pulls that fail are started again a second
+//! later; acknowledgements lost with a node mean redeliveries after the ack
+//! wait, which the handlers' inboxes absorb.
+//!
+//! Replay reads the events stream from `from` (publish time)
 //! and re-sends those whose own `time` lies in `[from, to)` and that match
 //! the rule, in batches of 256 (a long window is never held in
 //! memory whole); it stops once publish times pass `to` by a minute (relays
@@ -72,6 +91,9 @@ use super::{
 use crate::Event;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::{
+    ConsumerInfoError, ConsumerInfoErrorKind, CreateStreamErrorKind, GetStreamErrorKind,
+};
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::{self, stream, AckKind};
@@ -117,6 +139,22 @@ const REPLAY_BATCH: usize = 256;
 
 /// Longest wait for the next message while reading a known number of them.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the client pings its server: a server that stops answering
+/// without closing the connection is left after two missed pings.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Tries at creating or updating a stream at start, 0.2 s apart and
+/// doubling (about 6 s in all).
+const STREAM_ATTEMPTS: u32 = 6;
+
+/// Tries at creating or reusing a rule's consumer at start.
+const CONSUMER_ATTEMPTS: u32 = 6;
+
+/// How long `publish` keeps trying a batch the cluster does not confirm
+/// (a node lost, a stream leader being elected) before it gives up and lets
+/// the caller (the outbox relay) try again later.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(15);
 
 const H_RULE: &str = "Ecom-Rule";
 const H_ATTEMPTS: &str = "Ecom-Attempts";
@@ -210,6 +248,114 @@ pub fn untoken(encoded: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// The servers of a bus URL: one `nats://host:port`, or several of one
+/// cluster separated by commas (`nats://a:4222,nats://b:4222`). The client
+/// connects to one of them and moves to another when it is lost (it also
+/// learns the cluster's other servers from the one it reaches).
+pub fn server_addrs(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    let servers = url
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            anyhow::ensure!(
+                part.starts_with("nats://") || part.starts_with("tls://"),
+                "bus URL '{part}' is not nats://host:port (or tls://host:port)"
+            );
+            part.parse::<async_nats::ServerAddr>()
+                .map_err(|e| anyhow::anyhow!("bus URL '{part}': {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!servers.is_empty(), "the bus URL names no server");
+    Ok(servers)
+}
+
+/// JetStream error codes that no retry can change: a stream whose replicas
+/// a single server cannot hold, a configuration the server refuses. Not
+/// "subjects overlap" (10065): a cluster answers it to a create racing with
+/// another process's create of the same stream.
+const PERMANENT_STREAM_ERRORS: [u64; 2] = [10074, 10052];
+
+/// Creates the stream, or updates an existing one to `config` keeping its
+/// replicas where it has more (raised by an operator, or created by a
+/// process configured with more): a start never lowers them. Retries for a
+/// few seconds, because replicas starting together race to create it, a
+/// cluster electing a leader answers nothing for a moment, and nats-server
+/// 2.9 removes an account's store directory when its last stream is
+/// deleted, failing a create that races with that (codes 10077, 10049).
+async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<()> {
+    let name = config.name.clone();
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        let (result, code) = match js.get_stream(&name).await {
+            Ok(existing) => {
+                let current = existing.cached_info().config.num_replicas;
+                let wanted = stream::Config {
+                    num_replicas: config.num_replicas.max(current),
+                    ..config.clone()
+                };
+                if current > config.num_replicas && attempt == 1 {
+                    tracing::info!(
+                        stream = name,
+                        replicas = current,
+                        configured = config.num_replicas,
+                        "the stream has more replicas than configured; keeping them"
+                    );
+                }
+                match js.update_stream(wanted).await {
+                    Ok(_) => (Ok(()), None),
+                    Err(e) => {
+                        let code = create_error_code(e.kind());
+                        (Err(anyhow::Error::from(e)), code)
+                    }
+                }
+            }
+            Err(e)
+                if matches!(e.kind(), GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                match js.create_stream(config.clone()).await {
+                    Ok(_) => (Ok(()), None),
+                    Err(e) => {
+                        let code = create_error_code(e.kind());
+                        (Err(anyhow::Error::from(e)), code)
+                    }
+                }
+            }
+            Err(e) => (Err(anyhow::Error::from(e)), None),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if attempt < STREAM_ATTEMPTS
+                    && !code.is_some_and(|c| PERMANENT_STREAM_ERRORS.contains(&c)) =>
+            {
+                tracing::warn!(stream = name, attempt, error = %format!("{e:#}"), "cannot create or update the stream yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => {
+                let hint = if code == Some(10074) {
+                    " (a single server holds one replica: set [bus] replicas / --bus-replicas to 1, or run a cluster)"
+                } else {
+                    ""
+                };
+                return Err(e.context(format!("cannot create the stream {name}{hint}")));
+            }
+        }
+    }
+}
+
+/// The JetStream error code of a failed stream create or update.
+fn create_error_code(kind: CreateStreamErrorKind) -> Option<u64> {
+    match kind {
+        CreateStreamErrorKind::JetStream(e) => Some(e.error_code().0),
+        _ => None,
+    }
+}
+
 /// The narrowest single subject (servers before 2.10 take one per consumer)
 /// that holds every event `rule` can match, under `events`: exact source and
 /// detail-type when the pattern pins each to one value, `*` for a level it
@@ -231,36 +377,59 @@ fn filter_subject(events: &str, rule: &Rule) -> String {
 }
 
 impl NatsBus {
-    /// Connects to `url` and creates (or updates) the event and dead-letter
-    /// streams named with `stream_prefix` ("" in production).
+    /// Connects to `url` (one server, or several of one cluster separated
+    /// by commas) and creates the event and dead-letter streams named with
+    /// `stream_prefix` ("" in production), or brings existing ones up to
+    /// date without lowering their replicas.
     pub async fn connect(url: &str, settings: BusSettings, stream_prefix: &str) -> anyhow::Result<NatsBus> {
-        let client = async_nats::connect(url)
+        let servers = server_addrs(url)?;
+        let client = async_nats::ConnectOptions::new()
+            // A server that stops answering without closing the connection
+            // (a partition, a frozen host) is noticed within two pings.
+            .ping_interval(PING_INTERVAL)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("lost the NATS connection; reconnecting")
+                    }
+                    other => tracing::debug!(event = %other, "NATS client event"),
+                }
+            })
+            .connect(servers.as_slice())
             .await
             .with_context(|| format!("cannot connect to NATS at {url}"))?;
         let js = jetstream::new(client);
         let names = Names::new(stream_prefix);
         let retention = settings.retention;
-        js.create_or_update_stream(stream::Config {
-            name: names.events_stream.clone(),
-            subjects: vec![format!("{}.>", names.events), format!("{}.>", names.redrive)],
-            retention: stream::RetentionPolicy::Limits,
-            max_age: retention,
-            storage: stream::StorageType::File,
-            duplicate_window: DUPLICATE_WINDOW.min(retention),
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("cannot create the stream {}", names.events_stream))?;
-        js.create_or_update_stream(stream::Config {
-            name: names.dlq_stream.clone(),
-            subjects: vec![format!("{}.>", names.dlq)],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            duplicate_window: DUPLICATE_WINDOW,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("cannot create the stream {}", names.dlq_stream))?;
+        let replicas = settings.replicas;
+        ensure_stream(
+            &js,
+            stream::Config {
+                name: names.events_stream.clone(),
+                subjects: vec![format!("{}.>", names.events), format!("{}.>", names.redrive)],
+                retention: stream::RetentionPolicy::Limits,
+                max_age: retention,
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW.min(retention),
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
+        ensure_stream(
+            &js,
+            stream::Config {
+                name: names.dlq_stream.clone(),
+                subjects: vec![format!("{}.>", names.dlq)],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(NatsBus {
             shared: Arc::new(Shared { js, settings, names }),
             rules: Mutex::default(),
@@ -550,12 +719,42 @@ impl BusBackend for NatsBus {
                 )));
             }
             let publish = Publish::build().payload(payload.into()).message_id(id);
-            messages.push(Ok((
-                names.event_subject(&event.source, &event.detail_type),
-                publish,
-            )));
+            messages.push((names.event_subject(&event.source, &event.detail_type), publish));
         }
-        publish_pipelined(&self.shared.js, messages.into_iter()).await?;
+        // A node lost or a stream leader being elected leaves publishes
+        // unconfirmed for a moment: the batch is sent again with the same
+        // message ids (the server drops what it already stored) until it
+        // is confirmed or the patience runs out.
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let attempt = messages.iter().cloned().map(Ok);
+            match publish_pipelined(&self.shared.js, attempt).await {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() + delay < PUBLISH_PATIENCE => {
+                    tracing::warn!(error = %format!("{e:#}"), events = events.len(), "NATS did not confirm a publish; sending again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn ready(&self) -> anyhow::Result<()> {
+        let client = self.shared.js.client();
+        anyhow::ensure!(
+            client.connection_state() == async_nats::connection::State::Connected,
+            "not connected to NATS"
+        );
+        // A round trip to the events stream's leader: connected is not
+        // enough when the cluster has lost its quorum.
+        let name = &self.shared.names.events_stream;
+        self.shared
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("the stream {name} does not answer: {e}"))?;
         Ok(())
     }
 
@@ -822,6 +1021,11 @@ async fn publish_pipelined(
 /// same filter (its position is kept; delivery settings are brought up to
 /// date where the server allows). A changed filter means a changed rule: the
 /// old consumer is replaced.
+///
+/// Safe when any number of replicas start at once: each one's new consumer
+/// would start at its own `policy` time, and the server refuses to change a
+/// start time (error 10012), so a create that fails is followed by reading
+/// the consumer again and using the one another replica created.
 async fn durable(
     stream: &stream::Stream<()>,
     name: String,
@@ -839,33 +1043,73 @@ async fn durable(
         max_ack_pending: MAX_ACK_PENDING,
         ..Default::default()
     };
-    if let Ok(existing) = stream.get_consumer::<pull::Config>(&name).await {
-        let current = existing.cached_info().config.clone();
-        if current.filter_subject == filter {
-            let wanted = pull::Config {
-                deliver_policy: current.deliver_policy,
-                ..config
-            };
-            return match stream.create_consumer(wanted).await {
-                Ok(updated) => Ok(updated),
-                Err(e) => {
-                    tracing::warn!(consumer = name, error = %e, "cannot update the consumer; keeping it as it is");
-                    Ok(existing)
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        let error = match stream.get_consumer::<pull::Config>(&name).await {
+            Ok(existing) => {
+                let current = existing.cached_info().config.clone();
+                if current.filter_subject == filter {
+                    let wanted = pull::Config {
+                        deliver_policy: current.deliver_policy,
+                        ..config
+                    };
+                    return match stream.create_consumer(wanted).await {
+                        Ok(updated) => Ok(updated),
+                        Err(e) => {
+                            tracing::warn!(consumer = name, error = %e, "cannot update the consumer; keeping it as it is");
+                            Ok(existing)
+                        }
+                    };
                 }
-            };
+                tracing::info!(
+                    consumer = name,
+                    old = current.filter_subject,
+                    new = filter,
+                    "rule changed: replacing its consumer"
+                );
+                match stream.delete_consumer(&name).await {
+                    Ok(_) => None,
+                    // Another replica replaced it first.
+                    Err(e)
+                        if matches!(e.kind(), ConsumerErrorKind::JetStream(js)
+                            if js.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) =>
+                    {
+                        None
+                    }
+                    Err(e) => Some(anyhow::Error::from(e)),
+                }
+            }
+            Err(e)
+                if e.downcast_ref::<ConsumerInfoError>()
+                    .is_some_and(|e| e.kind() == ConsumerInfoErrorKind::NotFound) =>
+            {
+                None
+            }
+            Err(e) => Some(anyhow::anyhow!(e)),
+        };
+        let error = match error {
+            Some(error) => error,
+            None => match stream.create_consumer(config.clone()).await {
+                Ok(created) => return Ok(created),
+                // Most often another replica created it with its own start
+                // time between the read above and this create: the next
+                // round reads and uses that one.
+                Err(e) => anyhow::Error::from(e),
+            },
+        };
+        if attempt >= CONSUMER_ATTEMPTS {
+            return Err(error.context(format!("cannot create the consumer {name}")));
         }
-        tracing::info!(
-            consumer = name,
-            old = current.filter_subject,
-            new = filter,
-            "rule changed: replacing its consumer"
-        );
-        stream.delete_consumer(&name).await?;
+        tracing::debug!(consumer = name, attempt, error = %format!("{error:#}"), "consumer not ready yet; reading it again");
+        // The first retry is at once (the usual case: another replica won
+        // the race); later ones wait out an election or a lost node.
+        if attempt > 1 {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        attempt += 1;
     }
-    stream
-        .create_consumer(config)
-        .await
-        .with_context(|| format!("cannot create the consumer {name}"))
 }
 
 /// Sends every event on the stream to the feed until shutdown.
