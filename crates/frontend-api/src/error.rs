@@ -8,7 +8,8 @@
 //! the operation needs), `BAD_USER_INPUT` (the request is wrong; the message
 //! says which field), `NOT_FOUND`, `CONFLICT` (wrong state for the
 //! operation), `SERVICE_UNAVAILABLE` (a service behind the gateway does not
-//! answer), `INTERNAL` (a fault on our side: logged, not shown), and for
+//! answer), `TOO_MANY_SUBSCRIPTIONS` (a cap on live subscriptions is
+//! reached), `INTERNAL` (a fault on our side: logged, not shown), and for
 //! documents that cannot run at all `GRAPHQL_PARSE_FAILED` and
 //! `GRAPHQL_VALIDATION_FAILED` (unknown fields, wrong variable types, too
 //! deep or too complex).
@@ -29,6 +30,8 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const CONFLICT: &str = "CONFLICT";
 /// A service behind the gateway could not be reached.
 pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+/// A cap on subscriptions (per connection or per server) is reached.
+pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
 /// Our fault.
 pub const INTERNAL: &str = "INTERNAL";
 /// The document is not GraphQL.
