@@ -371,10 +371,15 @@ mod cancellation {
             for round in 0..20 {
                 let (order_id, token) = shop.order(&shopper, &line, 1).await;
                 shop.wait_for_packaging(&order_id).await;
-                let (cancel, (start, start_body)) = tokio::join!(
-                    shop.cancel(&shopper, &order_id),
-                    shop.staff(&shop.warehouse, "/warehouse/startPackaging", &order_id)
-                );
+                let cancel = shop.cancel(&shopper, &order_id);
+                let start = shop.staff(&shop.warehouse, "/warehouse/startPackaging", &order_id);
+                // Both at once, each sent first in every other round.
+                let (cancel, (start, start_body)) = if round % 2 == 0 {
+                    tokio::join!(cancel, start)
+                } else {
+                    let (start, cancel) = tokio::join!(start, cancel);
+                    (cancel, start)
+                };
                 let cancelled = cancel["data"]["cancelOrder"]["success"] == true;
                 let started = start == StatusCode::OK;
                 assert!(cancelled != started, "round {round}: cancel {cancel}, start {start} {start_body}");
@@ -783,6 +788,7 @@ mod live {
             let first = ws::update(&mut socket, "2").await;
             assert_eq!(first["data"]["orderUpdated"]["trackingId"], Value::Null);
             ws::send(&mut socket, json!({"id": "2", "type": "complete"})).await;
+            assert_eq!(ws::next(&mut socket).await, json!({"id": "2", "type": "complete"}));
             watch_journey(&shop, &mut socket, &order_id).await;
             socket.close(None).await.unwrap();
 
