@@ -108,11 +108,12 @@ fn delivery(row: &sqlx::any::AnyRow) -> anyhow::Result<Delivery> {
 
 /// One delivery.
 pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Delivery>> {
-    let row = sqlx::query("SELECT order_id, status, address, tracking_id FROM deliveries WHERE order_id = $1")
-        .bind(order_id.to_string())
-        .fetch_optional(db.reader())
-        .await
-        .context("Failed to read a delivery")?;
+    let row =
+        sqlx::query("SELECT order_id, status, address, tracking_id FROM deliveries WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(db.reader())
+            .await
+            .context("Failed to read a delivery")?;
     row.as_ref().map(delivery).transpose()
 }
 

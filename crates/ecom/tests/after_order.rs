@@ -52,7 +52,11 @@ impl Shop {
         if let Some(on_hand) = stock {
             let (status, body) = self
                 .app
-                .put_with_token(&format!("/warehouse/stock/{id}"), &self.admin, &json!({"onHand": on_hand}))
+                .put_with_token(
+                    &format!("/warehouse/stock/{id}"),
+                    &self.admin,
+                    &json!({"onHand": on_hand}),
+                )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
         }
@@ -79,7 +83,10 @@ impl Shop {
             )
             .await;
         assert_eq!(body["data"]["createOrder"]["success"], true, "{body}");
-        let id = body["data"]["createOrder"]["order"]["orderId"].as_str().unwrap().to_owned();
+        let id = body["data"]["createOrder"]["order"]["orderId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         (id, token)
     }
 
@@ -87,7 +94,10 @@ impl Shop {
     async fn stored(&self, order_id: &str) -> Value {
         let (status, body) = self
             .app
-            .get_with_token(&format!("/orders/backend/{order_id}"), &self.app.service_token("tests"))
+            .get_with_token(
+                &format!("/orders/backend/{order_id}"),
+                &self.app.service_token("tests"),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["order"].clone()
@@ -105,7 +115,10 @@ impl Shop {
     /// The order's packaging request as the warehouse staff see it.
     async fn packaging(&self, order_id: &str) -> (StatusCode, Value) {
         self.app
-            .get_with_token(&format!("/warehouse/packaging-requests/{order_id}"), &self.warehouse)
+            .get_with_token(
+                &format!("/warehouse/packaging-requests/{order_id}"),
+                &self.warehouse,
+            )
             .await
     }
 
@@ -118,7 +131,9 @@ impl Shop {
     }
 
     async fn staff(&self, token: &str, path: &str, order_id: &str) -> (StatusCode, Value) {
-        self.app.post_with_token(path, token, &json!({"orderId": order_id})).await
+        self.app
+            .post_with_token(path, token, &json!({"orderId": order_id}))
+            .await
     }
 
     /// Packs the whole order, and waits for it to be PACKAGED.
@@ -248,13 +263,21 @@ mod cancellation {
                     shop.app.processor_status(&token).await["status"] == "CANCELLED"
                 })
                 .await;
-            assert_eq!(shop.app.processor_status(&token).await["orderId"], order_id.as_str());
+            assert_eq!(
+                shop.app.processor_status(&token).await["orderId"],
+                order_id.as_str()
+            );
             let stock = shop.stock(product_id).await;
-            assert_eq!((stock["reserved"].clone(), stock["available"].clone()), (json!(0), json!(5)));
+            assert_eq!(
+                (stock["reserved"].clone(), stock["available"].clone()),
+                (json!(0), json!(5))
+            );
             let (status, request) = shop.packaging(&order_id).await;
             assert_eq!(status, StatusCode::OK, "{request}");
             assert_eq!(request["status"], "CANCELLED");
-            let (status, body) = shop.staff(&shop.warehouse, "/warehouse/startPackaging", &order_id).await;
+            let (status, body) = shop
+                .staff(&shop.warehouse, "/warehouse/startPackaging", &order_id)
+                .await;
             assert_eq!(status, StatusCode::CONFLICT, "{body}");
             shop.app
                 .wait_for_event("OrderCancelled", |e| {
@@ -286,31 +309,46 @@ mod cancellation {
             let unknown = shop.cancel(&shopper, &Uuid::new_v4().to_string()).await;
             assert_eq!(code(&unknown), Some("NOT_FOUND"), "{unknown}");
             assert_eq!(
-                body["errors"][0]["message"].as_str().map(|m| m.replace(&order_id, "X")),
+                body["errors"][0]["message"]
+                    .as_str()
+                    .map(|m| m.replace(&order_id, "X")),
                 unknown["errors"][0]["message"]
                     .as_str()
                     .map(|m| m.replace(unknown_id(&unknown).as_str(), "X")),
                 "another's order and an absent one read alike"
             );
             let body = shop
-                .gql(None, "mutation($id: ID!) { cancelOrder(orderId: $id) { success } }", json!({"id": order_id}))
+                .gql(
+                    None,
+                    "mutation($id: ID!) { cancelOrder(orderId: $id) { success } }",
+                    json!({"id": order_id}),
+                )
                 .await;
             assert_eq!(code(&body), Some("UNAUTHENTICATED"), "{body}");
 
             // Once packaging started: CONFLICT, and nothing moved.
             shop.wait_for_packaging(&order_id).await;
-            let (status, _) = shop.staff(&shop.warehouse, "/warehouse/startPackaging", &order_id).await;
+            let (status, _) = shop
+                .staff(&shop.warehouse, "/warehouse/startPackaging", &order_id)
+                .await;
             assert_eq!(status, StatusCode::OK);
             let body = shop.cancel(&shopper, &order_id).await;
             assert_eq!(body["data"]["cancelOrder"]["success"], false, "{body}");
             assert_eq!(code(&body), Some("CONFLICT"), "{body}");
             assert!(
-                body["errors"][0]["message"].as_str().unwrap().contains("packaging has started"),
+                body["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("packaging has started"),
                 "{body}"
             );
             let (status, body) = shop
                 .app
-                .post_with_token(&format!("/orders/admin/orders/{order_id}/cancel"), &shop.admin, &json!({}))
+                .post_with_token(
+                    &format!("/orders/admin/orders/{order_id}/cancel"),
+                    &shop.admin,
+                    &json!({}),
+                )
                 .await;
             assert_eq!(status, StatusCode::CONFLICT, "{body}");
             let order = shop.stored(&order_id).await;
@@ -321,7 +359,9 @@ mod cancellation {
             assert_eq!(shop.packaging(&order_id).await.1["status"], "IN_PROGRESS");
 
             // Packed: the order has moved on.
-            let (status, _) = shop.staff(&shop.warehouse, "/warehouse/completePackaging", &order_id).await;
+            let (status, _) = shop
+                .staff(&shop.warehouse, "/warehouse/completePackaging", &order_id)
+                .await;
             assert_eq!(status, StatusCode::OK);
             shop.wait_for_status(&order_id, "PACKAGED").await;
             let body = shop.cancel(&shopper, &order_id).await;
@@ -382,7 +422,10 @@ mod cancellation {
                 };
                 let cancelled = cancel["data"]["cancelOrder"]["success"] == true;
                 let started = start == StatusCode::OK;
-                assert!(cancelled != started, "round {round}: cancel {cancel}, start {start} {start_body}");
+                assert!(
+                    cancelled != started,
+                    "round {round}: cancel {cancel}, start {start} {start_body}"
+                );
                 let order = shop.stored(&order_id).await;
                 let request = shop.packaging(&order_id).await.1;
                 if cancelled {
@@ -438,7 +481,11 @@ mod cancellation {
             assert_eq!(status, StatusCode::OK, "{request}");
             assert_eq!(request["status"], "CANCELLED", "{request}");
             let (status, _) = shop
-                .staff(&shop.warehouse, "/warehouse/startPackaging", &order_id.to_string())
+                .staff(
+                    &shop.warehouse,
+                    "/warehouse/startPackaging",
+                    &order_id.to_string(),
+                )
                 .await;
             assert_eq!(status, StatusCode::CONFLICT);
         })
@@ -481,7 +528,8 @@ mod refunds {
     const RULE: &str = "orders.on-payment-refunded";
 
     async fn delivered_to_rule(app: &TestApp) -> u64 {
-        app.metric(&format!("ecom_bus_delivered_total{{rule=\"{RULE}\"}}")).await
+        app.metric(&format!("ecom_bus_delivered_total{{rule=\"{RULE}\"}}"))
+            .await
     }
 
     /// The only test of this binary whose orders get refunded, so that the
@@ -518,7 +566,9 @@ mod refunds {
             }
             let body = shop.refund(&shop.admin, &order_id, 3001, None).await;
             assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
-            let body = shop.refund(&shop.admin, &Uuid::new_v4().to_string(), 1, None).await;
+            let body = shop
+                .refund(&shop.admin, &Uuid::new_v4().to_string(), 1, None)
+                .await;
             assert_eq!(code(&body), Some("NOT_FOUND"), "{body}");
             assert_eq!(shop.app.processor_status(&token).await["refundedAmount"], 0);
 
@@ -534,7 +584,10 @@ mod refunds {
             let body = shop.refund(&shop.admin, &order_id, 1501, None).await;
             assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
             assert!(
-                body["errors"][0]["message"].as_str().unwrap().contains("at most 1500"),
+                body["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("at most 1500"),
                 "{body}"
             );
             let body = shop.refund(&shop.admin, &order_id, 1500, None).await;
@@ -552,11 +605,12 @@ mod refunds {
                 })
                 .await;
             let db = shop.app.open_db("payment").await;
-            let status: String = ecom_storage::sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
-                .bind(&order_id)
-                .fetch_one(db.reader())
-                .await
-                .unwrap();
+            let status: String =
+                ecom_storage::sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
+                    .bind(&order_id)
+                    .fetch_one(db.reader())
+                    .await
+                    .unwrap();
             db.close().await;
             assert_eq!(status, "REFUNDED");
             let mut events: Vec<i64> = shop
@@ -572,7 +626,11 @@ mod refunds {
             assert!(shop.app.metric("ecom_payments_amount_refunded_total").await >= amount_before + 3000);
             // GraphQL shows it to the shopper.
             let body = shop
-                .gql(Some(&shopper), "query($id: ID!) { getOrder(orderId: $id) { refunded } }", json!({"id": order_id}))
+                .gql(
+                    Some(&shopper),
+                    "query($id: ID!) { getOrder(orderId: $id) { refunded } }",
+                    json!({"id": order_id}),
+                )
                 .await;
             assert_eq!(body, json!({"data": {"getOrder": {"refunded": 3000}}}));
 
@@ -586,8 +644,10 @@ mod refunds {
                 ecom_model::Timestamp::now().unix_micros() - 120_000_000,
             )
             .unwrap();
-            let to = ecom_model::Timestamp::from_unix_micros(ecom_model::Timestamp::now().unix_micros() + 1_000_000)
-                .unwrap();
+            let to = ecom_model::Timestamp::from_unix_micros(
+                ecom_model::Timestamp::now().unix_micros() + 1_000_000,
+            )
+            .unwrap();
             let replayed = shop.app.bus.replay(RULE, from, to).await.unwrap();
             assert!(replayed >= 3, "{replayed}");
             shop.app
@@ -697,13 +757,20 @@ mod ws {
             response.headers()["sec-websocket-protocol"],
             "graphql-transport-ws"
         );
-        send(&mut socket, json!({"type": "connection_init", "payload": payload})).await;
+        send(
+            &mut socket,
+            json!({"type": "connection_init", "payload": payload}),
+        )
+        .await;
         assert_eq!(next(&mut socket).await, json!({"type": "connection_ack"}));
         socket
     }
 
     pub async fn send(socket: &mut Socket, message: Value) {
-        socket.send(Message::Text(message.to_string().into())).await.unwrap();
+        socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
     }
 
     /// The next protocol message (pings answered, frames skipped), within 10 s.
@@ -771,7 +838,10 @@ mod live {
         // nothing is sent for it; the next message is the fulfilment.
         shop.deliver(order_id).await;
         let fulfilled = ws::update(socket, "1").await;
-        assert_eq!(fulfilled, json!({"data": {"orderUpdated": {"status": "FULFILLED"}}}));
+        assert_eq!(
+            fulfilled,
+            json!({"data": {"orderUpdated": {"status": "FULFILLED"}}})
+        );
         ws::send(socket, json!({"id": "1", "type": "complete"})).await;
     }
 
@@ -788,7 +858,10 @@ mod live {
             let first = ws::update(&mut socket, "2").await;
             assert_eq!(first["data"]["orderUpdated"]["trackingId"], Value::Null);
             ws::send(&mut socket, json!({"id": "2", "type": "complete"})).await;
-            assert_eq!(ws::next(&mut socket).await, json!({"id": "2", "type": "complete"}));
+            assert_eq!(
+                ws::next(&mut socket).await,
+                json!({"id": "2", "type": "complete"})
+            );
             watch_journey(&shop, &mut socket, &order_id).await;
             socket.close(None).await.unwrap();
 
@@ -823,14 +896,26 @@ mod live {
                     assert_eq!(answer["data"], Value::Null, "{answer}");
                     let done = ws::next(&mut socket).await;
                     assert_eq!(done, json!({"id": "x", "type": "complete"}));
-                    answer["errors"][0]["extensions"]["code"].as_str().unwrap().to_owned()
+                    answer["errors"][0]["extensions"]["code"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
                 }
             };
             assert_eq!(refused(json!({}), order_id.clone()).await, "UNAUTHENTICATED");
-            assert_eq!(refused(ws::bearer("not-a-token"), order_id.clone()).await, "UNAUTHENTICATED");
+            assert_eq!(
+                refused(ws::bearer("not-a-token"), order_id.clone()).await,
+                "UNAUTHENTICATED"
+            );
             assert_eq!(refused(ws::bearer(&other), order_id.clone()).await, "FORBIDDEN");
-            assert_eq!(refused(ws::bearer(&shopper), Uuid::new_v4().to_string()).await, "FORBIDDEN");
-            assert_eq!(refused(ws::bearer(&shop.admin), Uuid::new_v4().to_string()).await, "NOT_FOUND");
+            assert_eq!(
+                refused(ws::bearer(&shopper), Uuid::new_v4().to_string()).await,
+                "FORBIDDEN"
+            );
+            assert_eq!(
+                refused(ws::bearer(&shop.admin), Uuid::new_v4().to_string()).await,
+                "NOT_FOUND"
+            );
 
             // At most 16 on one connection; completing one frees its place.
             let mut socket = ws::connect(&shop.app.base, ws::bearer(&shopper)).await;
@@ -840,10 +925,16 @@ mod live {
             }
             ws::subscribe(&mut socket, "s16", &order_id, "{ status }").await;
             let answer = ws::update(&mut socket, "s16").await;
-            assert_eq!(answer["errors"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS", "{answer}");
+            assert_eq!(
+                answer["errors"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+                "{answer}"
+            );
             assert_eq!(ws::next(&mut socket).await["type"], "complete");
             ws::send(&mut socket, json!({"id": "s0", "type": "complete"})).await;
-            assert_eq!(ws::next(&mut socket).await, json!({"id": "s0", "type": "complete"}));
+            assert_eq!(
+                ws::next(&mut socket).await,
+                json!({"id": "s0", "type": "complete"})
+            );
             ws::subscribe(&mut socket, "s17", &order_id, "{ status }").await;
             let answer = ws::update(&mut socket, "s17").await;
             assert_eq!(answer["data"]["orderUpdated"]["status"], "NEW", "{answer}");

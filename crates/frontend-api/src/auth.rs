@@ -29,11 +29,7 @@ impl Caller {
     /// The caller of a request with these headers: `Authorization: Bearer
     /// <token>`, or the bare token as the original gateway accepted.
     pub fn from_headers(headers: &HeaderMap) -> Caller {
-        Caller::from_authorization(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
+        Caller::from_authorization(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
     }
 
     /// The caller presenting this `Authorization` value: `Bearer <token>`

@@ -13,27 +13,27 @@ use crate::error;
 use crate::live::{ConnectionSlots, Live, MAX_CONNECTIONS};
 use crate::orders::IdempotencyKey;
 use crate::GatewaySchema;
-use async_graphql::http::{WebSocketProtocols, WsMessage};
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use futures::{SinkExt as _, StreamExt as _};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Instant;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
 };
+use async_graphql::http::{WebSocketProtocols, WsMessage};
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
 use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::{SinkExt as _, StreamExt as _};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -147,7 +147,9 @@ async fn ide_or_socket(
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             error::TOO_MANY_SUBSCRIPTIONS,
-            &format!("the server has {MAX_CONNECTIONS} subscription connections open already: try again later"),
+            &format!(
+                "the server has {MAX_CONNECTIONS} subscription connections open already: try again later"
+            ),
         );
     };
     ws.protocols([SUBPROTOCOL])
@@ -199,13 +201,14 @@ async fn session(socket: WebSocket, gql: Gql, _slot: OwnedSemaphorePermit) {
         });
     let mut connection = async_graphql::Data::default();
     connection.insert(ConnectionSlots::default());
-    let mut messages = async_graphql::http::WebSocket::new(gql.schema.clone(), input, WebSocketProtocols::GraphQLWS)
-        .connection_data(connection)
-        .on_connection_init(|payload| async move {
-            let mut data = async_graphql::Data::default();
-            data.insert(Caller::from_authorization(init_token(&payload).as_deref()));
-            Ok(data)
-        });
+    let mut messages =
+        async_graphql::http::WebSocket::new(gql.schema.clone(), input, WebSocketProtocols::GraphQLWS)
+            .connection_data(connection)
+            .on_connection_init(|payload| async move {
+                let mut data = async_graphql::Data::default();
+                data.insert(Caller::from_authorization(init_token(&payload).as_deref()));
+                Ok(data)
+            });
     let mut acked = false;
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init_deadline);

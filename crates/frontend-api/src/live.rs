@@ -227,7 +227,11 @@ impl Shape {
                 .fold(BTreeMap::new(), |mut fields, (name, shape)| {
                     // The same field selected twice (aliases, fragments):
                     // what either selects counts.
-                    fields.entry(name).or_insert_with(Shape::default).0.extend(shape.0);
+                    fields
+                        .entry(name)
+                        .or_insert_with(Shape::default)
+                        .0
+                        .extend(shape.0);
                     fields
                 }),
         )
@@ -346,7 +350,10 @@ impl OrdersSubscription {
 }
 
 /// The order at `path` and its JSON; `None` when orders does not know it.
-async fn read(orders: &BackendClient, path: &str) -> Result<Option<(Order, Value)>, ecom_runtime::ClientError> {
+async fn read(
+    orders: &BackendClient,
+    path: &str,
+) -> Result<Option<(Order, Value)>, ecom_runtime::ClientError> {
     match orders.get::<Value>(path).await {
         Ok(mut answer) => {
             let json = answer["order"].take();

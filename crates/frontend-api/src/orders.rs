@@ -239,7 +239,13 @@ impl AfterOrderMutation {
         crate::auth::staff(ctx, REFUNDERS).await?;
         let segment = page::id_segment("orderId", &order_id)?;
         if amount <= 0 {
-            return refused(ctx, error(error::BAD_USER_INPUT, format!("amount: must be more than 0, got {amount}")));
+            return refused(
+                ctx,
+                error(
+                    error::BAD_USER_INPUT,
+                    format!("amount: must be more than 0, got {amount}"),
+                ),
+            );
         }
         let key = ctx.data_opt::<IdempotencyKey>().map(|k| k.0.as_str());
         if key.is_some_and(|k| k.len() > 200) {

@@ -514,7 +514,10 @@ async fn with_histories(api: &Api, orders: &[Order]) -> Result<Vec<Value>, ApiEr
     orders
         .iter()
         .map(|order| {
-            let history = histories.get(&order.order_id).map(Vec::as_slice).unwrap_or_default();
+            let history = histories
+                .get(&order.order_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             serde_json::to_value(WithHistory { order, history })
                 .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("Failed to encode an order")))
         })

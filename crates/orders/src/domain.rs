@@ -547,10 +547,24 @@ mod tests {
         let now = Timestamp::now();
         let cancelled = order_of(&req, New).cancelled(now).unwrap();
         assert_eq!(cancelled.status, Cancelled);
-        for from in [Packaged, PackagingFailed, Fulfilled, DeliveryFailed, PaymentFailed, Cancelled] {
+        for from in [
+            Packaged,
+            PackagingFailed,
+            Fulfilled,
+            DeliveryFailed,
+            PaymentFailed,
+            Cancelled,
+        ] {
             assert_eq!(order_of(&req, from).cancelled(now), None, "{from:?}");
         }
-        for to in [New, Packaged, PackagingFailed, Fulfilled, DeliveryFailed, PaymentFailed] {
+        for to in [
+            New,
+            Packaged,
+            PackagingFailed,
+            Fulfilled,
+            DeliveryFailed,
+            PaymentFailed,
+        ] {
             assert_eq!(Cancelled.advance(to), Cancelled, "{to:?}");
         }
         assert_eq!(PaymentFailed.advance(Cancelled), PaymentFailed);

@@ -229,9 +229,7 @@ async fn apply(
         }
         Effect::Status(status) => old.with_status(status, now),
         Effect::Tracked(tracking_id) => old.tracked(&tracking_id, now),
-        Effect::Refunded(amount) => old
-            .refund(amount, now)
-            .context("the refunds overflow")?,
+        Effect::Refunded(amount) => old.refund(amount, now).context("the refunds overflow")?,
     };
     if let Some(event) = modified(&old, &new)? {
         store::update(&mut tx, &new).await?;

@@ -7,12 +7,12 @@
 //! written in the transaction that changes the status.
 
 use crate::domain::{Order, OrderStatus, StatusChange};
-use ecom_model::Timestamp;
-use std::collections::HashMap;
 use anyhow::Context as _;
+use ecom_model::Timestamp;
 use ecom_runtime::page::Position;
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 fn decode(body: &str) -> anyhow::Result<Order> {

@@ -242,7 +242,9 @@ async fn refund(
     ctx.outbox.commit(tx).await?;
     if recorded {
         metrics.refunds.inc();
-        metrics.amount_refunded.add(u64::try_from(amount.cents()).unwrap_or(0));
+        metrics
+            .amount_refunded
+            .add(u64::try_from(amount.cents()).unwrap_or(0));
         tracing::info!(%order_id, %amount, refund_id, "payment refunded");
     }
     answer_refunded(&ctx, order_id).await

@@ -281,7 +281,12 @@ pub async fn refund_by_id(db: &Db, refund_id: &str) -> anyhow::Result<Option<(St
 /// status (`REFUNDED` once the sum reaches the capture, else
 /// `PARTIALLY_REFUNDED`), in the caller's transaction. False when this
 /// refund id was recorded already (a concurrent retry): nothing changes.
-pub async fn record_refund(tx: &mut Tx, order_id: Uuid, refund_id: &str, amount: i64) -> anyhow::Result<bool> {
+pub async fn record_refund(
+    tx: &mut Tx,
+    order_id: Uuid,
+    refund_id: &str,
+    amount: i64,
+) -> anyhow::Result<bool> {
     let now = Timestamp::now().to_string();
     let inserted = sqlx::query(
         "INSERT INTO payment_refunds (refund_id, order_id, amount, created_at) VALUES ($1, $2, $3, $4)
