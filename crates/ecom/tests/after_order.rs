@@ -747,11 +747,21 @@ mod ws {
     /// Opens `/graphql` at `base` as a WebSocket and initialises it with
     /// `payload`; the socket, after `connection_ack`.
     pub async fn connect(base: &str, payload: Value) -> Socket {
+        connect_with(base, payload, None).await
+    }
+
+    /// [`connect`], with `Authorization: Bearer <token>` on the upgrade request.
+    pub async fn connect_with(base: &str, payload: Value, token: Option<&str>) -> Socket {
         let url = format!("{}/graphql", base.replacen("http://", "ws://", 1));
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        if let Some(token) = token {
+            request
+                .headers_mut()
+                .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        }
         let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
         assert_eq!(
             response.headers()["sec-websocket-protocol"],
@@ -871,6 +881,11 @@ mod live {
             ws::subscribe(&mut staff, "s", &other, "{ orderId status }").await;
             let update = ws::update(&mut staff, "s").await;
             assert_eq!(update["data"]["orderUpdated"]["orderId"], other.as_str());
+            // The upgrade request's Authorization header serves too.
+            let mut by_header = ws::connect_with(&shop.app.base, json!({}), Some(&shopper)).await;
+            ws::subscribe(&mut by_header, "h", &other, "{ status }").await;
+            let update = ws::update(&mut by_header, "h").await;
+            assert_eq!(update["data"]["orderUpdated"]["status"], "NEW");
             // A cancellation shows.
             let body = shop.cancel(&shopper, &other).await;
             assert_eq!(body["data"]["cancelOrder"]["success"], true, "{body}");
@@ -952,6 +967,37 @@ mod live {
             .await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_subscription_ends_unauthenticated_once_its_token_is_revoked() {
+        on_each_storage(|app| async move {
+            let shop = Shop::open(app).await;
+            let shopper = shop.app.user_token(&[]).await;
+            let line = shop.product(600, None).await;
+            let (order_id, _) = shop.order(&shopper, &line, 1).await;
+            let mut socket = ws::connect(&shop.app.base, ws::bearer(&shopper)).await;
+            ws::subscribe(&mut socket, "1", &order_id, "{ status }").await;
+            ws::update(&mut socket, "1").await;
+            // An admin deletes the shopper: their token is revoked at once.
+            let (_, me) = shop.app.get_with_token("/users/me", &shopper).await;
+            let user_id = me["userId"].as_str().unwrap();
+            let (status, body) = shop
+                .app
+                .delete_with_token(&format!("/users/admin/users/{user_id}"), &shop.admin)
+                .await;
+            assert!(status.is_success(), "{status} {body}");
+            // The next change ends the subscription instead of showing it.
+            shop.pack(&order_id).await;
+            let answer = ws::update(&mut socket, "1").await;
+            assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{answer}");
+            assert_eq!(ws::next(&mut socket).await, json!({"id": "1", "type": "complete"}));
+            // And a new one is refused.
+            ws::subscribe(&mut socket, "2", &order_id, "{ status }").await;
+            let answer = ws::update(&mut socket, "2").await;
+            assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{answer}");
         })
         .await;
     }

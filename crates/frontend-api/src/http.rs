@@ -63,6 +63,9 @@ pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// A connection the client has said nothing on (not even a pong) for this
 /// long is closed: the client has gone without closing it.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(90);
+/// How long a message may wait for a client to take it before the
+/// connection is dropped.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The IDE page: GraphiQL from the binary's own assets, nothing fetched
 /// from elsewhere (`assets/graphiql/README.md` says where they come from).
@@ -152,10 +155,13 @@ async fn ide_or_socket(
             ),
         );
     };
+    // A client that can set headers may authenticate the upgrade request
+    // instead; `connection_init`'s payload wins.
+    let upgrade_token = Caller::from_headers(&headers).token().map(str::to_owned);
     ws.protocols([SUBPROTOCOL])
         .max_message_size(MAX_BODY)
         .max_frame_size(MAX_BODY)
-        .on_upgrade(move |socket| session(socket, gql, slot))
+        .on_upgrade(move |socket| session(socket, gql, upgrade_token, slot))
 }
 
 /// The token a client put in `connection_init`'s payload:
@@ -182,9 +188,10 @@ fn close(code: u16, reason: &str) -> Message {
 /// One subscription connection: async-graphql's `graphql-transport-ws`
 /// state machine between the socket's two halves, plus what it leaves out:
 /// the `connection_init` deadline, pings to notice a client that vanished,
+/// a bound on how long a message waits for a client that stopped reading,
 /// and a close (1001) when the server shuts down. Every subscription of
 /// the connection ends with it.
-async fn session(socket: WebSocket, gql: Gql, _slot: OwnedSemaphorePermit) {
+async fn session(socket: WebSocket, gql: Gql, upgrade_token: Option<String>, _slot: OwnedSemaphorePermit) {
     let (mut sink, source) = socket.split();
     let started = Instant::now();
     let heard = Arc::new(AtomicU64::new(0));
@@ -205,8 +212,10 @@ async fn session(socket: WebSocket, gql: Gql, _slot: OwnedSemaphorePermit) {
         async_graphql::http::WebSocket::new(gql.schema.clone(), input, WebSocketProtocols::GraphQLWS)
             .connection_data(connection)
             .on_connection_init(|payload| async move {
+                // The payload's token, else the upgrade request's.
+                let token = init_token(&payload).or(upgrade_token);
                 let mut data = async_graphql::Data::default();
-                data.insert(Caller::from_authorization(init_token(&payload).as_deref()));
+                data.insert(Caller::from_authorization(token.as_deref()));
                 Ok(data)
             });
     let mut acked = false;
@@ -214,42 +223,47 @@ async fn session(socket: WebSocket, gql: Gql, _slot: OwnedSemaphorePermit) {
     tokio::pin!(init_deadline);
     let mut ping = tokio::time::interval_at(started + PING_EVERY, PING_EVERY);
     loop {
-        tokio::select! {
+        let last = tokio::select! {
             out = messages.next() => match out {
                 Some(WsMessage::Text(text)) => {
                     acked = acked || text.contains("\"connection_ack\"");
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
+                    if deliver(&mut sink, Message::Text(text.into())).await {
+                        continue;
                     }
+                    None
                 }
-                Some(WsMessage::Close(code, reason)) => {
-                    let _ = sink.send(close(code, &reason)).await;
-                    break;
-                }
+                Some(WsMessage::Close(code, reason)) => Some(close(code, &reason)),
                 // The client closed the socket or went away.
-                None => break,
+                None => None,
             },
-            () = &mut init_deadline, if !acked => {
-                let _ = sink.send(close(4408, "Connection initialisation timeout")).await;
-                break;
-            }
+            () = &mut init_deadline, if !acked => Some(close(4408, "Connection initialisation timeout")),
             _ = ping.tick() => {
-                let silent = started.elapsed().saturating_sub(Duration::from_millis(heard.load(Ordering::Relaxed)));
-                if silent > SILENCE_LIMIT {
-                    let _ = sink.send(close(1001, "the client stopped answering")).await;
-                    break;
+                let silent = started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(heard.load(Ordering::Relaxed)));
+                if silent <= SILENCE_LIMIT && deliver(&mut sink, Message::Ping(Default::default())).await {
+                    continue;
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    break;
-                }
+                Some(close(1001, "the client stopped answering"))
             }
-            () = gql.live.shutdown.cancelled() => {
-                let _ = sink.send(close(1001, "the server is shutting down")).await;
-                break;
-            }
+            () = gql.live.shutdown.cancelled() => Some(close(1001, "the server is shutting down")),
+        };
+        if let Some(last) = last {
+            deliver(&mut sink, last).await;
         }
+        break;
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
+}
+
+/// Sends one message; false when the client is gone or has not taken it
+/// within [`SEND_TIMEOUT`] (a client that stops reading would otherwise
+/// hold its connection, and the server's shutdown, forever).
+async fn deliver(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn ide() -> Response {
