@@ -992,12 +992,21 @@ mod live {
             // The next change ends the subscription instead of showing it.
             shop.pack(&order_id).await;
             let answer = ws::update(&mut socket, "1").await;
-            assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{answer}");
-            assert_eq!(ws::next(&mut socket).await, json!({"id": "1", "type": "complete"}));
+            assert_eq!(
+                answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+                "{answer}"
+            );
+            assert_eq!(
+                ws::next(&mut socket).await,
+                json!({"id": "1", "type": "complete"})
+            );
             // And a new one is refused.
             ws::subscribe(&mut socket, "2", &order_id, "{ status }").await;
             let answer = ws::update(&mut socket, "2").await;
-            assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{answer}");
+            assert_eq!(
+                answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+                "{answer}"
+            );
         })
         .await;
     }

@@ -79,6 +79,11 @@ pub fn from_client(err: ClientError) -> Error {
         ClientError::Status { status, message, .. } if status.is_client_error() => {
             error(code_of(*status), message.clone())
         }
+        // The service is up but something it needs is not (e.g. orders
+        // cannot reach the warehouse to cancel): its message says what to do.
+        ClientError::Status { status, message, .. } if status.as_u16() == 503 => {
+            error(SERVICE_UNAVAILABLE, message.clone())
+        }
         ClientError::Unreachable { service, .. } => {
             tracing::warn!(error = %err, "a service behind the gateway is unreachable");
             error(

@@ -5,8 +5,10 @@
 //!
 //! The gateway owns no data: each field maps onto a route of the service
 //! that owns the data, one module per domain ([`products`], [`orders`],
-//! [`pricing`], [`warehouse`], [`delivery`]). Calls go in process when the
-//! service shares the binary and over HTTP otherwise ([`ecom_runtime::Clients`]).
+//! [`pricing`], [`warehouse`], [`delivery`], [`stock`]). Calls go in process
+//! when the service shares the binary and over HTTP otherwise
+//! ([`ecom_runtime::Clients`]). The subscription `orderUpdated` ([`live`])
+//! follows the bus and is served over a WebSocket on `/graphql`.
 
 pub mod auth;
 pub mod delivery;

@@ -99,7 +99,10 @@ struct CreateRequest {
     idempotency_key: Option<String>,
 }
 
-fn created(order: &Order) -> Json<Value> {
+/// The answer for a created order, with its history (`history`: a new
+/// order's is its creation; an order found again by its key reads its own).
+fn created(order: &Order, history: &[StatusChange]) -> Json<Value> {
+    let order = WithHistory { order, history };
     Json(json!({ "success": true, "message": "Order created", "order": order }))
 }
 
@@ -113,9 +116,19 @@ pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
 /// The answer to a request whose key already names `order`: the order when
 /// the request is the one that created it (or the order predates request
 /// hashes), a 409 otherwise.
-fn replay(order: &Order, stored_hash: Option<&str>, request_hash: &str) -> Result<Json<Value>, ApiError> {
+async fn replay(
+    api: &Api,
+    order: &Order,
+    stored_hash: Option<&str>,
+    request_hash: &str,
+) -> Result<Json<Value>, ApiError> {
     if stored_hash.is_none_or(|stored| stored == request_hash) {
-        Ok(created(order))
+        let histories = store::histories(&api.ctx.db, std::slice::from_ref(order)).await?;
+        let history = histories
+            .get(&order.order_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(created(order, history))
     } else {
         Err(ApiError::conflict(
             "Idempotency-Key already used with another request: send a new key for a new order",
@@ -203,7 +216,7 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
     let hash = key.as_ref().map(|_| request_hash(&req.order));
     if let (Some(key), Some(hash)) = (&key, &hash) {
         if let Some((order, stored)) = store::by_idempotency_key(&api.ctx.db, &req.user_id, key).await? {
-            return replay(&order, stored.as_deref(), hash);
+            return replay(api, &order, stored.as_deref(), hash).await;
         }
     }
     let request = match OrderRequest::parse(&req.order) {
@@ -265,7 +278,7 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
                 // Our claim on another token is of no use now.
                 release(&api.ctx, &order.payment_token, order.order_id).await;
             }
-            return replay(&existing, stored.as_deref(), &hash);
+            return replay(api, &existing, stored.as_deref(), &hash).await;
         }
         Err(e) => {
             release(&api.ctx, &order.payment_token, order.order_id).await;
@@ -277,7 +290,7 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
     api.ctx.outbox.push(&mut tx, &event).await?;
     api.ctx.outbox.commit(tx).await?;
     api.metrics.created.inc();
-    Ok(created(&order))
+    Ok(created(&order, &order.assumed_history()))
 }
 
 #[derive(Serialize)]

@@ -199,8 +199,7 @@ async fn apply(
             (detail.order_id, Effect::Tracked(detail.tracking_id))
         }
         Change::Refunded => {
-            // The amount is what was refunded: positive (payment refunds
-            // nothing else), so a 0 or a negative is a malformed event.
+            // A negative amount is a malformed event (money never is).
             let detail: PaymentProcessed = serde_json::from_value(event.detail.clone())
                 .map_err(|e| permanent(format!("PaymentRefunded detail is malformed: {e}")))?;
             (detail.order_id, Effect::Refunded(detail.amount))
