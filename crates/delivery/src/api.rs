@@ -3,7 +3,7 @@
 //! follow the GraphQL schema:
 //!
 //! - `GET  /deliveries?nextToken=&limit=` → `{deliveries, nextToken}` (admin, delivery)
-//! - `GET  /deliveries/{orderId}` → `{orderId, address, status}` (admin, delivery; 404 when absent)
+//! - `GET  /deliveries/{orderId}` → `{orderId, address, status, trackingId?}` (admin, delivery; 404 when absent)
 //! - `POST /startDelivery`, `/completeDelivery`, `/failDelivery` `{orderId}` →
 //!   `{success: true}` (admin, delivery, and warehouse as in the original)
 //! - `DELETE /deliveries/{orderId}` → `{success: true}` (admin)
@@ -136,15 +136,27 @@ async fn transition(
             from.as_str()
         )));
     }
-    store::transition(tx, order_id, from, to).await?;
+    if !store::transition(tx, order_id, from, to).await? {
+        // Moved by a concurrent call after we read it (PostgreSQL): one
+        // outcome only.
+        return Err(ApiError::conflict(format!(
+            "cannot {action} the delivery of order {order_id}: it changed meanwhile"
+        )));
+    }
     Ok(address)
 }
 
-/// NEW → IN_PROGRESS.
+/// NEW → IN_PROGRESS: the delivery gets a fresh tracking id, announced in
+/// `DeliveryStarted {orderId, trackingId}` (orders shows it on the order).
 pub async fn start_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = d.db.begin().await?;
     transition(&mut tx, order_id, Status::New, Status::InProgress, "start").await?;
-    tx.commit().await?;
+    let tracking_id = crate::domain::tracking_id();
+    store::set_tracking_id(&mut tx, order_id, &tracking_id).await?;
+    d.outbox
+        .push(&mut tx, &events::started(order_id, &tracking_id))
+        .await?;
+    d.outbox.commit(tx).await?;
     Ok(())
 }
 

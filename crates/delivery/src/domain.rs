@@ -51,11 +51,40 @@ pub struct Delivery {
     pub address: Address,
     /// `NEW`, `IN_PROGRESS`, `COMPLETED` or `FAILED`.
     pub status: &'static str,
+    /// Given when the delivery starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_id: Option<String>,
+}
+
+/// Characters of a tracking id: Crockford's base 32 (digits and capitals
+/// without I, L, O and U), so an id read over the phone is not misheard.
+const TRACKING_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Length of a tracking id: 12 characters of 5 bits, 60 random bits, so
+/// ids cannot be guessed or enumerated.
+pub const TRACKING_ID_LEN: usize = 12;
+
+/// A fresh random tracking id.
+pub fn tracking_id() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::thread_rng();
+    (0..TRACKING_ID_LEN)
+        .map(|_| char::from(TRACKING_ALPHABET[rng.gen_range(0..TRACKING_ALPHABET.len())]))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracking_ids_are_twelve_unambiguous_characters_and_differ() {
+        let a = tracking_id();
+        assert_eq!(a.len(), TRACKING_ID_LEN);
+        assert!(a.bytes().all(|b| TRACKING_ALPHABET.contains(&b)), "{a}");
+        let many: std::collections::BTreeSet<String> = (0..1000).map(|_| tracking_id()).collect();
+        assert_eq!(many.len(), 1000);
+    }
 
     #[test]
     fn statuses_round_trip_and_only_outcomes_are_final() {

@@ -99,6 +99,19 @@ pub async fn on_package_created(db: &Db, clients: &Clients, event: &Event) -> an
     Ok(created)
 }
 
+/// `DeliveryStarted`: a delivery is on its way, with its tracking id.
+pub const DELIVERY_STARTED: &str = "DeliveryStarted";
+
+/// `DeliveryStarted {orderId, trackingId}`.
+pub fn started(order_id: Uuid, tracking_id: &str) -> Event {
+    Event::new(
+        sources::DELIVERY,
+        DELIVERY_STARTED,
+        vec![order_id.to_string()],
+        json!({ "orderId": order_id, "trackingId": tracking_id }),
+    )
+}
+
 /// `DeliveryCompleted` or `DeliveryFailed` with `{orderId, address}`.
 pub fn outcome(detail_type: &str, order_id: Uuid, address: &Address) -> Event {
     Event::new(

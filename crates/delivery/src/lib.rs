@@ -2,7 +2,8 @@
 //! the outcome (`DeliveryCompleted` or `DeliveryFailed`).
 //!
 //! A `PackageCreated` event makes a NEW delivery ([`events`]); staff start
-//! it and complete or fail it ([`api`]).
+//! it (it gets a tracking id: `DeliveryStarted`) and complete or fail it
+//! ([`api`]).
 
 pub mod api;
 pub mod domain;
@@ -16,11 +17,10 @@ use ecom_storage::Migration;
 pub const NAME: &str = "delivery";
 
 /// Schema changes, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "deliveries",
-    include_str!("../migrations/0001_deliveries.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::new(1, "deliveries", include_str!("../migrations/0001_deliveries.sql")),
+    Migration::new(2, "tracking ids", include_str!("../migrations/0002_tracking.sql")),
+];
 
 /// How the binary builds this service.
 pub const SERVICE: ServiceDef = ServiceDef {

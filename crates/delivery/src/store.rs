@@ -73,6 +73,17 @@ pub async fn transition(tx: &mut Tx, order_id: Uuid, from: Status, to: Status) -
     Ok(done.rows_affected() == 1)
 }
 
+/// Gives a delivery its tracking id.
+pub async fn set_tracking_id(tx: &mut Tx, order_id: Uuid, tracking_id: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE deliveries SET tracking_id = $2 WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .bind(tracking_id)
+        .execute(&mut **tx)
+        .await
+        .context("Failed to store a tracking id")?;
+    Ok(())
+}
+
 /// Removes a delivery.
 pub async fn delete(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM deliveries WHERE order_id = $1")
@@ -91,16 +102,18 @@ fn delivery(row: &sqlx::any::AnyRow) -> anyhow::Result<Delivery> {
         order_id: Uuid::parse_str(&id).context("bad order id in deliveries")?,
         address: serde_json::from_str(&address).context("stored address is malformed")?,
         status: status_of(&status)?.as_str(),
+        tracking_id: row.try_get("tracking_id")?,
     })
 }
 
 /// One delivery.
 pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Delivery>> {
-    let row = sqlx::query("SELECT order_id, status, address FROM deliveries WHERE order_id = $1")
-        .bind(order_id.to_string())
-        .fetch_optional(db.reader())
-        .await
-        .context("Failed to read a delivery")?;
+    let row =
+        sqlx::query("SELECT order_id, status, address, tracking_id FROM deliveries WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(db.reader())
+            .await
+            .context("Failed to read a delivery")?;
     row.as_ref().map(delivery).transpose()
 }
 
@@ -113,7 +126,7 @@ pub async fn list_new(
 ) -> anyhow::Result<(Vec<Delivery>, Option<Position>)> {
     let (micros, id) = after.unwrap_or((i64::MIN, String::new()));
     let rows = sqlx::query(
-        "SELECT order_id, status, address, created_micros FROM deliveries
+        "SELECT order_id, status, address, tracking_id, created_micros FROM deliveries
          WHERE status = $1 AND (created_micros > $2 OR (created_micros = $2 AND order_id > $3))
          ORDER BY created_micros, order_id LIMIT $4",
     )

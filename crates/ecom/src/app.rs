@@ -62,6 +62,8 @@ const CALLS: &[(&str, &[&str])] = &[
             ecom_delivery_pricing::NAME,
             ecom_warehouse::NAME,
             ecom_delivery::NAME,
+            // refundOrder
+            ecom_payment::NAME,
         ],
     ),
 ];
@@ -201,6 +203,8 @@ pub struct App {
     relays: Vec<(&'static str, Db, Outbox)>,
     config: Arc<Config>,
     verifier: ecom_runtime::auth::Verifier,
+    /// Cancelled once serving stops (see [`Context::shutdown`]).
+    stop: CancellationToken,
 }
 
 impl App {
@@ -233,6 +237,7 @@ impl App {
         let verifier = ecom_runtime::auth::Verifier::from_users(clients.for_caller("ecom").get("users"));
 
         let (bus, platform_db) = open_bus(&config, &target).await?;
+        let stop = CancellationToken::new();
         let mut router = Router::new();
         let mut dbs: Vec<(&'static str, Db)> = platform_db.into_iter().map(|db| ("platform", db)).collect();
         let mut relays = Vec::new();
@@ -257,6 +262,7 @@ impl App {
                 outbox,
                 bus: bus.clone(),
                 verifier: verifier.clone(),
+                shutdown: stop.clone(),
             };
             let service_router = (def.build)(ctx)
                 .await
@@ -303,6 +309,7 @@ impl App {
             relays,
             config,
             verifier,
+            stop,
         })
     }
 
@@ -331,7 +338,7 @@ impl App {
     /// Serves until `shutdown` completes, then finishes requests in flight
     /// and closes the databases.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
+        let stop = self.stop;
         let delivery = self
             .bus
             .start(stop.clone())
@@ -354,7 +361,8 @@ impl App {
         let revocations = tokio::spawn(self.verifier.poll_revocations(stop.clone().cancelled_owned()));
         let served =
             ecom_runtime::server::serve(self.listener, self.router, &self.config.server, shutdown).await;
-        // Requests are finished; stop relaying and delivering, then close.
+        // Requests are finished; end subscriptions, stop relaying and
+        // delivering, then close.
         stop.cancel();
         for relay in relays {
             let _ = relay.await;

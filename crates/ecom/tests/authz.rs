@@ -195,6 +195,7 @@ async fn every_rest_route_admits_exactly_its_callers() {
         let line = product(&app, &admin).await;
         let product_id = line["productId"].as_str().unwrap().to_owned();
         let order_id = order(&app, &shopper, &line).await;
+        let cancelled = order(&app, &shopper, &line).await;
         let shopper_id = common::send(app.http.get(app.url("/users/me")).bearer_auth(&shopper))
             .await
             .1["userId"]
@@ -468,6 +469,33 @@ async fn every_rest_route_admits_exactly_its_callers() {
                 None,
                 [U, F, F, F, F, A, U],
             ),
+            // After the order: cancelling (services for the gateway, admins
+            // beside it), refunds and the warehouse's side of a cancellation
+            // for services only.
+            (
+                Method::POST,
+                format!("/orders/backend/{cancelled}/cancel"),
+                Some(json!({"userId": shopper_id})),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                format!("/orders/admin/orders/{cancelled}/cancel"),
+                Some(json!({})),
+                [U, F, F, F, F, A, U],
+            ),
+            (
+                Method::POST,
+                "/payment/backend/refunds".into(),
+                Some(json!({"orderId": o, "amount": 1, "refundId": "authz"})),
+                [U, U, U, U, U, U, A],
+            ),
+            (
+                Method::POST,
+                "/warehouse/backend/cancellations".into(),
+                Some(json!({"orderId": uuid::Uuid::now_v7()})),
+                [U, U, U, U, U, U, A],
+            ),
             // operations: health for load balancers, metrics for scrapers.
             (Method::GET, "/healthz".into(), None, [A, A, A, A, A, A, A]),
             (Method::GET, "/readyz".into(), None, [A, A, A, A, A, A, A]),
@@ -502,6 +530,7 @@ async fn every_graphql_operation_admits_exactly_its_callers() {
         let line = product(&app, &admin).await;
         let product_id = line["productId"].as_str().unwrap().to_owned();
         let order_id = order(&app, &shopper, &line).await;
+        let cancelled = order(&app, &shopper, &line).await;
         app.eventually("the packaging request", || {
             let (app, admin, order_id) = (&app, &admin, &order_id);
             async move {
@@ -541,6 +570,9 @@ async fn every_graphql_operation_admits_exactly_its_callers() {
             ("mutation($input: DeliveryInput!) { startDelivery(input: $input) { success } }", staff.clone(), [UNAUTH, FORBID, FORBID, Data, Data, Data, UNAUTH]),
             ("mutation($input: DeliveryInput!) { failDelivery(input: $input) { success } }", staff.clone(), [UNAUTH, FORBID, FORBID, Data, Data, Data, UNAUTH]),
             ("mutation($input: DeliveryInput!) { completeDelivery(input: $input) { success } }", staff.clone(), [UNAUTH, FORBID, FORBID, Data, Data, Data, UNAUTH]),
+            // Anyone signed in, on their own orders (another's reads as NOT_FOUND).
+            ("mutation($id: ID!) { cancelOrder(orderId: $id) { success } }", json!({"id": cancelled}), [UNAUTH, Data, Data, Data, Data, Data, UNAUTH]),
+            ("mutation($id: ID!) { refundOrder(orderId: $id, amount: 1) { success } }", json!({"id": order_id}), [UNAUTH, FORBID, FORBID, FORBID, FORBID, Data, UNAUTH]),
         ];
         for (query, variables, expects) in rows {
             for (i, expect) in expects.into_iter().enumerate() {

@@ -126,8 +126,13 @@ fn code(result: Result<(), ecom_runtime::ApiError>) -> Result<(), u16> {
     result.map_err(|e| e.status().as_u16())
 }
 
+/// An outcome of the delivery of `order_id` (not its `DeliveryStarted`).
 fn from_delivery(order_id: Uuid) -> impl Fn(&Event) -> bool {
-    move |e| e.source == sources::DELIVERY && e.resources == [order_id.to_string()]
+    move |e| {
+        e.source == sources::DELIVERY
+            && e.resources == [order_id.to_string()]
+            && e.detail_type != "DeliveryStarted"
+    }
 }
 
 #[tokio::test]
@@ -210,6 +215,19 @@ async fn completing_a_started_delivery_emits_delivery_completed_with_the_address
         assert_eq!(event.detail_type, "DeliveryCompleted");
         assert_eq!(event.detail, json!({ "orderId": order_id, "address": address }));
         assert_eq!(read(&d, order_id).await.map(|r| r.0), Ok("COMPLETED".to_owned()));
+        // Starting it gave it a tracking id, announced once.
+        let started: Vec<Event> = app
+            .events()
+            .into_iter()
+            .filter(|e| e.detail_type == "DeliveryStarted" && e.resources == [order_id.to_string()])
+            .collect();
+        assert_eq!(started.len(), 1, "{started:?}");
+        let tracking = started[0].detail["trackingId"].as_str().unwrap_or_default();
+        assert_eq!(
+            started[0].detail,
+            json!({ "orderId": order_id, "trackingId": tracking })
+        );
+        assert_eq!(tracking.len(), 12);
     })
     .await;
 }

@@ -82,12 +82,25 @@ async fn place_order(app: &TestApp, user: &str, items: &[(&Value, i64)]) -> Valu
     body["order"].clone()
 }
 
+/// The order as orders stores it (and puts it in events): what its route
+/// serves, without the `history` it adds (see [`history_of`]).
 async fn get_order(app: &TestApp, id: &str) -> Value {
+    let mut order = served(app, id).await;
+    order.as_object_mut().unwrap().remove("history");
+    order
+}
+
+async fn served(app: &TestApp, id: &str) -> Value {
     let (status, body) = app
         .get_with_token(&format!("/orders/backend/{id}"), &app.service_token("tests"))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["order"].clone()
+}
+
+/// The history the order's route serves.
+async fn history_of(app: &TestApp, id: &str) -> Value {
+    served(app, id).await["history"].clone()
 }
 
 async fn list(app: &TestApp, user: &str, query: &str) -> (StatusCode, Value) {
@@ -182,14 +195,21 @@ async fn creating_an_order_stores_it_with_catalogue_details_and_announces_it() {
         assert_eq!(order["products"][0]["quantity"], 2);
 
         let id = order["orderId"].as_str().unwrap();
-        assert_eq!(get_order(&app, id).await, order);
+        assert_eq!(served(&app, id).await, order);
+        assert_eq!(
+            history_of(&app, id).await,
+            json!([{"status": "NEW", "at": order["createdDate"]}])
+        );
         let event = app
             .wait_for_event("OrderCreated", |e| {
                 e.detail_type == "OrderCreated" && e.resources == [id]
             })
             .await;
         assert_eq!(event.source, "ecommerce.orders");
-        assert_eq!(event.detail, order);
+        // The event carries the order as stored: the history is served beside it.
+        let mut stored = order.clone();
+        stored.as_object_mut().unwrap().remove("history");
+        assert_eq!(event.detail, stored);
     })
     .await;
 }

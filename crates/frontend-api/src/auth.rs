@@ -29,9 +29,13 @@ impl Caller {
     /// The caller of a request with these headers: `Authorization: Bearer
     /// <token>`, or the bare token as the original gateway accepted.
     pub fn from_headers(headers: &HeaderMap) -> Caller {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        Caller::from_authorization(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+    }
+
+    /// The caller presenting this `Authorization` value: `Bearer <token>`
+    /// or the bare token; none when absent or blank.
+    pub fn from_authorization(value: Option<&str>) -> Caller {
+        let token = value
             .map(|v| match v.split_once(' ') {
                 Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
                 _ => v.trim(),
@@ -42,6 +46,11 @@ impl Caller {
             token,
             verified: OnceCell::new(),
         }
+    }
+
+    /// The token presented, if any (not verified).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 }
 

@@ -8,7 +8,8 @@
 //! the operation needs), `BAD_USER_INPUT` (the request is wrong; the message
 //! says which field), `NOT_FOUND`, `CONFLICT` (wrong state for the
 //! operation), `SERVICE_UNAVAILABLE` (a service behind the gateway does not
-//! answer), `INTERNAL` (a fault on our side: logged, not shown), and for
+//! answer), `TOO_MANY_SUBSCRIPTIONS` (a cap on live subscriptions is
+//! reached), `INTERNAL` (a fault on our side: logged, not shown), and for
 //! documents that cannot run at all `GRAPHQL_PARSE_FAILED` and
 //! `GRAPHQL_VALIDATION_FAILED` (unknown fields, wrong variable types, too
 //! deep or too complex).
@@ -29,6 +30,8 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const CONFLICT: &str = "CONFLICT";
 /// A service behind the gateway could not be reached.
 pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+/// A cap on subscriptions (per connection or per server) is reached.
+pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
 /// Our fault.
 pub const INTERNAL: &str = "INTERNAL";
 /// The document is not GraphQL.
@@ -75,6 +78,11 @@ pub fn from_client(err: ClientError) -> Error {
         }
         ClientError::Status { status, message, .. } if status.is_client_error() => {
             error(code_of(*status), message.clone())
+        }
+        // The service is up but something it needs is not (e.g. orders
+        // cannot reach the warehouse to cancel): its message says what to do.
+        ClientError::Status { status, message, .. } if status.as_u16() == 503 => {
+            error(SERVICE_UNAVAILABLE, message.clone())
         }
         ClientError::Unreachable { service, .. } => {
             tracing::warn!(error = %err, "a service behind the gateway is unreachable");

@@ -1,5 +1,7 @@
 //! The HTTP face of the gateway: `POST /graphql` runs a GraphQL request,
-//! `GET /graphql` serves the GraphiQL IDE.
+//! `GET /graphql` serves the GraphiQL IDE, or, as a WebSocket upgrade with
+//! the `graphql-transport-ws` subprotocol, carries subscriptions
+//! ([`crate::live`]).
 //!
 //! A small handler rather than async-graphql-axum's extractor: that one
 //! answers a malformed body with a plain-text 400, while here every failure
@@ -8,32 +10,62 @@
 
 use crate::auth::Caller;
 use crate::error;
+use crate::live::{ConnectionSlots, Live, MAX_CONNECTIONS};
 use crate::orders::IdempotencyKey;
 use crate::GatewaySchema;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
 };
+use async_graphql::http::{WebSocketProtocols, WsMessage};
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
 use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::{SinkExt as _, StreamExt as _};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 256 * 1024;
 
 /// `/graphql`, to be mounted at the root of the listener.
-pub fn router(schema: GatewaySchema) -> Router {
+pub fn router(schema: GatewaySchema, live: Arc<Live>) -> Router {
     Router::new()
-        .route("/graphql", get(ide).post(execute))
+        .route("/graphql", get(ide_or_socket).post(execute))
         .route("/graphql/assets/{name}", get(asset))
-        .with_state(schema)
+        .with_state(Gql { schema, live })
 }
+
+/// The route's state.
+#[derive(Clone)]
+struct Gql {
+    schema: GatewaySchema,
+    live: Arc<Live>,
+}
+
+/// The WebSocket subprotocol of subscriptions.
+pub const SUBPROTOCOL: &str = "graphql-transport-ws";
+/// How long a new connection has to send `connection_init` (then closed
+/// with 4408, as the protocol says).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server pings an open subscription connection.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// A connection the client has said nothing on (not even a pong) for this
+/// long is closed: the client has gone without closing it.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(90);
+/// How long a message may wait for a client to take it before the
+/// connection is dropped.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The IDE page: GraphiQL from the binary's own assets, nothing fetched
 /// from elsewhere (`assets/graphiql/README.md` says where they come from).
@@ -73,6 +105,166 @@ root.render(React.createElement(GraphiQL, {
 `,
 }));
 "##;
+
+/// `GET /graphql`: the IDE, or the subscriptions' WebSocket when the
+/// request asks for an upgrade.
+async fn ide_or_socket(
+    State(gql): State<Gql>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !headers.contains_key(header::UPGRADE) {
+        return ide().await;
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                error::BAD_USER_INPUT,
+                &format!("not a WebSocket upgrade: {rejection}"),
+            )
+        }
+    };
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL));
+    if !offered {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            error::BAD_USER_INPUT,
+            &format!("subscriptions speak the {SUBPROTOCOL} protocol: ask for it in Sec-WebSocket-Protocol"),
+        );
+    }
+    if gql.live.shutdown.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    }
+    let Ok(slot) = gql.live.connections.clone().try_acquire_owned() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error::TOO_MANY_SUBSCRIPTIONS,
+            &format!(
+                "the server has {MAX_CONNECTIONS} subscription connections open already: try again later"
+            ),
+        );
+    };
+    // A client that can set headers may authenticate the upgrade request
+    // instead; `connection_init`'s payload wins.
+    let upgrade_token = Caller::from_headers(&headers).token().map(str::to_owned);
+    ws.protocols([SUBPROTOCOL])
+        .max_message_size(MAX_BODY)
+        .max_frame_size(MAX_BODY)
+        .on_upgrade(move |socket| session(socket, gql, upgrade_token, slot))
+}
+
+/// The token a client put in `connection_init`'s payload:
+/// `{"Authorization": "Bearer …"}` (or `authorization`, or `token`), or the
+/// payload itself as a string; `Bearer ` may be left out.
+fn init_token(payload: &serde_json::Value) -> Option<String> {
+    let value = match payload {
+        serde_json::Value::String(s) => Some(s.as_str()),
+        serde_json::Value::Object(map) => ["Authorization", "authorization", "token"]
+            .iter()
+            .find_map(|k| map.get(*k).and_then(|v| v.as_str())),
+        _ => None,
+    };
+    Caller::from_authorization(value).token().map(str::to_owned)
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// One subscription connection: async-graphql's `graphql-transport-ws`
+/// state machine between the socket's two halves, plus what it leaves out:
+/// the `connection_init` deadline, pings to notice a client that vanished,
+/// a bound on how long a message waits for a client that stopped reading,
+/// and a close (1001) when the server shuts down. Every subscription of
+/// the connection ends with it.
+async fn session(socket: WebSocket, gql: Gql, upgrade_token: Option<String>, _slot: OwnedSemaphorePermit) {
+    let (mut sink, source) = socket.split();
+    let started = Instant::now();
+    let heard = Arc::new(AtomicU64::new(0));
+    let heard_in = heard.clone();
+    let input = source
+        .take_while(|m| std::future::ready(matches!(m, Ok(m) if !matches!(m, Message::Close(_)))))
+        .filter_map(move |m| {
+            heard_in.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            std::future::ready(match m {
+                Ok(Message::Text(text)) => Some(text.as_str().as_bytes().to_vec()),
+                Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                _ => None,
+            })
+        });
+    let mut connection = async_graphql::Data::default();
+    connection.insert(ConnectionSlots::default());
+    let mut messages =
+        async_graphql::http::WebSocket::new(gql.schema.clone(), input, WebSocketProtocols::GraphQLWS)
+            .connection_data(connection)
+            .on_connection_init(|payload| async move {
+                // The payload's token, else the upgrade request's.
+                let token = init_token(&payload).or(upgrade_token);
+                let mut data = async_graphql::Data::default();
+                data.insert(Caller::from_authorization(token.as_deref()));
+                Ok(data)
+            });
+    let mut acked = false;
+    let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
+    tokio::pin!(init_deadline);
+    let mut ping = tokio::time::interval_at(started + PING_EVERY, PING_EVERY);
+    loop {
+        let last = tokio::select! {
+            out = messages.next() => match out {
+                Some(WsMessage::Text(text)) => {
+                    acked = acked || text.contains("\"connection_ack\"");
+                    if deliver(&mut sink, Message::Text(text.into())).await {
+                        continue;
+                    }
+                    None
+                }
+                Some(WsMessage::Close(code, reason)) => Some(close(code, &reason)),
+                // The client closed the socket or went away.
+                None => None,
+            },
+            () = &mut init_deadline, if !acked => Some(close(4408, "Connection initialisation timeout")),
+            _ = ping.tick() => {
+                let silent = started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(heard.load(Ordering::Relaxed)));
+                if silent <= SILENCE_LIMIT && deliver(&mut sink, Message::Ping(Default::default())).await {
+                    continue;
+                }
+                Some(close(1001, "the client stopped answering"))
+            }
+            () = gql.live.shutdown.cancelled() => Some(close(1001, "the server is shutting down")),
+        };
+        if let Some(last) = last {
+            deliver(&mut sink, last).await;
+        }
+        break;
+    }
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
+}
+
+/// Sends one message; false when the client is gone or has not taken it
+/// within [`SEND_TIMEOUT`] (a client that stops reading would otherwise
+/// hold its connection, and the server's shutdown, forever).
+async fn deliver(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
 
 async fn ide() -> Response {
     (
@@ -130,7 +322,7 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
     }
 }
 
-async fn execute(State(schema): State<GatewaySchema>, headers: HeaderMap, body: Body) -> Response {
+async fn execute(State(Gql { schema, .. }): State<Gql>, headers: HeaderMap, body: Body) -> Response {
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,
         Err(_) => {

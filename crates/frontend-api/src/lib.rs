@@ -5,13 +5,16 @@
 //!
 //! The gateway owns no data: each field maps onto a route of the service
 //! that owns the data, one module per domain ([`products`], [`orders`],
-//! [`pricing`], [`warehouse`], [`delivery`]). Calls go in process when the
-//! service shares the binary and over HTTP otherwise ([`ecom_runtime::Clients`]).
+//! [`pricing`], [`warehouse`], [`delivery`], [`stock`]). Calls go in process
+//! when the service shares the binary and over HTTP otherwise
+//! ([`ecom_runtime::Clients`]). The subscription `orderUpdated` ([`live`])
+//! follows the bus and is served over a WebSocket on `/graphql`.
 
 pub mod auth;
 pub mod delivery;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod orders;
 pub mod page;
 pub mod pricing;
@@ -20,7 +23,7 @@ pub mod stock;
 pub mod types;
 pub mod warehouse;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 use ecom_platform::ServiceDef;
 use ecom_runtime::auth::Verifier;
 use ecom_runtime::{BackendClient, Clients, ServiceKey};
@@ -50,7 +53,8 @@ pub const SERVICE: ServiceDef = ServiceDef {
                 verifier: ctx.verifier.clone(),
                 catalogue: Default::default(),
             };
-            Ok(http::router(schema(Some(gateway))))
+            let live = live::Live::new(ctx.bus.clone(), ctx.shutdown.clone());
+            Ok(http::router(schema(Some((gateway, live.clone()))), live))
         })
     },
 };
@@ -71,12 +75,17 @@ pub struct Query(
 pub struct Mutation(
     delivery::DeliveryMutation,
     orders::OrdersMutation,
+    orders::AfterOrderMutation,
     warehouse::WarehouseMutation,
     stock::StockMutation,
 );
 
+/// The root subscription type: live updates ([`live`]).
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(live::OrdersSubscription);
+
 /// The executable schema.
-pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
+pub type GatewaySchema = Schema<Query, Mutation, Subscription>;
 
 /// What resolvers need: clients for the services, the key that signs page
 /// tokens, and the verifier of users' tokens.
@@ -94,13 +103,16 @@ pub struct Gateway {
 
 /// The schema, with the limits; `None` builds it without services, to
 /// print its SDL.
-pub fn schema(gateway: Option<Gateway>) -> GatewaySchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+pub fn schema(services: Option<(Gateway, std::sync::Arc<live::Live>)>) -> GatewaySchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(http::ErrorCodes::default());
-    if let Some(gateway) = gateway {
-        builder = builder.data(stock::loader(gateway.clients.clone())).data(gateway);
+    if let Some((gateway, live)) = services {
+        builder = builder
+            .data(stock::loader(gateway.clients.clone()))
+            .data(gateway)
+            .data(live);
     }
     builder.finish()
 }
@@ -147,6 +159,17 @@ async fn staff_action<B: Serialize + Sync>(
         .as_user(user.token)
         .post::<_, serde_json::Value>(path, body)
         .await;
+    outcome(ctx, answer)
+}
+
+/// The `Response` of an operation a service answered: `success: true`; for
+/// a refusal for the state of things (absent, wrong state, bad input)
+/// `success: false` with the reason in the response's `errors`; any other
+/// failure (rights, a fault) an error.
+fn outcome<T>(
+    ctx: &Context<'_>,
+    answer: Result<T, ecom_runtime::ClientError>,
+) -> async_graphql::Result<types::Response> {
     match answer {
         Ok(_) => Ok(types::Response { success: true }),
         Err(e) if error::is_refusal(&e) => {

@@ -1,10 +1,11 @@
 //! A shopper's orders: the orders service's backend routes, called with the
 //! service credential and the signed-in user's id. A shopper only ever
-//! sees their own orders.
+//! sees (and cancels) their own orders; admins refund fulfilled ones
+//! through the payment service.
 
 use crate::error::{self, error};
 use crate::page::{self, Position, PAGE_SIZE};
-use crate::types::{Address, AddressInput, Product, ProductInput};
+use crate::types::{Address, AddressInput, Product, ProductInput, Response};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,7 @@ pub struct Order {
     /// When it last changed (RFC 3339).
     pub modified_date: String,
     /// `NEW`, `PACKAGED`, `PACKAGING_FAILED`, `FULFILLED` (delivered and
-    /// paid), `DELIVERY_FAILED` or `PAYMENT_FAILED`.
+    /// paid), `DELIVERY_FAILED`, `PAYMENT_FAILED` or `CANCELLED`.
     pub status: String,
     /// The lines, as they were when ordered (or packed).
     pub products: Vec<Product>,
@@ -31,6 +32,23 @@ pub struct Order {
     pub delivery_price: i64,
     /// Σ price × quantity + delivery price.
     pub total: i64,
+    /// Every status the order reached, with when, oldest first.
+    #[serde(default)]
+    pub history: Vec<OrderStatusChange>,
+    /// The delivery's tracking id, once it is on its way.
+    pub tracking_id: Option<String>,
+    /// The sum refunded so far (smallest currency unit).
+    #[serde(default)]
+    pub refunded: i64,
+}
+
+/// A status an order reached, and when.
+#[derive(Debug, Clone, SimpleObject, Deserialize)]
+pub struct OrderStatusChange {
+    /// The status (as `Order.status`).
+    pub status: String,
+    /// When it was reached (RFC 3339).
+    pub at: String,
 }
 
 /// A page of the caller's orders, newest first.
@@ -82,9 +100,12 @@ pub struct OrdersQuery;
 pub struct OrdersMutation;
 
 #[derive(Deserialize)]
-struct OneOrder {
-    order: Order,
+pub(crate) struct OneOrder {
+    pub(crate) order: Order,
 }
+
+/// Who may refund orders.
+pub const REFUNDERS: &[&str] = &["admin"];
 
 #[Object]
 impl OrdersQuery {
@@ -178,4 +199,111 @@ impl OrdersMutation {
             .await
             .map_err(error::from_client)
     }
+}
+
+/// Cancellations and refunds: orders' second part of `Mutation`.
+#[derive(Default)]
+pub struct AfterOrderMutation;
+
+#[Object]
+impl AfterOrderMutation {
+    /// Cancels one of the caller's orders while it is `NEW` and its
+    /// packaging has not started: the order becomes `CANCELLED`, its payment
+    /// is cancelled at the card processor and its stock released. Refused
+    /// with `CONFLICT` once packaging started (or the order moved on), with
+    /// `NOT_FOUND` for an order that does not exist or is someone else's
+    /// (the two are not told apart). Cancelling a cancelled order succeeds
+    /// again. Signed-in users, on their own orders.
+    async fn cancel_order(&self, ctx: &Context<'_>, order_id: ID) -> async_graphql::Result<Response> {
+        let user = crate::auth::user(ctx).await?;
+        let path = format!("/backend/{}/cancel", page::id_segment("orderId", &order_id)?);
+        let answer = crate::client(ctx, "orders")?
+            .post::<_, serde_json::Value>(&path, &serde_json::json!({ "userId": user.claims.sub }))
+            .await;
+        crate::outcome(ctx, answer)
+    }
+
+    /// Refunds `amount` (smallest currency unit, more than 0) of a
+    /// `FULFILLED` order's payment, wholly or in part; several refunds may
+    /// follow one another up to what was captured. Refused with
+    /// `BAD_USER_INPUT` for an amount of 0 or less or above what is left to
+    /// refund, `CONFLICT` for an order not `FULFILLED`, `NOT_FOUND` for an
+    /// unknown order. An `Idempotency-Key` header makes a retry safe: the
+    /// same key for the same order never refunds twice. Admins.
+    async fn refund_order(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        amount: i64,
+    ) -> async_graphql::Result<Response> {
+        crate::auth::staff(ctx, REFUNDERS).await?;
+        let segment = page::id_segment("orderId", &order_id)?;
+        if amount <= 0 {
+            return refused(
+                ctx,
+                error(
+                    error::BAD_USER_INPUT,
+                    format!("amount: must be more than 0, got {amount}"),
+                ),
+            );
+        }
+        let key = ctx.data_opt::<IdempotencyKey>().map(|k| k.0.as_str());
+        if key.is_some_and(|k| k.len() > 200) {
+            return Err(error(
+                error::BAD_USER_INPUT,
+                "Idempotency-Key: at most 200 characters",
+            ));
+        }
+        let order = match crate::client(ctx, "orders")?
+            .get::<OneOrder>(&format!("/backend/{segment}"))
+            .await
+        {
+            Ok(OneOrder { order }) => order,
+            Err(e) => return crate::outcome::<serde_json::Value>(ctx, Err(e)),
+        };
+        if order.status != "FULFILLED" {
+            return refused(
+                ctx,
+                error(
+                    error::CONFLICT,
+                    format!(
+                        "order {} is {}: only a FULFILLED order can be refunded",
+                        order.order_id.as_str(),
+                        order.status
+                    ),
+                ),
+            );
+        }
+        let refund_id = match key {
+            Some(key) => refund_id_for(order.order_id.as_str(), key),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let answer = crate::client(ctx, "payment")?
+            .post::<_, serde_json::Value>(
+                "/backend/refunds",
+                &serde_json::json!({ "orderId": order.order_id.as_str(), "amount": amount, "refundId": refund_id }),
+            )
+            .await;
+        crate::outcome(ctx, answer)
+    }
+}
+
+/// A refusal for the state of things: `success: false`, the reason in the
+/// response's errors.
+fn refused(ctx: &Context<'_>, reason: async_graphql::Error) -> async_graphql::Result<Response> {
+    let reason = reason.into_server_error(ctx.item.pos);
+    ctx.add_error(ctx.set_error_path(reason));
+    Ok(Response { success: false })
+}
+
+/// The refund id of a refund asked with an idempotency key: the same key
+/// for the same order names the same refund (SHA-256 of the two, hex), so
+/// payment and the card processor recognise a retry.
+fn refund_id_for(order_id: &str, key: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in ["ecom refund", order_id, key] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

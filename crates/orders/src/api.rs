@@ -19,8 +19,26 @@
 //! - `GET /orders/backend/users/{userId}/orders?limit=&nextToken=` →
 //!   `{"orders": [...newest first], "nextToken": string | null}` (limit 1–100,
 //!   default 20).
+//! - `POST /orders/backend/{orderId}/cancel` `{"userId"?: …}` cancels the
+//!   order (of that user, when named: another user's order is a 404, as an
+//!   absent one) → `{"success": true, "order": …}`; 409 when it is past NEW
+//!   or its packaging has started. Cancelling a cancelled order answers the
+//!   same, so a retry converges.
+//!
+//! Orders read through these routes carry `history`: each status reached
+//! and when (`[{status, at}]`, oldest first).
+//!
+//! For staff (an admin's ID token): `POST /orders/admin/orders/{orderId}/cancel`,
+//! the same cancellation for any order.
+//!
+//! A cancellation first asks the warehouse to cancel the packaging request
+//! (`POST /warehouse/backend/cancellations`): one conditional update there
+//! decides between the cancellation and `startPackaging`, so exactly one
+//! wins. Only then is the order CANCELLED here (with `OrderModified` and
+//! `OrderCancelled`); if that write is lost, the warehouse says yes again
+//! to the retry.
 
-use crate::domain::{Order, OrderRequest, OrderStatus};
+use crate::domain::{Order, OrderRequest, OrderStatus, StatusChange};
 use crate::store;
 use crate::{events, Metrics};
 use axum::extract::State;
@@ -28,6 +46,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use ecom_model::{Address, Money, ProductLine, Timestamp};
 use ecom_platform::Context;
+use ecom_runtime::auth::User;
 use ecom_runtime::{page, ApiError, ClientError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -52,14 +71,22 @@ pub fn router(ctx: &Context, metrics: Arc<Metrics>) -> Router {
         ctx: ctx.clone(),
         metrics,
     };
-    ctx.backend(
+    let backend = ctx.backend(
         Router::new()
             .route("/backend/orders", post(create))
             .route("/backend/{order_id}", get(get_order))
+            .route("/backend/{order_id}/cancel", post(cancel_route))
             .route("/backend/users/{user_id}/orders", get(list))
-            .with_state(state),
-    )
+            .with_state(state.clone()),
+    );
+    Router::new()
+        .route("/admin/orders/{order_id}/cancel", post(admin_cancel_route))
+        .with_state(state)
+        .merge(backend)
 }
+
+/// Groups that may cancel any order through the staff route.
+pub const CANCELLERS: &[&str] = &["admin"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,7 +99,10 @@ struct CreateRequest {
     idempotency_key: Option<String>,
 }
 
-fn created(order: &Order) -> Json<Value> {
+/// The answer for a created order, with its history (`history`: a new
+/// order's is its creation; an order found again by its key reads its own).
+fn created(order: &Order, history: &[StatusChange]) -> Json<Value> {
+    let order = WithHistory { order, history };
     Json(json!({ "success": true, "message": "Order created", "order": order }))
 }
 
@@ -86,9 +116,19 @@ pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
 /// The answer to a request whose key already names `order`: the order when
 /// the request is the one that created it (or the order predates request
 /// hashes), a 409 otherwise.
-fn replay(order: &Order, stored_hash: Option<&str>, request_hash: &str) -> Result<Json<Value>, ApiError> {
+async fn replay(
+    api: &Api,
+    order: &Order,
+    stored_hash: Option<&str>,
+    request_hash: &str,
+) -> Result<Json<Value>, ApiError> {
     if stored_hash.is_none_or(|stored| stored == request_hash) {
-        Ok(created(order))
+        let histories = store::histories(&api.ctx.db, std::slice::from_ref(order)).await?;
+        let history = histories
+            .get(&order.order_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(created(order, history))
     } else {
         Err(ApiError::conflict(
             "Idempotency-Key already used with another request: send a new key for a new order",
@@ -176,7 +216,7 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
     let hash = key.as_ref().map(|_| request_hash(&req.order));
     if let (Some(key), Some(hash)) = (&key, &hash) {
         if let Some((order, stored)) = store::by_idempotency_key(&api.ctx.db, &req.user_id, key).await? {
-            return replay(&order, stored.as_deref(), hash);
+            return replay(api, &order, stored.as_deref(), hash).await;
         }
     }
     let request = match OrderRequest::parse(&req.order) {
@@ -214,6 +254,8 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
         delivery_price: request.delivery_price,
         payment_token: request.payment_token,
         total,
+        tracking_id: None,
+        refunded: Money::ZERO,
     };
     let event = events::created(&order)?;
     let mut tx = api.ctx.db.begin().await?;
@@ -236,7 +278,7 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
                 // Our claim on another token is of no use now.
                 release(&api.ctx, &order.payment_token, order.order_id).await;
             }
-            return replay(&existing, stored.as_deref(), &hash);
+            return replay(api, &existing, stored.as_deref(), &hash).await;
         }
         Err(e) => {
             release(&api.ctx, &order.payment_token, order.order_id).await;
@@ -244,10 +286,11 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
             return Err(e.into());
         }
     }
+    store::record_status(&mut tx, &order).await?;
     api.ctx.outbox.push(&mut tx, &event).await?;
     api.ctx.outbox.commit(tx).await?;
     api.metrics.created.inc();
-    Ok(created(&order))
+    Ok(created(&order, &order.assumed_history()))
 }
 
 #[derive(Serialize)]
@@ -470,12 +513,142 @@ async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
     })
 }
 
+/// An order as the routes serve it: the order and its history.
+#[derive(Serialize)]
+struct WithHistory<'a> {
+    #[serde(flatten)]
+    order: &'a Order,
+    history: &'a [StatusChange],
+}
+
+/// `orders` with their histories (one read for all of them).
+async fn with_histories(api: &Api, orders: &[Order]) -> Result<Vec<Value>, ApiError> {
+    let histories = store::histories(&api.ctx.db, orders).await?;
+    orders
+        .iter()
+        .map(|order| {
+            let history = histories
+                .get(&order.order_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            serde_json::to_value(WithHistory { order, history })
+                .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("Failed to encode an order")))
+        })
+        .collect()
+}
+
+fn order_not_found(order_id: &str) -> ApiError {
+    ApiError::not_found(format!("Order '{order_id}' not found"))
+}
+
 async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Result<Json<Value>, ApiError> {
     // An id that is not a UUID names no order.
-    let not_found = || ApiError::not_found(format!("Order '{order_id}' not found"));
-    let id = Uuid::parse_str(&order_id).map_err(|_| not_found())?;
-    let order = store::get(&api.ctx.db, id).await?.ok_or_else(not_found)?;
-    Ok(Json(json!({ "order": order })))
+    let id = Uuid::parse_str(&order_id).map_err(|_| order_not_found(&order_id))?;
+    let order = store::get(&api.ctx.db, id)
+        .await?
+        .ok_or_else(|| order_not_found(&order_id))?;
+    let mut one = with_histories(&api, std::slice::from_ref(&order)).await?;
+    Ok(Json(json!({ "order": one.pop() })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelRequest {
+    /// The shopper asking: another user's order is answered as absent.
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+async fn cancel_route(
+    State(api): State<Api>,
+    Path(order_id): Path<String>,
+    Json(req): Json<CancelRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = req.user_id.as_deref().filter(|u| !u.is_empty());
+    cancel(&api, &order_id, owner).await
+}
+
+async fn admin_cancel_route(
+    State(api): State<Api>,
+    User(caller): User,
+    Path(order_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_group(CANCELLERS)?;
+    cancel(&api, &order_id, None).await
+}
+
+/// Cancels an order (of `owner`, when given) while it is NEW and its
+/// packaging has not started; see the module's documentation.
+async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<Value>, ApiError> {
+    let id = Uuid::parse_str(order_id).map_err(|_| order_not_found(order_id))?;
+    let order = store::get(&api.ctx.db, id)
+        .await?
+        // Another user's order reads as absent: a shopper learns nothing
+        // about orders that are not theirs.
+        .filter(|o| owner.is_none_or(|owner| o.user_id == owner))
+        .ok_or_else(|| order_not_found(order_id))?;
+    let refused = |status: OrderStatus| {
+        ApiError::conflict(format!(
+            "order {id} is {}: only a NEW order can be cancelled",
+            status.as_str()
+        ))
+    };
+    match order.status {
+        OrderStatus::Cancelled => return cancelled_answer(api, &order).await,
+        OrderStatus::New => {}
+        other => return Err(refused(other)),
+    }
+    // The warehouse decides between this cancellation and startPackaging.
+    let answer: Result<Value, ClientError> = match api.ctx.clients.get("warehouse") {
+        Ok(client) => {
+            client
+                .post("/backend/cancellations", &json!({ "orderId": id }))
+                .await
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    match answer {
+        Ok(_) => {}
+        Err(e) if e.status().is_some_and(|s| s.as_u16() == 409) => {
+            return Err(ApiError::conflict(format!(
+                "order {id} cannot be cancelled: packaging has started"
+            )))
+        }
+        Err(e) => {
+            tracing::warn!(order_id = %id, error = %e, "the warehouse did not answer a cancellation");
+            return Err(ApiError::unavailable(
+                "the warehouse service does not answer: the order is not cancelled, try again",
+            ));
+        }
+    }
+    let mut tx = api.ctx.db.begin().await?;
+    let current = store::get_in(&mut tx, id)
+        .await?
+        .ok_or_else(|| order_not_found(order_id))?;
+    let Some(new) = current.cancelled(Timestamp::now()) else {
+        tx.rollback().await.ok();
+        return match current.status {
+            // A concurrent cancellation wrote it first.
+            OrderStatus::Cancelled => cancelled_answer(api, &current).await,
+            // Its payment failed meanwhile: it is over all the same.
+            other => Err(refused(other)),
+        };
+    };
+    store::update(&mut tx, &new).await?;
+    store::record_status(&mut tx, &new).await?;
+    if let Some(event) = events::modified(&current, &new)? {
+        api.ctx.outbox.push(&mut tx, &event).await?;
+    }
+    api.ctx.outbox.push(&mut tx, &events::cancelled(&new)).await?;
+    api.ctx.outbox.commit(tx).await?;
+    api.metrics.cancelled.inc();
+    tracing::info!(order_id = %id, "order cancelled");
+    cancelled_answer(api, &new).await
+}
+
+async fn cancelled_answer(api: &Api, order: &Order) -> Result<Json<Value>, ApiError> {
+    let mut one = with_histories(api, std::slice::from_ref(order)).await?;
+    Ok(Json(json!({ "success": true, "order": one.pop() })))
 }
 
 #[derive(Deserialize)]
@@ -498,6 +671,7 @@ async fn list(
         Some(token) => Some(page::position(token)?),
     };
     let (orders, next) = store::list_by_user(&api.ctx.db, &user_id, after.as_ref(), limit).await?;
+    let orders = with_histories(&api, &orders).await?;
     Ok(Json(json!({
         "orders": orders,
         "nextToken": next.map(|p| page::next_token(&p)),

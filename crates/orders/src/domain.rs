@@ -26,18 +26,36 @@ pub enum OrderStatus {
     /// The card processor refused the capture, or the payment token was
     /// another order's (`PaymentFailed`). Terminal: nothing moves it after.
     PaymentFailed,
+    /// Cancelled by its shopper (or staff) while NEW and before packaging
+    /// started. Terminal, and reached only through [`Order::cancelled`],
+    /// never through an event.
+    Cancelled,
 }
 
 impl OrderStatus {
     /// How far along the life this status is. Events carry no global order,
-    /// so a late event must never move an order back. PAYMENT_FAILED is the
-    /// last stage: the order is over, whatever arrives later.
+    /// so a late event must never move an order back. PAYMENT_FAILED and
+    /// CANCELLED are the last stage: the order is over, whatever arrives
+    /// later (and neither replaces the other).
     fn stage(self) -> u8 {
         match self {
             OrderStatus::New => 0,
             OrderStatus::Packaged | OrderStatus::PackagingFailed => 1,
             OrderStatus::Fulfilled | OrderStatus::DeliveryFailed => 2,
-            OrderStatus::PaymentFailed => 3,
+            OrderStatus::PaymentFailed | OrderStatus::Cancelled => 3,
+        }
+    }
+
+    /// The stored and shown text (`NEW`, `PACKAGED`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::New => "NEW",
+            OrderStatus::Packaged => "PACKAGED",
+            OrderStatus::PackagingFailed => "PACKAGING_FAILED",
+            OrderStatus::Fulfilled => "FULFILLED",
+            OrderStatus::DeliveryFailed => "DELIVERY_FAILED",
+            OrderStatus::PaymentFailed => "PAYMENT_FAILED",
+            OrderStatus::Cancelled => "CANCELLED",
         }
     }
 
@@ -53,7 +71,7 @@ impl OrderStatus {
 
     /// Whether nothing may change the order any more.
     pub fn is_terminal(self) -> bool {
-        self == OrderStatus::PaymentFailed
+        matches!(self, OrderStatus::PaymentFailed | OrderStatus::Cancelled)
     }
 }
 
@@ -81,6 +99,24 @@ pub struct Order {
     pub payment_token: String,
     /// Σ price × quantity + delivery price.
     pub total: Money,
+    /// The delivery's tracking id, once the delivery started
+    /// (`DeliveryStarted`). Absent from orders that have none, so the
+    /// events of orders without one keep their former shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_id: Option<String>,
+    /// The sum refunded so far (`PaymentRefunded`), at most what was
+    /// captured. Orders stored before refunds existed read as 0.
+    #[serde(default)]
+    pub refunded: Money,
+}
+
+/// When an order reached one of its statuses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusChange {
+    /// The status reached.
+    pub status: OrderStatus,
+    /// When.
+    pub at: Timestamp,
 }
 
 /// Σ price × quantity + delivery price; `None` when it overflows.
@@ -309,6 +345,56 @@ impl Order {
         })
     }
 
+    /// The order after its shopper (or staff) cancelled it: CANCELLED, from
+    /// NEW only; `None` from any other status.
+    pub fn cancelled(&self, now: Timestamp) -> Option<Order> {
+        (self.status == OrderStatus::New).then(|| Order {
+            status: OrderStatus::Cancelled,
+            modified_date: now,
+            ..self.clone()
+        })
+    }
+
+    /// The order once its delivery started with `tracking_id`; unchanged
+    /// when it already has one (a redelivered or replayed event).
+    pub fn tracked(&self, tracking_id: &str, now: Timestamp) -> Order {
+        if self.tracking_id.is_some() {
+            return self.clone();
+        }
+        Order {
+            tracking_id: Some(tracking_id.to_owned()),
+            modified_date: now,
+            ..self.clone()
+        }
+    }
+
+    /// The order after `amount` more was refunded; `None` when the sum
+    /// overflows.
+    pub fn refund(&self, amount: Money, now: Timestamp) -> Option<Order> {
+        Some(Order {
+            refunded: self.refunded.checked_add(amount)?,
+            modified_date: now,
+            ..self.clone()
+        })
+    }
+
+    /// What is known of the history of an order stored before histories
+    /// were kept: NEW when it was created and, if it moved since, its
+    /// status when it last changed.
+    pub fn assumed_history(&self) -> Vec<StatusChange> {
+        let mut history = vec![StatusChange {
+            status: OrderStatus::New,
+            at: self.created_date,
+        }];
+        if self.status != OrderStatus::New {
+            history.push(StatusChange {
+                status: self.status,
+                at: self.modified_date,
+            });
+        }
+        history
+    }
+
     /// The order after an event saying `status` (never moving back).
     pub fn with_status(&self, status: OrderStatus, now: Timestamp) -> Order {
         let status = self.status.advance(status);
@@ -449,7 +535,88 @@ mod tests {
             address: req.address.clone(),
             delivery_price: req.delivery_price,
             payment_token: req.payment_token.clone(),
+            tracking_id: None,
+            refunded: Money::ZERO,
         }
+    }
+
+    #[test]
+    fn only_a_new_order_can_be_cancelled_and_nothing_moves_it_after() {
+        use OrderStatus::*;
+        let req = OrderRequest::parse(&request(json!([product(100, Some(3))]))).unwrap();
+        let now = Timestamp::now();
+        let cancelled = order_of(&req, New).cancelled(now).unwrap();
+        assert_eq!(cancelled.status, Cancelled);
+        for from in [
+            Packaged,
+            PackagingFailed,
+            Fulfilled,
+            DeliveryFailed,
+            PaymentFailed,
+            Cancelled,
+        ] {
+            assert_eq!(order_of(&req, from).cancelled(now), None, "{from:?}");
+        }
+        for to in [
+            New,
+            Packaged,
+            PackagingFailed,
+            Fulfilled,
+            DeliveryFailed,
+            PaymentFailed,
+        ] {
+            assert_eq!(Cancelled.advance(to), Cancelled, "{to:?}");
+        }
+        assert_eq!(PaymentFailed.advance(Cancelled), PaymentFailed);
+        let packed = [PackedLine {
+            product_id: cancelled.products[0].product_id,
+            quantity: 1,
+        }];
+        assert_eq!(cancelled.packaged(&packed, now), Some(cancelled.clone()));
+    }
+
+    #[test]
+    fn statuses_read_as_their_stored_text() {
+        for status in [
+            OrderStatus::New,
+            OrderStatus::Packaged,
+            OrderStatus::PackagingFailed,
+            OrderStatus::Fulfilled,
+            OrderStatus::DeliveryFailed,
+            OrderStatus::PaymentFailed,
+            OrderStatus::Cancelled,
+        ] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                json!(status.as_str()),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tracking_id_is_set_once_and_refunds_add_up() {
+        let req = OrderRequest::parse(&request(json!([product(100, Some(3))]))).unwrap();
+        let now = Timestamp::now();
+        let order = order_of(&req, OrderStatus::Packaged);
+        let tracked = order.tracked("ABCDEFGHJKMN", now);
+        assert_eq!(tracked.tracking_id.as_deref(), Some("ABCDEFGHJKMN"));
+        assert_eq!(tracked.tracked("OTHER", now), tracked);
+        let refunded = tracked
+            .refund(Money::try_from(100).unwrap(), now)
+            .and_then(|o| o.refund(Money::try_from(50).unwrap(), now))
+            .unwrap();
+        assert_eq!(refunded.refunded.cents(), 150);
+    }
+
+    #[test]
+    fn an_order_from_before_refunds_and_tracking_reads_with_none() {
+        let req = OrderRequest::parse(&request(json!([product(100, Some(3))]))).unwrap();
+        let mut stored = serde_json::to_value(order_of(&req, OrderStatus::New)).unwrap();
+        assert!(stored.get("trackingId").is_none(), "{stored}");
+        stored.as_object_mut().unwrap().remove("refunded");
+        let order: Order = serde_json::from_value(stored).unwrap();
+        assert_eq!((order.refunded, order.tracking_id), (Money::ZERO, None));
     }
 
     #[test]
@@ -555,6 +722,8 @@ mod tests {
             address: req.address.clone(),
             delivery_price: req.delivery_price,
             payment_token: req.payment_token.clone(),
+            tracking_id: None,
+            refunded: Money::ZERO,
         };
         let packed = [PackedLine {
             product_id: order.products[0].product_id,

@@ -1,7 +1,14 @@
-//! What orders emits (`OrderCreated`, `OrderModified` from its row images)
-//! and what it handles: the warehouse's `PackageCreated` and
-//! `PackagingFailed`, the delivery's `DeliveryFailed`, and payment's
-//! `PaymentProcessed` and `PaymentFailed`, each moving the order's status.
+//! What orders emits (`OrderCreated`, `OrderModified` from its row images,
+//! and `OrderCancelled {orderId}` when an order is cancelled) and what it
+//! handles: the warehouse's `PackageCreated` and `PackagingFailed`, the
+//! delivery's `DeliveryFailed`, and payment's `PaymentProcessed` and
+//! `PaymentFailed`, each moving the order's status; the delivery's
+//! `DeliveryStarted` (the order's `trackingId`) and payment's
+//! `PaymentRefunded` (the order's `refunded` sum).
+//!
+//! Every change of a status records the status and its time in the order's
+//! history in the same transaction, and every visible change of an order
+//! emits its `OrderModified`, which is what live subscriptions follow.
 //!
 //! `DeliveryCompleted` changes nothing here: an order is `FULFILLED` only
 //! once the card processor confirmed the capture of its total
@@ -12,6 +19,7 @@ use crate::domain::{Order, OrderStatus, PackedLine};
 use crate::{store, Metrics};
 use anyhow::Context as _;
 use ecom_model::{Money, Timestamp};
+use ecom_platform::bus::permanent;
 use ecom_platform::event::sources;
 use ecom_platform::{inbox, outbox, Context, Event, Rule};
 use serde::Deserialize;
@@ -30,6 +38,21 @@ pub fn created(order: &Order) -> anyhow::Result<Event> {
 /// `OrderModified` from the old and new images; `None` when nothing changed.
 pub fn modified(old: &Order, new: &Order) -> anyhow::Result<Option<Event>> {
     outbox::modified(sources::ORDERS, RESOURCE, &old.order_id.to_string(), old, new)
+}
+
+/// `OrderCancelled`: the order was cancelled (its payment is to be released).
+pub const ORDER_CANCELLED: &str = "OrderCancelled";
+
+/// `OrderCancelled {orderId}`, beside the `OrderModified` the status change
+/// makes: payment reacts to it as to `PackagingFailed`, without having to
+/// match on another service's row images.
+pub fn cancelled(order: &Order) -> Event {
+    Event::new(
+        sources::ORDERS,
+        ORDER_CANCELLED,
+        vec![order.order_id.to_string()],
+        json!({ "orderId": order.order_id }),
+    )
 }
 
 /// `OrderDeleted` with the order as it was. Orders are never deleted by an
@@ -59,12 +82,21 @@ struct PaymentProcessed {
     amount: Money,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryStarted {
+    order_id: Uuid,
+    tracking_id: String,
+}
+
 /// What a handled event does to an order.
 #[derive(Clone, Copy)]
 enum Change {
     Packaged,
     Paid,
     Status(OrderStatus),
+    Tracked,
+    Refunded,
 }
 
 /// Subscribes the service's rules.
@@ -100,6 +132,18 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
             "PaymentFailed",
             Change::Status(OrderStatus::PaymentFailed),
         ),
+        (
+            "orders.on-delivery-started",
+            sources::DELIVERY,
+            "DeliveryStarted",
+            Change::Tracked,
+        ),
+        (
+            "orders.on-payment-refunded",
+            sources::PAYMENT,
+            "PaymentRefunded",
+            Change::Refunded,
+        ),
     ];
     for (name, source, detail_type, change) in rules {
         let (ctx2, metrics) = (ctx.clone(), metrics.clone());
@@ -120,6 +164,8 @@ enum Effect {
     Packaged(Vec<PackedLine>),
     Paid(Money),
     Status(OrderStatus),
+    Tracked(String),
+    Refunded(Money),
 }
 
 /// Applies one event to its order, once: the new image, its
@@ -147,6 +193,17 @@ async fn apply(
                 .with_context(|| format!("{} detail has no orderId", event.detail_type))?;
             (detail.order_id, Effect::Status(status))
         }
+        Change::Tracked => {
+            let detail: DeliveryStarted = serde_json::from_value(event.detail.clone())
+                .map_err(|e| permanent(format!("DeliveryStarted detail is malformed: {e}")))?;
+            (detail.order_id, Effect::Tracked(detail.tracking_id))
+        }
+        Change::Refunded => {
+            // A negative amount is a malformed event (money never is).
+            let detail: PaymentProcessed = serde_json::from_value(event.detail.clone())
+                .map_err(|e| permanent(format!("PaymentRefunded detail is malformed: {e}")))?;
+            (detail.order_id, Effect::Refunded(detail.amount))
+        }
     };
     let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
         return Ok(());
@@ -170,9 +227,14 @@ async fn apply(
             old.clone()
         }
         Effect::Status(status) => old.with_status(status, now),
+        Effect::Tracked(tracking_id) => old.tracked(&tracking_id, now),
+        Effect::Refunded(amount) => old.refund(amount, now).context("the refunds overflow")?,
     };
     if let Some(event) = modified(&old, &new)? {
         store::update(&mut tx, &new).await?;
+        if new.status != old.status {
+            store::record_status(&mut tx, &new).await?;
+        }
         ctx.outbox.push(&mut tx, &event).await?;
     }
     ctx.outbox.commit(tx).await?;
@@ -182,7 +244,7 @@ async fn apply(
             OrderStatus::PackagingFailed => metrics.packaging_failed.inc(),
             OrderStatus::DeliveryFailed => metrics.delivery_failed.inc(),
             OrderStatus::PaymentFailed => metrics.payment_failed.inc(),
-            OrderStatus::New | OrderStatus::Packaged => {}
+            OrderStatus::New | OrderStatus::Packaged | OrderStatus::Cancelled => {}
         }
     }
     Ok(())

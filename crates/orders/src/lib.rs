@@ -3,6 +3,9 @@
 //! and address details into the order so it stays consistent over time;
 //! follows the warehouse's, delivery's and payment's events to move its
 //! status; emits `OrderCreated` / `OrderModified` from its table changes.
+//! Keeps each order's history (every status and when it was reached), its
+//! delivery's tracking id and the sum refunded; cancels NEW orders whose
+//! packaging has not started.
 
 pub mod api;
 pub mod domain;
@@ -24,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         2,
         "idempotency request hash",
         include_str!("../migrations/0002_idempotency_request_hash.sql"),
+    ),
+    Migration::new(
+        3,
+        "status history",
+        include_str!("../migrations/0003_status_history.sql"),
     ),
 ];
 
@@ -48,6 +56,7 @@ pub struct Metrics {
     packaging_failed: Arc<Counter>,
     delivery_failed: Arc<Counter>,
     payment_failed: Arc<Counter>,
+    cancelled: Arc<Counter>,
     create_latency_micros_sum: Arc<Counter>,
     create_latency_count: Arc<Counter>,
 }
@@ -76,6 +85,7 @@ impl Metrics {
             packaging_failed: failed("packaging"),
             delivery_failed: failed("delivery"),
             payment_failed: failed("payment"),
+            cancelled: counter("ecom_orders_cancelled_total", "Orders cancelled.", &[]),
             create_latency_micros_sum: counter(
                 "ecom_orders_create_latency_microseconds_sum",
                 "Total time spent answering createOrder, in microseconds.",

@@ -2,12 +2,17 @@
 //! (by id, by user and idempotency key) and sort (newest first) them, and
 //! the hash of the request an idempotency key came with.
 //! A page position is (created_at in µs, order id).
+//!
+//! `order_status_changes` keeps each status an order reached and when,
+//! written in the transaction that changes the status.
 
-use crate::domain::Order;
+use crate::domain::{Order, OrderStatus, StatusChange};
 use anyhow::Context as _;
+use ecom_model::Timestamp;
 use ecom_runtime::page::Position;
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 fn decode(body: &str) -> anyhow::Result<Order> {
@@ -147,4 +152,63 @@ pub async fn list_by_user(
         last = Some((row.try_get(1)?, row.try_get(2)?));
     }
     Ok((orders, if more { last } else { None }))
+}
+
+/// Records that `order` reached its current status (at its modifiedDate),
+/// in the transaction that stores it; a status it had reached before
+/// changes nothing (statuses only move forward).
+pub async fn record_status(tx: &mut Tx, order: &Order) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO order_status_changes (order_id, status, at_micros) VALUES ($1, $2, $3)
+         ON CONFLICT (order_id, status) DO NOTHING",
+    )
+    .bind(order.order_id.to_string())
+    .bind(order.status.as_str())
+    .bind(order.modified_date.unix_micros())
+    .execute(&mut **tx)
+    .await
+    .context("Failed to record an order's status")?;
+    Ok(())
+}
+
+fn status_of(text: &str) -> anyhow::Result<OrderStatus> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .with_context(|| format!("unknown order status '{text}'"))
+}
+
+/// The histories of `orders`, each oldest first. An order stored before
+/// histories were kept gets what is known of it
+/// ([`Order::assumed_history`]).
+pub async fn histories(db: &Db, orders: &[Order]) -> anyhow::Result<HashMap<Uuid, Vec<StatusChange>>> {
+    let mut out: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+    for chunk in orders.chunks(ecom_storage::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT order_id, status, at_micros FROM order_status_changes WHERE order_id IN ({})
+             ORDER BY at_micros, order_id",
+            db.backend().list_sql(chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for order in chunk {
+            query = query.bind(order.order_id.to_string());
+        }
+        let rows = query
+            .fetch_all(db.reader())
+            .await
+            .context("Failed to read order histories")?;
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let at: i64 = row.try_get(2)?;
+            out.entry(Uuid::parse_str(&id).context("bad order id in order_status_changes")?)
+                .or_default()
+                .push(StatusChange {
+                    status: status_of(&row.try_get::<String, _>(1)?)?,
+                    at: Timestamp::from_unix_micros(at).context("bad time in order_status_changes")?,
+                });
+        }
+    }
+    for order in orders {
+        out.entry(order.order_id)
+            .or_insert_with(|| order.assumed_history());
+    }
+    Ok(out)
 }

@@ -9,8 +9,17 @@
 //!   `{"ok": bool}`: drops the order's unconfirmed claim (orders calls it
 //!   when it refuses the order for another reason), so the shopper can
 //!   retry with the same token at once.
+//! - `POST /payment/backend/refunds` `{orderId, amount, refundId}` →
+//!   `{"ok": true, "refunded": sum}`: refunds `amount` (> 0) of the order's
+//!   captured payment at the card processor under `refundId` (the caller's
+//!   name for this refund: the same id again with the same amount answers
+//!   ok without refunding twice, with another amount 409), records it
+//!   (`PARTIALLY_REFUNDED`, or `REFUNDED` once all is refunded) and emits
+//!   `PaymentRefunded`. 400 for an amount ≤ 0 or above what is left to
+//!   refund, 404 for an order payment does not know, 409 for a payment
+//!   not captured or a refusal by the processor.
 
-use crate::store;
+use crate::{events, store, Metrics};
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
@@ -19,6 +28,7 @@ use ecom_platform::Context;
 use ecom_runtime::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -36,13 +46,26 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(10 * 60);
 pub const ALREADY_USED: &str = "Payment token already used";
 
 /// The service's routes.
-pub fn router(ctx: &Context) -> Router {
+pub fn router(ctx: &Context, metrics: Arc<Metrics>) -> Router {
+    let refunds = Router::new()
+        .route("/backend/refunds", post(refund))
+        .with_state(Refunds {
+            ctx: ctx.clone(),
+            metrics,
+        });
     ctx.backend(
         Router::new()
             .route("/backend/validate", post(validate))
             .route("/backend/release", post(release))
-            .with_state(ctx.clone()),
+            .with_state(ctx.clone())
+            .merge(refunds),
     )
+}
+
+#[derive(Clone)]
+struct Refunds {
+    ctx: Context,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Deserialize)]
@@ -130,4 +153,116 @@ pub(crate) async fn ask(ctx: &Context, path: &str, body: &impl Serialize) -> any
 /// `{paymentToken, amount}`, as payment-3p's `/check` and `/updateAmount` take.
 pub(crate) fn amount_request(token: &str, amount: Money) -> serde_json::Value {
     json!({ "paymentToken": token, "amount": amount })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefundRequest {
+    order_id: Uuid,
+    /// A plain integer, so that 0 and negative amounts get our message.
+    amount: i64,
+    refund_id: String,
+}
+
+/// Longest refund id accepted (the processor's limit).
+const MAX_REFUND_ID: usize = 200;
+
+async fn refund(
+    State(Refunds { ctx, metrics }): State<Refunds>,
+    Json(req): Json<RefundRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let order_id = req.order_id;
+    let amount = Money::try_from(req.amount)
+        .ok()
+        .filter(|a| a.cents() > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("amount: must be more than 0, got {}", req.amount)))?;
+    let refund_id = req.refund_id.trim();
+    if refund_id.is_empty() || refund_id.chars().count() > MAX_REFUND_ID {
+        return Err(ApiError::bad_request(format!(
+            "refundId: must hold 1 to {MAX_REFUND_ID} characters"
+        )));
+    }
+    if let Some((order, before)) = store::refund_by_id(&ctx.db, refund_id).await? {
+        return if order == order_id.to_string() && before == amount.cents() {
+            answer_refunded(&ctx, order_id).await
+        } else {
+            Err(ApiError::conflict(format!(
+                "refundId {refund_id} was already used for another refund"
+            )))
+        };
+    }
+    let payment = store::captured(&ctx.db, order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no payment for order {order_id}")))?;
+    if !matches!(
+        payment.status,
+        store::Status::Processed | store::Status::PartiallyRefunded | store::Status::Refunded
+    ) {
+        return Err(ApiError::conflict(format!(
+            "the payment of order {order_id} was not captured: nothing to refund"
+        )));
+    }
+    let left = payment.captured - payment.refunded;
+    if amount.cents() > left {
+        return Err(left_to_refund(&payment));
+    }
+    let Some(token) = payment.token.as_deref() else {
+        return Err(ApiError::conflict(format!(
+            "the payment of order {order_id} was captured before refunds were kept: refund it at the card processor"
+        )));
+    };
+    let body = json!({ "paymentToken": token, "amount": amount, "refundId": refund_id });
+    let refunded = match ask(&ctx, "/refund", &body).await {
+        Ok(refunded) => refunded,
+        Err(e) => {
+            tracing::warn!(error = %e, %order_id, "payment-3p refund failed");
+            return Err(ApiError::unavailable(
+                "the card processor does not answer: nothing was refunded, try again with the same refundId",
+            ));
+        }
+    };
+    if !refunded {
+        // A concurrent refund took what was left, or the processor holds
+        // another state than ours.
+        let now = store::captured(&ctx.db, order_id).await?;
+        return Err(match now {
+            Some(now) if amount.cents() > now.captured - now.refunded => left_to_refund(&now),
+            _ => ApiError::conflict(format!(
+                "the card processor refused to refund {amount} of order {order_id}"
+            )),
+        });
+    }
+    let mut tx = ctx.db.begin().await?;
+    let recorded = store::record_refund(&mut tx, order_id, refund_id, amount.cents()).await?;
+    if recorded {
+        ctx.outbox
+            .push(&mut tx, &events::refunded(order_id, amount, refund_id))
+            .await?;
+    }
+    ctx.outbox.commit(tx).await?;
+    if recorded {
+        metrics.refunds.inc();
+        metrics
+            .amount_refunded
+            .add(u64::try_from(amount.cents()).unwrap_or(0));
+        tracing::info!(%order_id, %amount, refund_id, "payment refunded");
+    }
+    answer_refunded(&ctx, order_id).await
+}
+
+fn left_to_refund(payment: &store::Captured) -> ApiError {
+    ApiError::bad_request(format!(
+        "amount: at most {} is left to refund ({} captured, {} refunded)",
+        payment.captured - payment.refunded,
+        payment.captured,
+        payment.refunded
+    ))
+}
+
+async fn answer_refunded(ctx: &Context, order_id: Uuid) -> Result<Json<serde_json::Value>, ApiError> {
+    let refunded = store::captured(&ctx.db, order_id)
+        .await?
+        .map(|p| p.refunded)
+        .unwrap_or_default();
+    Ok(Json(json!({ "ok": true, "refunded": refunded })))
 }

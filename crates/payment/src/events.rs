@@ -7,7 +7,8 @@
 //!   orders) at the card processor; its confirmation makes the payment
 //!   `PROCESSED` and emits `PaymentProcessed {orderId, amount}`, a refusal
 //!   makes it `FAILED` and emits `PaymentFailed {orderId, reason}`;
-//! - `PackagingFailed`, `DeliveryFailed` → cancel the payment (`CANCELLED`);
+//! - `PackagingFailed`, `DeliveryFailed`, `OrderCancelled` → cancel the
+//!   payment (`CANCELLED`);
 //! - `OrderModified` with `total` changed → lower the authorised amount.
 //!
 //! Settling calls the card processor before recording the result, so a
@@ -32,6 +33,8 @@ use uuid::Uuid;
 pub const PAYMENT_PROCESSED: &str = "PaymentProcessed";
 /// The payment was not captured: `{orderId, reason}`.
 pub const PAYMENT_FAILED: &str = "PaymentFailed";
+/// Part or all of a captured payment was refunded: `{orderId, amount, refundId}`.
+pub const PAYMENT_REFUNDED: &str = "PaymentRefunded";
 
 /// Why a second order's payment fails when its token is another's.
 const TOKEN_TAKEN: &str = "Payment token already used by another order";
@@ -103,6 +106,12 @@ pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
             "DeliveryFailed",
             Settlement::Cancel,
         ),
+        (
+            "payment.on-order-cancelled",
+            sources::ORDERS,
+            "OrderCancelled",
+            Settlement::Cancel,
+        ),
     ];
     for (name, source, detail_type, settlement) in settlements {
         let (c, m) = (ctx.clone(), metrics.clone());
@@ -124,6 +133,16 @@ fn processed(order_id: Uuid, amount: Money) -> Event {
         PAYMENT_PROCESSED,
         vec![order_id.to_string()],
         json!({ "orderId": order_id, "amount": amount }),
+    )
+}
+
+/// `PaymentRefunded {orderId, amount, refundId}`.
+pub(crate) fn refunded(order_id: Uuid, amount: Money, refund_id: &str) -> Event {
+    Event::new(
+        sources::PAYMENT,
+        PAYMENT_REFUNDED,
+        vec![order_id.to_string()],
+        json!({ "orderId": order_id, "amount": amount, "refundId": refund_id }),
     )
 }
 
@@ -302,7 +321,8 @@ async fn settle(
                 return Ok(());
             };
             let reason = announce.detail["reason"].as_str().map(str::to_owned);
-            let changed = store::settle(&mut tx, order_id, to, reason.as_deref()).await?;
+            let captured = amount.map(Money::cents);
+            let changed = store::settle(&mut tx, order_id, to, reason.as_deref(), captured).await?;
             if changed {
                 ctx.outbox.push(&mut tx, &announce).await?;
             }
@@ -328,7 +348,7 @@ async fn settle(
             let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
                 return Ok(());
             };
-            let changed = store::settle(&mut tx, order_id, Status::Cancelled, None).await?;
+            let changed = store::settle(&mut tx, order_id, Status::Cancelled, None, None).await?;
             tx.commit().await.context("Failed to commit")?;
             if changed && cancelled {
                 metrics.cancelled.inc();

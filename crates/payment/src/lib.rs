@@ -1,7 +1,8 @@
 //! payment: makes sure one payment token pays for one order (claims), holds
 //! each order's token and settles it at the card processor (payment-3p)
-//! when the order is delivered or fails, announcing `PaymentProcessed` or
-//! `PaymentFailed` (source `ecommerce.payment`).
+//! when the order is delivered, fails or is cancelled, announcing
+//! `PaymentProcessed` or `PaymentFailed` (source `ecommerce.payment`);
+//! refunds captured payments, wholly or in part (`PaymentRefunded`).
 
 pub mod api;
 pub mod events;
@@ -23,6 +24,7 @@ pub const MIGRATIONS: &[Migration] = &[
         "payment token claims",
         include_str!("../migrations/0002_claims.sql"),
     ),
+    Migration::new(3, "refunds", include_str!("../migrations/0003_refunds.sql")),
 ];
 
 /// How the binary builds this service.
@@ -31,8 +33,9 @@ pub const SERVICE: ServiceDef = ServiceDef {
     migrations: MIGRATIONS,
     build: |ctx| {
         Box::pin(async move {
-            events::subscribe(&ctx, Arc::new(Metrics::new()))?;
-            Ok(api::router(&ctx))
+            let metrics = Arc::new(Metrics::new());
+            events::subscribe(&ctx, metrics.clone())?;
+            Ok(api::router(&ctx, metrics))
         })
     },
 };
@@ -44,6 +47,8 @@ pub struct Metrics {
     failed: Arc<Counter>,
     amount_won: Arc<Counter>,
     amount_lost: Arc<Counter>,
+    refunds: Arc<Counter>,
+    amount_refunded: Arc<Counter>,
 }
 
 impl Metrics {
@@ -64,6 +69,16 @@ impl Metrics {
             amount_lost: counter(
                 "ecom_payments_amount_lost_total",
                 "Money released by cancelled payments, in the smallest currency unit.",
+                &[],
+            ),
+            refunds: counter(
+                "ecom_payments_refunds_total",
+                "Refunds made (each refund of a payment, whole or in part).",
+                &[],
+            ),
+            amount_refunded: counter(
+                "ecom_payments_amount_refunded_total",
+                "Money refunded, in the smallest currency unit.",
                 &[],
             ),
         }

@@ -20,6 +20,10 @@ pub enum Status {
     /// Not paid: the processor refused the capture, or the token was
     /// another order's. The token is forgotten.
     Failed,
+    /// Captured, and part of it refunded.
+    PartiallyRefunded,
+    /// Captured, and all of it refunded.
+    Refunded,
 }
 
 impl Status {
@@ -29,6 +33,8 @@ impl Status {
             Status::Processed => "PROCESSED",
             Status::Cancelled => "CANCELLED",
             Status::Failed => "FAILED",
+            Status::PartiallyRefunded => "PARTIALLY_REFUNDED",
+            Status::Refunded => "REFUNDED",
         }
     }
 
@@ -38,6 +44,8 @@ impl Status {
             "PROCESSED" => Ok(Status::Processed),
             "CANCELLED" => Ok(Status::Cancelled),
             "FAILED" => Ok(Status::Failed),
+            "PARTIALLY_REFUNDED" => Ok(Status::PartiallyRefunded),
+            "REFUNDED" => Ok(Status::Refunded),
             other => anyhow::bail!("unknown payment status '{other}'"),
         }
     }
@@ -108,11 +116,20 @@ pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
 }
 
 /// Records that a held payment was settled (`to`, with `reason` for a
-/// failure) and forgets its token. False when it was not held (settled
-/// before): the caller then announces nothing.
-pub async fn settle(tx: &mut Tx, order_id: Uuid, to: Status, reason: Option<&str>) -> anyhow::Result<bool> {
+/// failure, and the amount `captured` for a capture) and forgets its
+/// token, except for a capture, which keeps it apart for refunds. False
+/// when it was not held (settled before): the caller then announces
+/// nothing.
+pub async fn settle(
+    tx: &mut Tx,
+    order_id: Uuid,
+    to: Status,
+    reason: Option<&str>,
+    captured: Option<i64>,
+) -> anyhow::Result<bool> {
     let done = sqlx::query(
-        "UPDATE payments SET payment_token = NULL, status = $2, modified_at = $3, reason = $4
+        "UPDATE payments SET captured_token = CASE WHEN $6 IS NULL THEN NULL ELSE payment_token END,
+             captured = $6, payment_token = NULL, status = $2, modified_at = $3, reason = $4
          WHERE order_id = $1 AND status = $5",
     )
     .bind(order_id.to_string())
@@ -120,6 +137,7 @@ pub async fn settle(tx: &mut Tx, order_id: Uuid, to: Status, reason: Option<&str
     .bind(Timestamp::now().to_string())
     .bind(reason)
     .bind(Status::Held.as_str())
+    .bind(captured)
     .execute(&mut **tx)
     .await
     .context("Failed to record a settled payment")?;
@@ -208,4 +226,94 @@ pub async fn release(db: &Db, token: &str, order_id: Uuid) -> anyhow::Result<boo
     .await
     .context("Failed to release a payment claim")?;
     Ok(done.rows_affected() == 1)
+}
+
+/// A captured payment, as refunds see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Where it is (`PROCESSED`, `PARTIALLY_REFUNDED`, `REFUNDED`, or
+    /// another status when it was never captured).
+    pub status: Status,
+    /// The token it was captured with; `None` for a payment captured
+    /// before tokens were kept for refunds.
+    pub token: Option<String>,
+    /// The amount captured.
+    pub captured: i64,
+    /// The sum refunded so far.
+    pub refunded: i64,
+}
+
+/// The captured side of an order's payment; `None` when payment does not
+/// know the order.
+pub async fn captured(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Captured>> {
+    let row = sqlx::query(
+        "SELECT status, captured_token, captured, refunded, total FROM payments WHERE order_id = $1",
+    )
+    .bind(order_id.to_string())
+    .fetch_optional(db.reader())
+    .await
+    .context("Failed to read a payment")?;
+    row.map(|r| {
+        let status = Status::parse(&r.try_get::<String, _>(0)?)?;
+        let captured: Option<i64> = r.try_get(2)?;
+        Ok(Captured {
+            status,
+            token: r.try_get(1)?,
+            // Captured before the amount was kept: the total then held.
+            captured: captured.unwrap_or(r.try_get(4)?),
+            refunded: r.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
+/// A refund recorded before: its order and amount.
+pub async fn refund_by_id(db: &Db, refund_id: &str) -> anyhow::Result<Option<(String, i64)>> {
+    let row = sqlx::query("SELECT order_id, amount FROM payment_refunds WHERE refund_id = $1")
+        .bind(refund_id)
+        .fetch_optional(db.writer())
+        .await
+        .context("Failed to read a refund")?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+/// Records a refund the processor made: the refund row, the new sum and
+/// status (`REFUNDED` once the sum reaches the capture, else
+/// `PARTIALLY_REFUNDED`), in the caller's transaction. False when this
+/// refund id was recorded already (a concurrent retry): nothing changes.
+pub async fn record_refund(
+    tx: &mut Tx,
+    order_id: Uuid,
+    refund_id: &str,
+    amount: i64,
+) -> anyhow::Result<bool> {
+    let now = Timestamp::now().to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO payment_refunds (refund_id, order_id, amount, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (refund_id) DO NOTHING",
+    )
+    .bind(refund_id)
+    .bind(order_id.to_string())
+    .bind(amount)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await
+    .context("Failed to record a refund")?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE payments SET refunded = refunded + $2, modified_at = $3,
+             status = CASE WHEN refunded + $2 >= captured THEN $4 ELSE $5 END
+         WHERE order_id = $1",
+    )
+    .bind(order_id.to_string())
+    .bind(amount)
+    .bind(&now)
+    .bind(Status::Refunded.as_str())
+    .bind(Status::PartiallyRefunded.as_str())
+    .execute(&mut **tx)
+    .await
+    .context("Failed to add a refund to its payment")?;
+    Ok(true)
 }

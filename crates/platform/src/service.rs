@@ -7,6 +7,7 @@ use ecom_runtime::{Clients, Config, ServiceKey};
 use ecom_storage::{Db, Migration};
 use futures::future::BoxFuture;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Everything a service gets from the platform when it is built.
 #[derive(Clone)]
@@ -27,6 +28,9 @@ pub struct Context {
     pub bus: Bus,
     /// Checks end-user JWTs.
     pub verifier: Verifier,
+    /// Cancelled when the process stops serving: long-lived work a
+    /// request started (a GraphQL subscription) ends with it.
+    pub shutdown: CancellationToken,
 }
 
 impl Context {

@@ -18,6 +18,10 @@
 //! - `POST /backend/reservations` `{orderId, products: [{productId, quantity}]}` →
 //!   `{ok: true}` or `{ok: false, outOfStock: [productId…]}` ([`crate::stock::reserve`])
 //! - `POST /backend/reservations/release` `{orderId}` → `{ok: true}`
+//! - `POST /backend/cancellations` `{orderId}` → `{ok: true}` when the
+//!   order's packaging is cancelled (now or before; a request not created
+//!   yet is cancelled in advance), its stock released; 409 when packaging
+//!   has started ([`cancel_packaging`])
 //! - `POST /backend/availability` `{productIds: […]}` → `{available: {productId: n}}`
 //!   (untracked products absent)
 
@@ -134,6 +138,7 @@ pub fn router(state: Warehouse, backend: impl FnOnce(Router) -> Router) -> Route
         Router::new()
             .route("/backend/reservations", post(reserve_route))
             .route("/backend/reservations/release", post(release_route))
+            .route("/backend/cancellations", post(cancel_route))
             .route("/backend/availability", post(availability_route))
             .with_state(state.clone()),
     );
@@ -203,11 +208,77 @@ async fn require(
 }
 
 /// NEW → IN_PROGRESS: the request stops following its order.
+///
+/// The move is one conditional update (`… WHERE status = 'NEW'`), the same
+/// row a cancellation moves NEW → CANCELLED: on PostgreSQL the second of
+/// two concurrent transactions waits for the first and then finds the row
+/// no longer NEW, on SQLite they run one after the other, so of a
+/// cancellation and a start exactly one wins.
 pub async fn start_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = w.db.begin().await?;
     require(&mut tx, order_id, Status::New, "start").await?;
-    store::transition(&mut tx, order_id, Status::New, Status::InProgress).await?;
+    if !store::transition(&mut tx, order_id, Status::New, Status::InProgress).await? {
+        // Read as NEW, moved on before our update (a concurrent cancellation).
+        tx.rollback().await.ok();
+        return Err(ApiError::conflict(format!(
+            "cannot start the packaging request of order {order_id}: it changed meanwhile (cancelled)"
+        )));
+    }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Cancels the packaging of an order whose shopper (or staff) cancels it:
+/// NEW → CANCELLED in one conditional update (see [`start_packaging`] for
+/// why only one of the two wins), or a CANCELLED tombstone when the request
+/// does not exist yet (its `OrderCreated` is still on its way, and will
+/// then change nothing). A request cancelled or dropped before answers yes
+/// again, so a cancellation retried after a crash converges. In the same
+/// transaction the order's stock hold is released (with `StockChanged`).
+/// 409 when packaging has started.
+pub async fn cancel_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
+    let mut tx = w.db.begin().await?;
+    // Twice at most: a request may appear between the update and the
+    // tombstone (a concurrent OrderCreated on PostgreSQL).
+    let mut cancelled = false;
+    for _ in 0..2 {
+        if store::transition(&mut tx, order_id, Status::New, Status::Cancelled).await? {
+            cancelled = true;
+            break;
+        }
+        match store::header(&mut tx, order_id).await? {
+            None => {
+                if store::cancelled_tombstone(&mut tx, order_id).await? {
+                    cancelled = true;
+                    break;
+                }
+            }
+            Some(h) if matches!(h.status, Status::Cancelled | Status::Deleted) => {
+                cancelled = true;
+                break;
+            }
+            Some(h) if h.status == Status::New => {}
+            Some(h) => {
+                tx.rollback().await.ok();
+                return Err(ApiError::conflict(format!(
+                    "cannot cancel the packaging of order {order_id}: packaging has started (it is {})",
+                    h.status.as_str()
+                )));
+            }
+        }
+    }
+    if !cancelled {
+        tx.rollback().await.ok();
+        return Err(ApiError::unavailable(format!(
+            "the packaging request of order {order_id} kept changing: try again"
+        )));
+    }
+    let moved = stock::release(&mut tx, order_id, None).await?;
+    w.outbox.push_all(&mut tx, &moved).await?;
+    w.outbox.commit(tx).await?;
+    if !moved.is_empty() {
+        w.metrics.released.inc();
+    }
     Ok(())
 }
 
@@ -250,7 +321,13 @@ pub async fn update_packaging_product(
 pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = w.db.begin().await?;
     require(&mut tx, order_id, Status::InProgress, "complete").await?;
-    store::transition(&mut tx, order_id, Status::InProgress, Status::Completed).await?;
+    if !store::transition(&mut tx, order_id, Status::InProgress, Status::Completed).await? {
+        // A concurrent completion won (PostgreSQL): one outcome only.
+        tx.rollback().await.ok();
+        return Err(ApiError::conflict(format!(
+            "cannot complete the packaging request of order {order_id}: it was completed meanwhile"
+        )));
+    }
     let lines = store::lines(&mut *tx, order_id).await?;
     let packed: BTreeMap<Uuid, i64> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
     let moved = stock::ship(&mut tx, order_id, &packed).await?;
@@ -481,6 +558,14 @@ async fn release_route(
     Json(input): Json<ReleaseInput>,
 ) -> Result<Json<Value>, ApiError> {
     release(&w, input.order_id).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn cancel_route(
+    State(w): State<Warehouse>,
+    Json(input): Json<ReleaseInput>,
+) -> Result<Json<Value>, ApiError> {
+    cancel_packaging(&w, input.order_id).await?;
     Ok(Json(json!({ "ok": true })))
 }
 

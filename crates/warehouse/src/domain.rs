@@ -17,6 +17,10 @@ pub enum Status {
     Completed,
     /// Its order was deleted while it was new: kept only as a tombstone.
     Deleted,
+    /// Its order was cancelled before packaging started (possibly before
+    /// the request existed: then a tombstone, so a late `OrderCreated`
+    /// cannot bring it back).
+    Cancelled,
 }
 
 impl Status {
@@ -27,6 +31,7 @@ impl Status {
             Status::InProgress => "IN_PROGRESS",
             Status::Completed => "COMPLETED",
             Status::Deleted => "DELETED",
+            Status::Cancelled => "CANCELLED",
         }
     }
 
@@ -37,6 +42,7 @@ impl Status {
             Status::InProgress,
             Status::Completed,
             Status::Deleted,
+            Status::Cancelled,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -59,7 +65,7 @@ pub struct Line {
 pub struct PackagingRequest {
     /// The order to pack.
     pub order_id: Uuid,
-    /// `NEW`, `IN_PROGRESS` or `COMPLETED`.
+    /// `NEW`, `IN_PROGRESS`, `COMPLETED` or `CANCELLED`.
     pub status: &'static str,
     /// Lines still to pack (removed lines are not shown).
     pub products: Vec<Line>,
@@ -191,6 +197,7 @@ mod tests {
             Status::InProgress,
             Status::Completed,
             Status::Deleted,
+            Status::Cancelled,
         ] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }

@@ -109,7 +109,9 @@ pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()
     let stored = store::header(&mut tx, order.order_id).await?;
     let newer = stored.is_none_or(|h| h.modified_micros < order.modified_date.unix_micros());
     if newer && stored.is_none_or(|h| h.status == Status::New) {
-        store::put_new(&mut tx, &order, stored.is_some()).await?;
+        if !store::put_new(&mut tx, &order, stored.is_some()).await? {
+            tracing::debug!(order_id = %order.order_id, "OrderCreated ignored: the request was cancelled meanwhile");
+        }
     } else {
         tracing::debug!(order_id = %order.order_id, "OrderCreated ignored: request is newer or past NEW");
     }
@@ -148,7 +150,9 @@ pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
         // Events come in no particular order: the change overtook the
         // creation, so the request starts from this (newer) image and the
         // late OrderCreated will be ignored.
-        None => store::put_new(&mut tx, &order, false).await?,
+        None => {
+            store::put_new(&mut tx, &order, false).await?;
+        }
         _ => {
             tracing::debug!(order_id = %order.order_id, "OrderModified ignored: request is newer or past NEW")
         }
@@ -165,9 +169,11 @@ pub async fn on_order_deleted(w: &Warehouse, event: &Event) -> anyhow::Result<()
         return Ok(());
     };
     match store::header(&mut tx, order.order_id).await? {
-        Some(h) if h.status != Status::New => {
+        Some(h) if started(h.status) => {
             tracing::info!(order_id = %order.order_id, status = h.status.as_str(), "OrderDeleted: request kept, packaging has started");
         }
+        // Dropped already, its stock released.
+        Some(h) if h.status == Status::Cancelled => {}
         _ => {
             store::tombstone(&mut tx, order.order_id, order.modified_date).await?;
             let moved = stock::release(&mut tx, order.order_id, None).await?;
@@ -182,6 +188,11 @@ pub async fn on_order_deleted(w: &Warehouse, event: &Event) -> anyhow::Result<()
         .await
         .context("Failed to commit OrderDeleted")?;
     Ok(())
+}
+
+/// Whether staff have started (or finished) packing a request.
+fn started(status: Status) -> bool {
+    matches!(status, Status::InProgress | Status::Completed)
 }
 
 #[derive(Deserialize)]
@@ -234,9 +245,11 @@ pub async fn on_payment_failed(w: &Warehouse, event: &Event) -> anyhow::Result<(
         return Ok(());
     };
     match store::header(&mut tx, order_id).await? {
-        Some(h) if h.status != Status::New => {
+        Some(h) if started(h.status) => {
             tracing::info!(%order_id, status = h.status.as_str(), "PaymentFailed: request kept, packaging has started");
         }
+        // Dropped already, its stock released.
+        Some(h) if h.status == Status::Cancelled => {}
         _ => {
             store::tombstone(&mut tx, order_id, event.time).await?;
             // Its stock goes back on sale.

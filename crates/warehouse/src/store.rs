@@ -37,16 +37,19 @@ pub async fn header(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<Header
     .transpose()
 }
 
-/// Stores `order` as a NEW request, replacing whatever lines were stored
-/// (`existed`: whether a request, even a tombstone, was there before; when
-/// not, there are no lines to clear).
-pub async fn put_new(tx: &mut Tx, order: &OrderImage, existed: bool) -> anyhow::Result<()> {
+/// Stores `order` as a NEW request, replacing the lines of a request still
+/// NEW (`existed`: whether a request, even a tombstone, was there before;
+/// when not, there are no lines to clear). False, changing nothing, when a
+/// request past NEW or a tombstone is there: on PostgreSQL one may have
+/// been written (a cancellation) after the caller read none.
+pub async fn put_new(tx: &mut Tx, order: &OrderImage, existed: bool) -> anyhow::Result<bool> {
     let id = order.order_id.to_string();
     let now = Timestamp::now();
-    sqlx::query(
+    let stored = sqlx::query(
         "INSERT INTO packaging_requests (order_id, status, modified_micros, created_micros, updated_at)
          VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (order_id) DO UPDATE SET status = $2, modified_micros = $3, updated_at = $5",
+         ON CONFLICT (order_id) DO UPDATE SET status = $2, modified_micros = $3, updated_at = $5
+         WHERE packaging_requests.status = $2",
     )
     .bind(&id)
     .bind(Status::New.as_str())
@@ -56,6 +59,9 @@ pub async fn put_new(tx: &mut Tx, order: &OrderImage, existed: bool) -> anyhow::
     .execute(&mut **tx)
     .await
     .context("Failed to store a packaging request")?;
+    if stored.rows_affected() == 0 {
+        return Ok(false);
+    }
     if existed {
         sqlx::query("DELETE FROM packaging_lines WHERE order_id = $1")
             .bind(&id)
@@ -68,7 +74,31 @@ pub async fn put_new(tx: &mut Tx, order: &OrderImage, existed: bool) -> anyhow::
         .into_iter()
         .map(|(product, q)| LineChange::Added(product, q))
         .collect();
-    apply(tx, order.order_id, &changes).await
+    apply(tx, order.order_id, &changes).await?;
+    Ok(true)
+}
+
+/// Leaves a CANCELLED tombstone for an order whose request does not exist
+/// yet (its `OrderCreated` has not been handled), so that event cannot
+/// create one later. False when a request appeared meanwhile (a concurrent
+/// `OrderCreated` on PostgreSQL): the caller looks again.
+pub async fn cancelled_tombstone(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<bool> {
+    let now = Timestamp::now();
+    let done = sqlx::query(
+        "INSERT INTO packaging_requests (order_id, status, modified_micros, created_micros, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id.to_string())
+    .bind(Status::Cancelled.as_str())
+    // Newer than any image of the order.
+    .bind(i64::MAX)
+    .bind(now.unix_micros())
+    .bind(now.to_string())
+    .execute(&mut **tx)
+    .await
+    .context("Failed to store a cancelled packaging request")?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The ordered quantity of each line of a request.
