@@ -291,11 +291,7 @@ pub async fn release(tx: &mut Tx, order_id: Uuid, expired_before: Option<i64>) -
         }
     }
     .context("Failed to drop reservations")?;
-    let mut held = Vec::with_capacity(rows.len());
-    for r in rows {
-        held.push((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?));
-    }
-    held.sort();
+    let held = by_product(&rows)?;
     let now = Timestamp::now().to_string();
     let mut events = Vec::with_capacity(held.len());
     for (product_id, quantity) in held {
@@ -328,11 +324,7 @@ pub async fn ship(tx: &mut Tx, order_id: Uuid, packed: &BTreeMap<Uuid, i64>) -> 
             .fetch_all(&mut **tx)
             .await
             .context("Failed to drop reservations")?;
-    let mut held = Vec::with_capacity(rows.len());
-    for r in rows {
-        held.push((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?));
-    }
-    held.sort();
+    let held = by_product(&rows)?;
     let now = Timestamp::now().to_string();
     let mut events = Vec::with_capacity(held.len());
     for (product_id, reserved) in held {
@@ -362,11 +354,7 @@ pub async fn restock(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Vec<Event>> 
         .fetch_all(&mut **tx)
         .await
         .context("Failed to read shipped stock")?;
-    let mut shipped = Vec::with_capacity(rows.len());
-    for r in rows {
-        shipped.push((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?));
-    }
-    shipped.sort();
+    let shipped = by_product(&rows)?;
     let now = Timestamp::now().to_string();
     let mut events = Vec::with_capacity(shipped.len());
     for (product_id, quantity) in shipped {
@@ -384,6 +372,17 @@ pub async fn delivered(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<()> {
         .await
         .context("Failed to forget shipped stock")?;
     Ok(())
+}
+
+/// `(product_id, quantity)` rows, in product-id order (the order every
+/// transaction takes stock rows in, so none deadlocks another).
+fn by_product(rows: &[ecom_storage::sqlx::any::AnyRow]) -> anyhow::Result<Vec<(String, i64)>> {
+    let mut out = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    out.sort();
+    Ok(out)
 }
 
 /// Adds `on_hand` and `reserved` (either may be negative) to a product's
