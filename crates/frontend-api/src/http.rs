@@ -219,6 +219,8 @@ async fn session(socket: WebSocket, gql: Gql, upgrade_token: Option<String>, _sl
                 Ok(data)
             });
     let mut acked = false;
+    // Whether the server, not the client, ended the session.
+    let mut drain = false;
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     let mut ping = tokio::time::interval_at(started + PING_EVERY, PING_EVERY);
@@ -236,7 +238,10 @@ async fn session(socket: WebSocket, gql: Gql, upgrade_token: Option<String>, _sl
                 // The client closed the socket or went away.
                 None => None,
             },
-            () = &mut init_deadline, if !acked => Some(close(4408, "Connection initialisation timeout")),
+            () = &mut init_deadline, if !acked => {
+                drain = true;
+                Some(close(4408, "Connection initialisation timeout"))
+            }
             _ = ping.tick() => {
                 let silent = started
                     .elapsed()
@@ -244,9 +249,13 @@ async fn session(socket: WebSocket, gql: Gql, upgrade_token: Option<String>, _sl
                 if silent <= SILENCE_LIMIT && deliver(&mut sink, Message::Ping(Default::default())).await {
                     continue;
                 }
+                drain = true;
                 Some(close(1001, "the client stopped answering"))
             }
-            () = gql.live.shutdown.cancelled() => Some(close(1001, "the server is shutting down")),
+            () = gql.live.shutdown.cancelled() => {
+                drain = true;
+                Some(close(1001, "the server is shutting down"))
+            }
         };
         if let Some(last) = last {
             deliver(&mut sink, last).await;
@@ -254,6 +263,16 @@ async fn session(socket: WebSocket, gql: Gql, upgrade_token: Option<String>, _sl
         break;
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
+    if drain {
+        // The server closed: read until the client's close reply (or a
+        // second), so the socket is not dropped with bytes unread. The
+        // kernel would answer those with a reset, and a reset discards
+        // whatever the client had not read yet, the close frame included.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while messages.next().await.is_some() {}
+        })
+        .await;
+    }
 }
 
 /// Sends one message; false when the client is gone or has not taken it
