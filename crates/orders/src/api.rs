@@ -599,14 +599,30 @@ async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<V
         other => return Err(refused(other)),
     }
     // The warehouse decides between this cancellation and startPackaging.
-    let answer: Result<Value, ClientError> = match api.ctx.clients.get("warehouse") {
-        Ok(client) => {
-            client
-                .post("/backend/cancellations", &json!({ "orderId": id }))
-                .await
+    // The warehouse's answer is idempotent (a cancelled request answers yes
+    // again), so a call that got no clear answer — a timeout, or a request
+    // that changed under it while its OrderCreated was being applied — is
+    // asked again, a few times, before the shopper is told to retry.
+    let client = api.ctx.clients.get("warehouse").map_err(ApiError::internal)?;
+    let mut answer: Result<Value, ClientError> = Err(ClientError::Unreachable {
+        service: "warehouse".to_owned(),
+        reason: "not asked".to_owned(),
+    });
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
         }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+        answer = client
+            .post("/backend/cancellations", &json!({ "orderId": id }))
+            .await;
+        match &answer {
+            Ok(_) => break,
+            Err(e) if e.status().is_some_and(|s| s.as_u16() == 409) => break,
+            Err(e) => {
+                tracing::warn!(order_id = %id, error = %e, attempt, "asking the warehouse to cancel again")
+            }
+        }
+    }
     match answer {
         Ok(_) => {}
         Err(e) if e.status().is_some_and(|s| s.as_u16() == 409) => {
