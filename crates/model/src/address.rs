@@ -77,6 +77,7 @@ impl fmt::Display for CountryCode {
 }
 
 /// A delivery address. Phone number is required because carriers need one.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {

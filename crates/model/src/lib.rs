@@ -18,3 +18,6 @@ pub use time::Timestamp;
 pub fn parse_uuid(value: &str) -> Result<uuid::Uuid, String> {
     uuid::Uuid::parse_str(value).map_err(|_| format!("'{value}' is not a UUID"))
 }
+
+#[cfg(feature = "schemars")]
+mod schema;
