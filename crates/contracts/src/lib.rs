@@ -49,7 +49,7 @@ pub trait Contract: 'static {
     /// The `detail-type` of the envelope.
     const DETAIL_TYPE: &'static str;
     /// The envelope's `detail`.
-    type Detail: Serialize + DeserializeOwned + schemars::JsonSchema;
+    type Detail: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static;
 }
 
 /// The detail of a `<Resource>Modified` event: the resource's images before

@@ -15,6 +15,7 @@ use crate::{events, store};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
 use ecom_runtime::metrics::{counter, Counter};
@@ -154,7 +155,7 @@ pub async fn start_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiErr
     let tracking_id = crate::domain::tracking_id();
     store::set_tracking_id(&mut tx, order_id, &tracking_id).await?;
     d.outbox
-        .push(&mut tx, &events::started(order_id, &tracking_id))
+        .push(&mut tx, &events::started(order_id, &tracking_id)?)
         .await?;
     d.outbox.commit(tx).await?;
     Ok(())
@@ -172,7 +173,10 @@ pub async fn complete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), Api
     )
     .await?;
     d.outbox
-        .push(&mut tx, &events::outcome("DeliveryCompleted", order_id, &address))
+        .push(
+            &mut tx,
+            &events::outcome::<DeliveryCompleted>(order_id, &address)?,
+        )
         .await?;
     d.outbox.commit(tx).await?;
     d.completed.inc();
@@ -184,7 +188,7 @@ pub async fn fail_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiErro
     let mut tx = d.db.begin().await?;
     let address = transition(&mut tx, order_id, Status::InProgress, Status::Failed, "fail").await?;
     d.outbox
-        .push(&mut tx, &events::outcome("DeliveryFailed", order_id, &address))
+        .push(&mut tx, &events::outcome::<DeliveryFailed>(order_id, &address)?)
         .await?;
     d.outbox.commit(tx).await?;
     d.failed.inc();
@@ -204,7 +208,7 @@ pub async fn delete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiEr
         tx.commit().await?;
     } else {
         d.outbox
-            .push(&mut tx, &events::outcome("DeliveryFailed", order_id, &address))
+            .push(&mut tx, &events::outcome::<DeliveryFailed>(order_id, &address)?)
             .await?;
         d.outbox.commit(tx).await?;
         d.failed.inc();

@@ -3,14 +3,14 @@
 use crate::domain::Status;
 use crate::store;
 use anyhow::Context as _;
+use ecom_contracts::delivery::{DeliveryOutcome, DeliveryStarted};
+use ecom_contracts::orders::OneOrder;
+use ecom_contracts::warehouse::PackageCreated;
+use ecom_contracts::{Contract, Service};
 use ecom_model::Address;
-use ecom_platform::bus::permanent;
-use ecom_platform::event::sources;
 use ecom_platform::{inbox, Event, Rule};
 use ecom_runtime::Clients;
 use ecom_storage::Db;
-use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -24,13 +24,12 @@ pub fn rules(
     created: Arc<ecom_runtime::metrics::Counter>,
 ) -> anyhow::Result<Vec<Rule>> {
     let (db, clients) = (db.clone(), clients.clone());
-    Ok(vec![Rule::new(
+    Ok(vec![Rule::typed::<PackageCreated, _, _>(
         ON_PACKAGE_CREATED,
-        json!({ "source": [sources::WAREHOUSE], "detail-type": ["PackageCreated"] }),
-        move |event| {
+        move |event, package| {
             let (db, clients, created) = (db.clone(), clients.clone(), created.clone());
             async move {
-                if on_package_created(&db, &clients, &event).await? {
+                if on_package_created(&db, &clients, &event, package.order_id).await? {
                     created.inc();
                 }
                 Ok(())
@@ -39,29 +38,15 @@ pub fn rules(
     )?])
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PackageCreated {
-    order_id: Uuid,
-}
-
-#[derive(Deserialize)]
-struct OrderAnswer {
-    order: OrderAddress,
-}
-
-#[derive(Deserialize)]
-struct OrderAddress {
-    address: Address,
-}
-
 /// `PackageCreated`: a NEW delivery to the order's address, fetched from
 /// orders, unless the delivery is already past NEW. True when a delivery
 /// was created. A failed fetch is an error, so the bus retries the event.
-pub async fn on_package_created(db: &Db, clients: &Clients, event: &Event) -> anyhow::Result<bool> {
-    let package = PackageCreated::deserialize(&event.detail)
-        .map_err(|e| permanent(format!("PackageCreated detail is malformed: {e}")))?;
-    let order_id = package.order_id;
+pub async fn on_package_created(
+    db: &Db,
+    clients: &Clients,
+    event: &Event,
+    order_id: Uuid,
+) -> anyhow::Result<bool> {
     // Only a delivery still to be made needs the order, so a replay for a
     // delivery under way does not depend on orders answering. The call
     // happens before the transaction: a write transaction must not wait on
@@ -72,8 +57,8 @@ pub async fn on_package_created(db: &Db, clients: &Clients, event: &Event) -> an
     {
         None
     } else {
-        let answer: OrderAnswer = clients
-            .get("orders")?
+        let answer: OneOrder = clients
+            .get(Service::Orders.name())?
             .get(&format!("/backend/{order_id}"))
             .await
             .with_context(|| format!("Failed to fetch order {order_id}"))?;
@@ -99,25 +84,23 @@ pub async fn on_package_created(db: &Db, clients: &Clients, event: &Event) -> an
     Ok(created)
 }
 
-/// `DeliveryStarted`: a delivery is on its way, with its tracking id.
-pub const DELIVERY_STARTED: &str = "DeliveryStarted";
-
 /// `DeliveryStarted {orderId, trackingId}`.
-pub fn started(order_id: Uuid, tracking_id: &str) -> Event {
-    Event::new(
-        sources::DELIVERY,
-        DELIVERY_STARTED,
-        vec![order_id.to_string()],
-        json!({ "orderId": order_id, "trackingId": tracking_id }),
-    )
+pub fn started(order_id: Uuid, tracking_id: &str) -> anyhow::Result<Event> {
+    let detail = DeliveryStarted {
+        order_id,
+        tracking_id: tracking_id.to_owned(),
+    };
+    Event::of::<DeliveryStarted>(vec![order_id.to_string()], &detail)
 }
 
-/// `DeliveryCompleted` or `DeliveryFailed` with `{orderId, address}`.
-pub fn outcome(detail_type: &str, order_id: Uuid, address: &Address) -> Event {
-    Event::new(
-        sources::DELIVERY,
-        detail_type,
-        vec![order_id.to_string()],
-        json!({ "orderId": order_id, "address": address }),
-    )
+/// `DeliveryCompleted` or `DeliveryFailed` (`E`) with `{orderId, address}`.
+pub fn outcome<E: Contract<Detail = DeliveryOutcome>>(
+    order_id: Uuid,
+    address: &Address,
+) -> anyhow::Result<Event> {
+    let detail = DeliveryOutcome {
+        order_id,
+        address: address.clone(),
+    };
+    Event::of::<E>(vec![order_id.to_string()], &detail)
 }

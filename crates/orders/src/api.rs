@@ -38,7 +38,7 @@
 //! `OrderCancelled`); if that write is lost, the warehouse says yes again
 //! to the retry.
 
-use crate::domain::{Order, OrderRequest, OrderStatus, StatusChange};
+use crate::domain::{Order, OrderLife as _, OrderRequest, OrderStatus, StatusChange};
 use crate::store;
 use crate::{events, Metrics};
 use axum::extract::State;
@@ -655,7 +655,7 @@ async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<V
     if let Some(event) = events::modified(&current, &new)? {
         api.ctx.outbox.push(&mut tx, &event).await?;
     }
-    api.ctx.outbox.push(&mut tx, &events::cancelled(&new)).await?;
+    api.ctx.outbox.push(&mut tx, &events::cancelled(&new)?).await?;
     api.ctx.outbox.commit(tx).await?;
     api.metrics.cancelled.inc();
     tracing::info!(order_id = %id, "order cancelled");

@@ -3,112 +3,16 @@
 
 use ecom_model::{Address, Money, ProductLine, Quantity, Timestamp};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    /// Created, waiting for the warehouse.
-    New,
-    /// The warehouse packed it.
-    Packaged,
-    /// The warehouse could pack nothing.
-    PackagingFailed,
-    /// Delivered and paid its total (the card processor confirmed the
-    /// capture: `PaymentProcessed`).
-    Fulfilled,
-    /// The delivery failed.
-    DeliveryFailed,
-    /// The card processor refused the capture, or the payment token was
-    /// another order's (`PaymentFailed`). Terminal: nothing moves it after.
-    PaymentFailed,
-    /// Cancelled by its shopper (or staff) while NEW and before packaging
-    /// started. Terminal, and reached only through [`Order::cancelled`],
-    /// never through an event.
-    Cancelled,
-}
-
-impl OrderStatus {
-    /// How far along the life this status is. Events carry no global order,
-    /// so a late event must never move an order back. PAYMENT_FAILED and
-    /// CANCELLED are the last stage: the order is over, whatever arrives
-    /// later (and neither replaces the other).
-    fn stage(self) -> u8 {
-        match self {
-            OrderStatus::New => 0,
-            OrderStatus::Packaged | OrderStatus::PackagingFailed => 1,
-            OrderStatus::Fulfilled | OrderStatus::DeliveryFailed => 2,
-            OrderStatus::PaymentFailed | OrderStatus::Cancelled => 3,
-        }
-    }
-
-    /// The stored and shown text (`NEW`, `PACKAGED`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::New => "NEW",
-            OrderStatus::Packaged => "PACKAGED",
-            OrderStatus::PackagingFailed => "PACKAGING_FAILED",
-            OrderStatus::Fulfilled => "FULFILLED",
-            OrderStatus::DeliveryFailed => "DELIVERY_FAILED",
-            OrderStatus::PaymentFailed => "PAYMENT_FAILED",
-            OrderStatus::Cancelled => "CANCELLED",
-        }
-    }
-
-    /// The status after an event saying `to`: `to` when it is further along,
-    /// otherwise unchanged.
-    pub fn advance(self, to: OrderStatus) -> OrderStatus {
-        if to.stage() > self.stage() {
-            to
-        } else {
-            self
-        }
-    }
-
-    /// Whether nothing may change the order any more.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, OrderStatus::PaymentFailed | OrderStatus::Cancelled)
-    }
-}
-
-/// An order: what was bought, at which prices, for where.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Order {
-    /// Identifier.
-    pub order_id: Uuid,
-    /// Who ordered.
-    pub user_id: String,
-    /// When it was created.
-    pub created_date: Timestamp,
-    /// When it last changed.
-    pub modified_date: Timestamp,
-    /// Where it is in its life.
-    pub status: OrderStatus,
-    /// The lines, with the catalogue details of the time of the order.
-    pub products: Vec<ProductLine>,
-    /// Where it goes.
-    pub address: Address,
-    /// Delivery fee agreed at creation.
-    pub delivery_price: Money,
-    /// Pre-authorisation at the card processor.
-    pub payment_token: String,
-    /// Σ price × quantity + delivery price.
-    pub total: Money,
-    /// The delivery's tracking id, once the delivery started
-    /// (`DeliveryStarted`). Absent from orders that have none, so the
-    /// events of orders without one keep their former shape.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tracking_id: Option<String>,
-    /// The sum refunded so far (`PaymentRefunded`), at most what was
-    /// captured. Orders stored before refunds existed read as 0.
-    #[serde(default)]
-    pub refunded: Money,
-}
+/// The order and its status are part of the contract of orders' events
+/// (their whole image is the detail of `OrderCreated` and `OrderModified`),
+/// so they are defined in `ecom-contracts`; their rules are here, in
+/// [`OrderLife`].
+pub use ecom_contracts::orders::{Order, OrderStatus};
 
 /// When an order reached one of its statuses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -299,24 +203,43 @@ fn field<T: DeserializeOwned>(value: &Value, name: &str, errors: &mut Vec<String
     }
 }
 
-/// A line the warehouse packed: which product and how many.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PackedLine {
-    /// Product packed.
-    pub product_id: Uuid,
-    /// How many were packed.
-    pub quantity: i64,
-}
+/// A line the warehouse packed (`PackageCreated`): which product and how many.
+pub use ecom_contracts::warehouse::PackedLine;
 
-impl Order {
+/// How an order changes: the rules of orders over the contract's
+/// [`Order`] (a trait because the type is defined in `ecom-contracts`).
+pub trait OrderLife: Sized {
     /// The order after the warehouse packed `packed`: the lines become the
     /// packed products and quantities (lines not packed are dropped; the
     /// catalogue details stay those of the order), the total is recomputed
     /// with the agreed delivery price, and the status moves to PACKAGED.
     /// A PAYMENT_FAILED order stays as it is. `None` when the new total
     /// overflows.
-    pub fn packaged(&self, packed: &[PackedLine], now: Timestamp) -> Option<Order> {
+    fn packaged(&self, packed: &[PackedLine], now: Timestamp) -> Option<Order>;
+
+    /// The order after its shopper (or staff) cancelled it: CANCELLED, from
+    /// NEW only; `None` from any other status.
+    fn cancelled(&self, now: Timestamp) -> Option<Order>;
+
+    /// The order once its delivery started with `tracking_id`; unchanged
+    /// when it already has one (a redelivered or replayed event).
+    fn tracked(&self, tracking_id: &str, now: Timestamp) -> Order;
+
+    /// The order after `amount` more was refunded; `None` when the sum
+    /// overflows.
+    fn refund(&self, amount: Money, now: Timestamp) -> Option<Order>;
+
+    /// What is known of the history of an order stored before histories
+    /// were kept: NEW when it was created and, if it moved since, its
+    /// status when it last changed.
+    fn assumed_history(&self) -> Vec<StatusChange>;
+
+    /// The order after an event saying `status` (never moving back).
+    fn with_status(&self, status: OrderStatus, now: Timestamp) -> Order;
+}
+
+impl OrderLife for Order {
+    fn packaged(&self, packed: &[PackedLine], now: Timestamp) -> Option<Order> {
         if self.status.is_terminal() {
             return Some(self.clone());
         }
@@ -345,9 +268,7 @@ impl Order {
         })
     }
 
-    /// The order after its shopper (or staff) cancelled it: CANCELLED, from
-    /// NEW only; `None` from any other status.
-    pub fn cancelled(&self, now: Timestamp) -> Option<Order> {
+    fn cancelled(&self, now: Timestamp) -> Option<Order> {
         (self.status == OrderStatus::New).then(|| Order {
             status: OrderStatus::Cancelled,
             modified_date: now,
@@ -355,9 +276,7 @@ impl Order {
         })
     }
 
-    /// The order once its delivery started with `tracking_id`; unchanged
-    /// when it already has one (a redelivered or replayed event).
-    pub fn tracked(&self, tracking_id: &str, now: Timestamp) -> Order {
+    fn tracked(&self, tracking_id: &str, now: Timestamp) -> Order {
         if self.tracking_id.is_some() {
             return self.clone();
         }
@@ -368,9 +287,7 @@ impl Order {
         }
     }
 
-    /// The order after `amount` more was refunded; `None` when the sum
-    /// overflows.
-    pub fn refund(&self, amount: Money, now: Timestamp) -> Option<Order> {
+    fn refund(&self, amount: Money, now: Timestamp) -> Option<Order> {
         Some(Order {
             refunded: self.refunded.checked_add(amount)?,
             modified_date: now,
@@ -378,10 +295,7 @@ impl Order {
         })
     }
 
-    /// What is known of the history of an order stored before histories
-    /// were kept: NEW when it was created and, if it moved since, its
-    /// status when it last changed.
-    pub fn assumed_history(&self) -> Vec<StatusChange> {
+    fn assumed_history(&self) -> Vec<StatusChange> {
         let mut history = vec![StatusChange {
             status: OrderStatus::New,
             at: self.created_date,
@@ -395,8 +309,7 @@ impl Order {
         history
     }
 
-    /// The order after an event saying `status` (never moving back).
-    pub fn with_status(&self, status: OrderStatus, now: Timestamp) -> Order {
+    fn with_status(&self, status: OrderStatus, now: Timestamp) -> Order {
         let status = self.status.advance(status);
         Order {
             status,

@@ -15,148 +15,90 @@
 //! (`PaymentProcessed`, which payment emits after `DeliveryCompleted`);
 //! until then it stays `PACKAGED`.
 
-use crate::domain::{Order, OrderStatus, PackedLine};
+use crate::domain::{Order, OrderLife as _, OrderStatus, PackedLine};
 use crate::{store, Metrics};
 use anyhow::Context as _;
+use ecom_contracts::delivery::{DeliveryFailed, DeliveryStarted};
+use ecom_contracts::orders::{OrderCancelled, OrderCreated, OrderDeleted, OrderModified};
+use ecom_contracts::payment::{PaymentFailed, PaymentProcessed, PaymentRefunded};
+use ecom_contracts::warehouse::{PackageCreated, PackagingFailed};
+use ecom_contracts::{AboutOrder, Contract, OrderRef};
 use ecom_model::{Money, Timestamp};
-use ecom_platform::bus::permanent;
-use ecom_platform::event::sources;
 use ecom_platform::{inbox, outbox, Context, Event, Rule};
-use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The resource name in event types (`OrderCreated`, …).
-const RESOURCE: &str = "Order";
-
 /// `OrderCreated` with the whole order.
 pub fn created(order: &Order) -> anyhow::Result<Event> {
-    outbox::created(sources::ORDERS, RESOURCE, &order.order_id.to_string(), order)
+    outbox::created::<OrderCreated>(&order.order_id.to_string(), order)
 }
 
 /// `OrderModified` from the old and new images; `None` when nothing changed.
 pub fn modified(old: &Order, new: &Order) -> anyhow::Result<Option<Event>> {
-    outbox::modified(sources::ORDERS, RESOURCE, &old.order_id.to_string(), old, new)
+    outbox::modified::<OrderModified, _>(&old.order_id.to_string(), old, new)
 }
-
-/// `OrderCancelled`: the order was cancelled (its payment is to be released).
-pub const ORDER_CANCELLED: &str = "OrderCancelled";
 
 /// `OrderCancelled {orderId}`, beside the `OrderModified` the status change
 /// makes: payment reacts to it as to `PackagingFailed`, without having to
 /// match on another service's row images.
-pub fn cancelled(order: &Order) -> Event {
-    Event::new(
-        sources::ORDERS,
-        ORDER_CANCELLED,
+pub fn cancelled(order: &Order) -> anyhow::Result<Event> {
+    Event::of::<OrderCancelled>(
         vec![order.order_id.to_string()],
-        json!({ "orderId": order.order_id }),
+        &OrderRef {
+            order_id: order.order_id,
+        },
     )
 }
 
 /// `OrderDeleted` with the order as it was. Orders are never deleted by an
 /// API today; kept so the event set matches the contract.
 pub fn deleted(order: &Order) -> anyhow::Result<Event> {
-    outbox::deleted(sources::ORDERS, RESOURCE, &order.order_id.to_string(), order)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PackageCreated {
-    order_id: Uuid,
-    #[serde(default)]
-    products: Vec<PackedLine>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AboutOrder {
-    order_id: Uuid,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentProcessed {
-    order_id: Uuid,
-    amount: Money,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveryStarted {
-    order_id: Uuid,
-    tracking_id: String,
-}
-
-/// What a handled event does to an order.
-#[derive(Clone, Copy)]
-enum Change {
-    Packaged,
-    Paid,
-    Status(OrderStatus),
-    Tracked,
-    Refunded,
+    outbox::deleted::<OrderDeleted>(&order.order_id.to_string(), order)
 }
 
 /// Subscribes the service's rules.
 pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let rules = [
-        (
-            "orders.on-package-created",
-            sources::WAREHOUSE,
-            "PackageCreated",
-            Change::Packaged,
-        ),
-        (
-            "orders.on-packaging-failed",
-            sources::WAREHOUSE,
-            "PackagingFailed",
-            Change::Status(OrderStatus::PackagingFailed),
-        ),
-        (
-            "orders.on-delivery-failed",
-            sources::DELIVERY,
-            "DeliveryFailed",
-            Change::Status(OrderStatus::DeliveryFailed),
-        ),
-        (
-            "orders.on-payment-processed",
-            sources::PAYMENT,
-            "PaymentProcessed",
-            Change::Paid,
-        ),
-        (
-            "orders.on-payment-failed",
-            sources::PAYMENT,
-            "PaymentFailed",
-            Change::Status(OrderStatus::PaymentFailed),
-        ),
-        (
-            "orders.on-delivery-started",
-            sources::DELIVERY,
-            "DeliveryStarted",
-            Change::Tracked,
-        ),
-        (
-            "orders.on-payment-refunded",
-            sources::PAYMENT,
-            "PaymentRefunded",
-            Change::Refunded,
-        ),
-    ];
-    for (name, source, detail_type, change) in rules {
-        let (ctx2, metrics) = (ctx.clone(), metrics.clone());
-        ctx.bus.subscribe(Rule::new(
-            name,
-            json!({ "source": [source], "detail-type": [detail_type] }),
-            move |event| {
-                let (ctx, metrics) = (ctx2.clone(), metrics.clone());
-                async move { apply(&ctx, &metrics, name, change, event).await }
-            },
-        )?)?;
-    }
+    let packaged = |p: PackageCreated| (p.order_id, Effect::Packaged(p.products));
+    rule::<PackageCreated>(ctx, &metrics, "orders.on-package-created", packaged)?;
+    rule::<PackagingFailed>(ctx, &metrics, "orders.on-packaging-failed", |d| {
+        (d.order_id, Effect::Status(OrderStatus::PackagingFailed))
+    })?;
+    rule::<DeliveryFailed>(ctx, &metrics, "orders.on-delivery-failed", |d| {
+        (d.order_id(), Effect::Status(OrderStatus::DeliveryFailed))
+    })?;
+    rule::<PaymentProcessed>(ctx, &metrics, "orders.on-payment-processed", |d| {
+        (d.order_id, Effect::Paid(d.amount))
+    })?;
+    rule::<PaymentFailed>(ctx, &metrics, "orders.on-payment-failed", |d| {
+        (d.order_id, Effect::Status(OrderStatus::PaymentFailed))
+    })?;
+    rule::<DeliveryStarted>(ctx, &metrics, "orders.on-delivery-started", |d| {
+        (d.order_id, Effect::Tracked(d.tracking_id))
+    })?;
+    // A negative amount is a malformed event (money never is), refused
+    // when the detail is decoded.
+    rule::<PaymentRefunded>(ctx, &metrics, "orders.on-payment-refunded", |d| {
+        (d.order_id, Effect::Refunded(d.amount))
+    })?;
     Ok(())
+}
+
+/// Subscribes `name` to events of `E`, whose detail `effect` turns into
+/// what happens to which order.
+fn rule<E: Contract>(
+    ctx: &Context,
+    metrics: &Arc<Metrics>,
+    name: &'static str,
+    effect: impl Fn(E::Detail) -> (Uuid, Effect) + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let (ctx2, metrics) = (ctx.clone(), metrics.clone());
+    let effect = Arc::new(effect);
+    ctx.bus
+        .subscribe(Rule::typed::<E, _, _>(name, move |event, detail| {
+            let (ctx, metrics) = (ctx2.clone(), metrics.clone());
+            let (order_id, effect) = effect(detail);
+            async move { apply(&ctx, &metrics, name, order_id, effect, event).await }
+        })?)
 }
 
 /// What one event does to its order.
@@ -174,37 +116,10 @@ async fn apply(
     ctx: &Context,
     metrics: &Metrics,
     rule: &str,
-    change: Change,
+    order_id: Uuid,
+    effect: Effect,
     event: Event,
 ) -> anyhow::Result<()> {
-    let (order_id, effect) = match change {
-        Change::Packaged => {
-            let detail: PackageCreated =
-                serde_json::from_value(event.detail.clone()).context("PackageCreated detail is malformed")?;
-            (detail.order_id, Effect::Packaged(detail.products))
-        }
-        Change::Paid => {
-            let detail: PaymentProcessed = serde_json::from_value(event.detail.clone())
-                .context("PaymentProcessed detail is malformed")?;
-            (detail.order_id, Effect::Paid(detail.amount))
-        }
-        Change::Status(status) => {
-            let detail: AboutOrder = serde_json::from_value(event.detail.clone())
-                .with_context(|| format!("{} detail has no orderId", event.detail_type))?;
-            (detail.order_id, Effect::Status(status))
-        }
-        Change::Tracked => {
-            let detail: DeliveryStarted = serde_json::from_value(event.detail.clone())
-                .map_err(|e| permanent(format!("DeliveryStarted detail is malformed: {e}")))?;
-            (detail.order_id, Effect::Tracked(detail.tracking_id))
-        }
-        Change::Refunded => {
-            // A negative amount is a malformed event (money never is).
-            let detail: PaymentProcessed = serde_json::from_value(event.detail.clone())
-                .map_err(|e| permanent(format!("PaymentRefunded detail is malformed: {e}")))?;
-            (detail.order_id, Effect::Refunded(detail.amount))
-        }
-    };
     let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
         return Ok(());
     };

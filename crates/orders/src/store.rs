@@ -6,7 +6,7 @@
 //! `order_status_changes` keeps each status an order reached and when,
 //! written in the transaction that changes the status.
 
-use crate::domain::{Order, OrderStatus, StatusChange};
+use crate::domain::{Order, OrderLife as _, OrderStatus, StatusChange};
 use anyhow::Context as _;
 use ecom_model::Timestamp;
 use ecom_runtime::page::Position;

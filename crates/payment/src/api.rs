@@ -236,7 +236,7 @@ async fn refund(
     let recorded = store::record_refund(&mut tx, order_id, refund_id, amount.cents()).await?;
     if recorded {
         ctx.outbox
-            .push(&mut tx, &events::refunded(order_id, amount, refund_id))
+            .push(&mut tx, &events::refunded(order_id, amount, refund_id)?)
             .await?;
     }
     ctx.outbox.commit(tx).await?;

@@ -21,42 +21,20 @@ use crate::api::{amount_request, ask};
 use crate::store::{self, Status};
 use crate::Metrics;
 use anyhow::Context as _;
+use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
+use ecom_contracts::orders::{OneOrder, Order, OrderCancelled, OrderCreated, OrderModified};
+use ecom_contracts::payment::{PaymentFailed, PaymentProcessed, PaymentRefunded};
+use ecom_contracts::warehouse::PackagingFailed;
+use ecom_contracts::{AboutOrder, Contract, Modified, Service};
 use ecom_model::Money;
-use ecom_platform::event::sources;
 use ecom_platform::{inbox, Context, Event, Rule};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The payment was captured: `{orderId, amount}`.
-pub const PAYMENT_PROCESSED: &str = "PaymentProcessed";
-/// The payment was not captured: `{orderId, reason}`.
-pub const PAYMENT_FAILED: &str = "PaymentFailed";
-/// Part or all of a captured payment was refunded: `{orderId, amount, refundId}`.
-pub const PAYMENT_REFUNDED: &str = "PaymentRefunded";
-
 /// Why a second order's payment fails when its token is another's.
 const TOKEN_TAKEN: &str = "Payment token already used by another order";
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderDetail {
-    order_id: Uuid,
-    payment_token: String,
-    total: Money,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AboutOrder {
-    order_id: Uuid,
-}
-
-#[derive(Deserialize)]
-struct OrderModified {
-    new: OrderDetail,
-}
 
 /// What a settlement event asks of the processor.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -68,96 +46,83 @@ enum Settlement {
 /// Subscribes the service's rules.
 pub fn subscribe(ctx: &Context, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let (c, m) = (ctx.clone(), metrics.clone());
-    ctx.bus.subscribe(Rule::new(
+    ctx.bus.subscribe(Rule::typed::<OrderCreated, _, _>(
         "payment.on-order-created",
-        json!({"source": [sources::ORDERS], "detail-type": ["OrderCreated"]}),
-        move |event| {
+        move |event, order| {
             let (ctx, metrics) = (c.clone(), m.clone());
-            async move { on_order_created(&ctx, &metrics, event).await }
+            async move { on_order_created(&ctx, &metrics, event, order).await }
         },
     )?)?;
 
     let c = ctx.clone();
-    ctx.bus.subscribe(Rule::new(
+    ctx.bus.subscribe(Rule::typed_where::<OrderModified, _, _>(
         "payment.on-order-total-modified",
-        json!({"source": [sources::ORDERS], "detail-type": ["OrderModified"], "detail": {"changed": ["total"]}}),
-        move |event| {
+        Some(json!({"changed": ["total"]})),
+        move |event, modified| {
             let ctx = c.clone();
-            async move { on_total_modified(&ctx, event).await }
+            async move { on_total_modified(&ctx, event, modified).await }
         },
     )?)?;
 
-    let settlements = [
-        (
-            "payment.on-delivery-completed",
-            sources::DELIVERY,
-            "DeliveryCompleted",
-            Settlement::Capture,
-        ),
-        (
-            "payment.on-packaging-failed",
-            sources::WAREHOUSE,
-            "PackagingFailed",
-            Settlement::Cancel,
-        ),
-        (
-            "payment.on-delivery-failed",
-            sources::DELIVERY,
-            "DeliveryFailed",
-            Settlement::Cancel,
-        ),
-        (
-            "payment.on-order-cancelled",
-            sources::ORDERS,
-            "OrderCancelled",
-            Settlement::Cancel,
-        ),
-    ];
-    for (name, source, detail_type, settlement) in settlements {
-        let (c, m) = (ctx.clone(), metrics.clone());
-        ctx.bus.subscribe(Rule::new(
-            name,
-            json!({"source": [source], "detail-type": [detail_type]}),
-            move |event| {
-                let (ctx, metrics) = (c.clone(), m.clone());
-                async move { settle(&ctx, &metrics, name, settlement, event).await }
-            },
-        )?)?;
-    }
+    settlement::<DeliveryCompleted>(
+        ctx,
+        &metrics,
+        "payment.on-delivery-completed",
+        Settlement::Capture,
+    )?;
+    settlement::<PackagingFailed>(ctx, &metrics, "payment.on-packaging-failed", Settlement::Cancel)?;
+    settlement::<DeliveryFailed>(ctx, &metrics, "payment.on-delivery-failed", Settlement::Cancel)?;
+    settlement::<OrderCancelled>(ctx, &metrics, "payment.on-order-cancelled", Settlement::Cancel)?;
     Ok(())
 }
 
-fn processed(order_id: Uuid, amount: Money) -> Event {
-    Event::new(
-        sources::PAYMENT,
-        PAYMENT_PROCESSED,
-        vec![order_id.to_string()],
-        json!({ "orderId": order_id, "amount": amount }),
-    )
+/// Subscribes `name`, settling the payment of the order each `E` names.
+fn settlement<E: Contract>(
+    ctx: &Context,
+    metrics: &Arc<Metrics>,
+    name: &'static str,
+    settlement: Settlement,
+) -> anyhow::Result<()>
+where
+    E::Detail: AboutOrder,
+{
+    let (c, m) = (ctx.clone(), metrics.clone());
+    ctx.bus
+        .subscribe(Rule::typed::<E, _, _>(name, move |event, detail| {
+            let (ctx, metrics) = (c.clone(), m.clone());
+            let order_id = detail.order_id();
+            async move { settle(&ctx, &metrics, name, settlement, order_id, event).await }
+        })?)
+}
+
+fn processed(order_id: Uuid, amount: Money) -> anyhow::Result<Event> {
+    Event::of::<PaymentProcessed>(vec![order_id.to_string()], &PaymentProcessed { order_id, amount })
 }
 
 /// `PaymentRefunded {orderId, amount, refundId}`.
-pub(crate) fn refunded(order_id: Uuid, amount: Money, refund_id: &str) -> Event {
-    Event::new(
-        sources::PAYMENT,
-        PAYMENT_REFUNDED,
-        vec![order_id.to_string()],
-        json!({ "orderId": order_id, "amount": amount, "refundId": refund_id }),
-    )
+pub(crate) fn refunded(order_id: Uuid, amount: Money, refund_id: &str) -> anyhow::Result<Event> {
+    let detail = PaymentRefunded {
+        order_id,
+        amount,
+        refund_id: refund_id.to_owned(),
+    };
+    Event::of::<PaymentRefunded>(vec![order_id.to_string()], &detail)
 }
 
-fn failed(order_id: Uuid, reason: &str) -> Event {
-    Event::new(
-        sources::PAYMENT,
-        PAYMENT_FAILED,
-        vec![order_id.to_string()],
-        json!({ "orderId": order_id, "reason": reason }),
-    )
+fn failed(order_id: Uuid, reason: &str) -> anyhow::Result<Event> {
+    let detail = PaymentFailed {
+        order_id,
+        reason: reason.to_owned(),
+    };
+    Event::of::<PaymentFailed>(vec![order_id.to_string()], &detail)
 }
 
-async fn on_order_created(ctx: &Context, metrics: &Metrics, event: Event) -> anyhow::Result<()> {
-    let order: OrderDetail =
-        serde_json::from_value(event.detail).context("OrderCreated detail is malformed")?;
+async fn on_order_created(
+    ctx: &Context,
+    metrics: &Metrics,
+    event: Event,
+    order: Order,
+) -> anyhow::Result<()> {
     let Some(mut tx) = inbox::begin(&ctx.db, "payment.on-order-created", event.id).await? else {
         return Ok(());
     };
@@ -174,7 +139,7 @@ async fn on_order_created(ctx: &Context, metrics: &Metrics, event: Event) -> any
     let recorded = store::fail_new(&mut tx, order.order_id, order.total.cents(), TOKEN_TAKEN).await?;
     if recorded {
         ctx.outbox
-            .push(&mut tx, &failed(order.order_id, TOKEN_TAKEN))
+            .push(&mut tx, &failed(order.order_id, TOKEN_TAKEN)?)
             .await?;
     }
     ctx.outbox.commit(tx).await?;
@@ -184,9 +149,8 @@ async fn on_order_created(ctx: &Context, metrics: &Metrics, event: Event) -> any
     Ok(())
 }
 
-async fn on_total_modified(ctx: &Context, event: Event) -> anyhow::Result<()> {
-    let OrderModified { new: order } =
-        serde_json::from_value(event.detail).context("OrderModified detail is malformed")?;
+async fn on_total_modified(ctx: &Context, event: Event, modified: Modified<Order>) -> anyhow::Result<()> {
+    let order = modified.new;
     let payment = store::get(&ctx.db, order.order_id)
         .await?
         // OrderCreated may not have been applied yet (no global order).
@@ -216,23 +180,13 @@ async fn on_total_modified(ctx: &Context, event: Event) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct OneOrder {
-    order: OrderTotal,
-}
-
-#[derive(Deserialize)]
-struct OrderTotal {
-    total: Money,
-}
-
 /// The order's total now, from orders (the authority: an `OrderModified`
 /// changing it may still be on its way to us). `None` when orders does not
 /// know the order; an error when it does not answer (retried).
 async fn final_total(ctx: &Context, order_id: Uuid) -> anyhow::Result<Option<Money>> {
     let answer = ctx
         .clients
-        .get("orders")?
+        .get(Service::Orders.name())?
         .get::<OneOrder>(&format!("/backend/{order_id}"))
         .await;
     match answer {
@@ -256,7 +210,7 @@ struct TokenState {
 /// Why the processor refused to capture `amount` of `token` for `order_id`,
 /// as its `/status` tells (a generic reason when it does not answer).
 async fn refusal(ctx: &Context, token: &str, order_id: Uuid, amount: Money) -> String {
-    let state = match ctx.clients.get("payment-3p") {
+    let state = match ctx.clients.get(Service::Payment3p.name()) {
         Ok(client) => client
             .post::<_, TokenState>("/status", &json!({ "paymentToken": token }))
             .await
@@ -285,10 +239,9 @@ async fn settle(
     metrics: &Metrics,
     rule: &str,
     settlement: Settlement,
+    order_id: Uuid,
     event: Event,
 ) -> anyhow::Result<()> {
-    let AboutOrder { order_id } = serde_json::from_value(event.detail)
-        .with_context(|| format!("{} detail has no orderId", event.detail_type))?;
     let payment = store::get(&ctx.db, order_id)
         .await?
         // OrderCreated may not have been applied yet (no global order):
@@ -304,16 +257,16 @@ async fn settle(
             let (to, amount, announce) = match final_total(ctx, order_id).await? {
                 None => {
                     let reason = "orders does not know the order";
-                    (Status::Failed, None, failed(order_id, reason))
+                    (Status::Failed, None, failed(order_id, reason)?)
                 }
                 Some(total) => {
                     let body = json!({ "paymentToken": token, "orderId": order_id, "amount": total });
                     if ask(ctx, "/processPayment", &body).await? {
-                        (Status::Processed, Some(total), processed(order_id, total))
+                        (Status::Processed, Some(total), processed(order_id, total)?)
                     } else {
                         let reason = refusal(ctx, token, order_id, total).await;
                         tracing::warn!(%order_id, %reason, "the card processor refused the capture");
-                        (Status::Failed, None, failed(order_id, &reason))
+                        (Status::Failed, None, failed(order_id, &reason)?)
                     }
                 }
             };

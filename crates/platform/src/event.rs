@@ -1,5 +1,7 @@
 //! The event envelope: Amazon EventBridge's JSON shape.
 
+use anyhow::Context as _;
+use ecom_contracts::Contract;
 use ecom_model::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,24 +47,29 @@ impl Event {
         }
     }
 
+    /// A new event of contract `E` (its source and detail-type) with
+    /// `detail` as payload. Fails only if the payload cannot be encoded,
+    /// which no payload of the contracts can.
+    pub fn of<E: Contract>(resources: Vec<String>, detail: &E::Detail) -> anyhow::Result<Event> {
+        let detail = serde_json::to_value(detail)
+            .with_context(|| format!("Failed to encode a {} detail", E::DETAIL_TYPE))?;
+        Ok(Event::new(E::SOURCE, E::DETAIL_TYPE, resources, detail))
+    }
+
+    /// The detail read as contract `E`'s payload. A detail that does not
+    /// decode can never be handled, so the error is
+    /// [`crate::bus::permanent`]: the event goes to the dead-letter queue
+    /// at once instead of being retried.
+    pub fn detail_as<E: Contract>(&self) -> anyhow::Result<E::Detail> {
+        E::Detail::deserialize(&self.detail)
+            .map_err(|e| crate::bus::permanent(format!("{} detail is malformed: {e}", E::DETAIL_TYPE)))
+    }
+
     /// The event as the JSON value patterns are matched against.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
-/// The sources of this platform.
-pub mod sources {
-    /// Users service.
-    pub const USERS: &str = "ecommerce.users";
-    /// Products service.
-    pub const PRODUCTS: &str = "ecommerce.products";
-    /// Orders service.
-    pub const ORDERS: &str = "ecommerce.orders";
-    /// Warehouse service.
-    pub const WAREHOUSE: &str = "ecommerce.warehouse";
-    /// Delivery service.
-    pub const DELIVERY: &str = "ecommerce.delivery";
-    /// Payment service (`PaymentProcessed`, `PaymentFailed`).
-    pub const PAYMENT: &str = "ecommerce.payment";
-}
+/// The sources of this platform (defined with the contracts).
+pub use ecom_contracts::sources;

@@ -8,6 +8,7 @@
 
 use crate::Event;
 use anyhow::Context as _;
+use ecom_contracts::{Contract, Modified};
 use ecom_storage::{Migration, Tx};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -95,36 +96,26 @@ fn to_object(value: &impl Serialize) -> anyhow::Result<Value> {
     serde_json::to_value(value).context("Failed to encode a resource")
 }
 
-/// `<Resource>Created` with the whole new resource as detail.
-pub fn created(source: &str, resource: &str, id: &str, new: &impl Serialize) -> anyhow::Result<Event> {
-    Ok(Event::new(
-        source,
-        &format!("{resource}Created"),
-        vec![id.to_owned()],
-        to_object(new)?,
-    ))
+/// `<Resource>Created` (contract `E`) with the whole new resource as detail.
+pub fn created<E: Contract>(id: &str, new: &E::Detail) -> anyhow::Result<Event> {
+    Event::of::<E>(vec![id.to_owned()], new)
 }
 
-/// `<Resource>Deleted` with the whole resource as it was as detail.
-pub fn deleted(source: &str, resource: &str, id: &str, old: &impl Serialize) -> anyhow::Result<Event> {
-    Ok(Event::new(
-        source,
-        &format!("{resource}Deleted"),
-        vec![id.to_owned()],
-        to_object(old)?,
-    ))
+/// `<Resource>Deleted` (contract `E`) with the whole resource as it was.
+pub fn deleted<E: Contract>(id: &str, old: &E::Detail) -> anyhow::Result<Event> {
+    Event::of::<E>(vec![id.to_owned()], old)
 }
 
-/// `<Resource>Modified` with `{old, new, changed}`, where `changed` lists
-/// the top-level fields that differ (a nested change names its top field).
-/// `None` when nothing changed.
-pub fn modified(
-    source: &str,
-    resource: &str,
-    id: &str,
-    old: &impl Serialize,
-    new: &impl Serialize,
-) -> anyhow::Result<Option<Event>> {
+/// `<Resource>Modified` (contract `E`, whose detail is [`Modified`]) with
+/// `{old, new, changed}`, where `changed` lists the top-level fields that
+/// differ (a nested change names its top field). `None` when nothing
+/// changed. Built from the two images directly rather than through a
+/// [`Modified`] value, which would need copies of both.
+pub fn modified<E, R>(id: &str, old: &R, new: &R) -> anyhow::Result<Option<Event>>
+where
+    E: Contract<Detail = Modified<R>>,
+    R: Serialize,
+{
     let (old, new) = (to_object(old)?, to_object(new)?);
     let changed = changed_fields(&old, &new);
     if changed.is_empty() {
@@ -132,8 +123,8 @@ pub fn modified(
     }
     let detail = json!({ "old": old, "new": new, "changed": changed });
     Ok(Some(Event::new(
-        source,
-        &format!("{resource}Modified"),
+        E::SOURCE,
+        E::DETAIL_TYPE,
         vec![id.to_owned()],
         detail,
     )))
@@ -168,13 +159,25 @@ mod tests {
 
     #[test]
     fn an_unchanged_resource_emits_nothing() {
-        let v = json!({"a": 1});
-        assert!(modified("s", "Thing", "1", &v, &v).unwrap().is_none());
-        let e = modified("s", "Thing", "1", &v, &json!({"a": 2}))
+        use ecom_contracts::products::ProductModified;
+        let v: ecom_model::Product = serde_json::from_value(json!({
+            "productId": "00000000-0000-0000-0000-000000000001", "name": "Mug", "price": 1,
+            "package": {"width": 1, "length": 1, "height": 1, "weight": 1}
+        }))
+        .unwrap();
+        assert!(modified::<ProductModified, _>("1", &v, &v).unwrap().is_none());
+        let renamed = ecom_model::Product {
+            name: "Cup".into(),
+            ..v.clone()
+        };
+        let e = modified::<ProductModified, _>("1", &v, &renamed)
             .unwrap()
             .unwrap();
-        assert_eq!(e.detail_type, "ThingModified");
-        assert_eq!(e.detail["changed"], json!(["a"]));
+        assert_eq!(
+            (e.source.as_str(), e.detail_type.as_str()),
+            ("ecommerce.products", "ProductModified")
+        );
+        assert_eq!(e.detail["changed"], json!(["name"]));
         assert_eq!(e.resources, vec!["1"]);
     }
 }

@@ -2,27 +2,17 @@
 //! `createdDate`, `modifiedDate`), however the user was created (sign-up,
 //! admin, CLI). Users handles no events.
 
+use ecom_contracts::users::UserCreated;
 use ecom_model::Timestamp;
-use ecom_platform::event::sources::USERS;
 use ecom_platform::Event;
-use serde::Serialize;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UserResource<'a> {
-    user_id: &'a str,
-    email: &'a str,
-    created_date: String,
-    modified_date: String,
-}
 
 /// `UserCreated` for a user created at `now`.
 pub fn user_created(user_id: &str, email: &str, now: &Timestamp) -> anyhow::Result<Event> {
-    let user = UserResource {
-        user_id,
-        email,
-        created_date: now.to_string(),
-        modified_date: now.to_string(),
+    let user = UserCreated {
+        user_id: user_id.to_owned(),
+        email: email.to_owned(),
+        created_date: *now,
+        modified_date: *now,
     };
-    ecom_platform::outbox::created(USERS, "User", user_id, &user)
+    ecom_platform::outbox::created::<UserCreated>(user_id, &user)
 }

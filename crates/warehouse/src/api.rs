@@ -332,7 +332,7 @@ pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), Api
     let packed: BTreeMap<Uuid, i64> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
     let moved = stock::ship(&mut tx, order_id, &packed).await?;
     w.outbox
-        .push(&mut tx, &events::packaging_outcome(order_id, &lines))
+        .push(&mut tx, &events::packaging_outcome(order_id, &lines)?)
         .await?;
     w.outbox.push_all(&mut tx, &moved).await?;
     w.outbox.commit(tx).await?;

@@ -95,6 +95,23 @@ pub struct OrderLine {
     pub quantity: Quantity,
 }
 
+impl From<&ecom_contracts::orders::Order> for OrderImage {
+    fn from(order: &ecom_contracts::orders::Order) -> OrderImage {
+        OrderImage {
+            order_id: order.order_id,
+            products: order
+                .products
+                .iter()
+                .map(|l| OrderLine {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                })
+                .collect(),
+            modified_date: order.modified_date,
+        }
+    }
+}
+
 impl OrderImage {
     /// Quantity per product; a product listed twice counts once with the sum.
     pub fn quantities(&self) -> BTreeMap<Uuid, i64> {

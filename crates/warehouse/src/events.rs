@@ -10,12 +10,15 @@ use crate::api::Warehouse;
 use crate::domain::{self, Line, OrderImage, Status};
 use crate::{stock, store};
 use anyhow::Context as _;
-use ecom_platform::bus::permanent;
-use ecom_platform::event::sources;
+use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
+use ecom_contracts::orders::{Order, OrderCreated, OrderDeleted, OrderModified};
+use ecom_contracts::payment::PaymentFailed;
+use ecom_contracts::warehouse::{PackageCreated, PackagingFailed, PackedLine};
+use ecom_contracts::{Modified, OrderRef};
 use ecom_platform::{inbox, Event, Rule};
 use ecom_storage::Db;
-use serde::Deserialize;
 use serde_json::json;
+use uuid::Uuid;
 
 /// Rule names (also the inbox consumer names).
 pub const ON_ORDER_CREATED: &str = "warehouse.on-order-created";
@@ -34,67 +37,42 @@ pub const ON_PAYMENT_FAILED: &str = "warehouse.on-payment-failed";
 pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
     let (a, b, c, d, e, f) = (w.clone(), w.clone(), w.clone(), w.clone(), w.clone(), w.clone());
     Ok(vec![
-        Rule::new(ON_ORDER_CREATED, pattern("OrderCreated", None), move |ev| {
+        Rule::typed::<OrderCreated, _, _>(ON_ORDER_CREATED, move |ev, order| {
             let w = a.clone();
-            async move { on_order_created(&w, &ev).await }
+            async move { on_order_created(&w, &ev, &order).await }
         })?,
-        Rule::new(
+        Rule::typed_where::<OrderModified, _, _>(
             ON_ORDER_MODIFIED,
-            pattern("OrderModified", Some(json!({ "changed": ["products"] }))),
-            move |ev| {
+            Some(json!({ "changed": ["products"] })),
+            move |ev, modified| {
                 let w = b.clone();
-                async move { on_order_modified(&w.db, &ev).await }
+                async move { on_order_modified(&w.db, &ev, &modified).await }
             },
         )?,
-        Rule::new(ON_ORDER_DELETED, pattern("OrderDeleted", None), move |ev| {
+        Rule::typed::<OrderDeleted, _, _>(ON_ORDER_DELETED, move |ev, order| {
             let w = c.clone();
-            async move { on_order_deleted(&w, &ev).await }
+            async move { on_order_deleted(&w, &ev, &order).await }
         })?,
-        Rule::new(
-            ON_DELIVERY_FAILED,
-            json!({ "source": [sources::DELIVERY], "detail-type": ["DeliveryFailed"] }),
-            move |ev| {
-                let w = d.clone();
-                async move { on_delivery_failed(&w, &ev).await }
-            },
-        )?,
-        Rule::new(
-            ON_DELIVERY_COMPLETED,
-            json!({ "source": [sources::DELIVERY], "detail-type": ["DeliveryCompleted"] }),
-            move |ev| {
-                let w = e.clone();
-                async move { on_delivery_completed(&w, &ev).await }
-            },
-        )?,
-        Rule::new(
-            ON_PAYMENT_FAILED,
-            json!({ "source": [sources::PAYMENT], "detail-type": ["PaymentFailed"] }),
-            move |ev| {
-                let w = f.clone();
-                async move { on_payment_failed(&w, &ev).await }
-            },
-        )?,
+        Rule::typed::<DeliveryFailed, _, _>(ON_DELIVERY_FAILED, move |ev, delivery| {
+            let w = d.clone();
+            async move { on_delivery_failed(&w, &ev, delivery.order_id).await }
+        })?,
+        Rule::typed::<DeliveryCompleted, _, _>(ON_DELIVERY_COMPLETED, move |ev, delivery| {
+            let w = e.clone();
+            async move { on_delivery_completed(&w, &ev, delivery.order_id).await }
+        })?,
+        Rule::typed::<PaymentFailed, _, _>(ON_PAYMENT_FAILED, move |ev, payment| {
+            let w = f.clone();
+            async move { on_payment_failed(&w, &ev, payment.order_id).await }
+        })?,
     ])
-}
-
-/// Orders events of one type (whose detail matches `detail`, if given).
-fn pattern(detail_type: &str, detail: Option<serde_json::Value>) -> serde_json::Value {
-    let mut pattern = json!({ "source": [sources::ORDERS], "detail-type": [detail_type] });
-    if let Some(detail) = detail {
-        pattern["detail"] = detail;
-    }
-    pattern
-}
-
-fn image(value: &serde_json::Value, what: &str) -> anyhow::Result<OrderImage> {
-    OrderImage::deserialize(value).map_err(|e| permanent(format!("{what} is not an order: {e}")))
 }
 
 /// `OrderCreated`: a NEW request with the order's lines, unless the stored
 /// request already reflects this version of the order or a newer one; and
 /// the stock the order holds no longer expires.
-pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    let order = image(&event.detail, "OrderCreated detail")?;
+pub async fn on_order_created(w: &Warehouse, event: &Event, order: &Order) -> anyhow::Result<()> {
+    let order = OrderImage::from(order);
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_CREATED, event.id).await? else {
         return Ok(());
     };
@@ -119,22 +97,14 @@ pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Modified {
-    new: serde_json::Value,
-    changed: Vec<String>,
-}
-
 /// `OrderModified` with changed products: brings a NEW request's lines to
 /// the new image by adding, changing and removing lines (or makes the
 /// request from the new image when the change arrives before the creation).
-pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
-    let modified = Modified::deserialize(&event.detail)
-        .map_err(|e| permanent(format!("OrderModified detail is malformed: {e}")))?;
+pub async fn on_order_modified(db: &Db, event: &Event, modified: &Modified<Order>) -> anyhow::Result<()> {
     if !modified.changed.iter().any(|c| c == "products") {
         return Ok(());
     }
-    let order = image(&modified.new, "OrderModified new")?;
+    let order = OrderImage::from(&modified.new);
     let Some(mut tx) = inbox::begin(db, ON_ORDER_MODIFIED, event.id).await? else {
         return Ok(());
     };
@@ -163,8 +133,8 @@ pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
 
 /// `OrderDeleted`: drops the request if it is still NEW, and releases
 /// the stock it holds.
-pub async fn on_order_deleted(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    let order = image(&event.detail, "OrderDeleted detail")?;
+pub async fn on_order_deleted(w: &Warehouse, event: &Event, order: &Order) -> anyhow::Result<()> {
+    let order = OrderImage::from(order);
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_DELETED, event.id).await? else {
         return Ok(());
     };
@@ -195,22 +165,9 @@ fn started(status: Status) -> bool {
     matches!(status, Status::InProgress | Status::Completed)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AboutOrder {
-    order_id: uuid::Uuid,
-}
-
-fn about_order(event: &Event) -> anyhow::Result<uuid::Uuid> {
-    AboutOrder::deserialize(&event.detail)
-        .map(|a| a.order_id)
-        .map_err(|e| permanent(format!("{} detail has no orderId: {e}", event.detail_type)))
-}
-
 /// `DeliveryFailed`: the goods come back, so what the order shipped of
 /// tracked products goes back on hand.
-pub async fn on_delivery_failed(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    let order_id = about_order(event)?;
+pub async fn on_delivery_failed(w: &Warehouse, event: &Event, order_id: Uuid) -> anyhow::Result<()> {
     let Some(mut tx) = inbox::begin(&w.db, ON_DELIVERY_FAILED, event.id).await? else {
         return Ok(());
     };
@@ -224,8 +181,7 @@ pub async fn on_delivery_failed(w: &Warehouse, event: &Event) -> anyhow::Result<
 }
 
 /// `DeliveryCompleted`: what the order shipped is gone for good.
-pub async fn on_delivery_completed(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    let order_id = about_order(event)?;
+pub async fn on_delivery_completed(w: &Warehouse, event: &Event, order_id: Uuid) -> anyhow::Result<()> {
     let Some(mut tx) = inbox::begin(&w.db, ON_DELIVERY_COMPLETED, event.id).await? else {
         return Ok(());
     };
@@ -239,8 +195,7 @@ pub async fn on_delivery_completed(w: &Warehouse, event: &Event) -> anyhow::Resu
 /// staff see it through). The drop is stamped with the event's time, so a
 /// late `OrderCreated` (older) does not bring the request back. Its stock
 /// hold is released.
-pub async fn on_payment_failed(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    let order_id = about_order(event)?;
+pub async fn on_payment_failed(w: &Warehouse, event: &Event, order_id: Uuid) -> anyhow::Result<()> {
     let Some(mut tx) = inbox::begin(&w.db, ON_PAYMENT_FAILED, event.id).await? else {
         return Ok(());
     };
@@ -268,21 +223,18 @@ pub async fn on_payment_failed(w: &Warehouse, event: &Event) -> anyhow::Result<(
 }
 
 /// `PackageCreated` when some lines remain, else `PackagingFailed`.
-pub fn packaging_outcome(order_id: uuid::Uuid, lines: &[Line]) -> Event {
+pub fn packaging_outcome(order_id: Uuid, lines: &[Line]) -> anyhow::Result<Event> {
     let resources = vec![order_id.to_string()];
     if lines.is_empty() {
-        Event::new(
-            sources::WAREHOUSE,
-            "PackagingFailed",
-            resources,
-            json!({ "orderId": order_id }),
-        )
+        Event::of::<PackagingFailed>(resources, &OrderRef { order_id })
     } else {
-        Event::new(
-            sources::WAREHOUSE,
-            "PackageCreated",
-            resources,
-            json!({ "orderId": order_id, "products": lines }),
-        )
+        let products = lines
+            .iter()
+            .map(|l| PackedLine {
+                product_id: l.product_id,
+                quantity: l.quantity,
+            })
+            .collect();
+        Event::of::<PackageCreated>(resources, &PackageCreated { order_id, products })
     }
 }

@@ -23,18 +23,14 @@
 //! twice.
 
 use anyhow::Context as _;
+use ecom_contracts::warehouse::StockChanged;
 use ecom_model::Timestamp;
-use ecom_platform::event::sources;
 use ecom_platform::{Event, Outbox};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
-
-/// `StockChanged`: emitted by every change of a product's stock.
-pub const STOCK_CHANGED: &str = "StockChanged";
 
 /// Largest `onHand` staff may set: far below where sums could overflow.
 pub const MAX_ON_HAND: i64 = 1_000_000_000;
@@ -64,13 +60,14 @@ impl Stock {
     }
 
     /// The `StockChanged` event for this state.
-    pub fn event(&self) -> Event {
-        Event::new(
-            sources::WAREHOUSE,
-            STOCK_CHANGED,
-            vec![self.product_id.to_string()],
-            json!(self),
-        )
+    pub fn event(&self) -> anyhow::Result<Event> {
+        let detail = StockChanged {
+            product_id: self.product_id,
+            on_hand: self.on_hand,
+            reserved: self.reserved,
+            available: self.available,
+        };
+        Event::of::<StockChanged>(vec![self.product_id.to_string()], &detail)
     }
 }
 
@@ -175,7 +172,7 @@ pub async fn set(
     .await
     .context("Failed to set stock")?;
     let stock = Stock::new(product_id, on_hand, reserved);
-    outbox.push(&mut tx, &stock.event()).await?;
+    outbox.push(&mut tx, &stock.event()?).await?;
     outbox.commit(tx).await?;
     Ok(Ok(stock))
 }
@@ -244,7 +241,7 @@ pub async fn reserve(
             short.push(*product_id);
             continue;
         };
-        events.push(Stock::new(*product_id, r.try_get(0)?, r.try_get(1)?).event());
+        events.push(Stock::new(*product_id, r.try_get(0)?, r.try_get(1)?).event()?);
         sqlx::query(
             "INSERT INTO stock_reservations (order_id, product_id, quantity, expires_micros) VALUES ($1, $2, $3, $4)",
         )
@@ -296,7 +293,7 @@ pub async fn release(tx: &mut Tx, order_id: Uuid, expired_before: Option<i64>) -
     let mut events = Vec::with_capacity(held.len());
     for (product_id, quantity) in held {
         let stock = move_stock(tx, &product_id, 0, -quantity, &now).await?;
-        events.extend(stock.map(|s| s.event()));
+        events.extend(stock.map(|s| s.event()).transpose()?);
     }
     Ok(events)
 }
@@ -332,7 +329,7 @@ pub async fn ship(tx: &mut Tx, order_id: Uuid, packed: &BTreeMap<Uuid, i64>) -> 
         // Staff can only lower a line, so at most the hold is packed.
         let shipped = packed.get(&id).copied().unwrap_or(0).clamp(0, reserved);
         let stock = move_stock(tx, &product_id, -shipped, -reserved, &now).await?;
-        events.extend(stock.map(|s| s.event()));
+        events.extend(stock.map(|s| s.event()).transpose()?);
         if shipped > 0 {
             sqlx::query("INSERT INTO stock_shipped (order_id, product_id, quantity) VALUES ($1, $2, $3)")
                 .bind(&order)
@@ -359,7 +356,7 @@ pub async fn restock(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Vec<Event>> 
     let mut events = Vec::with_capacity(shipped.len());
     for (product_id, quantity) in shipped {
         let stock = move_stock(tx, &product_id, quantity, 0, &now).await?;
-        events.extend(stock.map(|s| s.event()));
+        events.extend(stock.map(|s| s.event()).transpose()?);
     }
     Ok(events)
 }

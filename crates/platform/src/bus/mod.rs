@@ -18,6 +18,7 @@ pub mod nats;
 
 use crate::pattern::Pattern;
 use crate::Event;
+use ecom_contracts::Contract;
 use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
 use futures::future::BoxFuture;
@@ -81,6 +82,48 @@ impl Rule {
                     outcome
                 })
             }),
+        })
+    }
+}
+
+impl Rule {
+    /// A rule for every event of contract `E`: its pattern is `E`'s source
+    /// and detail-type, and `handler` gets the event with its detail
+    /// decoded as `E`'s payload. A detail that does not decode is a
+    /// [`permanent`] failure (dead-lettered at once, never retried).
+    pub fn typed<E, F, Fut>(name: &str, handler: F) -> anyhow::Result<Rule>
+    where
+        E: Contract,
+        F: Fn(Event, E::Detail) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        Rule::typed_where::<E, F, Fut>(name, None, handler)
+    }
+
+    /// [`Rule::typed`], narrowed to the events whose detail also matches
+    /// the EventBridge pattern `detail` (for example
+    /// `{"changed": ["total"]}` for an `OrderModified`).
+    pub fn typed_where<E, F, Fut>(
+        name: &str,
+        detail: Option<serde_json::Value>,
+        handler: F,
+    ) -> anyhow::Result<Rule>
+    where
+        E: Contract,
+        F: Fn(Event, E::Detail) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let mut pattern = serde_json::json!({ "source": [E::SOURCE], "detail-type": [E::DETAIL_TYPE] });
+        if let Some(detail) = detail {
+            pattern["detail"] = detail;
+        }
+        let handler = Arc::new(handler);
+        Rule::new(name, pattern, move |event: Event| {
+            let handler = handler.clone();
+            async move {
+                let detail = event.detail_as::<E>()?;
+                handler(event, detail).await
+            }
         })
     }
 }
