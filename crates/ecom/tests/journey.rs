@@ -231,6 +231,26 @@ async fn a_shopper_orders_and_the_order_is_packed_delivered_and_paid() {
             .await;
         assert_eq!(page["orders"][0]["orderId"], order_id);
         assert_eq!(page["orders"][0]["status"], "FULFILLED");
+
+        // Every event of the journey matches its schema in the catalogue.
+        let catalogue = ecom_contracts::asyncapi();
+        let events = app.events();
+        for event in &events {
+            ecom_contracts::check_detail(&catalogue, &event.source, &event.detail_type, &event.detail)
+                .unwrap_or_else(|e| panic!("{} {}: {e}", event.detail_type, event.detail));
+        }
+        for seen in [
+            "OrderCreated",
+            "PackageCreated",
+            "DeliveryStarted",
+            "DeliveryCompleted",
+            "PaymentProcessed",
+        ] {
+            assert!(
+                events.iter().any(|e| e.detail_type == seen),
+                "no {seen} in the journey"
+            );
+        }
     })
     .await;
 }

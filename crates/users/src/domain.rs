@@ -92,54 +92,9 @@ impl TryFrom<String> for NewPassword {
     }
 }
 
-/// A staff group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Group {
-    /// Everything, including user administration.
-    Admin,
-    /// Packaging requests.
-    Warehouse,
-    /// Deliveries.
-    Delivery,
-}
-
-impl Group {
-    /// Every group.
-    pub const ALL: [Group; 3] = [Group::Admin, Group::Warehouse, Group::Delivery];
-
-    /// Stored and token text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Group::Admin => "admin",
-            Group::Warehouse => "warehouse",
-            Group::Delivery => "delivery",
-        }
-    }
-}
-
-impl std::str::FromStr for Group {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Group::ALL
-            .into_iter()
-            .find(|g| g.as_str() == s)
-            .ok_or_else(|| format!("unknown group '{s}': the groups are admin, warehouse, delivery"))
-    }
-}
-
-impl TryFrom<String> for Group {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
-impl From<Group> for String {
-    fn from(group: Group) -> String {
-        group.as_str().to_owned()
-    }
-}
+/// A staff group: defined with the contracts, since every service checks
+/// them (`require_group`) and the gateway names them.
+pub use ecom_contracts::Group;
 
 #[cfg(test)]
 mod tests {

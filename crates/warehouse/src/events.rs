@@ -39,14 +39,14 @@ pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
     Ok(vec![
         Rule::typed::<OrderCreated, _, _>(ON_ORDER_CREATED, move |ev, order| {
             let w = a.clone();
-            async move { on_order_created(&w, &ev, &order).await }
+            async move { order_created(&w, &ev, &order).await }
         })?,
         Rule::typed_where::<OrderModified, _, _>(
             ON_ORDER_MODIFIED,
             Some(json!({ "changed": ["products"] })),
             move |ev, modified| {
                 let w = b.clone();
-                async move { on_order_modified(&w.db, &ev, &modified).await }
+                async move { order_modified(&w.db, &ev, &modified).await }
             },
         )?,
         Rule::typed::<OrderDeleted, _, _>(ON_ORDER_DELETED, move |ev, order| {
@@ -71,7 +71,12 @@ pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
 /// `OrderCreated`: a NEW request with the order's lines, unless the stored
 /// request already reflects this version of the order or a newer one; and
 /// the stock the order holds no longer expires.
-pub async fn on_order_created(w: &Warehouse, event: &Event, order: &Order) -> anyhow::Result<()> {
+pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
+    order_created(w, event, &event.detail_as::<OrderCreated>()?).await
+}
+
+/// [`on_order_created`] with the detail decoded.
+async fn order_created(w: &Warehouse, event: &Event, order: &Order) -> anyhow::Result<()> {
     let order = OrderImage::from(order);
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_CREATED, event.id).await? else {
         return Ok(());
@@ -100,7 +105,12 @@ pub async fn on_order_created(w: &Warehouse, event: &Event, order: &Order) -> an
 /// `OrderModified` with changed products: brings a NEW request's lines to
 /// the new image by adding, changing and removing lines (or makes the
 /// request from the new image when the change arrives before the creation).
-pub async fn on_order_modified(db: &Db, event: &Event, modified: &Modified<Order>) -> anyhow::Result<()> {
+pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
+    order_modified(db, event, &event.detail_as::<OrderModified>()?).await
+}
+
+/// [`on_order_modified`] with the detail decoded.
+async fn order_modified(db: &Db, event: &Event, modified: &Modified<Order>) -> anyhow::Result<()> {
     if !modified.changed.iter().any(|c| c == "products") {
         return Ok(());
     }
