@@ -11,12 +11,14 @@ use crate::domain::{self, Line, OrderImage, Status};
 use crate::{stock, store};
 use anyhow::Context as _;
 use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
-use ecom_contracts::orders::{Order, OrderCreated, OrderDeleted, OrderModified};
+use ecom_contracts::orders::{OrderCreated, OrderDeleted, OrderModified};
 use ecom_contracts::payment::PaymentFailed;
 use ecom_contracts::warehouse::{PackageCreated, PackagingFailed, PackedLine};
-use ecom_contracts::{Modified, OrderRef};
+use ecom_contracts::{Contract, Modified, OrderRef};
+use ecom_platform::bus::permanent;
 use ecom_platform::{inbox, Event, Rule};
 use ecom_storage::Db;
+use serde::Deserialize as _;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -37,21 +39,21 @@ pub const ON_PAYMENT_FAILED: &str = "warehouse.on-payment-failed";
 pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
     let (a, b, c, d, e, f) = (w.clone(), w.clone(), w.clone(), w.clone(), w.clone(), w.clone());
     Ok(vec![
-        Rule::typed::<OrderCreated, _, _>(ON_ORDER_CREATED, move |ev, order| {
+        Rule::new(ON_ORDER_CREATED, pattern::<OrderCreated>(None), move |ev| {
             let w = a.clone();
-            async move { order_created(&w, &ev, &order).await }
+            async move { on_order_created(&w, &ev).await }
         })?,
-        Rule::typed_where::<OrderModified, _, _>(
+        Rule::new(
             ON_ORDER_MODIFIED,
-            Some(json!({ "changed": ["products"] })),
-            move |ev, modified| {
+            pattern::<OrderModified>(Some(json!({ "changed": ["products"] }))),
+            move |ev| {
                 let w = b.clone();
-                async move { order_modified(&w.db, &ev, &modified).await }
+                async move { on_order_modified(&w.db, &ev).await }
             },
         )?,
-        Rule::typed::<OrderDeleted, _, _>(ON_ORDER_DELETED, move |ev, order| {
+        Rule::new(ON_ORDER_DELETED, pattern::<OrderDeleted>(None), move |ev| {
             let w = c.clone();
-            async move { on_order_deleted(&w, &ev, &order).await }
+            async move { on_order_deleted(&w, &ev).await }
         })?,
         Rule::typed::<DeliveryFailed, _, _>(ON_DELIVERY_FAILED, move |ev, delivery| {
             let w = d.clone();
@@ -68,16 +70,29 @@ pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
     ])
 }
 
+/// The pattern of orders' events of contract `E` (whose detail matches
+/// `detail`, if given).
+///
+/// The warehouse reads an order event through [`OrderImage`], the part of
+/// the contract's `Order` it needs (id, lines, `modifiedDate`), rather than
+/// the whole order: hand-made and older events carry only that much.
+fn pattern<E: Contract>(detail: Option<serde_json::Value>) -> serde_json::Value {
+    let mut pattern = json!({ "source": [E::SOURCE], "detail-type": [E::DETAIL_TYPE] });
+    if let Some(detail) = detail {
+        pattern["detail"] = detail;
+    }
+    pattern
+}
+
+fn image(value: &serde_json::Value, what: &str) -> anyhow::Result<OrderImage> {
+    OrderImage::deserialize(value).map_err(|e| permanent(format!("{what} is not an order: {e}")))
+}
+
 /// `OrderCreated`: a NEW request with the order's lines, unless the stored
 /// request already reflects this version of the order or a newer one; and
 /// the stock the order holds no longer expires.
 pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    order_created(w, event, &event.detail_as::<OrderCreated>()?).await
-}
-
-/// [`on_order_created`] with the detail decoded.
-async fn order_created(w: &Warehouse, event: &Event, order: &Order) -> anyhow::Result<()> {
-    let order = OrderImage::from(order);
+    let order = image(&event.detail, "OrderCreated detail")?;
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_CREATED, event.id).await? else {
         return Ok(());
     };
@@ -106,15 +121,12 @@ async fn order_created(w: &Warehouse, event: &Event, order: &Order) -> anyhow::R
 /// the new image by adding, changing and removing lines (or makes the
 /// request from the new image when the change arrives before the creation).
 pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
-    order_modified(db, event, &event.detail_as::<OrderModified>()?).await
-}
-
-/// [`on_order_modified`] with the detail decoded.
-async fn order_modified(db: &Db, event: &Event, modified: &Modified<Order>) -> anyhow::Result<()> {
+    let modified = Modified::<serde_json::Value>::deserialize(&event.detail)
+        .map_err(|e| permanent(format!("OrderModified detail is malformed: {e}")))?;
     if !modified.changed.iter().any(|c| c == "products") {
         return Ok(());
     }
-    let order = OrderImage::from(&modified.new);
+    let order = image(&modified.new, "OrderModified new")?;
     let Some(mut tx) = inbox::begin(db, ON_ORDER_MODIFIED, event.id).await? else {
         return Ok(());
     };
@@ -143,8 +155,8 @@ async fn order_modified(db: &Db, event: &Event, modified: &Modified<Order>) -> a
 
 /// `OrderDeleted`: drops the request if it is still NEW, and releases
 /// the stock it holds.
-pub async fn on_order_deleted(w: &Warehouse, event: &Event, order: &Order) -> anyhow::Result<()> {
-    let order = OrderImage::from(order);
+pub async fn on_order_deleted(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
+    let order = image(&event.detail, "OrderDeleted detail")?;
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_DELETED, event.id).await? else {
         return Ok(());
     };
