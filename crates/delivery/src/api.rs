@@ -10,7 +10,7 @@
 //!
 //! A transition from the wrong state is a 409 saying what the state is.
 
-use crate::domain::{Delivery, Status};
+use crate::domain::{Action, Delivery};
 use crate::{events, store};
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -19,10 +19,11 @@ use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
 use ecom_runtime::metrics::{counter, Counter};
+use ecom_runtime::staff::{success, OrderInput};
 use ecom_runtime::{page, ApiError, Json, Path, Query};
 use ecom_storage::{Db, Tx};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -99,8 +100,8 @@ pub async fn new_deliveries(
     next_token: Option<&str>,
     limit: Option<i64>,
 ) -> Result<DeliveryPage, ApiError> {
-    let after = next_token.map(page::position).transpose()?;
-    let (deliveries, next) = store::list_new(&d.db, after, page::limit(limit)?).await?;
+    let (after, limit) = page::request(next_token, limit)?;
+    let (deliveries, next) = store::list_new(&d.db, after, limit).await?;
     Ok(DeliveryPage {
         deliveries,
         next_token: next.as_ref().map(page::next_token),
@@ -118,30 +119,19 @@ fn not_found(order_id: Uuid) -> ApiError {
     ApiError::not_found(format!("no delivery for order {order_id}"))
 }
 
-/// Moves a delivery `from` → `to` inside `tx`: 404 when absent, 409 from
-/// another state. Returns the address.
-async fn transition(
-    tx: &mut Tx,
-    order_id: Uuid,
-    from: Status,
-    to: Status,
-    action: &str,
-) -> Result<ecom_model::Address, ApiError> {
+/// Does `action` to a delivery inside `tx`: 404 when absent, 409 from
+/// another state ([`crate::domain::next`]). Returns the address.
+async fn transition(tx: &mut Tx, order_id: Uuid, action: Action) -> Result<ecom_model::Address, ApiError> {
     let (status, address) = store::find(tx, order_id)
         .await?
         .ok_or_else(|| not_found(order_id))?;
-    if status != from {
-        return Err(ApiError::conflict(format!(
-            "cannot {action} the delivery of order {order_id}: it is {}, and only a delivery that is {} can be",
-            status.as_str(),
-            from.as_str()
-        )));
-    }
-    if !store::transition(tx, order_id, from, to).await? {
+    let to = crate::domain::next(order_id, status, action)?;
+    if !store::transition(tx, order_id, status, to).await? {
         // Moved by a concurrent call after we read it (PostgreSQL): one
         // outcome only.
         return Err(ApiError::conflict(format!(
-            "cannot {action} the delivery of order {order_id}: it changed meanwhile"
+            "cannot {} the delivery of order {order_id}: it changed meanwhile",
+            action.verb()
         )));
     }
     Ok(address)
@@ -151,7 +141,7 @@ async fn transition(
 /// `DeliveryStarted {orderId, trackingId}` (orders shows it on the order).
 pub async fn start_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = d.db.begin().await?;
-    transition(&mut tx, order_id, Status::New, Status::InProgress, "start").await?;
+    transition(&mut tx, order_id, Action::Start).await?;
     let tracking_id = crate::domain::tracking_id();
     store::set_tracking_id(&mut tx, order_id, &tracking_id).await?;
     d.outbox
@@ -164,14 +154,7 @@ pub async fn start_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiErr
 /// IN_PROGRESS → COMPLETED, emitting `DeliveryCompleted`.
 pub async fn complete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = d.db.begin().await?;
-    let address = transition(
-        &mut tx,
-        order_id,
-        Status::InProgress,
-        Status::Completed,
-        "complete",
-    )
-    .await?;
+    let address = transition(&mut tx, order_id, Action::Complete).await?;
     d.outbox
         .push(
             &mut tx,
@@ -186,7 +169,7 @@ pub async fn complete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), Api
 /// IN_PROGRESS → FAILED, emitting `DeliveryFailed`.
 pub async fn fail_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = d.db.begin().await?;
-    let address = transition(&mut tx, order_id, Status::InProgress, Status::Failed, "fail").await?;
+    let address = transition(&mut tx, order_id, Action::Fail).await?;
     d.outbox
         .push(&mut tx, &events::outcome::<DeliveryFailed>(order_id, &address)?)
         .await?;
@@ -216,27 +199,10 @@ pub async fn delete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiEr
     Ok(())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListParams {
-    next_token: Option<String>,
-    limit: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveryInput {
-    order_id: Uuid,
-}
-
-fn success() -> Json<Value> {
-    Json(json!({ "success": true }))
-}
-
 async fn list_route(
     State(d): State<Deliveries>,
     User(caller): User,
-    Query(params): Query<ListParams>,
+    Query(params): Query<page::Params>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     caller.require_group(READERS)?;
     Ok(Json(
@@ -266,7 +232,7 @@ async fn delete_route(
 async fn start_route(
     State(d): State<Deliveries>,
     User(caller): User,
-    Json(input): Json<DeliveryInput>,
+    Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_group(DRIVERS)?;
     start_delivery(&d, input.order_id).await?;
@@ -276,7 +242,7 @@ async fn start_route(
 async fn complete_route(
     State(d): State<Deliveries>,
     User(caller): User,
-    Json(input): Json<DeliveryInput>,
+    Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_group(DRIVERS)?;
     complete_delivery(&d, input.order_id).await?;
@@ -286,7 +252,7 @@ async fn complete_route(
 async fn fail_route(
     State(d): State<Deliveries>,
     User(caller): User,
-    Json(input): Json<DeliveryInput>,
+    Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_group(DRIVERS)?;
     fail_delivery(&d, input.order_id).await?;

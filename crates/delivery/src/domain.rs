@@ -1,7 +1,9 @@
 //! Deliveries and their states.
 
 use ecom_model::Address;
+use ecom_runtime::ApiError;
 use serde::Serialize;
+use std::fmt::Display;
 use uuid::Uuid;
 
 /// Where a delivery is in its life.
@@ -38,6 +40,55 @@ impl Status {
     /// True once the delivery has an outcome.
     pub fn is_final(self) -> bool {
         matches!(self, Status::Completed | Status::Failed)
+    }
+}
+
+/// What staff do to a delivery; each moves it from one status to the next.
+/// (Deleting is not one: it is allowed from every status.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A driver takes it: NEW → IN_PROGRESS.
+    Start,
+    /// Delivered: IN_PROGRESS → COMPLETED.
+    Complete,
+    /// Could not be delivered: IN_PROGRESS → FAILED.
+    Fail,
+}
+
+impl Action {
+    /// The verb staff read in a refusal.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Complete => "complete",
+            Action::Fail => "fail",
+        }
+    }
+
+    /// The status a delivery must be in, and the one it moves to.
+    pub fn moves(self) -> (Status, Status) {
+        match self {
+            Action::Start => (Status::New, Status::InProgress),
+            Action::Complete => (Status::InProgress, Status::Completed),
+            Action::Fail => (Status::InProgress, Status::Failed),
+        }
+    }
+}
+
+/// The status `action` moves a delivery in `status` to; from any other
+/// status the 409 the staff member sees, naming both.
+pub fn next(order_id: impl Display, status: Status, action: Action) -> Result<Status, ApiError> {
+    let (from, to) = action.moves();
+    if status == from {
+        Ok(to)
+    } else {
+        Err(ecom_runtime::staff::wrong_state(
+            "delivery",
+            order_id,
+            action.verb(),
+            status.as_str(),
+            from.as_str(),
+        ))
     }
 }
 
@@ -84,6 +135,38 @@ mod tests {
         assert!(a.bytes().all(|b| TRACKING_ALPHABET.contains(&b)), "{a}");
         let many: std::collections::BTreeSet<String> = (0..1000).map(|_| tracking_id()).collect();
         assert_eq!(many.len(), 1000);
+    }
+
+    const ALL: [Status; 4] = [Status::New, Status::InProgress, Status::Completed, Status::Failed];
+
+    #[test]
+    fn each_action_moves_only_from_its_status_and_refuses_every_other_with_a_409() {
+        use Status::*;
+        let allowed = [
+            (Action::Start, New, InProgress),
+            (Action::Complete, InProgress, Completed),
+            (Action::Fail, InProgress, Failed),
+        ];
+        for (action, from, to) in allowed {
+            assert_eq!(
+                next("o-1", from, action).ok(),
+                Some(to),
+                "{action:?} from {from:?}"
+            );
+            for other in ALL.into_iter().filter(|s| *s != from) {
+                let refused = next("o-1", other, action).err();
+                assert_eq!(refused.as_ref().map(|e| e.status().as_u16()), Some(409));
+                assert_eq!(
+                    refused.as_ref().map(|e| e.message().to_owned()),
+                    Some(format!(
+                        "cannot {} the delivery of order o-1: it is {}, and only a delivery that is {} can be",
+                        action.verb(),
+                        other.as_str(),
+                        from.as_str()
+                    )),
+                );
+            }
+        }
     }
 
     #[test]

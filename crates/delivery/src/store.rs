@@ -3,7 +3,7 @@
 use crate::domain::{Delivery, Status};
 use anyhow::Context as _;
 use ecom_model::{Address, Timestamp};
-use ecom_runtime::page::Position;
+use ecom_runtime::page::{self, Position};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use uuid::Uuid;
@@ -124,7 +124,7 @@ pub async fn list_new(
     after: Option<Position>,
     limit: i64,
 ) -> anyhow::Result<(Vec<Delivery>, Option<Position>)> {
-    let (micros, id) = after.unwrap_or((i64::MIN, String::new()));
+    let (micros, id) = after.unwrap_or_else(page::start);
     let rows = sqlx::query(
         "SELECT order_id, status, address, tracking_id, created_micros FROM deliveries
          WHERE status = $1 AND (created_micros > $2 OR (created_micros = $2 AND order_id > $3))
@@ -137,12 +137,9 @@ pub async fn list_new(
     .fetch_all(db.reader())
     .await
     .context("Failed to list deliveries")?;
-    let more = rows.len() as i64 > limit;
-    let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
-    let next = match page.last() {
-        Some(last) if more => Some((last.try_get("created_micros")?, last.try_get("order_id")?)),
-        _ => None,
-    };
-    let deliveries = page.iter().map(delivery).collect::<anyhow::Result<_>>()?;
+    let (rows, next) = page::split(rows, limit, |last| {
+        Ok::<_, sqlx::Error>((last.try_get("created_micros")?, last.try_get("order_id")?))
+    })?;
+    let deliveries = rows.iter().map(delivery).collect::<anyhow::Result<_>>()?;
     Ok((deliveries, next))
 }

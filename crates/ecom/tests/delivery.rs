@@ -18,6 +18,7 @@ use ecom_platform::{Event, Outbox};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
@@ -26,6 +27,9 @@ use uuid::Uuid;
 struct Orders {
     orders: Arc<Mutex<HashMap<Uuid, Value>>>,
     down: Arc<Mutex<bool>>,
+    /// Calls answered "down" (503), so a test can wait for the handler's
+    /// attempts instead of sleeping.
+    refused: Arc<AtomicUsize>,
 }
 
 impl Orders {
@@ -52,6 +56,7 @@ impl Orders {
             );
         }
         if *orders.down.lock().unwrap() {
+            orders.refused.fetch_add(1, Ordering::SeqCst);
             return (
                 Status::SERVICE_UNAVAILABLE,
                 axum::Json(json!({"message": "down"})),
@@ -161,8 +166,13 @@ async fn a_package_whose_order_cannot_be_fetched_yet_is_retried_until_it_can() {
         *orders.down.lock().unwrap() = true;
         let event = package_created(order_id);
         app.publish(std::slice::from_ref(&event)).await;
-        // The handler fails and nothing is stored; the bus will try again.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // The handler fails and nothing is stored; the bus tries again. A
+        // second refused call means the first attempt is over (rolled back).
+        let before = orders.refused.load(Ordering::SeqCst);
+        app.eventually("the handler to be refused twice by a down orders", || async {
+            orders.refused.load(Ordering::SeqCst) >= before + 2
+        })
+        .await;
         assert_eq!(read(&d, order_id).await, Err(404));
 
         *orders.down.lock().unwrap() = false;

@@ -93,13 +93,7 @@ fn text(bytes: &[u8]) -> String {
 async fn an_event_put_from_the_command_line_reaches_a_listener_registered_for_its_source() {
     let app = TestApp::spawn(Storage::Sqlite).await;
     let mut socket = listen(&app).await;
-    send(
-        &mut socket,
-        json!({"action": "register", "serviceName": "ecommerce.orders"}),
-    )
-    .await;
-    // Give the registration a moment to land before publishing.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    register(&mut socket, "ecommerce.orders").await;
 
     let other = ecom(
         &app,
@@ -175,12 +169,7 @@ async fn a_bad_listener_message_gets_an_error_and_the_socket_keeps_working() {
             "{error}"
         );
 
-        send(
-            &mut socket,
-            json!({"action": "register", "serviceName": "ecommerce.delivery"}),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        register(&mut socket, "ecommerce.delivery").await;
         // Published in-process, as a service's relay would.
         let event = ecom_platform::Event::new("ecommerce.delivery", "DeliveryCompleted", vec![], json!({}));
         app.bus.publish(&[event]).await.unwrap();

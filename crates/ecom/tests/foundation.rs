@@ -48,6 +48,15 @@ mod platform {
             );
             let text = app.http.get(app.url("/metrics")).send().await.unwrap();
             assert_eq!(text.status(), StatusCode::OK);
+            // And its figures follow the traffic: three more answered
+            // listings count three more (at least: tests share the process).
+            let series = "ecom_http_requests_total{method=\"GET\",route=\"/products/products\",service=\"products\",status=\"2xx\"}";
+            let before = app.metric(series).await;
+            for _ in 0..3 {
+                assert_eq!(app.get("/products/products").await.0, StatusCode::OK);
+            }
+            let after = app.metric(series).await;
+            assert!(after >= before + 3, "{series}: {before} → {after}");
         })
         .await;
     }

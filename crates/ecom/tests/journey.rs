@@ -182,6 +182,19 @@ async fn wait_until_consumed(app: &TestApp, token: &str) {
     .await;
 }
 
+/// Waits until the card processor has cancelled the payment of `token`,
+/// and checks nothing of it was captured: a consumed token alone would
+/// also be a processed (captured) payment.
+async fn wait_until_cancelled(app: &TestApp, token: &str) {
+    app.eventually("the card processor cancels the payment", || async {
+        app.processor_status(token).await["status"] == "CANCELLED"
+    })
+    .await;
+    let state = app.processor_status(token).await;
+    assert_eq!(state["capturedAmount"], Value::Null, "nothing captured: {state}");
+    assert!(!app.payment_holds(token, 0).await, "the token holds nothing");
+}
+
 #[tokio::test]
 async fn a_shopper_orders_and_the_order_is_packed_delivered_and_paid() {
     on_each_storage(|app| async move {
@@ -283,7 +296,7 @@ async fn packing_nothing_fails_the_order_and_cancels_the_payment() {
         )
         .await;
         wait_for_order(&app, order_id, "PACKAGING_FAILED").await;
-        wait_until_consumed(&app, order["paymentToken"].as_str().unwrap()).await;
+        wait_until_cancelled(&app, order["paymentToken"].as_str().unwrap()).await;
     })
     .await;
 }
@@ -315,7 +328,7 @@ async fn a_failed_delivery_fails_the_order_and_cancels_the_payment() {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         wait_for_order(&app, order_id, "DELIVERY_FAILED").await;
-        wait_until_consumed(&app, order["paymentToken"].as_str().unwrap()).await;
+        wait_until_cancelled(&app, order["paymentToken"].as_str().unwrap()).await;
     })
     .await;
 }

@@ -601,11 +601,17 @@ mod settlement {
                     .events()
                     .iter()
                     .any(|e| e.detail_type == "PaymentProcessed" && e.resources == [id.as_str()]));
-                // Nothing brings it back.
+                // Nothing brings it back: once orders has applied a late
+                // package (published after a late completion), the order
+                // and the payment are still failed and nothing was captured.
+                let late_package = packed_whole(&order);
                 app.publish(&[delivered(&order)]).await;
-                app.publish(&[packed_whole(&order)]).await;
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                app.publish(std::slice::from_ref(&late_package)).await;
+                app.handled("orders", "orders.on-package-created", &late_package)
+                    .await;
                 assert_eq!(get_order(&app, &id).await["status"], "PAYMENT_FAILED");
+                assert_eq!(payment_record(&app, &id).await.as_deref(), Some("FAILED"));
+                assert_eq!(app.processor_status(&token).await["capturedAmount"], Value::Null);
             }
         })
         .await;
@@ -677,10 +683,25 @@ mod settlement {
             db.close().await;
             app.publish(&[packed_whole(&order)]).await;
             wait_for_status(&app, &order_id.to_string(), "PACKAGED").await;
+            // Orders has no rule for DeliveryCompleted (only the capture it
+            // leads to fulfils an order). A later event of this order that
+            // orders does handle (DeliveryStarted, which shows a tracking
+            // id) is the barrier: once it shows, the earlier completion has
+            // long been on the bus, and the order must still be PACKAGED.
             let done = delivered(&order);
+            let started = Event::new(
+                sources::DELIVERY,
+                "DeliveryStarted",
+                vec![order_id.to_string()],
+                json!({"orderId": order_id, "trackingId": "TRACK0000001"}),
+            );
             app.publish(std::slice::from_ref(&done)).await;
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            assert_eq!(get_order(&app, &order_id.to_string()).await["status"], "PACKAGED");
+            app.publish(std::slice::from_ref(&started)).await;
+            app.handled("orders", "orders.on-delivery-started", &started)
+                .await;
+            let order_now = get_order(&app, &order_id.to_string()).await;
+            assert_eq!(order_now["trackingId"], "TRACK0000001", "{order_now}");
+            assert_eq!(order_now["status"], "PACKAGED", "{order_now}");
             // A capture of another amount does not fulfil it either.
             let paid = |amount: i64| {
                 Event::new(

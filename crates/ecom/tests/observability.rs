@@ -60,10 +60,16 @@ fn named(text: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn metrics_carry_http_bus_and_business_figures_that_alerts_and_the_dashboard_use() {
     on_each_storage(|app| async move {
-        // Some traffic, so the per-route series exist.
-        for path in ["/healthz", "/products/products", "/readyz"] {
+        // Some traffic, so the per-route series exist and count it.
+        let listed = "ecom_http_requests_total{method=\"GET\",route=\"/products/products\",service=\"products\",status=\"2xx\"}";
+        let refused = "ecom_http_requests_total{method=\"GET\",route=\"/products/products/{product_id}\",service=\"products\",status=\"4xx\"}";
+        let (listed_before, refused_before) = (app.metric(listed).await, app.metric(refused).await);
+        for path in ["/healthz", "/products/products", "/readyz", "/products/products/not-an-id"] {
             app.http.get(app.url(path)).send().await.unwrap();
         }
+        // Tests share the process's metrics: at least this test's calls.
+        assert!(app.metric(listed).await > listed_before, "{listed} did not count the listing");
+        assert!(app.metric(refused).await > refused_before, "{refused} did not count the 4xx");
         let resp = app.http.get(app.url("/metrics")).send().await.unwrap();
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
         let text = resp.text().await.unwrap();

@@ -3,8 +3,7 @@
 //! too). Listing and reading: `admin`, `delivery`; starting, completing and
 //! failing: also `warehouse`, as in the original.
 
-use crate::error;
-use crate::page::{self, Position, PAGE_SIZE};
+use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::{Address, Response};
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use serde::{Deserialize, Serialize};
@@ -32,6 +31,12 @@ pub struct PaginatedDeliveries {
     pub deliveries: Vec<Delivery>,
     /// Pass to `getNewDeliveries(nextToken:)`; null on the last page.
     pub next_token: Option<String>,
+}
+
+impl ServicePage for PaginatedDeliveries {
+    fn next_token(&mut self) -> &mut Option<String> {
+        &mut self.next_token
+    }
 }
 
 /// Names a delivery.
@@ -62,27 +67,9 @@ impl DeliveryQuery {
     ) -> async_graphql::Result<PaginatedDeliveries> {
         let user = crate::auth::staff(ctx, READERS).await?;
         let gw = crate::gateway(ctx)?;
-        let inner = page::inner_for(&gw.key, LIST, next_token.as_deref())?;
-        let mut path = format!("/deliveries?limit={PAGE_SIZE}");
-        if let Some(inner) = &inner {
-            path.push_str(&format!("&nextToken={}", page::encode(inner)));
-        }
-        let mut found: PaginatedDeliveries = crate::client(ctx, "delivery")?
-            .as_user(user.token)
-            .get(&path)
-            .await
-            .map_err(error::from_client)?;
-        found.next_token = found.next_token.map(|inner| {
-            page::wrap(
-                &gw.key,
-                &Position {
-                    list: LIST.to_owned(),
-                    extra: String::new(),
-                    inner,
-                },
-            )
-        });
-        Ok(found)
+        let client = crate::client(ctx, "delivery")?.as_user(user.token);
+        let path = format!("/deliveries?limit={PAGE_SIZE}");
+        page::fetch(&gw.key, client, LIST, path, next_token.as_deref()).await
     }
 
     /// One delivery; null when there is none for the order.

@@ -4,7 +4,7 @@
 //! through the payment service.
 
 use crate::error::{self, error};
-use crate::page::{self, Position, PAGE_SIZE};
+use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::{Address, AddressInput, Product, ProductInput, Response};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,12 @@ pub struct PaginatedOrders {
     pub orders: Vec<Order>,
     /// Pass to `getOrders(nextToken:)` for the next page; null on the last.
     pub next_token: Option<String>,
+}
+
+impl ServicePage for PaginatedOrders {
+    fn next_token(&mut self) -> &mut Option<String> {
+        &mut self.next_token
+    }
 }
 
 /// What a shopper orders.
@@ -119,29 +125,18 @@ impl OrdersQuery {
         let gw = crate::gateway(ctx)?;
         // The list is the caller's: a token from another user's list is refused.
         let list = format!("orders:{}", user.claims.sub);
-        let inner = page::inner_for(&gw.key, &list, next_token.as_deref())?;
-        let mut path = format!(
+        let path = format!(
             "/backend/users/{}/orders?limit={PAGE_SIZE}",
             page::encode(&user.claims.sub)
         );
-        if let Some(inner) = &inner {
-            path.push_str(&format!("&nextToken={}", page::encode(inner)));
-        }
-        let mut found: PaginatedOrders = crate::client(ctx, "orders")?
-            .get(&path)
-            .await
-            .map_err(error::from_client)?;
-        found.next_token = found.next_token.map(|inner| {
-            page::wrap(
-                &gw.key,
-                &Position {
-                    list,
-                    extra: String::new(),
-                    inner,
-                },
-            )
-        });
-        Ok(found)
+        page::fetch(
+            &gw.key,
+            crate::client(ctx, "orders")?,
+            &list,
+            path,
+            next_token.as_deref(),
+        )
+        .await
     }
 
     /// One of the caller's orders; null when it does not exist or belongs
@@ -305,5 +300,5 @@ fn refund_id_for(order_id: &str, key: &str) -> String {
         ctx.update(&(part.len() as u64).to_be_bytes());
         ctx.update(part.as_bytes());
     }
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ecom_runtime::hex::encode(ctx.finish().as_ref())
 }

@@ -8,7 +8,8 @@
 //! bytes of the MAC.
 
 use crate::error::{self, error};
-use ecom_runtime::ServiceKey;
+use ecom_runtime::{hex, BackendClient, ServiceKey};
+use serde::de::DeserializeOwned;
 
 /// Items per page.
 pub const PAGE_SIZE: i64 = 20;
@@ -31,7 +32,7 @@ pub struct Position {
 pub fn wrap(key: &ServiceKey, position: &Position) -> String {
     let payload = format!("{}\0{}\0{}", position.list, position.extra, position.inner);
     let tag = key.mac(PURPOSE, payload.as_bytes());
-    format!("{}.{}", hex(payload.as_bytes()), hex(&tag[..16]))
+    format!("{}.{}", hex::encode(payload.as_bytes()), hex::encode(&tag[..16]))
 }
 
 /// The position of a token made by [`wrap`]; `BAD_USER_INPUT` for anything
@@ -39,8 +40,8 @@ pub fn wrap(key: &ServiceKey, position: &Position) -> String {
 pub fn unwrap(key: &ServiceKey, token: &str) -> async_graphql::Result<Position> {
     let refused = || error(error::BAD_USER_INPUT, "nextToken: not a token this API gave out");
     let (payload, tag) = token.split_once('.').ok_or_else(refused)?;
-    let payload = unhex(payload).ok_or_else(refused)?;
-    let tag = unhex(tag).ok_or_else(refused)?;
+    let payload = hex::decode(payload).ok_or_else(refused)?;
+    let tag = hex::decode(tag).ok_or_else(refused)?;
     let expected = key.mac(PURPOSE, &payload);
     if tag.len() != 16 || !same(&tag, &expected[..16]) {
         return Err(refused());
@@ -75,27 +76,45 @@ pub fn inner_for(key: &ServiceKey, list: &str, token: Option<&str>) -> async_gra
     }
 }
 
+/// A page as a service answers it, whose `nextToken` is the service's own
+/// and must be wrapped before a caller sees it.
+pub trait ServicePage: DeserializeOwned {
+    /// The page's `nextToken`.
+    fn next_token(&mut self) -> &mut Option<String>;
+}
+
+/// The page of `list` after the caller's `next_token` (checked to belong
+/// to `list`): GETs `path` (a list route with its query, without a token)
+/// from `client`, and wraps the service's next token for `list`.
+pub async fn fetch<T: ServicePage>(
+    key: &ServiceKey,
+    client: BackendClient,
+    list: &str,
+    mut path: String,
+    next_token: Option<&str>,
+) -> async_graphql::Result<T> {
+    if let Some(inner) = inner_for(key, list, next_token)? {
+        path.push_str(&format!("&nextToken={}", encode(&inner)));
+    }
+    let mut found: T = client.get(&path).await.map_err(error::from_client)?;
+    let next = found.next_token().take();
+    *found.next_token() = next.map(|inner| {
+        wrap(
+            key,
+            &Position {
+                list: list.to_owned(),
+                extra: String::new(),
+                inner,
+            },
+        )
+    });
+    Ok(found)
+}
+
 /// Constant-time comparison, so the time taken does not tell how much of a
 /// forged tag was right.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect()
 }
 
 /// `id` as one percent-encoded path segment, or BAD_USER_INPUT naming

@@ -2,8 +2,7 @@
 //! warehouse service's staff routes, called with the staff member's own
 //! token (the warehouse checks the groups too).
 
-use crate::error;
-use crate::page::{self, Position, PAGE_SIZE};
+use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::Response;
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use serde::{Deserialize, Serialize};
@@ -41,6 +40,12 @@ pub struct PaginatedPackagingRequestIds {
     pub packaging_request_ids: Vec<String>,
     /// Pass to `getNewPackagingRequestIds(nextToken:)`; null on the last page.
     pub next_token: Option<String>,
+}
+
+impl ServicePage for PaginatedPackagingRequestIds {
+    fn next_token(&mut self) -> &mut Option<String> {
+        &mut self.next_token
+    }
 }
 
 /// Names a packaging request.
@@ -83,27 +88,9 @@ impl WarehouseQuery {
     ) -> async_graphql::Result<PaginatedPackagingRequestIds> {
         let user = crate::auth::staff(ctx, STAFF).await?;
         let gw = crate::gateway(ctx)?;
-        let inner = page::inner_for(&gw.key, LIST, next_token.as_deref())?;
-        let mut path = format!("/packaging-requests?limit={PAGE_SIZE}");
-        if let Some(inner) = &inner {
-            path.push_str(&format!("&nextToken={}", page::encode(inner)));
-        }
-        let mut found: PaginatedPackagingRequestIds = crate::client(ctx, "warehouse")?
-            .as_user(user.token)
-            .get(&path)
-            .await
-            .map_err(error::from_client)?;
-        found.next_token = found.next_token.map(|inner| {
-            page::wrap(
-                &gw.key,
-                &Position {
-                    list: LIST.to_owned(),
-                    extra: String::new(),
-                    inner,
-                },
-            )
-        });
-        Ok(found)
+        let client = crate::client(ctx, "warehouse")?.as_user(user.token);
+        let path = format!("/packaging-requests?limit={PAGE_SIZE}");
+        page::fetch(&gw.key, client, LIST, path, next_token.as_deref()).await
     }
 
     /// One packaging request; null when there is none for the order.

@@ -172,11 +172,7 @@ fn request_hash(order: &Value) -> String {
     }
     let mut bytes = Vec::new();
     canonical(order, &mut bytes);
-    hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ecom_runtime::hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref())
 }
 
 /// The id of the order a user creates with an idempotency key: derived from

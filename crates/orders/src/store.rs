@@ -9,7 +9,7 @@
 use crate::domain::{Order, OrderLife as _, OrderStatus, StatusChange};
 use anyhow::Context as _;
 use ecom_model::Timestamp;
-use ecom_runtime::page::Position;
+use ecom_runtime::page::{self, Position};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use std::collections::HashMap;
@@ -144,14 +144,14 @@ pub async fn list_by_user(
         }
     }
     .context("Failed to list orders")?;
-    let more = rows.len() as i64 > limit;
-    let mut orders = Vec::new();
-    let mut last = None;
-    for row in rows.iter().take(limit as usize) {
-        orders.push(decode(&row.try_get::<String, _>(0)?)?);
-        last = Some((row.try_get(1)?, row.try_get(2)?));
-    }
-    Ok((orders, if more { last } else { None }))
+    let (rows, next) = page::split(rows, limit, |last| {
+        Ok::<_, sqlx::Error>((last.try_get(1)?, last.try_get(2)?))
+    })?;
+    let orders = rows
+        .iter()
+        .map(|row| decode(&row.try_get::<String, _>(0)?))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((orders, next))
 }
 
 /// Records that `order` reached its current status (at its modifiedDate),

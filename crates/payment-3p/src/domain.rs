@@ -1,4 +1,5 @@
-//! Card numbers (with the test cards that decline) and token states.
+//! Card numbers (with the test cards that decline), token states and the
+//! operations that move them.
 
 use serde::Deserialize;
 
@@ -77,9 +78,128 @@ impl TokenStatus {
     }
 }
 
+/// What a merchant does with a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `updateAmount`: lowers what is held; the token stays live.
+    UpdateAmount,
+    /// `processPayment`: captures it.
+    Process,
+    /// `cancelPayment`: releases it.
+    Cancel,
+    /// `refund`: gives back part of a capture; the token stays processed.
+    Refund,
+}
+
+impl Operation {
+    /// The status a token must be in for the operation, and the status it
+    /// leaves it in. The store's conditional updates are built from it;
+    /// from any other status the merchant gets `{"ok": false}` (unless
+    /// [`repeat_is_ok`] says the call is a repeat).
+    pub fn moves(self) -> (TokenStatus, TokenStatus) {
+        use TokenStatus::*;
+        match self {
+            Operation::UpdateAmount => (Authorised, Authorised),
+            Operation::Process => (Authorised, Processed),
+            Operation::Cancel => (Authorised, Cancelled),
+            Operation::Refund => (Processed, Processed),
+        }
+    }
+}
+
+/// The status `op` leaves a token in `status` in; `None` when it is refused.
+pub fn next(status: TokenStatus, op: Operation) -> Option<TokenStatus> {
+    let (from, to) = op.moves();
+    (status == from).then_some(to)
+}
+
+/// Whether a capture or cancellation refused by its status (the token is
+/// consumed) is a repeat of the call that consumed it, answered `ok: true`
+/// so that a merchant that crashed after it may ask again: the same
+/// operation's status, for the same named order, and for a capture the
+/// same amount (when one is named).
+pub fn repeat_is_ok(
+    op: Operation,
+    status: TokenStatus,
+    consumed_for: Option<&str>,
+    captured: Option<i64>,
+    order_id: Option<&str>,
+    amount: Option<i64>,
+) -> bool {
+    let same_order = order_id.is_some() && consumed_for == order_id;
+    match op {
+        Operation::Process => {
+            status == TokenStatus::Processed && same_order && amount.is_none_or(|a| captured == Some(a))
+        }
+        Operation::Cancel => status == TokenStatus::Cancelled && same_order,
+        Operation::UpdateAmount | Operation::Refund => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: [TokenStatus; 3] = [
+        TokenStatus::Authorised,
+        TokenStatus::Processed,
+        TokenStatus::Cancelled,
+    ];
+
+    #[test]
+    fn each_operation_moves_only_from_its_status_and_is_refused_from_every_other() {
+        use TokenStatus::*;
+        let allowed = [
+            (Operation::UpdateAmount, Authorised, Authorised),
+            (Operation::Process, Authorised, Processed),
+            (Operation::Cancel, Authorised, Cancelled),
+            (Operation::Refund, Processed, Processed),
+        ];
+        for (op, from, to) in allowed {
+            assert_eq!(next(from, op), Some(to), "{op:?} from {from:?}");
+            for other in ALL.into_iter().filter(|s| *s != from) {
+                assert_eq!(next(other, op), None, "{op:?} from {other:?} is refused");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_repeat_of_the_consuming_call_for_the_same_order_answers_ok() {
+        use Operation::*;
+        use TokenStatus::*;
+        let o1 = Some("o-1");
+        // A capture repeated: same order, same (or unnamed) amount.
+        assert!(repeat_is_ok(Process, Processed, o1, Some(500), o1, Some(500)));
+        assert!(repeat_is_ok(Process, Processed, o1, Some(500), o1, None));
+        assert!(!repeat_is_ok(Process, Processed, o1, Some(500), o1, Some(400)));
+        assert!(!repeat_is_ok(
+            Process,
+            Processed,
+            o1,
+            Some(500),
+            Some("o-2"),
+            Some(500)
+        ));
+        assert!(!repeat_is_ok(
+            Process,
+            Processed,
+            None,
+            Some(500),
+            None,
+            Some(500)
+        ));
+        assert!(!repeat_is_ok(Process, Cancelled, o1, None, o1, None));
+        // A cancellation repeated for the same order.
+        assert!(repeat_is_ok(Cancel, Cancelled, o1, None, o1, None));
+        assert!(!repeat_is_ok(Cancel, Cancelled, o1, None, Some("o-2"), None));
+        assert!(!repeat_is_ok(Cancel, Cancelled, None, None, None, None));
+        assert!(!repeat_is_ok(Cancel, Processed, o1, Some(500), o1, None));
+        // Lowering and refunding have no "repeat" answer of this kind.
+        for status in ALL {
+            assert!(!repeat_is_ok(UpdateAmount, status, o1, None, o1, None));
+            assert!(!repeat_is_ok(Refund, status, o1, Some(500), o1, Some(500)));
+        }
+    }
 
     #[test]
     fn card_numbers_are_sixteen_digits() {

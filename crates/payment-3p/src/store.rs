@@ -2,7 +2,7 @@
 //! of a token is one conditional statement, so concurrent calls on one
 //! token cannot both win.
 
-use crate::domain::TokenStatus;
+use crate::domain::{repeat_is_ok, Operation, TokenStatus};
 use anyhow::Context as _;
 use ecom_model::{Money, Timestamp};
 use ecom_storage::sqlx::{self, Row as _};
@@ -123,7 +123,7 @@ pub async fn update_amount(db: &Db, token: &str, amount: Money) -> Result<bool, 
     .bind(token)
     .bind(amount.cents())
     .bind(Timestamp::now().to_string())
-    .bind(TokenStatus::Authorised.as_str())
+    .bind(Operation::UpdateAmount.moves().0.as_str())
     .execute(db.writer())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -143,7 +143,8 @@ pub async fn process(
     amount: Option<Money>,
 ) -> Result<bool, sqlx::Error> {
     let now = Timestamp::now().to_string();
-    let live = TokenStatus::Authorised.as_str();
+    let (from, to) = Operation::Process.moves();
+    let live = from.as_str();
     let done = match amount {
         Some(amount) => {
             sqlx::query(
@@ -151,7 +152,7 @@ pub async fn process(
                  WHERE token = $1 AND status = $6 AND amount >= $3",
             )
             .bind(token)
-            .bind(TokenStatus::Processed.as_str())
+            .bind(to.as_str())
             .bind(amount.cents())
             .bind(order_id)
             .bind(now)
@@ -164,7 +165,7 @@ pub async fn process(
                  WHERE token = $1 AND status = $5",
         )
         .bind(token)
-        .bind(TokenStatus::Processed.as_str())
+        .bind(to.as_str())
         .bind(order_id)
         .bind(now)
         .bind(live)
@@ -177,10 +178,14 @@ pub async fn process(
     let Some(state) = state(db, token).await? else {
         return Ok(false);
     };
-    Ok(state.status == TokenStatus::Processed
-        && order_id.is_some()
-        && state.order_id.as_deref() == order_id
-        && amount.is_none_or(|a| state.captured_amount == Some(a.cents())))
+    Ok(repeat_is_ok(
+        Operation::Process,
+        state.status,
+        state.order_id.as_deref(),
+        state.captured_amount,
+        order_id,
+        amount.map(|a| a.cents()),
+    ))
 }
 
 /// Cancels a live token for `order_id`. True when this call cancelled it,
@@ -191,17 +196,24 @@ pub async fn cancel(db: &Db, token: &str, order_id: Option<&str>) -> Result<bool
         "UPDATE payment_tokens SET status = $2, order_id = $3, modified_at = $4 WHERE token = $1 AND status = $5",
     )
     .bind(token)
-    .bind(TokenStatus::Cancelled.as_str())
+    .bind(Operation::Cancel.moves().1.as_str())
     .bind(order_id)
     .bind(Timestamp::now().to_string())
-    .bind(TokenStatus::Authorised.as_str())
+    .bind(Operation::Cancel.moves().0.as_str())
     .execute(db.writer())
     .await?;
     if done.rows_affected() == 1 {
         return Ok(true);
     }
     Ok(state(db, token).await?.is_some_and(|state| {
-        state.status == TokenStatus::Cancelled && order_id.is_some() && state.order_id.as_deref() == order_id
+        repeat_is_ok(
+            Operation::Cancel,
+            state.status,
+            state.order_id.as_deref(),
+            state.captured_amount,
+            order_id,
+            None,
+        )
     }))
 }
 
@@ -242,7 +254,7 @@ pub async fn refund(db: &Db, token: &str, amount: Money, refund_id: &str) -> any
     .bind(token)
     .bind(amount.cents())
     .bind(Timestamp::now().to_string())
-    .bind(TokenStatus::Processed.as_str())
+    .bind(Operation::Refund.moves().0.as_str())
     .execute(&mut *tx)
     .await
     .context("Failed to refund")?;

@@ -275,27 +275,46 @@ async fn a_handler_that_fails_twice_then_succeeds_receives_the_event_three_times
 ) {
     on_each_backend(|env| async move {
         let bus = env.bus().await;
-        let calls = Arc::new(AtomicUsize::new(0));
+        // Which events (by their `n`) the handler was called with, in order.
+        let calls: Arc<Mutex<Vec<i64>>> = Arc::default();
         let c = calls.clone();
         bus.subscribe(
-            Rule::new("test.flaky", json!({"source": ["ecommerce.orders"]}), move |_| {
-                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-                async move {
-                    anyhow::ensure!(n > 2, "failure number {n}");
-                    Ok(())
-                }
-            })
+            Rule::new(
+                "test.flaky",
+                json!({"source": ["ecommerce.orders"]}),
+                move |e: Event| {
+                    let n = e.detail["n"].as_i64().unwrap_or(0);
+                    let attempt = {
+                        let mut calls = c.lock().unwrap();
+                        calls.push(n);
+                        calls.iter().filter(|&&m| m == n).count()
+                    };
+                    async move {
+                        // Event 1 fails twice; any other event succeeds at once.
+                        anyhow::ensure!(n != 1 || attempt > 2, "failure number {attempt}");
+                        Ok(())
+                    }
+                },
+            )
             .unwrap(),
         )
         .unwrap();
         let running = start(&bus).await;
         bus.publish(&[order_event(json!({"n": 1}))]).await.unwrap();
-        eventually("the third attempt ran", || async {
-            calls.load(Ordering::SeqCst) >= 3
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "delivered again after success");
+        let count = |n: i64| calls.lock().unwrap().iter().filter(|&&m| m == n).count();
+        eventually("the third attempt ran", || async { count(1) >= 3 }).await;
+        // A later event on the same rule is the barrier: once it has been
+        // handled, the rule is past event 1, so a redelivery after its
+        // success would have shown by now.
+        bus.publish(&[order_event(json!({"n": 2}))]).await.unwrap();
+        eventually("the later event is handled", || async { count(2) >= 1 }).await;
+        assert_eq!(
+            count(1),
+            3,
+            "delivered again after success: {:?}",
+            calls.lock().unwrap()
+        );
+        assert_eq!(count(2), 1, "{:?}", calls.lock().unwrap());
         assert!(bus.dead_letters(Some("test.flaky")).await.unwrap().is_empty());
         stop(running).await;
     })
@@ -378,8 +397,18 @@ async fn publishing_one_event_id_twice_has_one_effect() {
             calls.load(Ordering::SeqCst) >= 1
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A later event (another id) is the barrier: once it has been
+        // handled, the copies published before it would have been too.
+        bus.publish(&[order_event(json!({"n": 2}))]).await.unwrap();
+        eventually("the later event is delivered", || async {
+            calls.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one call for the id published three times, one for the later event"
+        );
         stop(running).await;
     })
     .await;
@@ -487,7 +516,11 @@ async fn each_rule_receives_only_the_events_its_pattern_matches() {
             Rule::new(name, pattern, move |e: Event| {
                 let seen = seen.clone();
                 async move {
-                    seen.lock().unwrap().push((name.to_owned(), e.detail_type));
+                    let what = match e.detail["marker"].as_bool() {
+                        Some(true) => format!("{} marker", e.detail_type),
+                        _ => e.detail_type,
+                    };
+                    seen.lock().unwrap().push((name.to_owned(), what));
                     Ok(())
                 }
             })
@@ -523,8 +556,36 @@ async fn each_rule_receives_only_the_events_its_pattern_matches() {
         .await
         .unwrap();
         eventually("three deliveries", || async { seen.lock().unwrap().len() >= 3 }).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut got = seen.lock().unwrap().clone();
+        // Later markers that every rule matches are the barrier: once each
+        // rule has handled its marker, it is past the events above, so a
+        // delivery its pattern should have refused would have shown.
+        bus.publish(&[
+            ev("OrderCreated", json!({"total": 1000, "marker": true})),
+            ev(
+                "OrderModified",
+                json!({"changed": ["total"], "total": 1000, "marker": true}),
+            ),
+        ])
+        .await
+        .unwrap();
+        let markers = |rule: &str| {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .filter(|(name, marker)| name == rule && marker.ends_with("marker"))
+                .count()
+        };
+        eventually("every rule handled its markers", || async {
+            markers("test.created") == 1 && markers("test.total-changed") == 1 && markers("test.big") == 2
+        })
+        .await;
+        let mut got: Vec<(String, String)> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, what)| !what.ends_with("marker"))
+            .cloned()
+            .collect();
         got.sort();
         let want = [
             ("test.big", "OrderModified"),
@@ -558,7 +619,7 @@ async fn events_published_while_no_consumer_runs_are_delivered_after_a_restart()
             .publish(&[order_event(json!({"n": 1})), order_event(json!({"n": 2}))])
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // `stop` has joined the first consumer: nothing can have run them.
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         // The consumer comes back.
         let second = env.bus().await;
@@ -571,9 +632,16 @@ async fn events_published_while_no_consumer_runs_are_delivered_after_a_restart()
             .unwrap();
         let running = start(&second).await;
         eventually("both events are delivered", || async {
-            calls.load(Ordering::SeqCst) == 2
+            calls.load(Ordering::SeqCst) >= 2
         })
         .await;
+        // And each once: a later event is the barrier (handled after them).
+        second.publish(&[order_event(json!({"n": 3}))]).await.unwrap();
+        eventually("the later event is delivered", || async {
+            calls.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "each event once");
         stop(running).await;
     })
     .await;

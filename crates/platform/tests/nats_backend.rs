@@ -228,11 +228,12 @@ async fn an_event_published_twice_is_handled_once() {
     h.bus.publish(std::slice::from_ref(&event)).await.unwrap();
     h.bus.publish(&[order_event("Marker", json!({}))]).await.unwrap();
 
+    // The marker, published last, is the barrier: once handled, the rule
+    // is past everything published before it.
     eventually("the marker", || async {
         seen.lock().unwrap().iter().any(|d| d == "Marker")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let created = seen
         .lock()
         .unwrap()
@@ -319,12 +320,15 @@ async fn a_pattern_on_the_detail_is_matched_by_the_consumer() {
     let total = order_event("OrderModified", json!({"changed": ["status", "total"]}));
     h.bus.publish(&[status, created, total.clone()]).await.unwrap();
 
-    eventually("the matching event", || async {
-        !handled.lock().unwrap().is_empty()
+    // A later matching event is the barrier: once it is handled, the
+    // consumer is past the three above, so a wrong match would show.
+    let marker = order_event("OrderModified", json!({"changed": ["total"]}));
+    h.bus.publish(std::slice::from_ref(&marker)).await.unwrap();
+    eventually("the later matching event", || async {
+        handled.lock().unwrap().contains(&marker.id)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(*handled.lock().unwrap(), vec![total.id]);
+    assert_eq!(*handled.lock().unwrap(), vec![total.id, marker.id]);
     h.finish().await;
 }
 
@@ -370,16 +374,29 @@ async fn replay_redelivers_a_window_and_an_idempotent_handler_applies_nothing_tw
 
     assert_eq!(h.bus.replay("test.inbox", from, to).await.unwrap(), 3);
     eventually("replayed deliveries", || async {
-        deliveries.load(Ordering::SeqCst) == 8
+        deliveries.load(Ordering::SeqCst) >= 8
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A later event is the barrier: once it is delivered, anything the
+    // replay over-delivered would have been too.
+    h.bus
+        .publish(&[order_event("OrderCreated", json!({"marker": true}))])
+        .await
+        .unwrap();
+    eventually("the later event", || async {
+        deliveries.load(Ordering::SeqCst) >= 9
+    })
+    .await;
     assert_eq!(
         deliveries.load(Ordering::SeqCst),
-        8,
+        9,
         "only the window is replayed"
     );
-    assert_eq!(effects.load(Ordering::SeqCst), 5, "nothing is applied twice");
+    assert_eq!(
+        effects.load(Ordering::SeqCst),
+        6,
+        "nothing is applied twice (five events and the later one)"
+    );
     assert!(h.bus.replay("test.unknown", from, to).await.is_err());
     h.finish().await;
 }
@@ -431,8 +448,15 @@ async fn a_restarted_bus_resumes_where_its_rules_stopped() {
     h.bus.subscribe(recording_rule("test.durable", &seen)).unwrap();
     h.start().await;
     eventually("the second event", || async { seen.lock().unwrap().len() >= 2 }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(*seen.lock().unwrap(), vec![first.id, second.id]);
+    // A third event is the barrier: a redelivery of the first two would
+    // come before it.
+    let third = order_event("OrderCreated", json!({}));
+    h.bus.publish(std::slice::from_ref(&third)).await.unwrap();
+    eventually("the third event", || async {
+        seen.lock().unwrap().contains(&third.id)
+    })
+    .await;
+    assert_eq!(*seen.lock().unwrap(), vec![first.id, second.id, third.id]);
     h.finish().await;
 }
 
@@ -579,7 +603,8 @@ async fn an_event_larger_than_the_servers_max_payload_is_refused_for_good_and_no
         seen.contains(&largest.id) && seen.contains(&normal.id)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `normal` was published after the refused call and has been handled:
+    // had any of that call been sent, it would have been handled first.
     let seen = seen.lock().unwrap().clone();
     assert!(
         !seen.contains(&companion.id) && !seen.contains(&too_large.id),

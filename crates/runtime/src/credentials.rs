@@ -93,7 +93,7 @@ impl ServiceKey {
 
     /// A key from its hex text (config `service-key` / `ECOM_SERVICE_KEY`).
     pub fn from_hex(text: &str) -> anyhow::Result<ServiceKey> {
-        let bytes = decode_hex(text.trim()).context("service key must be hex text")?;
+        let bytes = crate::hex::decode(text.trim()).context("service key must be hex text")?;
         anyhow::ensure!(
             bytes.len() >= 16,
             "service key must be at least 16 bytes (32 hex digits)"
@@ -114,8 +114,7 @@ impl ServiceKey {
             return ServiceKey::from_hex(&text).with_context(|| format!("in {}", path.display()));
         }
         let secret: [u8; 32] = rand::random();
-        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, &hex)?;
+        write_private(&path, &crate::hex::encode(&secret))?;
         // Another process may have raced us; whatever is on disk now wins.
         let text =
             std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
@@ -207,20 +206,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Bytes from hex text; `None` unless every pair is a hex byte.
-pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect()
 }
 
 #[cfg(unix)]

@@ -8,10 +8,12 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod hex;
 pub mod limits;
 pub mod metrics;
 pub mod page;
 pub mod server;
+pub mod staff;
 pub mod telemetry;
 
 pub use client::{BackendClient, ClientError, Clients};

@@ -6,6 +6,7 @@
 //! 400, never a 500.
 
 use crate::ApiError;
+use serde::Deserialize;
 
 /// Items per page when the caller does not say.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -28,18 +29,60 @@ pub fn position(token: &str) -> Result<Position, ApiError> {
         .ok_or_else(invalid)
 }
 
+/// The query of a list route: `?nextToken=&limit=`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Params {
+    /// The `nextToken` of the previous page; none for the first.
+    pub next_token: Option<String>,
+    /// Items wanted (see [`limit`]).
+    pub limit: Option<i64>,
+}
+
+/// What a caller's `nextToken` and `limit` ask a keyset query for: the
+/// position to continue after (`None` for the first page) and the page
+/// size; 400 for a token or a limit this module would not give out.
+pub fn request(next_token: Option<&str>, wanted: Option<i64>) -> Result<(Option<Position>, i64), ApiError> {
+    Ok((next_token.map(position).transpose()?, limit(wanted)?))
+}
+
+/// The position before every other one of an ascending keyset list, for
+/// its first page.
+pub fn start() -> Position {
+    (i64::MIN, String::new())
+}
+
+/// Splits the rows of a keyset query that asked for `limit + 1` (one more
+/// than the page tells whether another page exists) into the page and
+/// the position to continue after: that of the page's last row, or `None`
+/// on the last page. `position` reads a row's sort key and id.
+pub fn split<T, E>(
+    mut rows: Vec<T>,
+    limit: i64,
+    position: impl Fn(&T) -> Result<Position, E>,
+) -> Result<(Vec<T>, Option<Position>), E> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = match rows.last() {
+        Some(last) if more => Some(position(last)?),
+        _ => None,
+    };
+    Ok((rows, next))
+}
+
 fn invalid() -> ApiError {
     ApiError::bad_request("nextToken: not a token this list gave out")
 }
 
 /// Encodes a position as an opaque token.
 fn encode(position: &str) -> String {
-    position.bytes().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(position.as_bytes())
 }
 
 /// Decodes a token made by [`encode`]; 400 naming `nextToken` otherwise.
 fn decode(token: &str) -> Result<String, ApiError> {
-    let bytes = crate::credentials::decode_hex(token).ok_or_else(invalid)?;
+    let bytes = crate::hex::decode(token).ok_or_else(invalid)?;
     String::from_utf8(bytes).map_err(|_| invalid())
 }
 
@@ -69,6 +112,22 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_keyset_page_continues_after_its_last_row_only_when_more_were_found() {
+        let rows = |n: i64| (1..=n).map(|i| (i * 10, format!("id{i}"))).collect::<Vec<_>>();
+        let at = |r: &Position| Ok::<_, ()>(r.clone());
+        // Three asked, four found (limit + 1): a page of three, then more.
+        assert_eq!(split(rows(4), 3, at), Ok((rows(3), Some((30, "id3".to_owned())))));
+        // Exactly three found: the last page.
+        assert_eq!(split(rows(3), 3, at), Ok((rows(3), None)));
+        assert_eq!(split(rows(0), 3, at), Ok((vec![], None)));
+        // A failing read of the last row's position is the caller's error.
+        assert_eq!(
+            split(rows(2), 1, |_: &Position| Err::<Position, _>("bad row")),
+            Err("bad row")
+        );
     }
 
     #[test]

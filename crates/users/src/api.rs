@@ -314,7 +314,7 @@ async fn issue(s: &Users, user_id: &str) -> Result<Tokens, ApiError> {
 /// usable token. (They are 256 random bits, so no salt or slow hash is needed.)
 fn digest(token: &str) -> String {
     let hash = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ecom_runtime::hex::encode(hash.as_ref())
 }
 
 #[derive(Deserialize)]

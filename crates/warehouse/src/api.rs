@@ -25,7 +25,7 @@
 //! - `POST /backend/availability` `{productIds: […]}` → `{available: {productId: n}}`
 //!   (untracked products absent)
 
-use crate::domain::{PackagingRequest, Status};
+use crate::domain::{Action, PackagingRequest, Status};
 use crate::stock::{self, Reserved, SetRefused, Stock, Want};
 use crate::{events, store};
 use axum::extract::State;
@@ -35,6 +35,7 @@ use ecom_model::Timestamp;
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
 use ecom_runtime::metrics::{counter, gauge, Counter, Gauge};
+use ecom_runtime::staff::{success, OrderInput};
 use ecom_runtime::{page, ApiError, Clients, Json, Path, Query};
 use ecom_storage::Db;
 use serde::{Deserialize, Serialize};
@@ -169,8 +170,8 @@ pub async fn new_request_ids(
     next_token: Option<&str>,
     limit: Option<i64>,
 ) -> Result<RequestIds, ApiError> {
-    let after = next_token.map(page::position).transpose()?;
-    let (ids, next) = store::list_new(&w.db, after, page::limit(limit)?).await?;
+    let (after, limit) = page::request(next_token, limit)?;
+    let (ids, next) = store::list_new(&w.db, after, limit).await?;
     Ok(RequestIds {
         packaging_request_ids: ids,
         next_token: next.as_ref().map(page::next_token),
@@ -184,27 +185,17 @@ pub async fn packaging_request(w: &Warehouse, order_id: Uuid) -> Result<Packagin
         .ok_or_else(|| not_found(order_id))
 }
 
+/// 404 when there is no request for the order, or it was dropped.
 fn not_found(order_id: Uuid) -> ApiError {
     ApiError::not_found(format!("no packaging request for order {order_id}"))
 }
 
-/// Checks that the request is in `wanted`: 404 when absent, 409 otherwise.
-async fn require(
-    tx: &mut ecom_storage::Tx,
-    order_id: Uuid,
-    wanted: Status,
-    action: &str,
-) -> Result<(), ApiError> {
-    match store::header(tx, order_id).await? {
-        None => Err(not_found(order_id)),
-        Some(h) if h.status == Status::Deleted => Err(not_found(order_id)),
-        Some(h) if h.status == wanted => Ok(()),
-        Some(h) => Err(ApiError::conflict(format!(
-            "cannot {action} the packaging request of order {order_id}: it is {}, and only a request that is {} can be",
-            h.status.as_str(),
-            wanted.as_str()
-        ))),
-    }
+/// Checks that `action` may be done to the request inside `tx`
+/// ([`crate::domain::next`]: 404 when absent, 409 from another state) and
+/// returns the status it moves to.
+async fn require(tx: &mut ecom_storage::Tx, order_id: Uuid, action: Action) -> Result<Status, ApiError> {
+    let status = store::header(tx, order_id).await?.map(|h| h.status);
+    crate::domain::next(order_id, status, action)
 }
 
 /// NEW → IN_PROGRESS: the request stops following its order.
@@ -216,8 +207,8 @@ async fn require(
 /// cancellation and a start exactly one wins.
 pub async fn start_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = w.db.begin().await?;
-    require(&mut tx, order_id, Status::New, "start").await?;
-    if !store::transition(&mut tx, order_id, Status::New, Status::InProgress).await? {
+    let to = require(&mut tx, order_id, Action::Start).await?;
+    if !store::transition(&mut tx, order_id, Status::New, to).await? {
         // Read as NEW, moved on before our update (a concurrent cancellation).
         tx.rollback().await.ok();
         return Err(ApiError::conflict(format!(
@@ -253,18 +244,18 @@ pub async fn cancel_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), ApiEr
                     break;
                 }
             }
-            Some(h) if matches!(h.status, Status::Cancelled | Status::Deleted) => {
-                cancelled = true;
-                break;
-            }
-            Some(h) if h.status == Status::New => {}
-            Some(h) => {
-                tx.rollback().await.ok();
-                return Err(ApiError::conflict(format!(
-                    "cannot cancel the packaging of order {order_id}: packaging has started (it is {})",
-                    h.status.as_str()
-                )));
-            }
+            Some(h) => match crate::domain::already_cancelled(order_id, h.status) {
+                Ok(true) => {
+                    cancelled = true;
+                    break;
+                }
+                // NEW again (PostgreSQL: it appeared after our update): once more.
+                Ok(false) => {}
+                Err(refused) => {
+                    tx.rollback().await.ok();
+                    return Err(refused);
+                }
+            },
         }
     }
     if !cancelled {
@@ -297,7 +288,7 @@ pub async fn update_packaging_product(
         )));
     }
     let mut tx = w.db.begin().await?;
-    require(&mut tx, order_id, Status::InProgress, "update").await?;
+    require(&mut tx, order_id, Action::Update).await?;
     let ordered = store::ordered(&mut tx, order_id).await?;
     match ordered.get(&product_id) {
         None => {
@@ -320,8 +311,8 @@ pub async fn update_packaging_product(
 /// lines, or `PackagingFailed` when none remain, in the same transaction.
 pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = w.db.begin().await?;
-    require(&mut tx, order_id, Status::InProgress, "complete").await?;
-    if !store::transition(&mut tx, order_id, Status::InProgress, Status::Completed).await? {
+    let to = require(&mut tx, order_id, Action::Complete).await?;
+    if !store::transition(&mut tx, order_id, Status::InProgress, to).await? {
         // A concurrent completion won (PostgreSQL): one outcome only.
         tx.rollback().await.ok();
         return Err(ApiError::conflict(format!(
@@ -346,33 +337,16 @@ pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), Api
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListParams {
-    next_token: Option<String>,
-    limit: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PackagingInput {
-    order_id: Uuid,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct UpdatePackagingProductInput {
     order_id: Uuid,
     product_id: Uuid,
     quantity: i64,
 }
 
-fn success() -> Json<Value> {
-    Json(json!({ "success": true }))
-}
-
 async fn list_route(
     State(w): State<Warehouse>,
     User(caller): User,
-    Query(params): Query<ListParams>,
+    Query(params): Query<page::Params>,
 ) -> Result<Json<RequestIds>, ApiError> {
     caller.require_group(STAFF)?;
     Ok(Json(
@@ -392,7 +366,7 @@ async fn read_route(
 async fn start_route(
     State(w): State<Warehouse>,
     User(caller): User,
-    Json(input): Json<PackagingInput>,
+    Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_group(STAFF)?;
     start_packaging(&w, input.order_id).await?;
@@ -412,7 +386,7 @@ async fn update_route(
 async fn complete_route(
     State(w): State<Warehouse>,
     User(caller): User,
-    Json(input): Json<PackagingInput>,
+    Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_group(STAFF)?;
     complete_packaging(&w, input.order_id).await?;
@@ -533,12 +507,6 @@ async fn reserve_route(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReleaseInput {
-    order_id: Uuid,
-}
-
 /// Releases what an order holds (its order was refused elsewhere).
 pub async fn release(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
     let mut tx = w.db.begin().await?;
@@ -555,7 +523,7 @@ pub async fn release(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
 
 async fn release_route(
     State(w): State<Warehouse>,
-    Json(input): Json<ReleaseInput>,
+    Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
     release(&w, input.order_id).await?;
     Ok(Json(json!({ "ok": true })))
@@ -563,7 +531,7 @@ async fn release_route(
 
 async fn cancel_route(
     State(w): State<Warehouse>,
-    Json(input): Json<ReleaseInput>,
+    Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
     cancel_packaging(&w, input.order_id).await?;
     Ok(Json(json!({ "ok": true })))

@@ -2,8 +2,10 @@
 //! warehouse reads from order events.
 
 use ecom_model::{Quantity, Timestamp};
+use ecom_runtime::ApiError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use uuid::Uuid;
 
 /// Where a packaging request is in its life.
@@ -46,6 +48,74 @@ impl Status {
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
+    }
+}
+
+/// What staff do to a packaging request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Packing begins: NEW → IN_PROGRESS.
+    Start,
+    /// A line's quantity is lowered: only while IN_PROGRESS, which it stays.
+    Update,
+    /// Packed: IN_PROGRESS → COMPLETED (the outcome is emitted).
+    Complete,
+}
+
+impl Action {
+    /// The verb staff read in a refusal.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Update => "update",
+            Action::Complete => "complete",
+        }
+    }
+
+    /// The status a request must be in, and the one it moves to.
+    pub fn moves(self) -> (Status, Status) {
+        match self {
+            Action::Start => (Status::New, Status::InProgress),
+            Action::Update => (Status::InProgress, Status::InProgress),
+            Action::Complete => (Status::InProgress, Status::Completed),
+        }
+    }
+}
+
+fn not_found(order_id: impl Display) -> ApiError {
+    ApiError::not_found(format!("no packaging request for order {order_id}"))
+}
+
+/// The status `action` moves a request in `status` (`None`: there is none)
+/// to: 404 when there is none or it was dropped with its order (a
+/// tombstone staff never see), 409 naming both statuses from any other.
+pub fn next(order_id: impl Display, status: Option<Status>, action: Action) -> Result<Status, ApiError> {
+    let (from, to) = action.moves();
+    match status {
+        None | Some(Status::Deleted) => Err(not_found(order_id)),
+        Some(s) if s == from => Ok(to),
+        Some(s) => Err(ecom_runtime::staff::wrong_state(
+            "packaging request",
+            order_id,
+            action.verb(),
+            s.as_str(),
+            from.as_str(),
+        )),
+    }
+}
+
+/// Whether cancelling an order's packaging finds a request in `status`
+/// already cancelled: `Ok(true)` for one cancelled or dropped before (a
+/// retried cancellation converges), `Ok(false)` for a NEW one (to move to
+/// CANCELLED), and a 409 once packaging has started.
+pub fn already_cancelled(order_id: impl Display, status: Status) -> Result<bool, ApiError> {
+    match status {
+        Status::Cancelled | Status::Deleted => Ok(true),
+        Status::New => Ok(false),
+        Status::InProgress | Status::Completed => Err(ApiError::conflict(format!(
+            "cannot cancel the packaging of order {order_id}: packaging has started (it is {})",
+            status.as_str()
+        ))),
     }
 }
 
@@ -205,6 +275,58 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(image.quantities(), BTreeMap::from([(id(2), 3)]));
+    }
+
+    const ALL: [Status; 5] = [
+        Status::New,
+        Status::InProgress,
+        Status::Completed,
+        Status::Deleted,
+        Status::Cancelled,
+    ];
+
+    /// Status code and message of a refusal.
+    fn refusal(r: Result<impl std::fmt::Debug, ApiError>) -> Option<(u16, String)> {
+        r.err().map(|e| (e.status().as_u16(), e.message().to_owned()))
+    }
+
+    #[test]
+    fn each_action_moves_only_from_its_status_and_refuses_every_other() {
+        use Status::*;
+        let allowed = [
+            (Action::Start, New, InProgress),
+            (Action::Update, InProgress, InProgress),
+            (Action::Complete, InProgress, Completed),
+        ];
+        let gone = (404, "no packaging request for order o-1".to_owned());
+        for (action, from, to) in allowed {
+            assert_eq!(next("o-1", Some(from), action).ok(), Some(to), "{action:?}");
+            assert_eq!(refusal(next("o-1", None, action)), Some(gone.clone()));
+            assert_eq!(refusal(next("o-1", Some(Deleted), action)), Some(gone.clone()));
+            for other in ALL.into_iter().filter(|s| ![from, Deleted].contains(s)) {
+                let message = format!(
+                    "cannot {} the packaging request of order o-1: it is {}, and only a packaging request that is {} can be",
+                    action.verb(),
+                    other.as_str(),
+                    from.as_str()
+                );
+                assert_eq!(refusal(next("o-1", Some(other), action)), Some((409, message)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_cancellation_moves_a_new_request_repeats_and_is_refused_once_packing_started() {
+        assert_eq!(already_cancelled("o-1", Status::New).ok(), Some(false));
+        assert_eq!(already_cancelled("o-1", Status::Cancelled).ok(), Some(true));
+        assert_eq!(already_cancelled("o-1", Status::Deleted).ok(), Some(true));
+        for started in [Status::InProgress, Status::Completed] {
+            let message = format!(
+                "cannot cancel the packaging of order o-1: packaging has started (it is {})",
+                started.as_str()
+            );
+            assert_eq!(refusal(already_cancelled("o-1", started)), Some((409, message)));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::domain::{Line, LineChange, OrderImage, PackagingRequest, Status};
 use anyhow::Context as _;
 use ecom_model::Timestamp;
-use ecom_runtime::page::Position;
+use ecom_runtime::page::{self, Position};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use std::collections::BTreeMap;
@@ -283,7 +283,7 @@ pub async fn list_new(
     after: Option<Position>,
     limit: i64,
 ) -> anyhow::Result<(Vec<Uuid>, Option<Position>)> {
-    let (micros, id) = after.unwrap_or((i64::MIN, String::new()));
+    let (micros, id) = after.unwrap_or_else(page::start);
     let rows = sqlx::query(
         "SELECT order_id, created_micros FROM packaging_requests
          WHERE status = $1 AND (created_micros > $2 OR (created_micros = $2 AND order_id > $3))
@@ -296,16 +296,15 @@ pub async fn list_new(
     .fetch_all(db.reader())
     .await
     .context("Failed to list packaging requests")?;
-    let mut page: Vec<Position> = rows
+    let (rows, next) = page::split(rows, limit, |last| {
+        Ok::<_, sqlx::Error>((last.try_get(1)?, last.try_get(0)?))
+    })?;
+    let ids = rows
         .iter()
-        .map(|r| Ok((r.try_get(1)?, r.try_get(0)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-    let more = page.len() as i64 > limit;
-    page.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = if more { page.last().cloned() } else { None };
-    let ids = page
-        .iter()
-        .map(|(_, id)| Uuid::parse_str(id).context("bad order id in packaging_requests"))
+        .map(|r| {
+            let id: String = r.try_get(0)?;
+            Uuid::parse_str(&id).context("bad order id in packaging_requests")
+        })
         .collect::<anyhow::Result<_>>()?;
     Ok((ids, next))
 }

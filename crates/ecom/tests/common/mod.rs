@@ -420,6 +420,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `event` again under a fresh id, as a late or replayed copy that the
+    /// inbox does not recognise: a consumer applies it (so [`Self::handled`]
+    /// can wait for it), and only the consumer's own rules can make it
+    /// change nothing.
+    pub fn fresh_copy(event: &Event) -> Event {
+        Event {
+            id: uuid::Uuid::now_v7(),
+            ..event.clone()
+        }
+    }
+
     /// Waits until `consumer` (a rule name) of `service` has applied `event`.
     pub async fn handled(&self, service: &str, consumer: &str, event: &Event) {
         use ecom_storage::sqlx;
