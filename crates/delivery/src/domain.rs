@@ -42,7 +42,7 @@ impl Status {
 }
 
 /// A delivery as staff see it (`Delivery` in the GraphQL schema, plus its status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// The order delivered.
