@@ -173,6 +173,9 @@ async fn sign_up(
         _ => None,
     };
     let created = create(&s, &req.email, &req.password, &[]).await;
+    if created.is_ok() {
+        signed_up("sign-up");
+    }
     if let (Err(Refusal::Busy), Some(reservation)) = (&created, reservation) {
         s.limiter.refund(reservation);
     }
@@ -286,9 +289,12 @@ async fn sign_in(
             (&address, limits::ADDRESS),
             (&account, limits::ACCOUNT),
         ])
-        .map_err(|wait| Refusal::TooMany {
-            wait,
-            what: "failed sign-ins",
+        .map_err(|wait| {
+            sign_in_outcome("throttled");
+            Refusal::TooMany {
+                wait,
+                what: "failed sign-ins",
+            }
         })?;
     let found = store::credentials(&s.db, req.email.as_str())
         .await
@@ -313,13 +319,16 @@ async fn sign_in(
     };
     let Some(user_id) = user_id.filter(|_| ok) else {
         // The tokens stay taken: this failure counts.
+        sign_in_outcome("failed");
         return Err(ApiError::unauthorized("wrong email or password").into());
     };
     // The owner: this attempt does not count, nor do earlier failures from
     // their own address.
     s.limiter.refund(reservation);
     s.limiter.reset(&pair);
-    Ok(Json(issue(&s, &user_id).await?))
+    let tokens = issue(&s, &user_id).await?;
+    sign_in_outcome("ok");
+    Ok(Json(tokens))
 }
 
 /// A fresh ID token (with the user's current groups) and refresh token.
@@ -428,7 +437,34 @@ async fn admin_create(
     Json(req): Json<AdminCreate>,
 ) -> Result<Response, Refusal> {
     admin(&claims)?;
-    create(&s, &req.email, &req.password, &req.groups).await
+    let created = create(&s, &req.email, &req.password, &req.groups).await;
+    if created.is_ok() {
+        signed_up("admin");
+    }
+    created
+}
+
+/// Counts a new account on `/metrics`, by how it was made (`sign-up` or
+/// `admin`; `ecom users add` works on the database, not through a server).
+/// Sign-ups are bound by password hashing, so the registry lookup is free.
+fn signed_up(via: &str) {
+    ecom_runtime::metrics::counter(
+        "ecom_users_signed_up_total",
+        "Accounts created, by how (sign-up or admin)",
+        &[("via", via)],
+    )
+    .inc();
+}
+
+/// Counts a sign-in on `/metrics` by outcome: `ok`, `failed` (wrong email or
+/// password) or `throttled` (refused before checking, too many failures).
+fn sign_in_outcome(outcome: &str) {
+    ecom_runtime::metrics::counter(
+        "ecom_users_sign_ins_total",
+        "Sign-ins by outcome: ok, failed (wrong email or password), throttled",
+        &[("outcome", outcome)],
+    )
+    .inc();
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
