@@ -82,10 +82,21 @@ pub fn router(state: Deliveries) -> Router {
         .route("/completeDelivery", post(complete_route))
         .route("/failDelivery", post(fail_route))
         .with_state(state)
+        .merge(ecom_runtime::openapi::router(crate::NAME, openapi))
+}
+
+/// The handlers of the OpenAPI document at `/delivery/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_route, read_route, delete_route, start_route, complete_route, fail_route))]
+struct ApiDoc;
+
+/// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// A page of NEW deliveries (`PaginatedDeliveries`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryPage {
     /// Oldest first.
@@ -199,6 +210,8 @@ pub async fn delete_delivery(d: &Deliveries, order_id: Uuid) -> Result<(), ApiEr
     Ok(())
 }
 
+#[utoipa::path(get, path = "/deliveries", security(("idToken" = [])), tag = "staff", params(page::Params),
+    responses((status = 200, body = DeliveryPage, description = "NEW deliveries, oldest first"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or delivery")))]
 async fn list_route(
     State(d): State<Deliveries>,
     User(caller): User,
@@ -210,6 +223,8 @@ async fn list_route(
     ))
 }
 
+#[utoipa::path(get, path = "/deliveries/{order_id}", security(("idToken" = [])), tag = "staff", params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    responses((status = 200, body = Delivery, description = "The delivery"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or delivery"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such delivery")))]
 async fn read_route(
     State(d): State<Deliveries>,
     User(caller): User,
@@ -219,6 +234,8 @@ async fn read_route(
     Ok(Json(delivery(&d, order_id).await?))
 }
 
+#[utoipa::path(delete, path = "/deliveries/{order_id}", security(("idToken" = [])), tag = "staff", params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    responses((status = 200, body = ecom_runtime::openapi::Success, description = "Deleted; `DeliveryFailed` is emitted when it had not completed"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such delivery")))]
 async fn delete_route(
     State(d): State<Deliveries>,
     User(caller): User,
@@ -229,6 +246,8 @@ async fn delete_route(
     Ok(success())
 }
 
+#[utoipa::path(post, path = "/startDelivery", security(("idToken" = [])), tag = "staff", request_body = OrderInput,
+    responses((status = 200, body = ecom_runtime::openapi::Success, description = "NEW → IN_PROGRESS, with a tracking id; `DeliveryStarted` is emitted"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin, delivery or warehouse"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such delivery"), (status = 409, body = ecom_runtime::openapi::Error, description = "The delivery is not in the state this step starts from")))]
 async fn start_route(
     State(d): State<Deliveries>,
     User(caller): User,
@@ -239,6 +258,8 @@ async fn start_route(
     Ok(success())
 }
 
+#[utoipa::path(post, path = "/completeDelivery", security(("idToken" = [])), tag = "staff", request_body = OrderInput,
+    responses((status = 200, body = ecom_runtime::openapi::Success, description = "IN_PROGRESS → COMPLETED; `DeliveryCompleted` is emitted"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin, delivery or warehouse"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such delivery"), (status = 409, body = ecom_runtime::openapi::Error, description = "The delivery is not in the state this step starts from")))]
 async fn complete_route(
     State(d): State<Deliveries>,
     User(caller): User,
@@ -249,6 +270,8 @@ async fn complete_route(
     Ok(success())
 }
 
+#[utoipa::path(post, path = "/failDelivery", security(("idToken" = [])), tag = "staff", request_body = OrderInput,
+    responses((status = 200, body = ecom_runtime::openapi::Success, description = "IN_PROGRESS → FAILED; `DeliveryFailed` is emitted"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin, delivery or warehouse"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such delivery"), (status = 409, body = ecom_runtime::openapi::Error, description = "The delivery is not in the state this step starts from")))]
 async fn fail_route(
     State(d): State<Deliveries>,
     User(caller): User,

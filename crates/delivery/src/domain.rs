@@ -93,7 +93,7 @@ pub fn next(order_id: impl Display, status: Status, action: Action) -> Result<St
 }
 
 /// A delivery as staff see it (`Delivery` in the GraphQL schema, plus its status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// The order delivered.

@@ -226,6 +226,63 @@ async fn every_rest_route_admits_exactly_its_callers() {
                 [A, A, A, A, A, A, A],
             ),
             (Method::GET, "/users/me".into(), None, [U, A, A, A, A, A, U]),
+            // The API reference and the event catalogue are public: they say
+            // what each route needs, and hold no data.
+            (Method::GET, "/docs".into(), None, [A, A, A, A, A, A, A]),
+            (
+                Method::GET,
+                "/docs/asyncapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/users/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/products/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/orders/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/warehouse/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/delivery/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/delivery-pricing/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/payment/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            (
+                Method::GET,
+                "/payment-3p/openapi.json".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
             (
                 Method::GET,
                 "/users/admin/users".into(),

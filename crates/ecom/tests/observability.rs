@@ -6,6 +6,8 @@
 mod common;
 
 use common::{on_each_storage, TestApp};
+use reqwest::StatusCode;
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -70,6 +72,12 @@ async fn metrics_carry_http_bus_and_business_figures_that_alerts_and_the_dashboa
         // Tests share the process's metrics: at least this test's calls.
         assert!(app.metric(listed).await > listed_before, "{listed} did not count the listing");
         assert!(app.metric(refused).await > refused_before, "{refused} did not count the 4xx");
+        // And the users and products figures the dashboard reads.
+        let admin = app.user_token(&["admin"]).await;
+        app.post("/users/sign-in", &json!({"email": "nobody@example.com", "password": "Wrong-pass-1"}))
+            .await;
+        let (status, _) = app.post_with_token("/products/admin/products", &admin, &product()).await;
+        assert_eq!(status, StatusCode::CREATED);
         let resp = app.http.get(app.url("/metrics")).send().await.unwrap();
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
         let text = resp.text().await.unwrap();
@@ -111,6 +119,68 @@ async fn metrics_carry_http_bus_and_business_figures_that_alerts_and_the_dashboa
                     );
                 }
             }
+        }
+    })
+    .await;
+}
+
+fn product() -> serde_json::Value {
+    json!({"name": "Lamp", "price": 1500,
+        "package": {"width": 100, "length": 100, "height": 300, "weight": 900}})
+}
+
+#[tokio::test]
+async fn users_and_products_figures_count_sign_ups_sign_ins_and_catalogue_changes() {
+    on_each_storage(|app| async move {
+        let series = [
+            "ecom_users_signed_up_total{via=\"sign-up\"}",
+            "ecom_users_signed_up_total{via=\"admin\"}",
+            "ecom_users_sign_ins_total{outcome=\"ok\"}",
+            "ecom_users_sign_ins_total{outcome=\"failed\"}",
+            "ecom_products_changes_total{change=\"created\"}",
+            "ecom_products_changes_total{change=\"updated\"}",
+            "ecom_products_changes_total{change=\"deleted\"}",
+        ];
+        let mut before = Vec::new();
+        for s in series {
+            before.push(app.metric(s).await);
+        }
+        // One shopper signs up and in; an admin is made by the CLI (not
+        // counted: it writes the database, not through a server), signs in,
+        // creates a user; one sign-in fails.
+        let admin = app.user_token(&["admin"]).await;
+        let (status, _) = app
+            .post_with_token(
+                "/users/admin/users",
+                &admin,
+                &json!({"email": format!("staff-{}@example.com", uuid::Uuid::new_v4().simple()), "password": "Staff-pass-1"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = app
+            .post("/users/sign-in", &json!({"email": "nobody@example.com", "password": "Wrong-pass-1"}))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // A product created, changed and deleted; a refused create counts nothing.
+        let (status, created) = app.post_with_token("/products/admin/products", &admin, &product()).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let path = format!("/products/admin/products/{}", created["productId"].as_str().unwrap());
+        let mut changed = product();
+        changed["price"] = json!(1600);
+        let (status, _) = app.put_with_token(&path, &admin, &changed).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = app.delete_with_token(&path, &admin).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = app
+            .post_with_token("/products/admin/products", &admin, &json!({"name": "No price"}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        // Tests share the process's registry: at least this test's changes.
+        let want = [1, 1, 2, 1, 1, 1, 1];
+        for ((s, b), w) in series.iter().zip(before).zip(want) {
+            let now = app.metric(s).await;
+            assert!(now >= b + w, "{s}: {b} before, {now} after, expected at least {w} more");
         }
     })
     .await;

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Two letters, ISO 3166-1 alpha-2, stored upper-case (`"se"` parses as `SE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "SE")]
 pub struct CountryCode([u8; 2]);
 
 /// The 249 ISO 3166-1 alpha-2 codes officially assigned (ISO 3166
@@ -78,7 +79,7 @@ impl fmt::Display for CountryCode {
 
 /// A delivery address. Phone number is required because carriers need one.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
     /// Recipient's name.

@@ -2,6 +2,38 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
+
+/// The OpenAPI schema of an integer newtype: its lower bound is what its
+/// parser enforces, so the reference states the rule the server applies.
+fn integer_schema(minimum: i64, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(minimum))
+        .description(Some(description))
+        .into()
+}
+
+macro_rules! integer_schema {
+    ($type:ty, $minimum:expr, $description:expr) => {
+        impl utoipa::PartialSchema for $type {
+            fn schema() -> RefOr<Schema> {
+                integer_schema($minimum, $description)
+            }
+        }
+        impl utoipa::ToSchema for $type {}
+    };
+}
+
+integer_schema!(
+    Money,
+    0,
+    "An amount in the smallest currency unit (cents); never a float."
+);
+integer_schema!(NonNegative, 0, "Millimetres or grams.");
+integer_schema!(Quantity, 1, "How many items (default 1 in an order line).");
 
 /// An amount of money in the smallest currency unit (cents). Never negative,
 /// never a float: JSON `12.5` or `-1` is refused when parsing.

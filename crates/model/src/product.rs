@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 /// Shipping box of one product: millimetres and grams.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Package {
     /// Width in millimetres.
     pub width: NonNegative,
@@ -29,7 +29,7 @@ impl Package {
 
 /// A catalogue product.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     /// Identifier.
@@ -60,7 +60,7 @@ pub struct Product {
 /// A product as a line of an order or a pricing request: what the product
 /// was, plus how many. Extra catalogue fields are accepted and ignored.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductLine {
     /// Identifier.

@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 
 /// A point in time, always UTC, microsecond precision, written as RFC 3339
 /// (`2026-11-25T20:56:38.123456Z`). Parsing accepts any offset and converts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
+#[schema(value_type = String, format = DateTime, example = "2026-11-25T20:56:38.123456Z")]
 pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {

@@ -83,18 +83,98 @@ pub fn router(ctx: &Context, metrics: Arc<Metrics>) -> Router {
         .route("/admin/orders/{order_id}/cancel", post(admin_cancel_route))
         .with_state(state)
         .merge(backend)
+        .merge(ecom_runtime::openapi::router(crate::NAME, openapi))
+}
+
+/// The handlers of the OpenAPI document at `/orders/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, get_order, cancel_route, admin_cancel_route, list))]
+struct ApiDoc;
+
+/// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
+}
+
+/// The shapes of the answers the handlers build with `json!`, for the
+/// OpenAPI document only (nothing constructs them).
+#[allow(dead_code)]
+mod shapes {
+    use crate::domain::{Order, StatusChange};
+    use ecom_model::{Address, Money, ProductLine};
+
+    /// An order as the routes serve it: the order's fields and its history.
+    // Serialize only so that `flatten` reads as it does on `WithHistory`.
+    #[derive(serde::Serialize, utoipa::ToSchema)]
+    pub struct OrderWithHistory {
+        #[serde(flatten)]
+        order: Order,
+        /// Each status reached and when, oldest first.
+        history: Vec<StatusChange>,
+    }
+
+    /// What a shopper orders (checked field by field; every problem is reported).
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct NewOrder {
+        /// Lines; the same product on several lines is merged.
+        products: Vec<ProductLine>,
+        address: Address,
+        /// The delivery price the shopper was shown (`/delivery-pricing/backend/pricing`).
+        delivery_price: Money,
+        /// From `POST /payment-3p/preauth`; one token pays for one order.
+        payment_token: String,
+    }
+
+    /// The answer of createOrder.
+    #[derive(utoipa::ToSchema)]
+    pub struct CreateAnswer {
+        success: bool,
+        /// `Order created` or `Validation errors`.
+        message: String,
+        /// The order, when created.
+        order: Option<OrderWithHistory>,
+        /// Why it was refused (each names its field or the service that refused).
+        errors: Option<Vec<String>>,
+    }
+
+    /// `{"order": …}`.
+    #[derive(utoipa::ToSchema)]
+    pub struct OneOrder {
+        order: OrderWithHistory,
+    }
+
+    /// The answer of a cancellation.
+    #[derive(utoipa::ToSchema)]
+    pub struct CancelAnswer {
+        success: bool,
+        order: OrderWithHistory,
+    }
+
+    /// A page of orders, newest first.
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct OrderPage {
+        orders: Vec<OrderWithHistory>,
+        /// Pass as `nextToken` for the next page; null on the last.
+        next_token: Option<String>,
+    }
 }
 
 /// Groups that may cancel any order through the staff route.
 pub const CANCELLERS: &[&str] = &["admin"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateRequest {
     user_id: String,
     /// Checked field by field by [`OrderRequest::parse`], so that every
     /// problem is reported, not only the first.
+    #[schema(value_type = shapes::NewOrder)]
     order: Value,
+    /// The `Idempotency-Key` header the gateway received (at most 200
+    /// characters): the same key and order from the same user return the
+    /// first order; the same key with another order is a 409.
     #[serde(default)]
     idempotency_key: Option<String>,
 }
@@ -194,6 +274,9 @@ fn keyed_order_id(user_id: &str, key: &str) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
+#[utoipa::path(post, path = "/backend/orders", security(("serviceCredential" = [])), tag = "backend", request_body = CreateRequest,
+    responses((status = 200, body = shapes::CreateAnswer, description = "Created (`success: true`, `OrderCreated` is emitted), or refused with the reasons (`success: false`)"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "The idempotency key was used with another order (`code: IDEMPOTENCY_KEY_REUSED`)")))]
 async fn create(State(api): State<Api>, Json(req): Json<CreateRequest>) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let answer = create_order(&api, req).await;
@@ -537,6 +620,9 @@ fn order_not_found(order_id: &str) -> ApiError {
     ApiError::not_found(format!("Order '{order_id}' not found"))
 }
 
+#[utoipa::path(get, path = "/backend/{order_id}", security(("serviceCredential" = [])), tag = "backend", params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    responses((status = 200, body = shapes::OneOrder, description = "The order with its history"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such order")))]
 async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Result<Json<Value>, ApiError> {
     // An id that is not a UUID names no order.
     let id = Uuid::parse_str(&order_id).map_err(|_| order_not_found(&order_id))?;
@@ -547,7 +633,7 @@ async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Resu
     Ok(Json(json!({ "order": one.pop() })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CancelRequest {
     /// The shopper asking: another user's order is answered as absent.
@@ -555,6 +641,11 @@ struct CancelRequest {
     user_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/backend/{order_id}/cancel", security(("serviceCredential" = [])), tag = "backend", params(("order_id" = String, Path, description = "The order's id (a UUID)")), request_body = CancelRequest,
+    responses((status = 200, body = shapes::CancelAnswer, description = "Cancelled (also when it already was)"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such order (or another user's)"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "Past NEW, or its packaging has started"),
+        (status = 503, body = ecom_runtime::openapi::Error, description = "The warehouse did not answer: retry")))]
 async fn cancel_route(
     State(api): State<Api>,
     Path(order_id): Path<String>,
@@ -564,6 +655,12 @@ async fn cancel_route(
     cancel(&api, &order_id, owner).await
 }
 
+#[utoipa::path(post, path = "/admin/orders/{order_id}/cancel", security(("idToken" = [])), tag = "admin", params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    responses((status = 200, body = shapes::CancelAnswer, description = "Cancelled (also when it already was); `OrderCancelled` is emitted"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such order"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "Past NEW, or its packaging has started"),
+        (status = 503, body = ecom_runtime::openapi::Error, description = "The warehouse did not answer: retry")))]
 async fn admin_cancel_route(
     State(api): State<Api>,
     User(caller): User,
@@ -663,7 +760,7 @@ async fn cancelled_answer(api: &Api, order: &Order) -> Result<Json<Value>, ApiEr
     Ok(Json(json!({ "success": true, "order": one.pop() })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     #[serde(default)]
@@ -672,6 +769,9 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/backend/users/{user_id}/orders", security(("serviceCredential" = [])), tag = "backend",
+    params(("user_id" = String, Path, description = "Whose orders"), ListQuery),
+    responses((status = 200, body = shapes::OrderPage, description = "The user's orders, newest first")))]
 async fn list(
     State(api): State<Api>,
     Path(user_id): Path<String>,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub use ecom_contracts::orders::{Order, OrderStatus};
 
 /// When an order reached one of its statuses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatusChange {
     /// The status reached.
     pub status: OrderStatus,

@@ -39,6 +39,25 @@ pub fn router(ctx: &Context) -> Router {
         .route("/preauth", post(preauth))
         .with_state(state)
         .merge(merchant)
+        .merge(ecom_runtime::openapi::router(crate::NAME, openapi))
+}
+
+/// The handlers of the OpenAPI document at `/payment-3p/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    preauth,
+    check,
+    update_amount,
+    process_payment,
+    cancel_payment,
+    refund,
+    status
+))]
+struct ApiDoc;
+
+/// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The service's state: its database, and the writer that groups new tokens.
@@ -48,33 +67,33 @@ struct Tokens {
     writer: TokenWriter,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PreauthRequest {
     card_number: CardNumber,
     amount: Money,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PreauthResponse {
     payment_token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AmountRequest {
     payment_token: String,
     amount: Money,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TokenRequest {
     payment_token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ProcessRequest {
     payment_token: String,
@@ -87,7 +106,7 @@ struct ProcessRequest {
     amount: Option<Money>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CancelRequest {
     payment_token: String,
@@ -95,7 +114,7 @@ struct CancelRequest {
     order_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RefundRequest {
     payment_token: String,
@@ -105,7 +124,7 @@ struct RefundRequest {
     refund_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct StatusResponse {
     status: &'static str,
@@ -119,6 +138,9 @@ fn ok(value: bool) -> Json<Value> {
     Json(json!({ "ok": value }))
 }
 
+#[utoipa::path(post, path = "/preauth", tag = "public", request_body = PreauthRequest,
+    responses((status = 200, body = PreauthResponse, description = "Authorised: the token to give createOrder"),
+        (status = 402, body = ecom_runtime::openapi::Error, description = "Declined (test cards 4000000000000002, and 4000000000009995 for insufficient funds)")))]
 async fn preauth(
     State(Tokens { writer, .. }): State<Tokens>,
     Json(req): Json<PreauthRequest>,
@@ -132,6 +154,8 @@ async fn preauth(
     }))
 }
 
+#[utoipa::path(post, path = "/check", security(("merchantCredential" = [])), tag = "merchant", request_body = AmountRequest,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "Whether the token holds at least `amount` (unknown token: false)")))]
 async fn check(
     State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<AmountRequest>,
@@ -140,6 +164,8 @@ async fn check(
     Ok(ok(held.is_some_and(|held| held >= req.amount.cents())))
 }
 
+#[utoipa::path(post, path = "/updateAmount", security(("merchantCredential" = [])), tag = "merchant", request_body = AmountRequest,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "Replaced when `amount` ≤ the authorised amount; false otherwise")))]
 async fn update_amount(
     State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<AmountRequest>,
@@ -149,6 +175,8 @@ async fn update_amount(
     ))
 }
 
+#[utoipa::path(post, path = "/processPayment", security(("merchantCredential" = [])), tag = "merchant", request_body = ProcessRequest,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "Captured and the token consumed; false for an unknown, cancelled or consumed token")))]
 async fn process_payment(
     State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<ProcessRequest>,
@@ -159,6 +187,8 @@ async fn process_payment(
     ))
 }
 
+#[utoipa::path(post, path = "/cancelPayment", security(("merchantCredential" = [])), tag = "merchant", request_body = CancelRequest,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "Cancelled and the token consumed; false for an unknown token")))]
 async fn cancel_payment(
     State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<CancelRequest>,
@@ -167,6 +197,8 @@ async fn cancel_payment(
     Ok(ok(store::cancel(&db, &req.payment_token, order_id).await?))
 }
 
+#[utoipa::path(post, path = "/refund", security(("merchantCredential" = [])), tag = "merchant", request_body = RefundRequest,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "Refunded when the token was captured and the refunds stay within the captured amount")))]
 async fn refund(
     State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<RefundRequest>,
@@ -186,6 +218,9 @@ async fn refund(
     ))
 }
 
+#[utoipa::path(post, path = "/status", security(("merchantCredential" = [])), tag = "merchant", request_body = TokenRequest,
+    responses((status = 200, body = StatusResponse, description = "Where the token is"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "Unknown payment token")))]
 async fn status(
     State(Tokens { db, .. }): State<Tokens>,
     Json(req): Json<TokenRequest>,

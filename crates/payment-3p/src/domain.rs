@@ -4,8 +4,9 @@
 use serde::Deserialize;
 
 /// A card number: exactly 16 digits. Only its last four are ever stored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String")]
+#[schema(value_type = String, pattern = "^[0-9]{16}$", example = "4242424242424242")]
 pub struct CardNumber(String);
 
 /// Declined for no stated reason (402 `card declined`).

@@ -60,6 +60,38 @@ pub fn router(ctx: &Context, metrics: Arc<Metrics>) -> Router {
             .with_state(ctx.clone())
             .merge(refunds),
     )
+    .merge(ecom_runtime::openapi::router(crate::NAME, openapi))
+}
+
+/// The handlers of the OpenAPI document at `/payment/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(validate, release, refund))]
+struct ApiDoc;
+
+/// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
+}
+
+/// The shapes of answers the handlers build with `json!`, for the OpenAPI
+/// document only (nothing constructs them).
+#[allow(dead_code)]
+mod shapes {
+    /// The answer of a validation.
+    #[derive(utoipa::ToSchema)]
+    pub struct Validated {
+        ok: bool,
+        /// `Payment token already used` when another order holds the token.
+        reason: Option<String>,
+    }
+
+    /// The answer of a refund.
+    #[derive(utoipa::ToSchema)]
+    pub struct Refunded {
+        ok: bool,
+        /// The sum refunded so far for the order.
+        refunded: i64,
+    }
 }
 
 #[derive(Clone)]
@@ -68,7 +100,7 @@ struct Refunds {
     metrics: Arc<Metrics>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ValidateRequest {
     payment_token: String,
@@ -76,7 +108,7 @@ struct ValidateRequest {
     order_id: Uuid,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ReleaseRequest {
     payment_token: String,
@@ -94,6 +126,9 @@ fn stale_before() -> i64 {
     Timestamp::now().unix_micros().saturating_sub(ttl)
 }
 
+#[utoipa::path(post, path = "/backend/validate", security(("serviceCredential" = [])), tag = "backend", request_body = ValidateRequest,
+    responses((status = 200, body = shapes::Validated, description = "`ok: true` when the token covers `total` and the order now holds it"),
+        (status = 503, body = ecom_runtime::openapi::Error, description = "The card processor does not answer")))]
 async fn validate(
     State(ctx): State<Context>,
     Json(req): Json<ValidateRequest>,
@@ -135,6 +170,8 @@ async fn release_quietly(ctx: &Context, token: &str, order_id: Uuid) {
     }
 }
 
+#[utoipa::path(post, path = "/backend/release", security(("serviceCredential" = [])), tag = "backend", request_body = ReleaseRequest,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "The order's unconfirmed claim on the token is dropped")))]
 async fn release(
     State(ctx): State<Context>,
     Json(req): Json<ReleaseRequest>,
@@ -155,7 +192,7 @@ pub(crate) fn amount_request(token: &str, amount: Money) -> serde_json::Value {
     json!({ "paymentToken": token, "amount": amount })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RefundRequest {
     order_id: Uuid,
@@ -167,6 +204,11 @@ struct RefundRequest {
 /// Longest refund id accepted (the processor's limit).
 const MAX_REFUND_ID: usize = 200;
 
+#[utoipa::path(post, path = "/backend/refunds", security(("serviceCredential" = [])), tag = "backend", request_body = RefundRequest,
+    responses((status = 200, body = shapes::Refunded, description = "Refunded (or already refunded under this `refundId`); `PaymentRefunded` is emitted"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No payment for this order"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "Not captured, the refund id was used with another amount, or the processor refused"),
+        (status = 503, body = ecom_runtime::openapi::Error, description = "The card processor does not answer")))]
 async fn refund(
     State(Refunds { ctx, metrics }): State<Refunds>,
     Json(req): Json<RefundRequest>,

@@ -55,12 +55,45 @@ pub fn router(ctx: &Context) -> Router {
         )
         .with_state(ctx.clone())
         .merge(backend)
+        .merge(ecom_runtime::openapi::router(crate::NAME, openapi))
+}
+
+/// The handlers of the OpenAPI document at `/products/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    get_product,
+    list_products,
+    validate_products,
+    admin_list,
+    admin_get,
+    admin_create,
+    admin_update,
+    admin_delete
+))]
+struct ApiDoc;
+
+/// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// Admin routes are for group `admin` only (403 for other signed-in users).
 fn admin(User(claims): &User) -> Result<&Claims, ApiError> {
     claims.require_group(&["admin"])?;
     Ok(claims)
+}
+
+/// Counts a catalogue change made through the admin routes on `/metrics`
+/// (`ecom products import` writes to the database from its own process,
+/// whose figures no server shows). Admin writes are rare: the registry
+/// lookup per call costs nothing that matters.
+fn changed(change: &str) {
+    ecom_runtime::metrics::counter(
+        "ecom_products_changes_total",
+        "Catalogue changes through the admin routes: created, updated, deleted",
+        &[("change", change)],
+    )
+    .inc();
 }
 
 fn product_id(text: &str) -> Result<Uuid, ApiError> {
@@ -74,10 +107,15 @@ async fn find(ctx: &Context, text: &str) -> Result<Product, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("product '{id}' not found")))
 }
 
+#[utoipa::path(get, path = "/products/{product_id}", tag = "public", params(("product_id" = String, Path, description = "The product's id (a UUID)")),
+    responses((status = 200, body = Product, description = "The product"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such product")))]
 async fn get_product(State(ctx): State<Context>, Path(id): Path<String>) -> Result<Json<Product>, ApiError> {
     find(&ctx, &id).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/products", tag = "public", params(PageQuery),
+    responses((status = 200, body = Page, description = "A page of the catalogue (or of one category), in id order")))]
 async fn list_products(
     State(ctx): State<Context>,
     Query(query): Query<PageQuery>,
@@ -86,6 +124,9 @@ async fn list_products(
     Ok(Json(store::page(&ctx.db, &req).await?))
 }
 
+#[utoipa::path(post, path = "/backend/validate", security(("serviceCredential" = [])), tag = "backend",
+    request_body = ValidateRequest,
+    responses((status = 200, body = ValidateResponse, description = "`All products are valid`, or the reasons and the catalogue's version of each wrong product")))]
 async fn validate_products(
     State(ctx): State<Context>,
     Json(req): Json<ValidateRequest>,
@@ -93,6 +134,9 @@ async fn validate_products(
     validate::validate(&ctx.db, req).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/admin/products", security(("idToken" = [])), tag = "admin", params(PageQuery),
+    responses((status = 200, body = Page, description = "A page of the catalogue"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin")))]
 async fn admin_list(
     user: User,
     state: State<Context>,
@@ -102,11 +146,19 @@ async fn admin_list(
     list_products(state, query).await
 }
 
+#[utoipa::path(get, path = "/admin/products/{product_id}", security(("idToken" = [])), tag = "admin", params(("product_id" = String, Path, description = "The product's id (a UUID)")),
+    responses((status = 200, body = Product, description = "The product"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such product")))]
 async fn admin_get(user: User, state: State<Context>, id: Path<String>) -> Result<Json<Product>, ApiError> {
     admin(&user)?;
     get_product(state, id).await
 }
 
+#[utoipa::path(post, path = "/admin/products", security(("idToken" = [])), tag = "admin", request_body = ProductInput,
+    responses((status = 201, body = Product, description = "Stored (id generated when absent); `ProductCreated` is emitted"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "The product id is taken")))]
 async fn admin_create(
     user: User,
     State(ctx): State<Context>,
@@ -115,9 +167,14 @@ async fn admin_create(
     let claims = admin(&user)?;
     let product = store::create(&ctx.db, &ctx.outbox, input).await?;
     tracing::info!(product_id = %product.product_id, admin = claims.sub, "product created");
+    changed("created");
     Ok((StatusCode::CREATED, Json(product)))
 }
 
+#[utoipa::path(put, path = "/admin/products/{product_id}", security(("idToken" = [])), tag = "admin", params(("product_id" = String, Path, description = "The product's id (a UUID)")), request_body = ProductInput,
+    responses((status = 200, body = Product, description = "Stored; `ProductModified` is emitted when it changed"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such product")))]
 async fn admin_update(
     user: User,
     State(ctx): State<Context>,
@@ -133,9 +190,14 @@ async fn admin_update(
     }
     let product = store::update(&ctx.db, &ctx.outbox, id, input).await?;
     tracing::info!(product_id = %id, admin = claims.sub, "product updated");
+    changed("updated");
     Ok(Json(product))
 }
 
+#[utoipa::path(delete, path = "/admin/products/{product_id}", security(("idToken" = [])), tag = "admin", params(("product_id" = String, Path, description = "The product's id (a UUID)")),
+    responses((status = 200, body = Product, description = "Deleted, as it was; `ProductDeleted` is emitted"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such product")))]
 async fn admin_delete(
     user: User,
     State(ctx): State<Context>,
@@ -145,5 +207,6 @@ async fn admin_delete(
     let id = product_id(&id)?;
     let product = store::delete(&ctx.db, &ctx.outbox, id).await?;
     tracing::info!(product_id = %id, admin = claims.sub, "product deleted");
+    changed("deleted");
     Ok(Json(product))
 }

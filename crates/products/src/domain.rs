@@ -20,8 +20,9 @@ use uuid::Uuid;
 pub const MAX_TEXT: usize = 200;
 
 /// Text that is not blank and at most [`MAX_TEXT`] characters, kept as given.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String")]
+#[schema(value_type = String)]
 pub struct Text(String);
 
 impl TryFrom<String> for Text {
@@ -38,8 +39,9 @@ impl TryFrom<String> for Text {
 }
 
 /// An absolute `http` or `https` URL.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String")]
+#[schema(value_type = String)]
 pub struct PictureUrl(String);
 
 impl TryFrom<String> for PictureUrl {
@@ -53,7 +55,7 @@ impl TryFrom<String> for PictureUrl {
 }
 
 /// A product as an administrator (or an import file) describes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductInput {
     /// Generated on create when absent.
@@ -124,8 +126,9 @@ pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
 
 /// The query of a catalogue listing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Only this category.
     pub category: Option<String>,
@@ -171,7 +174,7 @@ impl TryFrom<PageQuery> for PageRequest {
 }
 
 /// One page of products and the token of the next, if there is one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page {
     /// The products, in id order.

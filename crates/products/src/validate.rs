@@ -20,15 +20,16 @@ use uuid::Uuid;
 
 /// The request: `{"products": [...]}`; each product keeps its raw JSON so an
 /// unknown one is answered exactly as it was sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ValidateRequest {
     /// The products to check.
+    #[schema(value_type = Vec<Claimed>)]
     pub products: Vec<Value>,
 }
 
 /// What a caller claims about one product. Other fields (quantity,
 /// category, …) are accepted and ignored.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Claimed {
     /// Which product.
@@ -42,12 +43,13 @@ pub struct Claimed {
 }
 
 /// The answer.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ValidateResponse {
     /// `All products are valid`, or the reasons.
     pub message: String,
     /// The wrong products (catalogue's version, or the caller's when unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub products: Option<Vec<Value>>,
 }
 

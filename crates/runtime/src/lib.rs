@@ -11,6 +11,7 @@ pub mod extract;
 pub mod hex;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod server;
 pub mod staff;

@@ -30,8 +30,9 @@ pub fn position(token: &str) -> Result<Position, ApiError> {
 }
 
 /// The query of a list route: `?nextToken=&limit=`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     /// The `nextToken` of the previous page; none for the first.
     pub next_token: Option<String>,

@@ -12,7 +12,7 @@ use std::fmt::Display;
 use uuid::Uuid;
 
 /// The body of a staff operation on one order's work: `{"orderId": …}`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderInput {
     /// The order whose packaging request or delivery is meant.

@@ -101,21 +101,56 @@ pub async fn router(ctx: &Context) -> anyhow::Result<Router> {
             put(admin_add_group).delete(admin_remove_group),
         )
         .with_state(state)
-        .merge(backend))
+        .merge(backend)
+        .merge(ecom_runtime::openapi::router(crate::NAME, openapi)))
 }
 
-#[derive(Deserialize)]
+/// The handlers of the OpenAPI document at `/users/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    sign_up,
+    sign_in,
+    refresh,
+    sign_out,
+    jwks,
+    me,
+    admin_create,
+    admin_list,
+    admin_get,
+    admin_delete,
+    admin_set_password,
+    admin_add_group,
+    admin_remove_group,
+    backend_user,
+    backend_revocations
+))]
+struct ApiDoc;
+
+/// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SignUp {
+    #[schema(value_type = String, format = Email)]
     email: Email,
+    /// At least 8 characters (see `domain::NewPassword`).
+    #[schema(value_type = String, format = Password)]
     password: NewPassword,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Created {
     user_id: String,
 }
 
+#[utoipa::path(post, path = "/sign-up", tag = "public", request_body = SignUp,
+    responses((status = 201, body = Created, description = "Created; `UserCreated` is emitted"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "The email is taken"),
+        (status = 429, body = ecom_runtime::openapi::Error, description = "Too many sign-ups from this address (`Retry-After`)"),
+        (status = 503, body = ecom_runtime::openapi::Error, description = "Too many passwords being hashed (`Retry-After`)")))]
 async fn sign_up(
     State(s): State<Users>,
     ClientAddr(addr): ClientAddr,
@@ -138,6 +173,9 @@ async fn sign_up(
         _ => None,
     };
     let created = create(&s, &req.email, &req.password, &[]).await;
+    if created.is_ok() {
+        signed_up("sign-up");
+    }
     if let (Err(Refusal::Busy), Some(reservation)) = (&created, reservation) {
         s.limiter.refund(reservation);
     }
@@ -160,13 +198,15 @@ async fn create(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SignIn {
+    #[schema(value_type = String, format = Email)]
     email: Email,
+    #[schema(format = Password)]
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Tokens {
     id_token: String,
@@ -227,6 +267,11 @@ impl FromRequestParts<Users> for ClientAddr {
     }
 }
 
+#[utoipa::path(post, path = "/sign-in", tag = "public", request_body = SignIn,
+    responses((status = 200, body = Tokens, description = "Signed in"),
+        (status = 401, body = ecom_runtime::openapi::Error, description = "Wrong email or password (the same answer for both)"),
+        (status = 429, body = ecom_runtime::openapi::Error, description = "Too many failed sign-ins (`Retry-After`)"),
+        (status = 503, body = ecom_runtime::openapi::Error, description = "Too many passwords being hashed (`Retry-After`)")))]
 async fn sign_in(
     State(s): State<Users>,
     ClientAddr(addr): ClientAddr,
@@ -244,9 +289,12 @@ async fn sign_in(
             (&address, limits::ADDRESS),
             (&account, limits::ACCOUNT),
         ])
-        .map_err(|wait| Refusal::TooMany {
-            wait,
-            what: "failed sign-ins",
+        .map_err(|wait| {
+            sign_in_outcome("throttled");
+            Refusal::TooMany {
+                wait,
+                what: "failed sign-ins",
+            }
         })?;
     let found = store::credentials(&s.db, req.email.as_str())
         .await
@@ -271,13 +319,16 @@ async fn sign_in(
     };
     let Some(user_id) = user_id.filter(|_| ok) else {
         // The tokens stay taken: this failure counts.
+        sign_in_outcome("failed");
         return Err(ApiError::unauthorized("wrong email or password").into());
     };
     // The owner: this attempt does not count, nor do earlier failures from
     // their own address.
     s.limiter.refund(reservation);
     s.limiter.reset(&pair);
-    Ok(Json(issue(&s, &user_id).await?))
+    let tokens = issue(&s, &user_id).await?;
+    sign_in_outcome("ok");
+    Ok(Json(tokens))
 }
 
 /// A fresh ID token (with the user's current groups) and refresh token.
@@ -317,12 +368,15 @@ fn digest(token: &str) -> String {
     ecom_runtime::hex::encode(hash.as_ref())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RefreshRequest {
     refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/refresh", tag = "public", request_body = RefreshRequest,
+    responses((status = 200, body = Tokens, description = "New tokens; the refresh token given is used up"),
+        (status = 401, body = ecom_runtime::openapi::Error, description = "Invalid, expired or already used refresh token")))]
 async fn refresh(State(s): State<Users>, Json(req): Json<RefreshRequest>) -> Result<Json<Tokens>, ApiError> {
     let user_id = store::take_refresh_token(&s.db, &digest(&req.refresh_token))
         .await?
@@ -330,16 +384,22 @@ async fn refresh(State(s): State<Users>, Json(req): Json<RefreshRequest>) -> Res
     Ok(Json(issue(&s, &user_id).await?))
 }
 
+#[utoipa::path(post, path = "/sign-out", tag = "public", request_body = RefreshRequest,
+    responses((status = 204, description = "The refresh token no longer works (also when it never did)")))]
 async fn sign_out(State(s): State<Users>, Json(req): Json<RefreshRequest>) -> Result<StatusCode, ApiError> {
     // Unknown or already revoked tokens answer the same: the goal is reached.
     store::take_refresh_token(&s.db, &digest(&req.refresh_token)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "public",
+    responses((status = 200, body = Object, description = "The public keys that verify ID tokens (JWKS)")))]
 async fn jwks(State(s): State<Users>) -> Result<Json<jsonwebtoken::jwk::JwkSet>, ApiError> {
     Ok(Json(crate::keys::published(&s.db).await?))
 }
 
+#[utoipa::path(get, path = "/me", security(("idToken" = [])), tag = "signed in",
+    responses((status = 200, body = crate::store::User, description = "The caller's account")))]
 async fn me(User(claims): User, State(s): State<Users>) -> Result<Json<store::User>, ApiError> {
     store::get(&s.db, &claims.sub)
         .await?
@@ -355,37 +415,76 @@ fn no_user(user_id: &str) -> ApiError {
     ApiError::not_found(format!("no user {user_id}"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AdminCreate {
+    #[schema(value_type = String, format = Email)]
     email: Email,
+    #[schema(value_type = String, format = Password)]
     password: NewPassword,
+    /// `admin`, `warehouse` or `delivery`.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     groups: Vec<Group>,
 }
 
+#[utoipa::path(post, path = "/admin/users", security(("idToken" = [])), tag = "admin", request_body = AdminCreate,
+    responses((status = 201, body = Created, description = "Created"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "The email is taken")))]
 async fn admin_create(
     User(claims): User,
     State(s): State<Users>,
     Json(req): Json<AdminCreate>,
 ) -> Result<Response, Refusal> {
     admin(&claims)?;
-    create(&s, &req.email, &req.password, &req.groups).await
+    let created = create(&s, &req.email, &req.password, &req.groups).await;
+    if created.is_ok() {
+        signed_up("admin");
+    }
+    created
 }
 
-#[derive(Deserialize)]
+/// Counts a new account on `/metrics`, by how it was made (`sign-up` or
+/// `admin`; `ecom users add` works on the database, not through a server).
+/// Sign-ups are bound by password hashing, so the registry lookup is free.
+fn signed_up(via: &str) {
+    ecom_runtime::metrics::counter(
+        "ecom_users_signed_up_total",
+        "Accounts created, by how (sign-up or admin)",
+        &[("via", via)],
+    )
+    .inc();
+}
+
+/// Counts a sign-in on `/metrics` by outcome: `ok`, `failed` (wrong email or
+/// password) or `throttled` (refused before checking, too many failures).
+fn sign_in_outcome(outcome: &str) {
+    ecom_runtime::metrics::counter(
+        "ecom_users_sign_ins_total",
+        "Sign-ins by outcome: ok, failed (wrong email or password), throttled",
+        &[("outcome", outcome)],
+    )
+    .inc();
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     limit: Option<i64>,
     next_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserPage {
+    #[schema(value_type = Vec<crate::store::User>)]
     users: Vec<store::User>,
     next_token: Option<String>,
 }
 
+#[utoipa::path(get, path = "/admin/users", security(("idToken" = [])), tag = "admin", params(ListQuery),
+    responses((status = 200, body = UserPage, description = "A page of users"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin")))]
 async fn admin_list(
     User(claims): User,
     State(s): State<Users>,
@@ -409,6 +508,10 @@ async fn admin_list(
     Ok(Json(UserPage { users, next_token }))
 }
 
+#[utoipa::path(get, path = "/admin/users/{user_id}", security(("idToken" = [])), tag = "admin", params(("user_id" = String, Path, description = "The user's id")),
+    responses((status = 200, body = crate::store::User, description = "The user"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such user")))]
 async fn admin_get(
     User(claims): User,
     State(s): State<Users>,
@@ -421,6 +524,10 @@ async fn admin_get(
         .ok_or_else(|| no_user(&user_id))
 }
 
+#[utoipa::path(delete, path = "/admin/users/{user_id}", security(("idToken" = [])), tag = "admin", params(("user_id" = String, Path, description = "The user's id")),
+    responses((status = 204, description = "Deleted; their ID tokens stop working"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such user")))]
 async fn admin_delete(
     User(claims): User,
     State(s): State<Users>,
@@ -436,11 +543,17 @@ async fn admin_delete(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SetPassword {
+    #[schema(value_type = String, format = Password)]
     password: NewPassword,
 }
 
+#[utoipa::path(put, path = "/admin/users/{user_id}/password", security(("idToken" = [])), tag = "admin", params(("user_id" = String, Path, description = "The user's id")), request_body = SetPassword,
+    responses((status = 204, description = "Password set"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such user"),
+        (status = 503, body = ecom_runtime::openapi::Error, description = "Too many passwords being hashed (`Retry-After`)")))]
 async fn admin_set_password(
     User(claims): User,
     State(s): State<Users>,
@@ -476,6 +589,11 @@ async fn set_group(s: &Users, user_id: &str, group: &str, member: bool) -> Resul
     }
 }
 
+#[utoipa::path(put, path = "/admin/users/{user_id}/groups/{group}", security(("idToken" = [])), tag = "admin", params(("user_id" = String, Path, description = "The user's id"),
+        ("group" = String, Path, description = "`admin`, `warehouse` or `delivery`")),
+    responses((status = 204, description = "The user is in the group"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such user")))]
 async fn admin_add_group(
     User(claims): User,
     State(s): State<Users>,
@@ -485,6 +603,11 @@ async fn admin_add_group(
     set_group(&s, &user_id, &group, true).await
 }
 
+#[utoipa::path(delete, path = "/admin/users/{user_id}/groups/{group}", security(("idToken" = [])), tag = "admin", params(("user_id" = String, Path, description = "The user's id"),
+        ("group" = String, Path, description = "`admin`, `warehouse` or `delivery`")),
+    responses((status = 204, description = "The user is not in the group; their ID tokens stop carrying it"),
+        (status = 403, body = ecom_runtime::openapi::Error, description = "Not an admin"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such user")))]
 async fn admin_remove_group(
     User(claims): User,
     State(s): State<Users>,
@@ -494,6 +617,9 @@ async fn admin_remove_group(
     set_group(&s, &user_id, &group, false).await
 }
 
+#[utoipa::path(get, path = "/backend/users/{user_id}", security(("serviceCredential" = [])), tag = "backend", params(("user_id" = String, Path, description = "The user's id")),
+    responses((status = 200, body = crate::store::User, description = "The user"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "No such user")))]
 async fn backend_user(
     State(s): State<Users>,
     Path(user_id): Path<String>,
@@ -504,7 +630,7 @@ async fn backend_user(
         .ok_or_else(|| no_user(&user_id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct SinceQuery {
     /// Unix µs; 0 or absent: every revocation still kept.
     since: Option<i64>,
@@ -512,6 +638,8 @@ struct SinceQuery {
 
 /// Revocations made since `since` (and no older than
 /// `REVOCATION_KEPT`), polled by every process's verifier.
+#[utoipa::path(get, path = "/backend/revocations", security(("serviceCredential" = [])), tag = "backend", params(SinceQuery),
+    responses((status = 200, body = Object, description = "`{revocations, now}`: token revocations since `since`, polled by every process's verifier")))]
 async fn backend_revocations(
     State(s): State<Users>,
     Query(q): Query<SinceQuery>,

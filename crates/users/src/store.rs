@@ -9,7 +9,7 @@ use ecom_storage::{Db, Tx};
 use serde::Serialize;
 
 /// A user as the admin routes and other services see it (never its hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// Id.

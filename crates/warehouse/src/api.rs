@@ -152,10 +152,63 @@ pub fn router(state: Warehouse, backend: impl FnOnce(Router) -> Router) -> Route
         .route("/stock/{product_id}", get(get_stock_route).put(set_stock_route))
         .with_state(state)
         .merge(services)
+        .merge(ecom_runtime::openapi::router(crate::NAME, openapi))
+}
+
+/// The handlers of the OpenAPI document at `/warehouse/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_route,
+    read_route,
+    start_route,
+    update_route,
+    complete_route,
+    get_stock_route,
+    set_stock_route,
+    reserve_route,
+    release_route,
+    cancel_route,
+    availability_route
+))]
+struct ApiDoc;
+
+/// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
+}
+
+/// The shapes of bodies the handlers read or build as JSON values, for the
+/// OpenAPI document only (nothing constructs them).
+#[allow(dead_code)]
+mod shapes {
+    use std::collections::BTreeMap;
+
+    /// `PUT /stock/{productId}`.
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct OnHand {
+        /// Units in the warehouse (at least what is reserved).
+        on_hand: i64,
+    }
+
+    /// The answer of a reservation.
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Reserved {
+        ok: bool,
+        /// The products short of stock, when refused.
+        out_of_stock: Option<Vec<String>>,
+    }
+
+    /// Units available per tracked product id.
+    #[derive(utoipa::ToSchema)]
+    pub struct Availability {
+        available: BTreeMap<String, i64>,
+    }
 }
 
 /// A page of ids of NEW requests (`PaginatedPackagingRequestIds`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestIds {
     /// Order ids, oldest request first.
@@ -335,7 +388,7 @@ pub async fn complete_packaging(w: &Warehouse, order_id: Uuid) -> Result<(), Api
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UpdatePackagingProductInput {
     order_id: Uuid,
@@ -343,6 +396,8 @@ struct UpdatePackagingProductInput {
     quantity: i64,
 }
 
+#[utoipa::path(get, path = "/packaging-requests", security(("idToken" = [])), tag = "staff (admin, warehouse)", params(page::Params),
+    responses((status = 200, body = RequestIds, description = "Ids of NEW packaging requests, oldest first"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or warehouse")))]
 async fn list_route(
     State(w): State<Warehouse>,
     User(caller): User,
@@ -354,6 +409,8 @@ async fn list_route(
     ))
 }
 
+#[utoipa::path(get, path = "/packaging-requests/{order_id}", security(("idToken" = [])), tag = "staff (admin, warehouse)", params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    responses((status = 200, body = PackagingRequest, description = "The request"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or warehouse"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such packaging request")))]
 async fn read_route(
     State(w): State<Warehouse>,
     User(caller): User,
@@ -363,6 +420,8 @@ async fn read_route(
     Ok(Json(packaging_request(&w, order_id).await?))
 }
 
+#[utoipa::path(post, path = "/startPackaging", security(("idToken" = [])), tag = "staff (admin, warehouse)", request_body = OrderInput,
+    responses((status = 200, body = ecom_runtime::openapi::Success, description = "NEW → IN_PROGRESS"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or warehouse"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such packaging request"), (status = 409, body = ecom_runtime::openapi::Error, description = "The request is not in the state this step starts from")))]
 async fn start_route(
     State(w): State<Warehouse>,
     User(caller): User,
@@ -373,6 +432,8 @@ async fn start_route(
     Ok(success())
 }
 
+#[utoipa::path(post, path = "/updatePackagingProduct", security(("idToken" = [])), tag = "staff (admin, warehouse)", request_body = UpdatePackagingProductInput,
+    responses((status = 200, body = ecom_runtime::openapi::Success, description = "The line's quantity is set (0 removes it) while IN_PROGRESS"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or warehouse"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such packaging request"), (status = 409, body = ecom_runtime::openapi::Error, description = "The request is not in the state this step starts from")))]
 async fn update_route(
     State(w): State<Warehouse>,
     User(caller): User,
@@ -383,6 +444,8 @@ async fn update_route(
     Ok(success())
 }
 
+#[utoipa::path(post, path = "/completePackaging", security(("idToken" = [])), tag = "staff (admin, warehouse)", request_body = OrderInput,
+    responses((status = 200, body = ecom_runtime::openapi::Success, description = "IN_PROGRESS → COMPLETED; `PackageCreated`, or `PackagingFailed` when no line is left"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or warehouse"), (status = 404, body = ecom_runtime::openapi::Error, description = "No such packaging request"), (status = 409, body = ecom_runtime::openapi::Error, description = "The request is not in the state this step starts from")))]
 async fn complete_route(
     State(w): State<Warehouse>,
     User(caller): User,
@@ -439,6 +502,9 @@ fn product_id(text: &str) -> Result<Uuid, ApiError> {
     ecom_model::parse_uuid(text).map_err(|e| ApiError::bad_request(format!("productId: {e}")))
 }
 
+#[utoipa::path(get, path = "/stock/{product_id}", security(("idToken" = [])), tag = "staff (admin, warehouse)", params(("product_id" = String, Path, description = "The product's id (a UUID)")),
+    responses((status = 200, body = Stock, description = "The product's stock"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or warehouse"),
+        (status = 404, body = ecom_runtime::openapi::Error, description = "The product's stock is not tracked (it never runs out)")))]
 async fn get_stock_route(
     State(w): State<Warehouse>,
     User(caller): User,
@@ -463,6 +529,9 @@ fn on_hand(body: &Value) -> Result<i64, ApiError> {
     }
 }
 
+#[utoipa::path(put, path = "/stock/{product_id}", security(("idToken" = [])), tag = "staff (admin, warehouse)", params(("product_id" = String, Path, description = "The product's id (a UUID)")), request_body(content = shapes::OnHand),
+    responses((status = 200, body = Stock, description = "The new stock; `StockChanged` is emitted"), (status = 403, body = ecom_runtime::openapi::Error, description = "Not in group admin or warehouse"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "Below what is reserved")))]
 async fn set_stock_route(
     State(w): State<Warehouse>,
     User(caller): User,
@@ -474,13 +543,15 @@ async fn set_stock_route(
     Ok(Json(set_stock(&w, id, on_hand(&body)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ReserveInput {
     order_id: Uuid,
     products: Vec<Want>,
 }
 
+#[utoipa::path(post, path = "/backend/reservations", security(("serviceCredential" = [])), tag = "backend", request_body = ReserveInput,
+    responses((status = 200, body = shapes::Reserved, description = "Held (`ok: true`) or refused for stock")))]
 async fn reserve_route(
     State(w): State<Warehouse>,
     Json(input): Json<ReserveInput>,
@@ -521,6 +592,8 @@ pub async fn release(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/backend/reservations/release", security(("serviceCredential" = [])), tag = "backend", request_body = OrderInput,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "What the order held is released")))]
 async fn release_route(
     State(w): State<Warehouse>,
     Json(input): Json<OrderInput>,
@@ -529,6 +602,9 @@ async fn release_route(
     Ok(Json(json!({ "ok": true })))
 }
 
+#[utoipa::path(post, path = "/backend/cancellations", security(("serviceCredential" = [])), tag = "backend", request_body = OrderInput,
+    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "The order's packaging is cancelled (now, before, or in advance) and its stock released"),
+        (status = 409, body = ecom_runtime::openapi::Error, description = "Packaging has started")))]
 async fn cancel_route(
     State(w): State<Warehouse>,
     Json(input): Json<OrderInput>,
@@ -537,12 +613,14 @@ async fn cancel_route(
     Ok(Json(json!({ "ok": true })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AvailabilityInput {
     product_ids: Vec<Uuid>,
 }
 
+#[utoipa::path(post, path = "/backend/availability", security(("serviceCredential" = [])), tag = "backend", request_body = AvailabilityInput,
+    responses((status = 200, body = shapes::Availability, description = "Units available per tracked product (untracked ones absent)")))]
 async fn availability_route(
     State(w): State<Warehouse>,
     Json(input): Json<AvailabilityInput>,

@@ -120,7 +120,7 @@ pub fn already_cancelled(order_id: impl Display, status: Status) -> Result<bool,
 }
 
 /// One product of a packaging request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Line {
     /// The product.
@@ -130,7 +130,7 @@ pub struct Line {
 }
 
 /// A packaging request as staff see it (`PackagingRequest` in the GraphQL schema).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PackagingRequest {
     /// The order to pack.

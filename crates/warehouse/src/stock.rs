@@ -36,7 +36,7 @@ use uuid::Uuid;
 pub const MAX_ON_HAND: i64 = 1_000_000_000;
 
 /// A tracked product's stock, as staff and `StockChanged` see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stock {
     /// The product.
@@ -72,7 +72,7 @@ impl Stock {
 }
 
 /// One line of a reservation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Want {
     /// The product.

@@ -1,4 +1,5 @@
-//! The storefront (`/`) and the staff console (`/console`): hand-written
+//! The storefront (`/`), the staff console (`/console`) and the
+//! documentation page (`/docs`, see [`docs`]): hand-written
 //! HTML, CSS and ES modules, embedded in the binary and served as they are.
 //!
 //! There is no build step (no Node, no bundler): what is in `assets/` is
@@ -24,6 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
+
+pub mod docs;
 
 /// The policy on every page and asset: the same origin only. `connect-src`
 /// covers `fetch` to `/graphql` and the REST routes (and, in browsers that
@@ -67,15 +70,21 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/console.js"),
     },
     Asset {
+        name: "docs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/docs.js"),
+    },
+    Asset {
         name: "icon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../assets/icon.svg"),
     },
 ];
 
-/// The two pages, with `%VERSION%` where the asset version goes.
+/// The pages, with `%VERSION%` where the asset version goes.
 const STORE_PAGE: &str = include_str!("../assets/store.html");
 const CONSOLE_PAGE: &str = include_str!("../assets/console.html");
+const DOCS_PAGE: &str = include_str!("../assets/docs.html");
 
 /// A response body with its validator.
 struct Served {
@@ -100,6 +109,7 @@ struct Site {
     version: String,
     store: Served,
     console: Served,
+    docs: Served,
     assets: Vec<(&'static str, Served)>,
 }
 
@@ -108,7 +118,11 @@ impl Site {
         let bodies: Vec<&[u8]> = ASSETS
             .iter()
             .map(|a| a.body)
-            .chain([STORE_PAGE.as_bytes(), CONSOLE_PAGE.as_bytes()])
+            .chain([
+                STORE_PAGE.as_bytes(),
+                CONSOLE_PAGE.as_bytes(),
+                DOCS_PAGE.as_bytes(),
+            ])
             .collect();
         let version = format!("{:012x}", fnv1a(&bodies) & 0xffff_ffff_ffff);
         let page = |text: &str| {
@@ -120,6 +134,7 @@ impl Site {
         Site {
             store: page(STORE_PAGE),
             console: page(CONSOLE_PAGE),
+            docs: page(DOCS_PAGE),
             assets: ASSETS
                 .iter()
                 .map(|a| (a.name, Served::new(a.content_type, a.body.to_vec())))
@@ -145,14 +160,18 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash
 }
 
-/// The storefront at `/` and the console at `/console`, with their assets
-/// under `/assets/`. Merge it at the root of the listener that serves
-/// `/graphql`: the pages call the API by relative URL.
+/// The storefront at `/`, the console at `/console` and the documentation
+/// at `/docs` (with the event catalogue at `/docs/asyncapi.json`), their
+/// assets under `/assets/`. Merge it at the root of the listener that
+/// serves `/graphql`: the pages call the API by relative URL.
 pub fn router() -> Router {
     Router::new()
         .route("/", get(store))
         .route("/console", get(console))
         .route("/console/", get(console))
+        .route("/docs", get(docs_page))
+        .route("/docs/", get(docs_page))
+        .route("/docs/asyncapi.json", get(asyncapi))
         .route("/assets/{version}/{file}", get(asset))
         .with_state(Arc::new(Site::new()))
 }
@@ -174,6 +193,14 @@ async fn store(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
 
 async fn console(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
     serve(&site.console, "no-cache", &headers)
+}
+
+async fn docs_page(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
+    serve(&site.docs, "no-cache", &headers)
+}
+
+async fn asyncapi() -> Response {
+    with_policy(axum::Json(docs::event_catalogue()).into_response())
 }
 
 async fn asset(
