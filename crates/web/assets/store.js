@@ -7,7 +7,7 @@
 
 import {
   ApiError, AuthError, features, gql, orderFields, preauth, productFields,
-  session, signIn, signOut, signUp, uuid, shortId,
+  session, signIn, signOut, signUp, subscribe, uuid, shortId,
 } from './api.js';
 import {
   alertBox, announce, busy, clearStaleStatus, confirmButton, field, form, h, money, replace, show,
@@ -612,9 +612,12 @@ async function ordersPage() {
 const TERMINAL = new Set(['FULFILLED', 'PACKAGING_FAILED', 'DELIVERY_FAILED', 'PAYMENT_FAILED', 'CANCELLED']);
 const POLL_MS = 2000;
 let polling = null;
+/** Ends the open `orderUpdated` subscription, if any. */
+let unsubscribe = null;
 
 function stopPolling() {
   if (polling) { clearTimeout(polling); polling = null; }
+  if (unsubscribe) { unsubscribe(); unsubscribe = null; }
 }
 
 function steps(order) {
@@ -690,6 +693,16 @@ async function orderPage(orderId) {
     }
   };
   let last = '';
+  /** Shows `next` when it differs from what is shown (or when forced). */
+  const apply = (next, force) => {
+    const key = JSON.stringify([next.status, next.total, next.products, next.history, next.trackingId, next.refunded]);
+    if (force || key !== last) {
+      if (last) announce(`Order status: ${statusText(next.status)}. Total ${money(next.total)}.`);
+      last = key;
+      order = next;
+      render(next);
+    }
+  };
   async function refresh(force) {
     let next;
     try {
@@ -699,16 +712,29 @@ async function orderPage(orderId) {
       next = order; // A failed poll keeps the page as it is and tries again.
     }
     if (location.hash !== here) return;
-    if (next) {
-      const key = JSON.stringify([next.status, next.total, next.products, next.history, next.trackingId, next.refunded]);
-      if (force || key !== last) {
-        if (last) announce(`Order status: ${statusText(next.status)}. Total ${money(next.total)}.`);
-        last = key;
-        order = next;
-        render(next);
-      }
-    }
-    if (!TERMINAL.has(order.status) && location.hash === here) polling = setTimeout(() => refresh(false), POLL_MS);
+    if (next) apply(next, force);
+    // While the subscription is open it brings the changes; polling is the fallback.
+    if (!unsubscribe && !TERMINAL.has(order.status) && location.hash === here) polling = setTimeout(() => refresh(false), POLL_MS);
+  }
+  /**
+   * Follows the order live with `orderUpdated`. When the socket fails or
+   * the server ends it early, the page polls instead (a proxy that does
+   * not pass WebSockets, a server without the subscription).
+   */
+  function live() {
+    const stop = subscribe(`subscription ($id: ID!) { orderUpdated(orderId: $id) { ${orderFields(f)} } }`, { id: orderId }, {
+      onData: (data) => {
+        if (location.hash !== here || !data.orderUpdated) return;
+        apply(data.orderUpdated, false);
+        if (TERMINAL.has(data.orderUpdated.status)) stopPolling();
+      },
+      onEnd: () => {
+        if (unsubscribe !== stop) return;
+        unsubscribe = null;
+        if (location.hash === here && !TERMINAL.has(order.status)) refresh(false);
+      },
+    });
+    unsubscribe = stop;
   }
   last = JSON.stringify([order.status, order.total, order.products, order.history, order.trackingId, order.refunded]);
   render(order);
@@ -717,7 +743,9 @@ async function orderPage(orderId) {
     h('p', { class: 'muted' }, 'Order number ', h('span', { class: 'mono' }, order.orderId)),
     body, cancelBox,
     h('p', {}, h('a', { href: '#/orders' }, 'All your orders')));
-  if (!TERMINAL.has(order.status)) polling = setTimeout(() => refresh(false), POLL_MS);
+  if (TERMINAL.has(order.status)) return;
+  if (f.orderUpdated && typeof WebSocket === 'function') live();
+  else polling = setTimeout(() => refresh(false), POLL_MS);
 }
 
 // --------------------------------------------------------------------------
