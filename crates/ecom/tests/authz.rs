@@ -496,6 +496,27 @@ async fn every_rest_route_admits_exactly_its_callers() {
                 Some(json!({"orderId": uuid::Uuid::now_v7()})),
                 [U, U, U, U, U, U, A],
             ),
+            // the bus's rules and dead letters: admins only (dead letters hold
+            // whole events: addresses, emails, payment tokens).
+            (Method::GET, "/platform/rules".into(), None, [U, F, F, F, F, A, U]),
+            (
+                Method::GET,
+                "/platform/dead-letters".into(),
+                None,
+                [U, F, F, F, F, A, U],
+            ),
+            (
+                Method::POST,
+                "/platform/dead-letters/redrive".into(),
+                Some(json!({})),
+                [U, F, F, F, F, A, U],
+            ),
+            (
+                Method::POST,
+                "/platform/dead-letters/purge".into(),
+                Some(json!({"rule": "warehouse.on-order-created"})),
+                [U, F, F, F, F, A, U],
+            ),
             // operations: health for load balancers, metrics for scrapers.
             (Method::GET, "/healthz".into(), None, [A, A, A, A, A, A, A]),
             (Method::GET, "/readyz".into(), None, [A, A, A, A, A, A, A]),

@@ -281,7 +281,7 @@ let featuresPromise = null;
 /**
  * The optional parts of the schema this server has: `{available, getStock,
  * setStock, cancelOrder, refundOrder, history, trackingId, refunded,
- * orderUpdated}`, each true or false (all false when the schema cannot be read).
+ * orderUpdated, categories}`, each true or false (all false when the schema cannot be read).
  */
 export function features() {
   if (!featuresPromise) {
@@ -305,6 +305,7 @@ export function features() {
         trackingId: o.has('trackingId'),
         refunded: o.has('refunded'),
         orderUpdated: s.has('orderUpdated'),
+        categories: q.has('categories'),
       };
     }, () => ({}));
   }

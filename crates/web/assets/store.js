@@ -171,23 +171,29 @@ const CATEGORY_CACHE = 'ecom.categories';
 const CATEGORY_PAGES = 10;
 
 /**
- * The categories, learnt by walking the first pages of the catalogue once
- * per tab (the API has no list of categories).
+ * The categories as `[{name, count}]`: from the `categories` query, or,
+ * on a server without it, learnt by walking the first pages of the
+ * catalogue (count unknown). Kept for the tab's session.
  */
 async function categories() {
   try {
     const cached = JSON.parse(sessionStorage.getItem(CATEGORY_CACHE) || 'null');
-    if (Array.isArray(cached)) return cached;
+    if (Array.isArray(cached) && cached.every((c) => typeof c?.name === 'string')) return cached;
   } catch { /* read again */ }
-  const seen = new Set();
-  let token = null;
-  for (let page = 0; page < CATEGORY_PAGES; page += 1) {
-    const d = await gql('query ($t: String) { getProducts(nextToken: $t) { products { category } nextToken } }', { t: token });
-    for (const p of d.getProducts.products) if (p.category) seen.add(p.category);
-    token = d.getProducts.nextToken;
-    if (!token) break;
+  let list;
+  if ((await features()).categories) {
+    list = (await gql('{ categories { name count } }')).categories;
+  } else {
+    const seen = new Set();
+    let token = null;
+    for (let page = 0; page < CATEGORY_PAGES; page += 1) {
+      const d = await gql('query ($t: String) { getProducts(nextToken: $t) { products { category } nextToken } }', { t: token });
+      for (const p of d.getProducts.products) if (p.category) seen.add(p.category);
+      token = d.getProducts.nextToken;
+      if (!token) break;
+    }
+    list = [...seen].sort((a, b) => a.localeCompare(b)).map((name) => ({ name, count: null }));
   }
-  const list = [...seen].sort((a, b) => a.localeCompare(b));
   sessionStorage.setItem(CATEGORY_CACHE, JSON.stringify(list));
   return list;
 }
@@ -220,8 +226,11 @@ async function catalogue(category) {
     replace(nav, h('h2', { class: 'small' }, 'Categories'), h('ul', {},
       h('li', {}, h('a', { href: '#/', 'aria-current': category === null ? 'page' : null }, 'All products')),
       list.map((c) => h('li', {}, h('a', {
-        href: `#/c/${encodeURIComponent(c)}`, 'aria-current': c === category ? 'page' : null,
-      }, c)))));
+        href: `#/c/${encodeURIComponent(c.name)}`, 'aria-current': c.name === category ? 'page' : null,
+      }, c.name, typeof c.count === 'number'
+        ? h('span', { class: 'muted' }, ' ', h('span', { 'aria-hidden': 'true' }, `(${c.count})`),
+          h('span', { class: 'sr-only' }, `, ${c.count} product${c.count === 1 ? '' : 's'}`))
+        : null)))));
   }, () => replace(nav));
   const prev = h('button', {
     type: 'button', disabled: pager.index === 0,
@@ -658,6 +667,13 @@ async function orderPage(orderId) {
   }
   const body = h('div', {});
   const cancelBox = h('div', {});
+  // Says how the page follows the order (and lets a test tell which way).
+  const following = h('p', { class: 'muted', id: 'order-following' });
+  const follow = (how) => {
+    following.dataset.how = how;
+    following.textContent = { live: 'This page updates live as the order moves.',
+      polling: 'This page checks for changes every few seconds.', done: '' }[how];
+  };
   const render = (o) => {
     const a = o.address;
     replace(body,
@@ -726,26 +742,30 @@ async function orderPage(orderId) {
       onData: (data) => {
         if (location.hash !== here || !data.orderUpdated) return;
         apply(data.orderUpdated, false);
-        if (TERMINAL.has(data.orderUpdated.status)) stopPolling();
+        if (TERMINAL.has(data.orderUpdated.status)) { stopPolling(); follow('done'); }
       },
       onEnd: () => {
         if (unsubscribe !== stop) return;
         unsubscribe = null;
-        if (location.hash === here && !TERMINAL.has(order.status)) refresh(false);
+        if (location.hash !== here) return;
+        if (TERMINAL.has(order.status)) { follow('done'); return; }
+        follow('polling');
+        refresh(false);
       },
     });
     unsubscribe = stop;
+    follow('live');
   }
   last = JSON.stringify([order.status, order.total, order.products, order.history, order.trackingId, order.refunded]);
   render(order);
   show(`Order ${shortId(order.orderId)} · ecom shop`,
     h('h1', {}, `Order of ${when(order.createdDate)}`),
     h('p', { class: 'muted' }, 'Order number ', h('span', { class: 'mono' }, order.orderId)),
-    body, cancelBox,
+    body, following, cancelBox,
     h('p', {}, h('a', { href: '#/orders' }, 'All your orders')));
   if (TERMINAL.has(order.status)) return;
   if (f.orderUpdated && typeof WebSocket === 'function') live();
-  else polling = setTimeout(() => refresh(false), POLL_MS);
+  else { follow('polling'); polling = setTimeout(() => refresh(false), POLL_MS); }
 }
 
 // --------------------------------------------------------------------------
