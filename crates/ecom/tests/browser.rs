@@ -677,6 +677,37 @@ async fn a_shopper_who_opens_the_console_sees_no_staff_data() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn the_category_menu_lists_every_category_with_its_number_of_products() {
+    on_each_storage(|app| async move {
+        let query = json!({"query": "{ categories { name count } }"});
+        let (status, body) = app.post("/graphql", &query).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["categories"], json!([]), "an empty catalogue");
+        let (_, admin) = staff(&app, &["admin"]).await;
+        for i in 0..3 {
+            product(&app, &admin, &format!("Trowel {i}"), "garden", 700).await;
+        }
+        product(&app, &admin, "Teapot", "kitchen", 2500).await;
+        let (status, body) = app
+            .post_with_token(
+                "/products/admin/products",
+                &admin,
+                &json!({"name": "Mystery", "price": 100,
+                        "package": {"width": 1, "length": 1, "height": 1, "weight": 1}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (_, body) = app.post("/graphql", &query).await;
+        assert_eq!(
+            body["data"]["categories"],
+            json!([{"name": "garden", "count": 3}, {"name": "kitchen", "count": 1}]),
+            "by name, products without a category left out: {body}"
+        );
+    })
+    .await;
+}
+
 /// POSTs to `/graphql` the current page has made so far.
 async fn graphql_fetches(browser: &Browser) -> usize {
     browser
