@@ -658,10 +658,10 @@ function stopTail() {
 function letterRow(l) {
   const e = l.event || {};
   return h('tr', {},
-    h('td', {}, h('span', { class: 'mono' }, l.rule)),
+    h('td', {}, h('code', {}, l.rule)),
     h('td', {}, `${e.source || '?'} ${e['detail-type'] || '?'}`, h('br'),
       h('span', { class: 'mono muted', title: e.id || '' }, shortId(e.id))),
-    h('td', { class: 'num' }, String(l.attempts)),
+    h('td', { class: 'num' }, `${l.attempts} attempt${l.attempts === 1 ? '' : 's'}`),
     h('td', {}, when(l.failedAt)),
     h('td', { class: 'error-text' }, l.lastError),
     h('td', {}, h('details', {}, h('summary', {}, h('span', { class: 'sr-only' }, `Event ${shortId(e.id)}: `), 'Detail'),
@@ -693,7 +693,7 @@ async function busPage(ruleFilter) {
     return b;
   };
   const rows = rules.rules.map((r) => h('tr', {},
-    h('th', { scope: 'row' }, h('span', { class: 'mono' }, r.name)),
+    h('th', { scope: 'row' }, h('code', {}, r.name)),
     h('td', {}, h('code', { class: 'pattern' }, r.pattern)),
     h('td', { class: 'num' }, r.deadLetters
       ? h('a', { href: `#/bus/${encodeURIComponent(r.name)}`, 'aria-label': `${r.deadLetters} dead letters of ${r.name}: show them` }, String(r.deadLetters))
@@ -755,14 +755,10 @@ async function busPage(ruleFilter) {
     };
   });
 
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  // Dead letters first: they are what an admin comes here to act on.
   show('Event bus · ecom console', h('h1', {}, 'Event bus'), errors,
-    h('h2', {}, 'Rules'),
-    h('p', { class: 'muted' }, `${rules.rules.length} rules; ${total}${rules.countsComplete ? '' : '+'} dead letters.`),
-    h('div', { class: 'scroll' }, h('table', { class: 'lines', id: 'rules' },
-      h('caption', { class: 'sr-only' }, 'Rules, their patterns and dead letters'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Rule'), h('th', { scope: 'col' }, 'Pattern'),
-        h('th', { scope: 'col', class: 'num' }, 'Dead letters'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
-      h('tbody', {}, rows))),
+    h('p', { class: 'muted' }, `${plural(rules.rules.length, 'rule')}; ${total}${rules.countsComplete ? '' : '+'} dead letter${total === 1 ? '' : 's'}.`),
     h('h2', { id: 'dead-letters-heading' }, ruleFilter ? `Dead letters of ${ruleFilter}` : 'Dead letters'),
     ruleFilter ? h('p', {}, h('a', { href: '#/bus' }, 'Show every rule\'s dead letters')) : null,
     lettersBox,
@@ -772,7 +768,13 @@ async function busPage(ruleFilter) {
     h('p', { class: 'muted' }, 'Events as the bus carries them, from now on; nothing is kept.'),
     h('div', { class: 'inline' }, h('label', { for: 'tail-source' }, 'Source'), source, toggle),
     h('p', { role: 'status' }, tailState),
-    tailList);
+    tailList,
+    h('h2', {}, 'Rules'),
+    h('div', { class: 'scroll' }, h('table', { class: 'lines', id: 'rules' },
+      h('caption', { class: 'sr-only' }, 'Rules, their patterns and dead letters'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Rule'), h('th', { scope: 'col' }, 'Pattern'),
+        h('th', { scope: 'col', class: 'num' }, 'Dead letters'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
+      h('tbody', {}, rows))));
 }
 
 // --------------------------------------------------------------------------

@@ -225,12 +225,13 @@ async function catalogue(category) {
   categories().then((list) => {
     replace(nav, h('h2', { class: 'small' }, 'Categories'), h('ul', {},
       h('li', {}, h('a', { href: '#/', 'aria-current': category === null ? 'page' : null }, 'All products')),
+      // The count stays outside the link, so the link's name is the category's.
       list.map((c) => h('li', {}, h('a', {
         href: `#/c/${encodeURIComponent(c.name)}`, 'aria-current': c.name === category ? 'page' : null,
-      }, c.name, typeof c.count === 'number'
+      }, c.name), typeof c.count === 'number'
         ? h('span', { class: 'muted' }, ' ', h('span', { 'aria-hidden': 'true' }, `(${c.count})`),
-          h('span', { class: 'sr-only' }, `, ${c.count} product${c.count === 1 ? '' : 's'}`))
-        : null)))));
+          h('span', { class: 'sr-only' }, `${c.count} product${c.count === 1 ? '' : 's'}`))
+        : null))));
   }, () => replace(nav));
   const prev = h('button', {
     type: 'button', disabled: pager.index === 0,
@@ -761,7 +762,7 @@ async function orderPage(orderId) {
   show(`Order ${shortId(order.orderId)} · ecom shop`,
     h('h1', {}, `Order of ${when(order.createdDate)}`),
     h('p', { class: 'muted' }, 'Order number ', h('span', { class: 'mono' }, order.orderId)),
-    body, following, cancelBox,
+    following, body, cancelBox,
     h('p', {}, h('a', { href: '#/orders' }, 'All your orders')));
   if (TERMINAL.has(order.status)) return;
   if (f.orderUpdated && typeof WebSocket === 'function') live();
