@@ -151,7 +151,7 @@ export async function freshToken() {
 }
 
 /** The WebSocket URL of a path on this host (ws: or wss: as the page). */
-export function socketUrl(path) {
+export function socketAddress(path) {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${path}`;
 }
 
@@ -173,7 +173,7 @@ export function subscribe(query, variables, { onData, onEnd }) {
   };
   freshToken().then((token) => {
     if (ended) return;
-    socket = new WebSocket(socketUrl('/graphql'), 'graphql-transport-ws');
+    socket = new WebSocket(socketAddress('/graphql'), 'graphql-transport-ws');
     socket.onopen = () => socket.send(JSON.stringify({ type: 'connection_init', payload: { Authorization: `Bearer ${token}` } }));
     socket.onmessage = (m) => {
       let msg;

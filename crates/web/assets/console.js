@@ -7,7 +7,7 @@
 // what anyone may see or change, and its refusals are shown as they come.
 
 import {
-  ApiError, AuthError, features, freshToken, gql, rest, session, shortId, signIn, signOut, socketUrl,
+  ApiError, AuthError, features, freshToken, gql, rest, session, shortId, signIn, signOut, socketAddress,
 } from './api.js';
 import {
   alertBox, announce, busy, clearStaleStatus, checkbox, confirmButton, field, form, h, money, parseMoney,
@@ -729,7 +729,7 @@ async function busPage(ruleFilter) {
     if (tailSocket) { stopTail(); setState(false, 'Stopped.'); announce('Stopped watching events.'); return; }
     let token;
     try { token = await freshToken(); } catch (err) { replace(errors, problem(err)); return; }
-    const socket = new WebSocket(socketUrl('/platform/listener'), ['ecom.listener', `bearer.${token}`]);
+    const socket = new WebSocket(socketAddress('/platform/listener'), ['ecom.listener', `bearer.${token}`]);
     tailSocket = socket;
     setState(true, 'Connecting…');
     socket.onopen = () => {
