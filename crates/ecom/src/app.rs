@@ -288,6 +288,8 @@ impl App {
             .route("/healthz", get(crate::health::healthz))
             .route("/readyz", get(crate::health::readyz).with_state(health))
             .route("/metrics", get(metrics));
+        // Admins only: the console's bus page (rules, dead letters).
+        let router = router.merge(ecom_platform::admin::router(bus.clone()));
         // Staff only, and left out (404) when the operator turned it off.
         let router = if config.server.event_listener {
             router.merge(ecom_platform::listener::router(bus.clone(), key.clone()))

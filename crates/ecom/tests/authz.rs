@@ -553,6 +553,33 @@ async fn every_rest_route_admits_exactly_its_callers() {
                 Some(json!({"orderId": uuid::Uuid::now_v7()})),
                 [U, U, U, U, U, U, A],
             ),
+            (
+                Method::GET,
+                "/products/categories".into(),
+                None,
+                [A, A, A, A, A, A, A],
+            ),
+            // the bus's rules and dead letters: admins only (dead letters hold
+            // whole events: addresses, emails, payment tokens).
+            (Method::GET, "/platform/rules".into(), None, [U, F, F, F, F, A, U]),
+            (
+                Method::GET,
+                "/platform/dead-letters".into(),
+                None,
+                [U, F, F, F, F, A, U],
+            ),
+            (
+                Method::POST,
+                "/platform/dead-letters/redrive".into(),
+                Some(json!({})),
+                [U, F, F, F, F, A, U],
+            ),
+            (
+                Method::POST,
+                "/platform/dead-letters/purge".into(),
+                Some(json!({"rule": "warehouse.on-order-created"})),
+                [U, F, F, F, F, A, U],
+            ),
             // operations: health for load balancers, metrics for scrapers.
             (Method::GET, "/healthz".into(), None, [A, A, A, A, A, A, A]),
             (Method::GET, "/readyz".into(), None, [A, A, A, A, A, A, A]),
@@ -610,6 +637,7 @@ async fn every_graphql_operation_admits_exactly_its_callers() {
             ("{ getProducts { nextToken } }", json!({}), [Data, Data, Data, Data, Data, Data, Data]),
             ("query($id: ID!) { getProduct(productId: $id) { productId } }", json!({"id": product_id}), [Data, Data, Data, Data, Data, Data, Data]),
             ("{ getProductsByCategory(category: \"kitchen\") { nextToken } }", json!({}), [Data, Data, Data, Data, Data, Data, Data]),
+            ("{ categories { name count } }", json!({}), [Data, Data, Data, Data, Data, Data, Data]),
             ("query($input: DeliveryPricingInput!) { getDeliveryPricing(input: $input) { pricing } }", pricing, [UNAUTH, Data, Data, Data, Data, Data, UNAUTH]),
             ("{ getOrders { nextToken } }", json!({}), [UNAUTH, Data, Data, Data, Data, Data, UNAUTH]),
             ("query($id: ID!) { getOrder(orderId: $id) { orderId } }", json!({"id": order_id}), [UNAUTH, Data, Null, Null, Null, Null, UNAUTH]),

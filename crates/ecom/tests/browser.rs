@@ -657,7 +657,7 @@ async fn a_shopper_who_opens_the_console_sees_no_staff_data() {
             .await;
         browser.wait_text("The server refused:").await;
         screenshots(&browser, "console-refused").await;
-        for hash in ["#/packaging", "#/deliveries", "#/users", "#/products"] {
+        for hash in ["#/packaging", "#/deliveries", "#/users", "#/products", "#/bus"] {
             browser.goto(&app.url(&format!("/console{hash}"))).await;
             browser.wait_text("Your account may not see this.").await;
             let text = browser.text().await;
@@ -675,6 +675,229 @@ async fn a_shopper_who_opens_the_console_sees_no_staff_data() {
         browser.quit().await;
     }
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_category_menu_lists_every_category_with_its_number_of_products() {
+    on_each_storage(|app| async move {
+        let query = json!({"query": "{ categories { name count } }"});
+        let (status, body) = app.post("/graphql", &query).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["categories"], json!([]), "an empty catalogue");
+        let (_, admin) = staff(&app, &["admin"]).await;
+        for i in 0..3 {
+            product(&app, &admin, &format!("Trowel {i}"), "garden", 700).await;
+        }
+        product(&app, &admin, "Teapot", "kitchen", 2500).await;
+        let (status, body) = app
+            .post_with_token(
+                "/products/admin/products",
+                &admin,
+                &json!({"name": "Mystery", "price": 100,
+                        "package": {"width": 1, "length": 1, "height": 1, "weight": 1}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (_, body) = app.post("/graphql", &query).await;
+        assert_eq!(
+            body["data"]["categories"],
+            json!([{"name": "garden", "count": 3}, {"name": "kitchen", "count": 1}]),
+            "by name, products without a category left out: {body}"
+        );
+    })
+    .await;
+}
+
+/// POSTs to `/graphql` the current page has made so far.
+async fn graphql_fetches(browser: &Browser) -> usize {
+    browser
+        .exec(
+            "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/graphql')).length;",
+            json!([]),
+        )
+        .await
+        .as_u64()
+        .unwrap() as usize
+}
+
+#[tokio::test]
+async fn the_order_page_follows_the_order_through_the_subscription_without_polling() {
+    let _one = ONE_BROWSER.lock().await;
+    on_each_storage(|app| async move {
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let (_, admin) = staff(&app, &["admin"]).await;
+        let kettle = product(&app, &admin, "Kettle", "kitchen", 2500).await;
+        browser.goto(&app.url("/#/signup")).await;
+        sign_up_in_the_shop(&browser).await;
+        // The order is placed with the tab's own session, as checkout would.
+        let token = browser
+            .exec("return sessionStorage.getItem('ecom.idToken');", json!([]))
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let payment = app.preauth(2 * 2500 + 1000).await;
+        let address = json!({"name": "Ada Lovelace", "streetAddress": "1 Main St", "city": "Berlin",
+                             "country": "DE", "phoneNumber": "+49 30 1"});
+        let (status, body) = app
+            .post_with_token(
+                "/graphql",
+                &token,
+                &json!({"query": "mutation ($o: CreateOrderRequest!) { createOrder(order: $o) { success order { orderId } } }",
+                        "variables": {"o": {"products": [{"productId": kettle["productId"], "name": "Kettle", "price": 2500,
+                            "package": kettle["package"], "quantity": 2}], "address": address, "deliveryPrice": 1000,
+                            "paymentToken": payment}}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let order_id = body["data"]["createOrder"]["order"]["orderId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no order: {body}"))
+            .to_owned();
+
+        browser.goto(&app.url(&format!("/#/o/{order_id}"))).await;
+        browser.wait_text("Status: Placed").await;
+        browser
+            .wait_text("This page updates live as the order moves.")
+            .await;
+        let fetched = graphql_fetches(&browser).await;
+
+        // The warehouse packs one kettle instead of two.
+        let order = json!({"orderId": order_id});
+        app.eventually("the packaging request", || async {
+            let path = format!("/warehouse/packaging-requests/{order_id}");
+            app.get_with_token(&path, &admin).await.0 == StatusCode::OK
+        })
+        .await;
+        for (path, body) in [
+            ("/warehouse/startPackaging", order.clone()),
+            (
+                "/warehouse/updatePackagingProduct",
+                json!({"orderId": order_id, "productId": kettle["productId"], "quantity": 1}),
+            ),
+            ("/warehouse/completePackaging", order.clone()),
+        ] {
+            let (status, answer) = app.post_with_token(path, &admin, &body).await;
+            assert!(status.is_success(), "{path}: {status} {answer}");
+        }
+        browser.wait_text("Status: Packed").await;
+        browser.wait_text("€35.00").await;
+        // The change came over the socket: the page asked nothing more.
+        assert_eq!(
+            graphql_fetches(&browser).await,
+            fetched,
+            "the page polled instead of listening"
+        );
+        assert!(browser.text().await.contains("This page updates live"));
+        no_raw_output(&browser).await;
+        browser.quit().await;
+    })
+    .await;
+}
+
+/// The rule that lowers a held payment when an order's total changes.
+const TOTAL_RULE: &str = "payment.on-order-total-modified";
+
+fn order_image(order_id: Uuid, token: &str, total: i64) -> Value {
+    json!({"orderId": order_id, "paymentToken": token, "total": total, "products": [],
+           "modifiedDate": ecom_model::Timestamp::now()})
+}
+
+#[tokio::test]
+async fn an_admin_sees_a_dead_letter_in_the_console_redrives_it_and_watches_events_pass() {
+    let _one = ONE_BROWSER.lock().await;
+    // One attempt: a failed delivery is a dead letter at once.
+    common::on_each_storage_configured(
+        |c| c.bus.max_attempts = 1,
+        |app| async move {
+            let Some(browser) = Browser::start().await else {
+                return;
+            };
+            let (admin_email, _) = staff(&app, &["admin"]).await;
+            // A total change that arrives before payment knows the order.
+            let order_id = Uuid::now_v7();
+            let token = app.preauth(5000).await;
+            let modified = ecom_platform::Event::new(
+                "ecommerce.orders",
+                "OrderModified",
+                vec![order_id.to_string()],
+                json!({"old": order_image(order_id, &token, 5000), "new": order_image(order_id, &token, 3000),
+                       "changed": ["total"]}),
+            );
+            app.publish(std::slice::from_ref(&modified)).await;
+            app.eventually("the dead letter", || async {
+                !app.bus.dead_letters(Some(TOTAL_RULE)).await.unwrap().is_empty()
+            })
+            .await;
+
+            sign_in_to_console(&browser, &app, &admin_email).await;
+            browser.link("Event bus").await;
+            browser.find("//h1[normalize-space(.)='Event bus']").await;
+            browser.wait_text("no payment known yet").await;
+            browser.wait_text(&modified.id.to_string()[..8]).await;
+            screenshots(&browser, "console-bus").await;
+            no_raw_output_outside_details(&browser).await;
+
+            // Payment hears of the order; the admin redrives the rule's dead letter.
+            let created = ecom_platform::Event::new(
+                "ecommerce.orders",
+                "OrderCreated",
+                vec![order_id.to_string()],
+                order_image(order_id, &token, 5000),
+            );
+            app.publish(std::slice::from_ref(&created)).await;
+            app.handled("payment", "payment.on-order-created", &created).await;
+            browser
+                .labelled(&format!("Redrive the dead letters of {TOTAL_RULE}"))
+                .await;
+            browser
+                .wait_text(&format!("Redrove 1 dead letter of {TOTAL_RULE}."))
+                .await;
+            app.handled("payment", TOTAL_RULE, &modified).await;
+            assert_eq!(app.processor_status(&token).await["authorisedAmount"], 3000);
+            browser.wait_text("No dead letters of every rule.").await;
+
+            // The live tail shows an event published after it starts.
+            browser.button("Start watching").await;
+            browser.wait_text("Watching every source.").await;
+            let event = ecom_platform::Event::new(
+                "ecommerce.delivery",
+                "DeliveryCompleted",
+                vec![order_id.to_string()],
+                json!({"orderId": order_id}),
+            );
+            app.publish(std::slice::from_ref(&event)).await;
+            browser.wait_text("ecommerce.delivery DeliveryCompleted").await;
+            browser.button("Stop watching").await;
+            browser.wait_text("Stopped.").await;
+            only_own_origin(&browser, &app).await;
+            browser.quit().await;
+        },
+    )
+    .await;
+}
+
+/// [`no_raw_output`] for a page that shows event bodies as JSON on purpose,
+/// inside closed `<details>`: the rest of the page shows words.
+async fn no_raw_output_outside_details(browser: &Browser) {
+    let text = browser
+        .exec(
+            "const c = document.body.cloneNode(true); c.querySelectorAll('pre.json, code.pattern').forEach(e => e.remove()); return c.innerText;",
+            json!([]),
+        )
+        .await;
+    let text = text.as_str().unwrap();
+    for raw in [
+        "\"message\"",
+        "at http",
+        "TypeError",
+        "undefined",
+        "[object Object]",
+    ] {
+        assert!(!text.contains(raw), "the page shows {raw:?}:\n{text}");
+    }
 }
 
 /// The SVG namespace is a name, never fetched; the one absolute URL allowed.

@@ -1,5 +1,6 @@
 //! Catalogue queries, open to anyone: the products service's public routes
-//! (`GET /products/products`, `GET /products/products/{productId}`).
+//! (`GET /products/products`, `GET /products/products/{productId}`,
+//! `GET /products/categories`).
 
 use crate::error::{self, error};
 use crate::page::{self, Position, PAGE_SIZE};
@@ -18,6 +19,20 @@ pub struct PaginatedProducts {
     pub products: Vec<Product>,
     /// Pass to `getProducts(nextToken:)` for the next page; null on the last.
     pub next_token: Option<String>,
+}
+
+/// A category of the catalogue (the storefront's menu).
+#[derive(Debug, Clone, SimpleObject, Deserialize)]
+pub struct Category {
+    /// As products name it; `getProductsByCategory(category:)` takes it.
+    pub name: String,
+    /// How many products it holds.
+    pub count: i32,
+}
+
+#[derive(Deserialize)]
+struct Categories {
+    categories: Vec<Category>,
 }
 
 /// The catalogue's part of `Query`.
@@ -53,6 +68,14 @@ impl ProductsQuery {
             }
         };
         list(ctx, category, inner).await
+    }
+
+    /// The catalogue's categories by name, each with its number of
+    /// products (at most 1000 categories). Public, like the catalogue.
+    async fn categories(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Category>> {
+        let client = crate::client(ctx, "products")?.anonymous();
+        let answer: Categories = client.get("/categories").await.map_err(error::from_client)?;
+        Ok(answer.categories)
     }
 
     /// One product; null when the catalogue has no such product.

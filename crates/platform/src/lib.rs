@@ -3,6 +3,7 @@
 //! [`ServiceDef`] that tells the binary how to build it; and the event bus
 //! itself.
 
+pub mod admin;
 pub mod bus;
 pub mod event;
 pub mod inbox;

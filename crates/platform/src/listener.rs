@@ -13,7 +13,14 @@
 //! for staff: the upgrade request must carry, in `Authorization: Bearer …`,
 //! a service credential (what `ecom events tail` sends) or the ID token of
 //! a user in the `admin` group. Anyone else, shoppers included, gets 401
-//! before any upgrade. The binary leaves the route out when the operator
+//! before any upgrade.
+//!
+//! A browser cannot set headers on a WebSocket, so the console offers the
+//! same bearer as subprotocols instead: `new WebSocket(url, ["ecom.listener",
+//! "bearer." + idToken])` (the Kubernetes API server's way). The server
+//! answers with `ecom.listener`, never echoing the token. The check happens
+//! before the upgrade, as for the header; a token in the first message
+//! would have meant accepting every stranger's socket first. The binary leaves the route out when the operator
 //! turns the listener off (`--event-listener off`), which answers 404.
 
 use crate::Bus;
@@ -32,6 +39,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// The group whose ID tokens open the listener.
 const STAFF_GROUP: &str = "admin";
+/// The subprotocol the server selects when the client offers one (a
+/// browser fails the connection when it offered some and none is selected).
+pub const PROTOCOL: &str = "ecom.listener";
+/// Prefix of the subprotocol that carries a bearer token.
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 
 #[derive(Clone)]
 struct Listener {
@@ -58,7 +70,9 @@ async fn upgrade(
         return e.into_response();
     }
     match ws {
-        Ok(ws) => ws.on_upgrade(move |socket| serve(socket, listener.bus)),
+        Ok(ws) => ws
+            .protocols([PROTOCOL])
+            .on_upgrade(move |socket| serve(socket, listener.bus)),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -72,7 +86,9 @@ async fn staff(key: &ServiceKey, verifier: Option<Verifier>, headers: &HeaderMap
             "the listener is for staff: send an admin's ID token or a service credential as 'Authorization: Bearer …'",
         )
     };
-    let token = ecom_runtime::credentials::bearer(headers).ok_or_else(refused)?;
+    let token = ecom_runtime::credentials::bearer(headers)
+        .or_else(|| protocol_bearer(headers))
+        .ok_or_else(refused)?;
     if key.verify(token).is_ok() {
         return Ok(());
     }
@@ -84,6 +100,17 @@ async fn staff(key: &ServiceKey, verifier: Option<Verifier>, headers: &HeaderMap
         Err(e) if e.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE => Err(e),
         Err(_) => Err(refused()),
     }
+}
+
+/// The token a browser offers as the subprotocol `bearer.<token>`.
+fn protocol_bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL_PREFIX))
+        .filter(|t| !t.is_empty())
 }
 
 #[derive(Deserialize)]
@@ -159,6 +186,25 @@ async fn serve(mut socket: WebSocket, bus: Bus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bearer_is_read_from_the_offered_subprotocols() {
+        let offered = |v: &str| {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = v.parse() {
+                h.insert(axum::http::header::SEC_WEBSOCKET_PROTOCOL, v);
+            }
+            h
+        };
+        assert_eq!(
+            protocol_bearer(&offered("ecom.listener, bearer.abc.def")),
+            Some("abc.def")
+        );
+        assert_eq!(protocol_bearer(&offered("bearer.x")), Some("x"));
+        assert_eq!(protocol_bearer(&offered("ecom.listener")), None);
+        assert_eq!(protocol_bearer(&offered("ecom.listener, bearer.")), None);
+        assert_eq!(protocol_bearer(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn client_messages_are_understood_or_refused_with_a_reason() {

@@ -5,6 +5,7 @@
 //! Every change is announced on the bus ([`events`]).
 
 pub mod api;
+pub mod categories;
 pub mod domain;
 pub mod events;
 pub mod import;
@@ -28,5 +29,5 @@ pub const MIGRATIONS: &[Migration] = &[Migration::new(
 pub const SERVICE: ServiceDef = ServiceDef {
     name: NAME,
     migrations: MIGRATIONS,
-    build: |ctx| Box::pin(async move { Ok(api::router(&ctx)) }),
+    build: |ctx| Box::pin(async move { Ok(api::router(&ctx).merge(categories::router(&ctx))) }),
 };

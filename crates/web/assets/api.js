@@ -137,6 +137,72 @@ async function authorised(call) {
 }
 
 /**
+ * The ID token, renewed first when it has expired, for what cannot go
+ * through `rest` or `gql` (a WebSocket's subprotocol); AuthError when the
+ * session is over.
+ */
+export async function freshToken() {
+  if (!session.signedIn()) throw new AuthError('Please sign in first.', { status: 401 });
+  if (expired() && !(await renew())) {
+    session.clear();
+    throw new AuthError(SIGN_IN_AGAIN, { status: 401 });
+  }
+  return session.token();
+}
+
+/** The WebSocket URL of a path on this host (ws: or wss: as the page). */
+export function socketAddress(path) {
+  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${path}`;
+}
+
+/**
+ * One GraphQL subscription over the `graphql-transport-ws` protocol on
+ * /graphql, with the ID token in `connection_init`. `onData(data)` gets each
+ * answer; `onEnd(reason)` is called once when it ends for any reason but
+ * `stop()`: `{code, message}` for a refusal, `null` when the server
+ * completed it, `{message}` when the socket failed. Returns `stop`.
+ */
+export function subscribe(query, variables, { onData, onEnd }) {
+  let socket;
+  let ended = false;
+  const end = (reason) => {
+    if (ended) return;
+    ended = true;
+    try { socket?.close(); } catch { /* closed already */ }
+    onEnd(reason);
+  };
+  freshToken().then((token) => {
+    if (ended) return;
+    socket = new WebSocket(socketAddress('/graphql'), 'graphql-transport-ws');
+    socket.onopen = () => socket.send(JSON.stringify({ type: 'connection_init', payload: { Authorization: `Bearer ${token}` } }));
+    socket.onmessage = (m) => {
+      let msg;
+      try { msg = JSON.parse(m.data); } catch { return; }
+      if (msg.type === 'connection_ack') {
+        socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query, variables } }));
+      } else if (msg.type === 'ping') {
+        socket.send(JSON.stringify({ type: 'pong' }));
+      } else if (msg.type === 'next' && msg.payload) {
+        const errors = Array.isArray(msg.payload.errors) ? msg.payload.errors : [];
+        if (errors.length) end({ code: errors[0]?.extensions?.code || '', message: String(errors[0]?.message || '') });
+        else if (msg.payload.data) onData(msg.payload.data);
+      } else if (msg.type === 'error') {
+        const e = Array.isArray(msg.payload) ? msg.payload[0] : null;
+        end({ code: e?.extensions?.code || '', message: String(e?.message || 'refused') });
+      } else if (msg.type === 'complete') {
+        end(null);
+      }
+    };
+    socket.onerror = () => end({ message: 'the live connection failed' });
+    socket.onclose = () => end({ message: 'the live connection closed' });
+  }, (err) => end({ code: 'UNAUTHENTICATED', message: err.message }));
+  return () => {
+    ended = true;
+    try { socket?.close(); } catch { /* closed already */ }
+  };
+}
+
+/**
  * A REST call: the decoded JSON answer (null for 204), or an ApiError
  * with the server's message. `auth` sends the ID token.
  */
@@ -215,7 +281,7 @@ let featuresPromise = null;
 /**
  * The optional parts of the schema this server has: `{available, getStock,
  * setStock, cancelOrder, refundOrder, history, trackingId, refunded,
- * orderUpdated}`, each true or false (all false when the schema cannot be read).
+ * orderUpdated, categories}`, each true or false (all false when the schema cannot be read).
  */
 export function features() {
   if (!featuresPromise) {
@@ -239,6 +305,7 @@ export function features() {
         trackingId: o.has('trackingId'),
         refunded: o.has('refunded'),
         orderUpdated: s.has('orderUpdated'),
+        categories: q.has('categories'),
       };
     }, () => ({}));
   }

@@ -1,16 +1,17 @@
 // The staff console: what each group may do, through the same public API
 // as everyone else. Warehouse staff pack orders, delivery staff deliver
-// them, admins manage the catalogue, stock, users and groups.
+// them, admins manage the catalogue, stock, users and groups, and watch the
+// bus.
 //
 // The token's groups only choose which sections to offer; the API decides
 // what anyone may see or change, and its refusals are shown as they come.
 
 import {
-  ApiError, AuthError, features, gql, rest, session, shortId, signIn, signOut,
+  ApiError, AuthError, features, freshToken, gql, rest, session, shortId, signIn, signOut, socketAddress,
 } from './api.js';
 import {
   alertBox, announce, busy, clearStaleStatus, checkbox, confirmButton, field, form, h, money, parseMoney,
-  replace, show, statusText, validate,
+  replace, show, statusText, validate, when,
 } from './ui.js';
 
 const GROUPS = ['admin', 'warehouse', 'delivery'];
@@ -639,14 +640,141 @@ function refundsPage() {
     }, problem));
 }
 
-function busPage() {
-  show('Event bus · ecom console', h('h1', {}, 'Event bus'),
-    h('p', {}, 'The bus has no HTTP routes for rules and dead letters yet, so this console cannot show them. ',
-      'On the server, use:'),
-    h('ul', {},
-      h('li', {}, h('code', {}, 'ecom events rules'), ': the rules and their patterns'),
-      h('li', {}, h('code', {}, 'ecom events dlq list | redrive | purge'), ': dead letters per rule'),
-      h('li', {}, h('code', {}, 'ecom events tail'), ': events as they pass')));
+// --------------------------------------------------------------------------
+// The bus (admin): rules with their dead letters, redrive and purge, over
+// /platform/…; and a live tail of the listener, which takes the ID token as
+// a WebSocket subprotocol (a browser cannot send an Authorization header).
+
+const SOURCES = ['ecommerce.users', 'ecommerce.products', 'ecommerce.orders', 'ecommerce.warehouse',
+  'ecommerce.delivery', 'ecommerce.payment'];
+/** Events the tail keeps on screen; older ones drop off the bottom. */
+const TAIL_KEEP = 100;
+let tailSocket = null;
+
+function stopTail() {
+  if (tailSocket) { tailSocket.onclose = null; tailSocket.close(); tailSocket = null; }
+}
+
+function letterRow(l) {
+  const e = l.event || {};
+  return h('tr', {},
+    h('td', {}, h('code', {}, l.rule)),
+    h('td', {}, `${e.source || '?'} ${e['detail-type'] || '?'}`, h('br'),
+      h('span', { class: 'mono muted', title: e.id || '' }, shortId(e.id))),
+    h('td', { class: 'num' }, `${l.attempts} attempt${l.attempts === 1 ? '' : 's'}`),
+    h('td', {}, when(l.failedAt)),
+    h('td', { class: 'error-text' }, l.lastError),
+    h('td', {}, h('details', {}, h('summary', {}, h('span', { class: 'sr-only' }, `Event ${shortId(e.id)}: `), 'Detail'),
+      h('pre', { class: 'json' }, JSON.stringify(e.detail, null, 2)))));
+}
+
+async function busPage(ruleFilter) {
+  const errors = h('div');
+  let rules;
+  let letters;
+  const filter = ruleFilter ? `rule=${encodeURIComponent(ruleFilter)}&` : '';
+  try {
+    [rules, letters] = await Promise.all([
+      rest('GET', '/platform/rules', undefined, { auth: true }),
+      rest('GET', `/platform/dead-letters?${filter}limit=100`, undefined, { auth: true }),
+    ]);
+  } catch (err) { failed('Event bus', err); return; }
+  const act = (verb, rule) => async () => {
+    try {
+      const answer = await rest('POST', `/platform/dead-letters/${verb}`, rule ? { rule } : {}, { auth: true });
+      const n = verb === 'redrive' ? answer.redriven : answer.purged;
+      announce(`${verb === 'redrive' ? 'Redrove' : 'Purged'} ${n} dead letter${n === 1 ? '' : 's'}${rule ? ` of ${rule}` : ''}.`);
+      await busPage(ruleFilter);
+    } catch (err) { replace(errors, problem(err)); }
+  };
+  const redriveButton = (rule, label) => {
+    const b = h('button', { type: 'button', 'aria-label': label }, 'Redrive');
+    b.addEventListener('click', () => busy(b, act('redrive', rule)));
+    return b;
+  };
+  const rows = rules.rules.map((r) => h('tr', {},
+    h('th', { scope: 'row' }, h('code', {}, r.name)),
+    h('td', {}, h('code', { class: 'pattern' }, r.pattern)),
+    h('td', { class: 'num' }, r.deadLetters
+      ? h('a', { href: `#/bus/${encodeURIComponent(r.name)}`, 'aria-label': `${r.deadLetters} dead letters of ${r.name}: show them` }, String(r.deadLetters))
+      : '0'),
+    h('td', {}, r.deadLetters ? h('div', { class: 'row-actions' }, redriveButton(r.name, `Redrive the dead letters of ${r.name}`),
+      confirmButton('Purge', `Purge ${r.deadLetters} of ${r.name}`, act('purge', r.name))) : null)));
+  const total = rules.rules.reduce((n, r) => n + r.deadLetters, 0);
+  const which = ruleFilter ? `of ${ruleFilter}` : 'of every rule';
+  const lettersBox = letters.deadLetters.length === 0
+    ? h('p', { id: 'no-dead-letters' }, `No dead letters ${which}.`)
+    : h('div', { class: 'scroll' }, h('table', { class: 'lines', id: 'dead-letters' },
+      h('caption', { class: 'sr-only' }, `Dead letters ${which}, oldest first`),
+      h('thead', {}, h('tr', {}, ['Rule', 'Event', 'Attempts', 'Failed at', 'Last error', 'Event detail']
+        .map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, letters.deadLetters.map(letterRow))));
+  const allActions = letters.deadLetters.length ? h('p', { class: 'row-actions' },
+    redriveButton(ruleFilter || null, `Redrive every dead letter ${which}`),
+    confirmButton(ruleFilter ? 'Purge these' : 'Purge all', `Yes, purge every dead letter ${which}`, act('purge', ruleFilter || null))) : null;
+
+  // The live tail.
+  const source = h('select', { id: 'tail-source' },
+    h('option', { value: '*' }, 'Every source'), SOURCES.map((s) => h('option', { value: s }, s)));
+  const tailList = h('ol', { class: 'tail', id: 'tail', 'aria-label': 'Events as they pass, newest first' });
+  const tailState = h('span', { class: 'muted', id: 'tail-state' }, 'Stopped.');
+  const toggle = h('button', { type: 'button', id: 'tail-toggle', 'aria-pressed': 'false' }, 'Start watching');
+  const setState = (on, text) => {
+    toggle.textContent = on ? 'Stop watching' : 'Start watching';
+    toggle.setAttribute('aria-pressed', on ? 'true' : 'false');
+    source.disabled = on;
+    tailState.textContent = text;
+  };
+  toggle.addEventListener('click', async () => {
+    if (tailSocket) { stopTail(); setState(false, 'Stopped.'); announce('Stopped watching events.'); return; }
+    let token;
+    try { token = await freshToken(); } catch (err) { replace(errors, problem(err)); return; }
+    const socket = new WebSocket(socketAddress('/platform/listener'), ['ecom.listener', `bearer.${token}`]);
+    tailSocket = socket;
+    setState(true, 'Connecting…');
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ action: 'register', serviceName: source.value }));
+      setState(true, `Watching ${source.value === '*' ? 'every source' : source.value}.`);
+      announce('Watching events as they pass.');
+    };
+    socket.onmessage = (m) => {
+      let e;
+      try { e = JSON.parse(m.data); } catch { return; }
+      const item = e.message && !e.id
+        ? h('li', { class: 'alert' }, e.message)
+        : h('li', {}, h('span', { class: 'muted' }, when(e.time)), ' ', h('strong', {}, `${e.source} ${e['detail-type']}`),
+          ' ', h('span', { class: 'mono' }, (e.resources || []).map(shortId).join(' ')),
+          h('details', {}, h('summary', {}, 'Detail'), h('pre', { class: 'json' }, JSON.stringify(e.detail, null, 2))));
+      tailList.prepend(item);
+      while (tailList.children.length > TAIL_KEEP) tailList.lastElementChild.remove();
+    };
+    socket.onclose = () => {
+      if (tailSocket !== socket) return;
+      tailSocket = null;
+      setState(false, 'The connection closed (an ended session, or the server stopped or turned the listener off).');
+    };
+  });
+
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  // Dead letters first: they are what an admin comes here to act on.
+  show('Event bus · ecom console', h('h1', {}, 'Event bus'), errors,
+    h('p', { class: 'muted' }, `${plural(rules.rules.length, 'rule')}; ${total}${rules.countsComplete ? '' : '+'} dead letter${total === 1 ? '' : 's'}.`),
+    h('h2', { id: 'dead-letters-heading' }, ruleFilter ? `Dead letters of ${ruleFilter}` : 'Dead letters'),
+    ruleFilter ? h('p', {}, h('a', { href: '#/bus' }, 'Show every rule\'s dead letters')) : null,
+    lettersBox,
+    letters.more ? h('p', { class: 'muted' }, 'The oldest 100 are shown; there are more.') : null,
+    allActions,
+    h('h2', {}, 'Live events'),
+    h('p', { class: 'muted' }, 'Events as the bus carries them, from now on; nothing is kept.'),
+    h('div', { class: 'inline' }, h('label', { for: 'tail-source' }, 'Source'), source, toggle),
+    h('p', { role: 'status' }, tailState),
+    tailList,
+    h('h2', {}, 'Rules'),
+    h('div', { class: 'scroll' }, h('table', { class: 'lines', id: 'rules' },
+      h('caption', { class: 'sr-only' }, 'Rules, their patterns and dead letters'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Rule'), h('th', { scope: 'col' }, 'Pattern'),
+        h('th', { scope: 'col', class: 'num' }, 'Dead letters'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
+      h('tbody', {}, rows))));
 }
 
 // --------------------------------------------------------------------------
@@ -672,6 +800,7 @@ async function renderRoute() {
   const hash = location.hash || '#/';
   if (!hash.startsWith('#/')) return;
   clearStaleStatus();
+  stopTail();
   const parts = hash.slice(2).split('/').map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
   markCurrent();
   if (!session.signedIn() || parts[0] === 'signin') return signInPage();
@@ -683,7 +812,7 @@ async function renderRoute() {
     case 'stock': return stockPage();
     case 'users': return usersPage();
     case 'refunds': return refundsPage();
-    case 'bus': return busPage();
+    case 'bus': return busPage(parts[1] || '');
     default:
       show('Not found · ecom console', h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Console home')));
       return undefined;

@@ -7,7 +7,7 @@
 
 import {
   ApiError, AuthError, features, gql, orderFields, preauth, productFields,
-  session, signIn, signOut, signUp, uuid, shortId,
+  session, signIn, signOut, signUp, subscribe, uuid, shortId,
 } from './api.js';
 import {
   alertBox, announce, busy, clearStaleStatus, confirmButton, field, form, h, money, replace, show,
@@ -171,23 +171,29 @@ const CATEGORY_CACHE = 'ecom.categories';
 const CATEGORY_PAGES = 10;
 
 /**
- * The categories, learnt by walking the first pages of the catalogue once
- * per tab (the API has no list of categories).
+ * The categories as `[{name, count}]`: from the `categories` query, or,
+ * on a server without it, learnt by walking the first pages of the
+ * catalogue (count unknown). Kept for the tab's session.
  */
 async function categories() {
   try {
     const cached = JSON.parse(sessionStorage.getItem(CATEGORY_CACHE) || 'null');
-    if (Array.isArray(cached)) return cached;
+    if (Array.isArray(cached) && cached.every((c) => typeof c?.name === 'string')) return cached;
   } catch { /* read again */ }
-  const seen = new Set();
-  let token = null;
-  for (let page = 0; page < CATEGORY_PAGES; page += 1) {
-    const d = await gql('query ($t: String) { getProducts(nextToken: $t) { products { category } nextToken } }', { t: token });
-    for (const p of d.getProducts.products) if (p.category) seen.add(p.category);
-    token = d.getProducts.nextToken;
-    if (!token) break;
+  let list;
+  if ((await features()).categories) {
+    list = (await gql('{ categories { name count } }')).categories;
+  } else {
+    const seen = new Set();
+    let token = null;
+    for (let page = 0; page < CATEGORY_PAGES; page += 1) {
+      const d = await gql('query ($t: String) { getProducts(nextToken: $t) { products { category } nextToken } }', { t: token });
+      for (const p of d.getProducts.products) if (p.category) seen.add(p.category);
+      token = d.getProducts.nextToken;
+      if (!token) break;
+    }
+    list = [...seen].sort((a, b) => a.localeCompare(b)).map((name) => ({ name, count: null }));
   }
-  const list = [...seen].sort((a, b) => a.localeCompare(b));
   sessionStorage.setItem(CATEGORY_CACHE, JSON.stringify(list));
   return list;
 }
@@ -219,9 +225,13 @@ async function catalogue(category) {
   categories().then((list) => {
     replace(nav, h('h2', { class: 'small' }, 'Categories'), h('ul', {},
       h('li', {}, h('a', { href: '#/', 'aria-current': category === null ? 'page' : null }, 'All products')),
+      // The count stays outside the link, so the link's name is the category's.
       list.map((c) => h('li', {}, h('a', {
-        href: `#/c/${encodeURIComponent(c)}`, 'aria-current': c === category ? 'page' : null,
-      }, c)))));
+        href: `#/c/${encodeURIComponent(c.name)}`, 'aria-current': c.name === category ? 'page' : null,
+      }, c.name), typeof c.count === 'number'
+        ? h('span', { class: 'muted' }, ' ', h('span', { 'aria-hidden': 'true' }, `(${c.count})`),
+          h('span', { class: 'sr-only' }, `${c.count} product${c.count === 1 ? '' : 's'}`))
+        : null))));
   }, () => replace(nav));
   const prev = h('button', {
     type: 'button', disabled: pager.index === 0,
@@ -612,9 +622,12 @@ async function ordersPage() {
 const TERMINAL = new Set(['FULFILLED', 'PACKAGING_FAILED', 'DELIVERY_FAILED', 'PAYMENT_FAILED', 'CANCELLED']);
 const POLL_MS = 2000;
 let polling = null;
+/** Ends the open `orderUpdated` subscription, if any. */
+let unsubscribe = null;
 
 function stopPolling() {
   if (polling) { clearTimeout(polling); polling = null; }
+  if (unsubscribe) { unsubscribe(); unsubscribe = null; }
 }
 
 function steps(order) {
@@ -655,6 +668,13 @@ async function orderPage(orderId) {
   }
   const body = h('div', {});
   const cancelBox = h('div', {});
+  // Says how the page follows the order (and lets a test tell which way).
+  const following = h('p', { class: 'muted', id: 'order-following' });
+  const follow = (how) => {
+    following.dataset.how = how;
+    following.textContent = { live: 'This page updates live as the order moves.',
+      polling: 'This page checks for changes every few seconds.', done: '' }[how];
+  };
   const render = (o) => {
     const a = o.address;
     replace(body,
@@ -690,6 +710,16 @@ async function orderPage(orderId) {
     }
   };
   let last = '';
+  /** Shows `next` when it differs from what is shown (or when forced). */
+  const apply = (next, force) => {
+    const key = JSON.stringify([next.status, next.total, next.products, next.history, next.trackingId, next.refunded]);
+    if (force || key !== last) {
+      if (last) announce(`Order status: ${statusText(next.status)}. Total ${money(next.total)}.`);
+      last = key;
+      order = next;
+      render(next);
+    }
+  };
   async function refresh(force) {
     let next;
     try {
@@ -699,25 +729,44 @@ async function orderPage(orderId) {
       next = order; // A failed poll keeps the page as it is and tries again.
     }
     if (location.hash !== here) return;
-    if (next) {
-      const key = JSON.stringify([next.status, next.total, next.products, next.history, next.trackingId, next.refunded]);
-      if (force || key !== last) {
-        if (last) announce(`Order status: ${statusText(next.status)}. Total ${money(next.total)}.`);
-        last = key;
-        order = next;
-        render(next);
-      }
-    }
-    if (!TERMINAL.has(order.status) && location.hash === here) polling = setTimeout(() => refresh(false), POLL_MS);
+    if (next) apply(next, force);
+    // While the subscription is open it brings the changes; polling is the fallback.
+    if (!unsubscribe && !TERMINAL.has(order.status) && location.hash === here) polling = setTimeout(() => refresh(false), POLL_MS);
+  }
+  /**
+   * Follows the order live with `orderUpdated`. When the socket fails or
+   * the server ends it early, the page polls instead (a proxy that does
+   * not pass WebSockets, a server without the subscription).
+   */
+  function live() {
+    const stop = subscribe(`subscription ($id: ID!) { orderUpdated(orderId: $id) { ${orderFields(f)} } }`, { id: orderId }, {
+      onData: (data) => {
+        if (location.hash !== here || !data.orderUpdated) return;
+        apply(data.orderUpdated, false);
+        if (TERMINAL.has(data.orderUpdated.status)) { stopPolling(); follow('done'); }
+      },
+      onEnd: () => {
+        if (unsubscribe !== stop) return;
+        unsubscribe = null;
+        if (location.hash !== here) return;
+        if (TERMINAL.has(order.status)) { follow('done'); return; }
+        follow('polling');
+        refresh(false);
+      },
+    });
+    unsubscribe = stop;
+    follow('live');
   }
   last = JSON.stringify([order.status, order.total, order.products, order.history, order.trackingId, order.refunded]);
   render(order);
   show(`Order ${shortId(order.orderId)} · ecom shop`,
     h('h1', {}, `Order of ${when(order.createdDate)}`),
     h('p', { class: 'muted' }, 'Order number ', h('span', { class: 'mono' }, order.orderId)),
-    body, cancelBox,
+    following, body, cancelBox,
     h('p', {}, h('a', { href: '#/orders' }, 'All your orders')));
-  if (!TERMINAL.has(order.status)) polling = setTimeout(() => refresh(false), POLL_MS);
+  if (TERMINAL.has(order.status)) return;
+  if (f.orderUpdated && typeof WebSocket === 'function') live();
+  else { follow('polling'); polling = setTimeout(() => refresh(false), POLL_MS); }
 }
 
 // --------------------------------------------------------------------------
