@@ -801,8 +801,10 @@ async fn the_order_page_follows_the_order_through_the_subscription_without_polli
 const TOTAL_RULE: &str = "payment.on-order-total-modified";
 
 fn order_image(order_id: Uuid, token: &str, total: i64) -> Value {
-    json!({"orderId": order_id, "paymentToken": token, "total": total, "products": [],
-           "modifiedDate": ecom_model::Timestamp::now()})
+    common::order_json(
+        order_id,
+        json!({"paymentToken": token, "total": total, "modifiedDate": ecom_model::Timestamp::now()}),
+    )
 }
 
 #[tokio::test]

@@ -34,8 +34,10 @@ async fn post(app: &TestApp, path: &str, token: &str, body: &str) -> (StatusCode
 }
 
 fn order_image(order_id: Uuid, token: &str, total: i64) -> Value {
-    json!({"orderId": order_id, "paymentToken": token, "total": total, "products": [],
-           "modifiedDate": ecom_model::Timestamp::now()})
+    common::order_json(
+        order_id,
+        json!({"paymentToken": token, "total": total, "modifiedDate": ecom_model::Timestamp::now()}),
+    )
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ pub fn router(ctx: &Context) -> Router {
     Router::new()
         .route("/products", get(list_products))
         .route("/products/{product_id}", get(get_product))
+        .route("/categories", get(crate::categories::list))
         .route("/admin/products", get(admin_list).post(admin_create))
         .route(
             "/admin/products/{product_id}",
@@ -63,6 +64,7 @@ pub fn router(ctx: &Context) -> Router {
 #[openapi(paths(
     get_product,
     list_products,
+    crate::categories::list,
     validate_products,
     admin_list,
     admin_get,

@@ -3,12 +3,10 @@
 //! storefront's category menu reads it through the gateway's `categories`
 //! query, instead of walking the catalogue to find them.
 //!
-//! Its own module and router, merged beside [`crate::api`]'s, so that the
-//! product routes stay as they are.
+//! Its own module; the route is declared with the others in [`crate::api`]
+//! (and so is in the service's OpenAPI document).
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use ecom_platform::Context;
 use ecom_runtime::{ApiError, Json};
 use ecom_storage::{sqlx, Db};
@@ -21,7 +19,7 @@ use sqlx::Row as _;
 pub const MAX_CATEGORIES: i64 = 1000;
 
 /// A category and how many products it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Category {
     /// As products name it.
     pub name: String,
@@ -30,23 +28,19 @@ pub struct Category {
 }
 
 /// The answer: categories by name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Categories {
     /// At most [`MAX_CATEGORIES`].
     pub categories: Vec<Category>,
 }
 
-/// The route, to merge beside [`crate::api::router`].
-pub fn router(ctx: &Context) -> Router {
-    Router::new()
-        .route("/categories", get(list))
-        .with_state(ctx.db.clone())
-}
-
+/// `GET /products/categories`.
+#[utoipa::path(get, path = "/categories", tag = "catalogue",
+    responses((status = 200, body = Categories, description = "The catalogue's categories by name, each with its number of products (at most 1,000)")))]
 #[tracing::instrument(skip_all)]
-async fn list(State(db): State<Db>) -> Result<Json<Categories>, ApiError> {
+pub(crate) async fn list(State(ctx): State<Context>) -> Result<Json<Categories>, ApiError> {
     Ok(Json(Categories {
-        categories: read(&db).await?,
+        categories: read(&ctx.db).await?,
     }))
 }
 

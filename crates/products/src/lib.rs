@@ -29,5 +29,5 @@ pub const MIGRATIONS: &[Migration] = &[Migration::new(
 pub const SERVICE: ServiceDef = ServiceDef {
     name: NAME,
     migrations: MIGRATIONS,
-    build: |ctx| Box::pin(async move { Ok(api::router(&ctx).merge(categories::router(&ctx))) }),
+    build: |ctx| Box::pin(async move { Ok(api::router(&ctx)) }),
 };

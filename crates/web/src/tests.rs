@@ -125,10 +125,11 @@ fn no_asset_names_another_host() {
 
 #[test]
 fn the_pages_stay_small() {
-    // Uncompressed; docs/decisions.md gives the gzipped size.
+    // Uncompressed, for all three pages (storefront, console, /docs) and
+    // what they share; docs/performance.md gives each page's gzipped size.
     let total: usize = ASSETS.iter().map(|a| a.body.len()).sum::<usize>()
         + STORE_PAGE.len()
         + CONSOLE_PAGE.len()
         + DOCS_PAGE.len();
-    assert!(total < 120 * 1024, "the assets grew to {total} bytes");
+    assert!(total < 136 * 1024, "the assets grew to {total} bytes");
 }

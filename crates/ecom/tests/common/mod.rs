@@ -12,11 +12,12 @@ use ecom_platform::{Bus, Event};
 use ecom_runtime::{Config, ConfigArgs, ConfigFile, ServiceKey};
 use ecom_storage::StorageTarget;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 /// Which storage a test app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -583,4 +584,31 @@ where
         test(app.clone_handle()).await;
         app.stop().await;
     }
+}
+
+/// A whole order as orders writes it in its events and backend answers
+/// (consumers decode the full `ecom_contracts::orders::Order`), with
+/// `fields` put over the defaults: a NEW order of nothing, shipping to
+/// Paris.
+#[allow(dead_code)]
+pub fn order_json(order_id: Uuid, fields: Value) -> Value {
+    let mut order = json!({
+        "orderId": order_id,
+        "userId": "test-user",
+        "createdDate": "2026-01-01T00:00:00Z",
+        "modifiedDate": "2026-01-01T00:00:00Z",
+        "status": "NEW",
+        "products": [],
+        "address": {
+            "name": "Ada", "streetAddress": "1 Main St", "city": "Paris",
+            "country": "FR", "phoneNumber": "+33123456789",
+        },
+        "deliveryPrice": 0,
+        "paymentToken": "test-token",
+        "total": 0,
+    });
+    if let (Some(order), Value::Object(fields)) = (order.as_object_mut(), fields) {
+        order.extend(fields);
+    }
+    order
 }
