@@ -29,6 +29,12 @@ pub struct Event {
     pub resources: Vec<String>,
     /// The payload.
     pub detail: Value,
+    /// The W3C trace context of the span that wrote the event (a request,
+    /// or a handler of another event), so that its handlers continue the
+    /// same trace. Only with traces on; absent from the JSON otherwise
+    /// (EventBridge has no such field: its consumers ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Event {
@@ -42,6 +48,7 @@ impl Event {
             time: Timestamp::now(),
             resources,
             detail,
+            traceparent: None,
         }
     }
 
