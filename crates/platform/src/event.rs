@@ -73,3 +73,33 @@ pub mod sources {
     /// Payment service (`PaymentProcessed`, `PaymentFailed`).
     pub const PAYMENT: &str = "ecommerce.payment";
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_has_no_traceparent_field_unless_the_event_carries_one() {
+        let event = Event::new(
+            sources::ORDERS,
+            "OrderCreated",
+            vec!["o-1".into()],
+            serde_json::json!({}),
+        );
+        let plain = serde_json::to_value(&event).unwrap();
+        assert!(plain.get("traceparent").is_none(), "{plain}");
+        assert_eq!(serde_json::from_value::<Event>(plain).unwrap(), event);
+
+        let traced = Event {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            ..event
+        };
+        let json = serde_json::to_value(&traced).unwrap();
+        assert_eq!(
+            json["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), traced);
+    }
+}
