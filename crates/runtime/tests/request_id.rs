@@ -64,7 +64,7 @@ async fn log_lines_inside_a_request_carry_its_id_and_the_answer_returns_it() {
     let log = lines.text();
     let line = log.lines().find(|l| l.contains("reading the order")).unwrap();
     assert!(line.contains("request_id=checkout-42"), "{line}");
-    assert!(line.contains("route=/orders/backend/{id}"), "{line}");
+    assert!(line.contains(r#"route="/orders/backend/{id}""#), "{line}");
 
     // Without one (or with one that would forge a log line), a fresh id,
     // the same in the answer and in the log.
