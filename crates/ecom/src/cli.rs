@@ -73,11 +73,20 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let names = app::service_names();
         let config = Config::load(&self.config, &names)?;
-        ecom_runtime::telemetry::init(config.log_format);
+        let telemetry = ecom_runtime::telemetry::init(config.log_format);
         if self.command.needs_existing_data() {
             require_existing_data(&config)?;
         }
-        match self.command {
+        let outcome = self.command.run(config).await;
+        // The last spans of the run leave before the process ends.
+        telemetry.shutdown().await;
+        outcome
+    }
+}
+
+impl Command {
+    async fn run(self, config: Config) -> anyhow::Result<()> {
+        match self {
             Command::Up => up(config, &[]).await,
             Command::Serve { services } => up(config, &services).await,
             Command::Migrate { services } => migrate(config, &services).await,
@@ -93,9 +102,7 @@ impl Cli {
             Command::Stock { command } => stock::run(&config, command).await,
         }
     }
-}
 
-impl Command {
     /// Commands that work on data a server made: run in the wrong directory
     /// they must not make a fresh, empty data dir and report success.
     fn needs_existing_data(&self) -> bool {

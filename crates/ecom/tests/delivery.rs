@@ -75,7 +75,10 @@ impl Orders {
             "name": "Ada", "streetAddress": "1 Main St", "city": city,
             "country": "FR", "phoneNumber": "+33123456789",
         });
-        let order = common::order_json(id, json!({"status": "PACKAGED", "address": address, "total": 1000}));
+        let order = common::order_json(
+            id,
+            json!({"status": "PACKAGED", "address": address, "total": 1000}),
+        );
         self.orders.lock().unwrap().insert(id, order);
         (id, address)
     }

@@ -31,6 +31,12 @@ pub struct Event {
     pub resources: Vec<String>,
     /// The payload.
     pub detail: Value,
+    /// The W3C trace context of the span that wrote the event (a request,
+    /// or a handler of another event), so that its handlers continue the
+    /// same trace. Only with traces on; absent from the JSON otherwise
+    /// (EventBridge has no such field: its consumers ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Event {
@@ -44,6 +50,7 @@ impl Event {
             time: Timestamp::now(),
             resources,
             detail,
+            traceparent: None,
         }
     }
 
@@ -73,3 +80,33 @@ impl Event {
 
 /// The sources of this platform (defined with the contracts).
 pub use ecom_contracts::sources;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_has_no_traceparent_field_unless_the_event_carries_one() {
+        let event = Event::new(
+            sources::ORDERS,
+            "OrderCreated",
+            vec!["o-1".into()],
+            serde_json::json!({}),
+        );
+        let plain = serde_json::to_value(&event).unwrap();
+        assert!(plain.get("traceparent").is_none(), "{plain}");
+        assert_eq!(serde_json::from_value::<Event>(plain).unwrap(), event);
+
+        let traced = Event {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            ..event
+        };
+        let json = serde_json::to_value(&traced).unwrap();
+        assert_eq!(
+            json["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), traced);
+    }
+}

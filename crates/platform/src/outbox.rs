@@ -57,7 +57,12 @@ impl Outbox {
 
     /// Adds `events` to the outbox inside `tx`, in order, with one
     /// statement per [`ecom_storage::ROWS_PER_STATEMENT`] events.
+    ///
+    /// With traces on, an event that carries no trace context gets the
+    /// current span's (the request or handler writing it), so that the
+    /// relay publishes it and its handlers continue that trace.
     pub async fn push_all(&self, tx: &mut Tx, events: &[Event]) -> anyhow::Result<()> {
+        let traceparent = ecom_runtime::telemetry::traceparent();
         for chunk in events.chunks(ecom_storage::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}",
@@ -65,7 +70,14 @@ impl Outbox {
             );
             let mut q = ecom_storage::sqlx::query(&sql);
             for event in chunk {
-                let payload = serde_json::to_string(event).context("Failed to encode an event")?;
+                let payload = match &traceparent {
+                    Some(traceparent) if event.traceparent.is_none() => serde_json::to_string(&Event {
+                        traceparent: Some(traceparent.clone()),
+                        ..event.clone()
+                    }),
+                    _ => serde_json::to_string(event),
+                }
+                .context("Failed to encode an event")?;
                 q = q
                     .bind(event.id.to_string())
                     .bind(payload)

@@ -377,6 +377,20 @@ impl BackendClient {
             Credential::Anonymous => None,
         };
         let uri = format!("/{}{}", self.service, path);
+        // With traces on, a client span whose context the callee continues
+        // (`traceparent`); with them off, neither span nor header.
+        let span = if crate::telemetry::tracing_enabled() {
+            tracing::info_span!(
+                "call",
+                otel.name = %format_args!("{method} {}", self.service),
+                otel.kind = "client",
+                peer.service = %self.service,
+                url.path = %uri,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let traceparent = span.in_scope(crate::telemetry::traceparent);
         let fut = async {
             match &self.target {
                 Target::Local(router) => {
@@ -390,6 +404,9 @@ impl BackendClient {
                         .header(header::CONTENT_TYPE, "application/json");
                     if let Some(token) = &token {
                         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                    }
+                    if let Some(traceparent) = &traceparent {
+                        req = req.header("traceparent", traceparent);
                     }
                     let req = req
                         .body(body.map(Body::from).unwrap_or_else(Body::empty))
@@ -417,6 +434,9 @@ impl BackendClient {
                         let mut req = http.request(method.clone(), url);
                         if let Some(token) = &token {
                             req = req.bearer_auth(token);
+                        }
+                        if let Some(traceparent) = &traceparent {
+                            req = req.header("traceparent", traceparent);
                         }
                         if let Some(body) = &body {
                             req = req
@@ -455,7 +475,7 @@ impl BackendClient {
                 }
             }
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, fut)
+        let (status, bytes) = tracing::Instrument::instrument(tokio::time::timeout(self.timeout, fut), span)
             .await
             .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))??;
         if !status.is_success() {

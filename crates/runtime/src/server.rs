@@ -26,6 +26,69 @@ pub fn finish(router: Router) -> Router {
         .layer(axum::middleware::from_fn(track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(request_span))
+}
+
+/// The request id header: taken from the caller when it sends a usable
+/// one (a proxy's, or the calling service's), made up otherwise, and
+/// always answered.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Runs each request inside a span `request{request_id, method, route}`,
+/// so every log line written while answering it carries its id, and
+/// answers the id in `x-request-id`. With traces on, the span is also the
+/// request's server span (named `<METHOD> <route>`), the child of the
+/// caller's `traceparent` when it sent one.
+///
+/// Kept apart from [`track`] (metrics), which it wraps: it is outermost so
+/// that the metrics and the handlers all run inside the span.
+async fn request_span(req: Request, next: axum::middleware::Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| usable_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        route,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        service = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traced = crate::telemetry::tracing_enabled();
+    if traced {
+        // Recorded only with traces on, so that log lines stay short.
+        span.record("otel.name", format!("{} {route}", req.method()));
+        span.record("otel.kind", "server");
+        span.record("service", service_of(route));
+        let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+        crate::telemetry::follow(&span, parent);
+    }
+    let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    if traced {
+        span.record("http.response.status_code", response.status().as_u16());
+    }
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Whether a request id sent by a caller can be logged and answered as it
+/// is: short, and visible ASCII only (no spaces, no control characters
+/// that would forge log lines).
+fn usable_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Counts every request and times it, per service and route (the route as

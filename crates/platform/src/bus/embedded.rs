@@ -763,6 +763,7 @@ fn dead_letter_from_row(row: &ecom_storage::Row) -> anyhow::Result<DeadLetter> {
         time: Timestamp::from_unix_micros(failed_at).unwrap_or_else(Timestamp::now),
         resources: Vec::new(),
         detail: serde_json::Value::String(payload),
+        traceparent: None,
     });
     Ok(DeadLetter {
         rule,

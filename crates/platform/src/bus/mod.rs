@@ -66,21 +66,28 @@ impl Rule {
         let compiled = Pattern::parse(&pattern).map_err(|e| anyhow::anyhow!("rule {name}: {e}"))?;
         let timing = Arc::new(metrics::HandlerTiming::new(name));
         let handler = Arc::new(handler);
+        let rule: Arc<str> = Arc::from(name);
         Ok(Rule {
             name: name.to_owned(),
             pattern: compiled,
             pattern_json: pattern,
             // Every backend calls the handler through here, so the timings
             // read alike on the embedded bus and on NATS.
+            // So do the handler's spans, children of the span that wrote
+            // the event (see `handler_span`).
             handler: Arc::new(move |e: Event| {
                 let (handler, timing) = (handler.clone(), timing.clone());
-                Box::pin(async move {
-                    timing.started(&e);
-                    let began = std::time::Instant::now();
-                    let outcome = handler(e).await;
-                    timing.finished(began.elapsed(), outcome.is_ok());
-                    outcome
-                })
+                let span = handler_span(&rule, &e);
+                Box::pin(tracing::Instrument::instrument(
+                    async move {
+                        timing.started(&e);
+                        let began = std::time::Instant::now();
+                        let outcome = handler(e).await;
+                        timing.finished(began.elapsed(), outcome.is_ok());
+                        outcome
+                    },
+                    span,
+                ))
             }),
         })
     }
@@ -126,6 +133,28 @@ impl Rule {
             }
         })
     }
+}
+
+/// With traces on, the span of one attempt of `rule` at `event`: a
+/// consumer span named `<rule> <detail-type>`, the child of the span that
+/// wrote the event (its `traceparent`), or the root of a trace when the
+/// event carries none (put by the CLI, or written with traces off). With
+/// traces off, no span at all: event delivery pays nothing for them.
+fn handler_span(rule: &str, event: &Event) -> tracing::Span {
+    if !ecom_runtime::telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "handle",
+        otel.name = %format_args!("{rule} {}", event.detail_type),
+        otel.kind = "consumer",
+        rule,
+        event.id = %event.id,
+        event.source = %event.source,
+        event.detail_type = %event.detail_type,
+    );
+    ecom_runtime::telemetry::follow(&span, event.traceparent.as_deref());
+    span
 }
 
 /// An event that exhausted its attempts for one rule.

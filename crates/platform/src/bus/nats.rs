@@ -679,6 +679,7 @@ impl StoredLetter {
             time: failed_at,
             resources: Vec::new(),
             detail: serde_json::json!({ "payload": String::from_utf8_lossy(&payload) }),
+            traceparent: None,
         });
         Some(StoredLetter {
             sequence,
