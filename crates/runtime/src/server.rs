@@ -10,7 +10,7 @@ use axum::Router;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -97,41 +97,87 @@ fn usable_request_id(id: &str) -> bool {
 /// `ecom_http_request_duration_seconds{service, route}`. Calls between
 /// services in one process go through here too.
 async fn track(req: Request, next: axum::middleware::Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().clone();
+    let metrics = {
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("unmatched", |p| p.as_str());
+        RouteMetrics::of(route)
+    };
+    let method = method_index(req.method());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    let service = service_of(&route);
+    metrics.duration.observe_duration(started.elapsed());
     let status = match response.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     };
-    crate::metrics::histogram(
-        "ecom_http_request_duration_seconds",
-        "Time to answer an HTTP request, per service and route.",
-        &[("service", service), ("route", &route)],
-        crate::metrics::DURATION_BUCKETS,
-    )
-    .observe_duration(started.elapsed());
-    crate::metrics::counter(
-        "ecom_http_requests_total",
-        "HTTP requests answered, per service, route, method and status class.",
-        &[
-            ("service", service),
-            ("route", &route),
-            ("method", method.as_str()),
-            ("status", status),
-        ],
-    )
-    .inc();
+    metrics.requests[method][status]
+        .get_or_init(|| {
+            crate::metrics::counter(
+                "ecom_http_requests_total",
+                "HTTP requests answered, per service, route, method and status class.",
+                &[
+                    ("service", service_of(&metrics.route)),
+                    ("route", &metrics.route),
+                    ("method", METHODS[method]),
+                    ("status", STATUS_CLASSES[status]),
+                ],
+            )
+        })
+        .inc();
     response
+}
+
+/// Methods counted by name; any other is counted as `OTHER`.
+const METHODS: [&str; 8] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER"];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn method_index(method: &axum::http::Method) -> usize {
+    METHODS[..7]
+        .iter()
+        .position(|m| *m == method.as_str())
+        .unwrap_or(7)
+}
+
+/// One declared route's metrics, looked up once per request under a read
+/// lock with no allocation: asking the registry (a global mutex, the label
+/// strings copied) on every request cost more than the request's own
+/// routing. Routes are the declared ones (`MatchedPath`), so the map stays
+/// small; each counter is made on its first use.
+struct RouteMetrics {
+    route: String,
+    duration: crate::metrics::Histogram,
+    requests: [[OnceLock<Arc<crate::metrics::Counter>>; 5]; 8],
+}
+
+impl RouteMetrics {
+    fn of(route: &str) -> Arc<RouteMetrics> {
+        static ROUTES: OnceLock<RwLock<HashMap<String, Arc<RouteMetrics>>>> = OnceLock::new();
+        let routes = ROUTES.get_or_init(Default::default);
+        if let Some(found) = routes.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+            return found.clone();
+        }
+        let mut routes = routes.write().unwrap_or_else(|e| e.into_inner());
+        routes
+            .entry(route.to_owned())
+            .or_insert_with(|| {
+                Arc::new(RouteMetrics {
+                    route: route.to_owned(),
+                    duration: crate::metrics::histogram(
+                        "ecom_http_request_duration_seconds",
+                        "Time to answer an HTTP request, per service and route.",
+                        &[("service", service_of(route)), ("route", route)],
+                        crate::metrics::DURATION_BUCKETS,
+                    ),
+                    requests: Default::default(),
+                })
+            })
+            .clone()
+    }
 }
 
 /// The service a route belongs to: its first path segment (`/graphql` is
