@@ -133,7 +133,9 @@ async fn track(req: Request, next: axum::middleware::Next) -> Response {
 }
 
 /// Methods counted by name; any other is counted as `OTHER`.
-const METHODS: [&str; 8] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER"];
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER",
+];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 fn method_index(method: &axum::http::Method) -> usize {
