@@ -15,9 +15,10 @@ use ecom_contracts::orders::{OrderCreated, OrderDeleted, OrderModified};
 use ecom_contracts::payment::PaymentFailed;
 use ecom_contracts::warehouse::{PackageCreated, PackagingFailed, PackedLine};
 use ecom_contracts::{Contract, Modified, OrderRef};
+use ecom_model::Timestamp;
 use ecom_platform::bus::permanent;
 use ecom_platform::{inbox, Event, Rule};
-use ecom_storage::Db;
+use ecom_storage::{Db, Tx};
 use serde::Deserialize as _;
 use serde_json::json;
 use uuid::Uuid;
@@ -160,25 +161,40 @@ pub async fn on_order_deleted(w: &Warehouse, event: &Event) -> anyhow::Result<()
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_DELETED, event.id).await? else {
         return Ok(());
     };
-    match store::header(&mut tx, order.order_id).await? {
-        Some(h) if started(h.status) => {
-            tracing::info!(order_id = %order.order_id, status = h.status.as_str(), "OrderDeleted: request kept, packaging has started");
-        }
-        // Dropped already, its stock released.
-        Some(h) if h.status == Status::Cancelled => {}
-        _ => {
-            store::tombstone(&mut tx, order.order_id, order.modified_date).await?;
-            let moved = stock::release(&mut tx, order.order_id, None).await?;
-            if !moved.is_empty() {
-                w.metrics.released.inc();
-            }
-            w.outbox.push_all(&mut tx, &moved).await?;
-        }
-    }
+    drop_unstarted(w, &mut tx, order.order_id, order.modified_date, "OrderDeleted").await?;
     w.outbox
         .commit(tx)
         .await
         .context("Failed to commit OrderDeleted")?;
+    Ok(())
+}
+
+/// Drops the request of an order that will not be packed (`OrderDeleted`,
+/// `PaymentFailed`), stamped `at` so that a late, older `OrderCreated`
+/// does not bring it back, and puts its stock hold back on sale. A request
+/// staff have started is kept (they see it through); one dropped already
+/// changes nothing.
+async fn drop_unstarted(
+    w: &Warehouse,
+    tx: &mut Tx,
+    order_id: Uuid,
+    at: Timestamp,
+    why: &str,
+) -> anyhow::Result<()> {
+    match store::header(tx, order_id).await? {
+        Some(h) if started(h.status) => {
+            tracing::info!(%order_id, status = h.status.as_str(), "{why}: request kept, packaging has started");
+        }
+        Some(h) if h.status == Status::Cancelled => {}
+        _ => {
+            store::tombstone(tx, order_id, at).await?;
+            let moved = stock::release(tx, order_id, None).await?;
+            if !moved.is_empty() {
+                w.metrics.released.inc();
+            }
+            w.outbox.push_all(tx, &moved).await?;
+        }
+    }
     Ok(())
 }
 
@@ -221,22 +237,7 @@ pub async fn on_payment_failed(w: &Warehouse, event: &Event, order_id: Uuid) -> 
     let Some(mut tx) = inbox::begin(&w.db, ON_PAYMENT_FAILED, event.id).await? else {
         return Ok(());
     };
-    match store::header(&mut tx, order_id).await? {
-        Some(h) if started(h.status) => {
-            tracing::info!(%order_id, status = h.status.as_str(), "PaymentFailed: request kept, packaging has started");
-        }
-        // Dropped already, its stock released.
-        Some(h) if h.status == Status::Cancelled => {}
-        _ => {
-            store::tombstone(&mut tx, order_id, event.time).await?;
-            // Its stock goes back on sale.
-            let moved = stock::release(&mut tx, order_id, None).await?;
-            if !moved.is_empty() {
-                w.metrics.released.inc();
-            }
-            w.outbox.push_all(&mut tx, &moved).await?;
-        }
-    }
+    drop_unstarted(w, &mut tx, order_id, event.time, "PaymentFailed").await?;
     w.outbox
         .commit(tx)
         .await
