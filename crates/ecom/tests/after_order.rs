@@ -470,8 +470,12 @@ mod cancellation {
                 ecom_platform::event::sources::ORDERS,
                 "OrderCreated",
                 vec![order_id.to_string()],
-                json!({"orderId": order_id, "modifiedDate": "2030-01-01T00:00:00Z",
-                       "products": [{"productId": product, "quantity": 1}]}),
+                common::order_json(
+                    order_id,
+                    json!({"modifiedDate": "2030-01-01T00:00:00Z",
+                           "products": [{"productId": product, "name": "Lamp", "price": 1500, "quantity": 1,
+                                         "package": {"width": 1, "length": 1, "height": 1, "weight": 1}}]}),
+                ),
             );
             shop.app.publish(std::slice::from_ref(&created)).await;
             shop.app

@@ -36,7 +36,8 @@ fn at(second: u32) -> Timestamp {
     Timestamp::parse(&format!("2026-03-01T10:00:{second:02}Z")).unwrap()
 }
 
-/// An order as orders emits it (extra fields the warehouse ignores included).
+/// An order as orders emits it: the whole order, which the warehouse
+/// decodes as the contracts' `Order`.
 fn order(id: Uuid, lines: &[(Uuid, i64)], modified: u32) -> Value {
     let products: Vec<Value> = lines
         .iter()
@@ -45,10 +46,12 @@ fn order(id: Uuid, lines: &[(Uuid, i64)], modified: u32) -> Value {
                    "package": {"width": 1, "length": 1, "height": 1, "weight": 1}})
         })
         .collect();
-    json!({
-        "orderId": id, "userId": "u1", "status": "NEW", "products": products,
-        "createdDate": at(0), "modifiedDate": at(modified), "deliveryPrice": 0, "total": 1000,
-    })
+    common::order_json(
+        id,
+        json!({
+            "products": products, "createdDate": at(0), "modifiedDate": at(modified), "total": 1000,
+        }),
+    )
 }
 
 fn created(id: Uuid, lines: &[(Uuid, i64)], modified: u32) -> Event {
@@ -675,7 +678,7 @@ async fn a_malformed_order_event_goes_to_the_dead_letter_queue_without_retries()
         assert_eq!(letters[0].event.id, bad.id);
         assert_eq!(letters[0].attempts, 1);
         assert!(
-            letters[0].last_error.contains("not an order"),
+            letters[0].last_error.contains("OrderCreated detail is malformed"),
             "{}",
             letters[0].last_error
         );

@@ -1,9 +1,9 @@
-//! Packaging requests: their states, their lines, and the order images the
-//! warehouse reads from order events.
+//! Packaging requests: their states, their lines, and what the warehouse
+//! takes from the orders it reads in order events.
 
-use ecom_model::{Quantity, Timestamp};
+use ecom_contracts::orders::Order;
 use ecom_runtime::ApiError;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use uuid::Uuid;
@@ -141,56 +141,16 @@ pub struct PackagingRequest {
     pub products: Vec<Line>,
 }
 
-/// The part of an order (an `OrderCreated` detail, or the `old` / `new` of
-/// an `OrderModified`) the warehouse needs. Other fields are ignored.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderImage {
-    /// The order.
-    pub order_id: Uuid,
-    /// Its products.
-    pub products: Vec<OrderLine>,
-    /// When the order last changed: decides which image is newer.
-    pub modified_date: Timestamp,
-}
-
-/// A product line of an order.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderLine {
-    /// The product.
-    pub product_id: Uuid,
-    /// How many (default 1, as in orders).
-    #[serde(default)]
-    pub quantity: Quantity,
-}
-
-impl From<&ecom_contracts::orders::Order> for OrderImage {
-    fn from(order: &ecom_contracts::orders::Order) -> OrderImage {
-        OrderImage {
-            order_id: order.order_id,
-            products: order
-                .products
-                .iter()
-                .map(|l| OrderLine {
-                    product_id: l.product_id,
-                    quantity: l.quantity,
-                })
-                .collect(),
-            modified_date: order.modified_date,
-        }
+/// Quantity per product of an order (an `OrderCreated` or `OrderDeleted`
+/// detail, or the `new` of an `OrderModified`); a product listed twice
+/// counts once with the sum. The warehouse reads orders through the
+/// contract's `Order` itself, so a renamed field of it fails to compile here.
+pub fn quantities(order: &Order) -> BTreeMap<Uuid, i64> {
+    let mut out = BTreeMap::new();
+    for line in &order.products {
+        *out.entry(line.product_id).or_insert(0) += line.quantity.get();
     }
-}
-
-impl OrderImage {
-    /// Quantity per product; a product listed twice counts once with the sum.
-    pub fn quantities(&self) -> BTreeMap<Uuid, i64> {
-        let mut out = BTreeMap::new();
-        for line in &self.products {
-            *out.entry(line.product_id).or_insert(0) += line.quantity.get();
-        }
-        out
-    }
+    out
 }
 
 /// One step that turns the stored lines of a request into an order's lines.
@@ -269,12 +229,23 @@ mod tests {
 
     #[test]
     fn an_order_listing_a_product_twice_packs_the_sum() {
-        let image: OrderImage = serde_json::from_value(serde_json::json!({
-            "orderId": id(1), "modifiedDate": "2026-01-01T00:00:00Z", "total": 5,
-            "products": [{"productId": id(2), "quantity": 2, "name": "x"}, {"productId": id(2)}]
+        let line = |quantity: serde_json::Value| {
+            serde_json::json!({"productId": id(2), "name": "x", "price": 100, "quantity": quantity,
+                               "package": {"width": 1, "length": 1, "height": 1, "weight": 1}})
+        };
+        let mut second = line(serde_json::Value::Null);
+        // A line without a quantity is one unit, as in orders.
+        second.as_object_mut().map(|l| l.remove("quantity"));
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "orderId": id(1), "userId": "u", "status": "NEW",
+            "createdDate": "2026-01-01T00:00:00Z", "modifiedDate": "2026-01-01T00:00:00Z",
+            "products": [line(serde_json::json!(2)), second],
+            "address": {"name": "Ada", "streetAddress": "1 Main St", "city": "Paris",
+                        "country": "FR", "phoneNumber": "+33123456789"},
+            "deliveryPrice": 0, "paymentToken": "t", "total": 300
         }))
         .unwrap();
-        assert_eq!(image.quantities(), BTreeMap::from([(id(2), 3)]));
+        assert_eq!(quantities(&order), BTreeMap::from([(id(2), 3)]));
     }
 
     const ALL: [Status; 5] = [

@@ -7,19 +7,17 @@
 //! the one the request reflects, and only while the request is NEW.
 
 use crate::api::Warehouse;
-use crate::domain::{self, Line, OrderImage, Status};
+use crate::domain::{self, Line, Status};
 use crate::{stock, store};
 use anyhow::Context as _;
 use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
 use ecom_contracts::orders::{OrderCreated, OrderDeleted, OrderModified};
 use ecom_contracts::payment::PaymentFailed;
 use ecom_contracts::warehouse::{PackageCreated, PackagingFailed, PackedLine};
-use ecom_contracts::{Contract, Modified, OrderRef};
+use ecom_contracts::{Contract, OrderRef};
 use ecom_model::Timestamp;
-use ecom_platform::bus::permanent;
 use ecom_platform::{inbox, Event, Rule};
 use ecom_storage::{Db, Tx};
-use serde::Deserialize as _;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -74,9 +72,10 @@ pub fn rules(w: &Warehouse) -> anyhow::Result<Vec<Rule>> {
 /// The pattern of orders' events of contract `E` (whose detail matches
 /// `detail`, if given).
 ///
-/// The warehouse reads an order event through [`OrderImage`], the part of
-/// the contract's `Order` it needs (id, lines, `modifiedDate`), rather than
-/// the whole order: hand-made and older events carry only that much.
+/// The handlers take the whole event (tests call them with one) and decode
+/// its detail as the contract's payload, the whole `Order` (so a renamed
+/// field of the order fails to compile here); a detail that does not decode
+/// is a permanent failure, dead-lettered at once.
 fn pattern<E: Contract>(detail: Option<serde_json::Value>) -> serde_json::Value {
     let mut pattern = json!({ "source": [E::SOURCE], "detail-type": [E::DETAIL_TYPE] });
     if let Some(detail) = detail {
@@ -85,15 +84,11 @@ fn pattern<E: Contract>(detail: Option<serde_json::Value>) -> serde_json::Value 
     pattern
 }
 
-fn image(value: &serde_json::Value, what: &str) -> anyhow::Result<OrderImage> {
-    OrderImage::deserialize(value).map_err(|e| permanent(format!("{what} is not an order: {e}")))
-}
-
 /// `OrderCreated`: a NEW request with the order's lines, unless the stored
 /// request already reflects this version of the order or a newer one; and
 /// the stock the order holds no longer expires.
 pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    let order = image(&event.detail, "OrderCreated detail")?;
+    let order = event.detail_as::<OrderCreated>()?;
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_CREATED, event.id).await? else {
         return Ok(());
     };
@@ -122,12 +117,11 @@ pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()
 /// the new image by adding, changing and removing lines (or makes the
 /// request from the new image when the change arrives before the creation).
 pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
-    let modified = Modified::<serde_json::Value>::deserialize(&event.detail)
-        .map_err(|e| permanent(format!("OrderModified detail is malformed: {e}")))?;
+    let modified = event.detail_as::<OrderModified>()?;
     if !modified.changed.iter().any(|c| c == "products") {
         return Ok(());
     }
-    let order = image(&modified.new, "OrderModified new")?;
+    let order = modified.new;
     let Some(mut tx) = inbox::begin(db, ON_ORDER_MODIFIED, event.id).await? else {
         return Ok(());
     };
@@ -135,7 +129,7 @@ pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
         Some(h) if h.status == Status::New && h.modified_micros < order.modified_date.unix_micros() => {
             let changes = domain::diff(
                 &store::ordered(&mut tx, order.order_id).await?,
-                &order.quantities(),
+                &domain::quantities(&order),
             );
             store::apply(&mut tx, order.order_id, &changes).await?;
             store::set_modified(&mut tx, order.order_id, order.modified_date).await?;
@@ -157,7 +151,7 @@ pub async fn on_order_modified(db: &Db, event: &Event) -> anyhow::Result<()> {
 /// `OrderDeleted`: drops the request if it is still NEW, and releases
 /// the stock it holds.
 pub async fn on_order_deleted(w: &Warehouse, event: &Event) -> anyhow::Result<()> {
-    let order = image(&event.detail, "OrderDeleted detail")?;
+    let order = event.detail_as::<OrderDeleted>()?;
     let Some(mut tx) = inbox::begin(&w.db, ON_ORDER_DELETED, event.id).await? else {
         return Ok(());
     };

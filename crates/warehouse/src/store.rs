@@ -2,8 +2,9 @@
 //! a transaction the caller owns (an event handler's inbox transaction, or a
 //! staff operation with its outbox events), so each is all or nothing.
 
-use crate::domain::{Line, LineChange, OrderImage, PackagingRequest, Status};
+use crate::domain::{self, Line, LineChange, PackagingRequest, Status};
 use anyhow::Context as _;
+use ecom_contracts::orders::Order;
 use ecom_model::Timestamp;
 use ecom_runtime::page::{self, Position};
 use ecom_storage::sqlx::{self, Row as _};
@@ -42,7 +43,7 @@ pub async fn header(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<Header
 /// when not, there are no lines to clear). False, changing nothing, when a
 /// request past NEW or a tombstone is there: on PostgreSQL one may have
 /// been written (a cancellation) after the caller read none.
-pub async fn put_new(tx: &mut Tx, order: &OrderImage, existed: bool) -> anyhow::Result<bool> {
+pub async fn put_new(tx: &mut Tx, order: &Order, existed: bool) -> anyhow::Result<bool> {
     let id = order.order_id.to_string();
     let now = Timestamp::now();
     let stored = sqlx::query(
@@ -69,8 +70,7 @@ pub async fn put_new(tx: &mut Tx, order: &OrderImage, existed: bool) -> anyhow::
             .await
             .context("Failed to clear packaging lines")?;
     }
-    let changes: Vec<LineChange> = order
-        .quantities()
+    let changes: Vec<LineChange> = domain::quantities(order)
         .into_iter()
         .map(|(product, q)| LineChange::Added(product, q))
         .collect();
