@@ -1,4 +1,5 @@
-//! The staff groups a user may belong to (`groups` of an ID token).
+//! The staff groups a user may belong to (`groups` of an ID token), and
+//! which of them may do what.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,24 @@ pub enum Group {
 impl Group {
     /// Every group.
     pub const ALL: [Group; 3] = [Group::Admin, Group::Warehouse, Group::Delivery];
+
+    // Who may do what. A service and the gateway in front of it check the
+    // same set, so each is named once here; a refusal lists the set in
+    // this order ("needs one of the groups: admin, warehouse").
+
+    /// User administration, the catalogue, the bus (rules, dead letters,
+    /// listener), cancelling any order, refunds, deleting deliveries.
+    pub const ADMINS: &'static [Group] = &[Group::Admin];
+    /// Packaging requests and stock: the warehouse's staff routes and the
+    /// gateway's fields over them.
+    pub const WAREHOUSE_STAFF: &'static [Group] = &[Group::Admin, Group::Warehouse];
+    /// Listing and reading deliveries.
+    pub const DELIVERY_STAFF: &'static [Group] = &[Group::Admin, Group::Delivery];
+    /// Starting, completing and failing deliveries: the original also let
+    /// warehouse staff do so.
+    pub const DRIVERS: &'static [Group] = &[Group::Admin, Group::Delivery, Group::Warehouse];
+    /// Any staff member: may follow any order (`orderUpdated`).
+    pub const STAFF: &'static [Group] = &Group::ALL;
 
     /// Stored and token text.
     pub const fn as_str(self) -> &'static str {

@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
+use ecom_contracts::Group;
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
 use ecom_runtime::metrics::{counter, Counter};
@@ -26,14 +27,6 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// Groups that may list and read deliveries.
-pub const READERS: &[&str] = &["admin", "delivery"];
-/// Groups that may start, complete and fail deliveries: the original also
-/// let warehouse staff do so.
-pub const DRIVERS: &[&str] = &["admin", "delivery", "warehouse"];
-/// Groups that may delete deliveries.
-pub const ADMINS: &[&str] = &["admin"];
 
 /// What the staff operations need. Cheap to clone.
 #[derive(Clone)]
@@ -217,7 +210,7 @@ async fn list_route(
     User(caller): User,
     Query(params): Query<page::Params>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
-    caller.require_group(READERS)?;
+    caller.require_group(Group::DELIVERY_STAFF)?;
     Ok(Json(
         new_deliveries(&d, params.next_token.as_deref(), params.limit).await?,
     ))
@@ -230,7 +223,7 @@ async fn read_route(
     User(caller): User,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<Delivery>, ApiError> {
-    caller.require_group(READERS)?;
+    caller.require_group(Group::DELIVERY_STAFF)?;
     Ok(Json(delivery(&d, order_id).await?))
 }
 
@@ -241,7 +234,7 @@ async fn delete_route(
     User(caller): User,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(ADMINS)?;
+    caller.require_group(Group::ADMINS)?;
     delete_delivery(&d, order_id).await?;
     Ok(success())
 }
@@ -253,7 +246,7 @@ async fn start_route(
     User(caller): User,
     Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(DRIVERS)?;
+    caller.require_group(Group::DRIVERS)?;
     start_delivery(&d, input.order_id).await?;
     Ok(success())
 }
@@ -265,7 +258,7 @@ async fn complete_route(
     User(caller): User,
     Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(DRIVERS)?;
+    caller.require_group(Group::DRIVERS)?;
     complete_delivery(&d, input.order_id).await?;
     Ok(success())
 }
@@ -277,7 +270,7 @@ async fn fail_route(
     User(caller): User,
     Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(DRIVERS)?;
+    caller.require_group(Group::DRIVERS)?;
     fail_delivery(&d, input.order_id).await?;
     Ok(success())
 }

@@ -7,6 +7,7 @@
 use crate::error::{self, error};
 use async_graphql::Context;
 use axum::http::{header, HeaderMap};
+use ecom_contracts::Group;
 use ecom_runtime::auth::Claims;
 use tokio::sync::OnceCell;
 
@@ -77,7 +78,7 @@ pub async fn user<'a>(ctx: &Context<'a>) -> async_graphql::Result<User<'a>> {
 }
 
 /// A signed-in user in one of `groups`; `FORBIDDEN` for other users.
-pub async fn staff<'a>(ctx: &Context<'a>, groups: &[&str]) -> async_graphql::Result<User<'a>> {
+pub async fn staff<'a>(ctx: &Context<'a>, groups: &[Group]) -> async_graphql::Result<User<'a>> {
     let user = user(ctx).await?;
     user.claims.require_group(groups).map_err(error::from_api)?;
     Ok(user)

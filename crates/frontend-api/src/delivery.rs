@@ -6,12 +6,8 @@
 use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::{Address, Response};
 use async_graphql::{Context, InputObject, Object, SimpleObject};
+use ecom_contracts::Group;
 use serde::{Deserialize, Serialize};
-
-/// Who may list and read deliveries.
-pub const READERS: &[&str] = &["admin", "delivery"];
-/// Who may start, complete and fail deliveries.
-pub const DRIVERS: &[&str] = &["admin", "delivery", "warehouse"];
 
 /// A delivery of a packed order.
 #[derive(Debug, SimpleObject, Deserialize)]
@@ -65,7 +61,7 @@ impl DeliveryQuery {
         ctx: &Context<'_>,
         next_token: Option<String>,
     ) -> async_graphql::Result<PaginatedDeliveries> {
-        let user = crate::auth::staff(ctx, READERS).await?;
+        let user = crate::auth::staff(ctx, Group::DELIVERY_STAFF).await?;
         let gw = crate::gateway(ctx)?;
         let client = crate::client(ctx, "delivery")?.as_user(user.token);
         let path = format!("/deliveries?limit={PAGE_SIZE}");
@@ -78,7 +74,7 @@ impl DeliveryQuery {
         ctx: &Context<'_>,
         input: DeliveryInput,
     ) -> async_graphql::Result<Option<Delivery>> {
-        let user = crate::auth::staff(ctx, READERS).await?;
+        let user = crate::auth::staff(ctx, Group::DELIVERY_STAFF).await?;
         let path = format!(
             "/deliveries/{}",
             page::id_segment("input.orderId", &input.order_id)?
@@ -95,7 +91,7 @@ impl DeliveryMutation {
         ctx: &Context<'_>,
         input: DeliveryInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "delivery", DRIVERS, "/startDelivery", &input).await
+        crate::staff_action(ctx, "delivery", Group::DRIVERS, "/startDelivery", &input).await
     }
 
     /// IN_PROGRESS → FAILED: the order becomes DELIVERY_FAILED and the
@@ -105,7 +101,7 @@ impl DeliveryMutation {
         ctx: &Context<'_>,
         input: DeliveryInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "delivery", DRIVERS, "/failDelivery", &input).await
+        crate::staff_action(ctx, "delivery", Group::DRIVERS, "/failDelivery", &input).await
     }
 
     /// IN_PROGRESS → COMPLETED: the order becomes FULFILLED and the payment
@@ -115,6 +111,6 @@ impl DeliveryMutation {
         ctx: &Context<'_>,
         input: DeliveryInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "delivery", DRIVERS, "/completeDelivery", &input).await
+        crate::staff_action(ctx, "delivery", Group::DRIVERS, "/completeDelivery", &input).await
     }
 }

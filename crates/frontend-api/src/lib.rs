@@ -24,6 +24,7 @@ pub mod types;
 pub mod warehouse;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+use ecom_contracts::Group;
 use ecom_platform::ServiceDef;
 use ecom_runtime::auth::Verifier;
 use ecom_runtime::{BackendClient, Clients, ServiceKey};
@@ -150,7 +151,7 @@ async fn read_one<T: DeserializeOwned>(
 async fn staff_action<B: Serialize + Sync>(
     ctx: &Context<'_>,
     service: &str,
-    groups: &[&str],
+    groups: &[Group],
     path: &str,
     body: &B,
 ) -> async_graphql::Result<types::Response> {

@@ -32,6 +32,7 @@ use crate::error::{self, error};
 use crate::orders::{OneOrder, Order};
 use crate::page;
 use async_graphql::{Context, Subscription, ID};
+use ecom_contracts::Group;
 use ecom_platform::{Bus, Event};
 use ecom_runtime::auth::{Claims, Verifier};
 use ecom_runtime::BackendClient;
@@ -57,9 +58,6 @@ pub const MAX_CONNECTIONS: usize = 1024;
 pub const RECHECK: Duration = Duration::from_secs(30);
 /// After a failed read of the order, the wait before the next attempt.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// Groups that may follow any order.
-pub const STAFF: &[&str] = &["admin", "warehouse", "delivery"];
 
 /// What subscriptions share in one process: the hub, the caps, the
 /// shutdown signal. In the schema's data and in the WebSocket route.
@@ -314,7 +312,7 @@ impl OrdersSubscription {
         // Follow first, then read: a change after the read wakes us.
         let (watching, notify) = live.hub.watch(order_id.as_str());
         let first = read(&orders, &path).await.map_err(error::from_client)?;
-        let staff = claims.require_group(STAFF).is_ok();
+        let staff = claims.belongs_to(Group::STAFF);
         let first = match first {
             Some((order, _)) if !staff && order.user_id != claims.sub => None,
             other => other,

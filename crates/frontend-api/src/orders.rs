@@ -7,6 +7,7 @@ use crate::error::{self, error};
 use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::{Address, AddressInput, Product, ProductInput, Response};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use ecom_contracts::Group;
 use serde::{Deserialize, Serialize};
 
 /// An order.
@@ -109,9 +110,6 @@ pub struct OrdersMutation;
 pub(crate) struct OneOrder {
     pub(crate) order: Order,
 }
-
-/// Who may refund orders.
-pub const REFUNDERS: &[&str] = &["admin"];
 
 #[Object]
 impl OrdersQuery {
@@ -231,7 +229,7 @@ impl AfterOrderMutation {
         order_id: ID,
         amount: i64,
     ) -> async_graphql::Result<Response> {
-        crate::auth::staff(ctx, REFUNDERS).await?;
+        crate::auth::staff(ctx, Group::ADMINS).await?;
         let segment = page::id_segment("orderId", &order_id)?;
         if amount <= 0 {
             return refused(

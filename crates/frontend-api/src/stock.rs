@@ -8,14 +8,12 @@ use crate::error::{self, error};
 use crate::page;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Object, SimpleObject, ID};
+use ecom_contracts::Group;
 use ecom_runtime::Clients;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Who may see and set stock.
-pub const STAFF: &[&str] = &["admin", "warehouse"];
 
 /// A tracked product's stock.
 #[derive(Debug, SimpleObject, Deserialize)]
@@ -43,7 +41,7 @@ pub struct StockMutation;
 impl StockQuery {
     /// A product's stock; null when the product is untracked (unlimited).
     async fn get_stock(&self, ctx: &Context<'_>, product_id: ID) -> async_graphql::Result<Option<Stock>> {
-        let user = crate::auth::staff(ctx, STAFF).await?;
+        let user = crate::auth::staff(ctx, Group::WAREHOUSE_STAFF).await?;
         let path = format!("/stock/{}", page::encode(&product_id));
         crate::read_one(crate::client(ctx, "warehouse")?.as_user(user.token), &path).await
     }
@@ -60,7 +58,7 @@ impl StockMutation {
         product_id: ID,
         on_hand: i64,
     ) -> async_graphql::Result<Stock> {
-        let user = crate::auth::staff(ctx, STAFF).await?;
+        let user = crate::auth::staff(ctx, Group::WAREHOUSE_STAFF).await?;
         if on_hand < 0 {
             return Err(error(
                 error::BAD_USER_INPUT,

@@ -5,10 +5,8 @@
 use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::Response;
 use async_graphql::{Context, InputObject, Object, SimpleObject};
+use ecom_contracts::Group;
 use serde::{Deserialize, Serialize};
-
-/// Who may run these operations.
-pub const STAFF: &[&str] = &["admin", "warehouse"];
 
 /// A request to pack an order.
 #[derive(Debug, SimpleObject, Deserialize)]
@@ -86,7 +84,7 @@ impl WarehouseQuery {
         ctx: &Context<'_>,
         next_token: Option<String>,
     ) -> async_graphql::Result<PaginatedPackagingRequestIds> {
-        let user = crate::auth::staff(ctx, STAFF).await?;
+        let user = crate::auth::staff(ctx, Group::WAREHOUSE_STAFF).await?;
         let gw = crate::gateway(ctx)?;
         let client = crate::client(ctx, "warehouse")?.as_user(user.token);
         let path = format!("/packaging-requests?limit={PAGE_SIZE}");
@@ -99,7 +97,7 @@ impl WarehouseQuery {
         ctx: &Context<'_>,
         input: PackagingInput,
     ) -> async_graphql::Result<Option<PackagingRequest>> {
-        let user = crate::auth::staff(ctx, STAFF).await?;
+        let user = crate::auth::staff(ctx, Group::WAREHOUSE_STAFF).await?;
         let path = format!(
             "/packaging-requests/{}",
             page::id_segment("input.orderId", &input.order_id)?
@@ -116,7 +114,14 @@ impl WarehouseMutation {
         ctx: &Context<'_>,
         input: PackagingInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "warehouse", STAFF, "/startPackaging", &input).await
+        crate::staff_action(
+            ctx,
+            "warehouse",
+            Group::WAREHOUSE_STAFF,
+            "/startPackaging",
+            &input,
+        )
+        .await
     }
 
     /// Sets a line's quantity while IN_PROGRESS (0 removes it).
@@ -125,7 +130,14 @@ impl WarehouseMutation {
         ctx: &Context<'_>,
         input: UpdatePackagingProductInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "warehouse", STAFF, "/updatePackagingProduct", &input).await
+        crate::staff_action(
+            ctx,
+            "warehouse",
+            Group::WAREHOUSE_STAFF,
+            "/updatePackagingProduct",
+            &input,
+        )
+        .await
     }
 
     /// IN_PROGRESS → COMPLETED: the order becomes PACKAGED, or
@@ -135,6 +147,13 @@ impl WarehouseMutation {
         ctx: &Context<'_>,
         input: PackagingInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "warehouse", STAFF, "/completePackaging", &input).await
+        crate::staff_action(
+            ctx,
+            "warehouse",
+            Group::WAREHOUSE_STAFF,
+            "/completePackaging",
+            &input,
+        )
+        .await
     }
 }

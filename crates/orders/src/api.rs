@@ -44,6 +44,7 @@ use crate::{events, Metrics};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use ecom_contracts::Group;
 use ecom_model::{Address, Money, ProductLine, Timestamp};
 use ecom_platform::Context;
 use ecom_runtime::auth::User;
@@ -160,9 +161,6 @@ mod shapes {
         next_token: Option<String>,
     }
 }
-
-/// Groups that may cancel any order through the staff route.
-pub const CANCELLERS: &[&str] = &["admin"];
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -666,7 +664,7 @@ async fn admin_cancel_route(
     User(caller): User,
     Path(order_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(CANCELLERS)?;
+    caller.require_group(Group::ADMINS)?;
     cancel(&api, &order_id, None).await
 }
 

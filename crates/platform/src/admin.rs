@@ -16,6 +16,7 @@ use crate::Bus;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use ecom_contracts::Group;
 use ecom_runtime::auth::User;
 use ecom_runtime::extract::{Json, Query};
 use ecom_runtime::ApiError;
@@ -23,8 +24,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// The group whose members may see and drive dead letters.
-const ADMIN_GROUP: &str = "admin";
 /// Dead letters listed when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
 /// Most dead letters one listing reads: each carries a whole event.
@@ -48,7 +47,7 @@ pub fn router(bus: Bus) -> Router {
 }
 
 fn admin(user: &User) -> Result<(), ApiError> {
-    user.0.require_group(&[ADMIN_GROUP])
+    user.0.require_group(Group::ADMINS)
 }
 
 /// A rule name as given by a caller: trimmed, not empty, not absurdly long.

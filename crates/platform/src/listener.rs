@@ -31,14 +31,13 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use ecom_contracts::Group;
 use ecom_runtime::auth::Verifier;
 use ecom_runtime::{ApiError, ServiceKey};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use tokio::sync::broadcast::error::RecvError;
 
-/// The group whose ID tokens open the listener.
-const STAFF_GROUP: &str = "admin";
 /// The subprotocol the server selects when the client offers one (a
 /// browser fails the connection when it offered some and none is selected).
 pub const PROTOCOL: &str = "ecom.listener";
@@ -94,7 +93,7 @@ async fn staff(key: &ServiceKey, verifier: Option<Verifier>, headers: &HeaderMap
     }
     let verifier = verifier.ok_or_else(refused)?;
     match verifier.verify(token).await {
-        Ok(claims) if claims.groups.iter().any(|g| g == STAFF_GROUP) => Ok(()),
+        Ok(claims) if claims.belongs_to(Group::ADMINS) => Ok(()),
         Ok(_) => Err(refused()),
         // 503 (keys unavailable) stays 503; any other failure is a refusal.
         Err(e) if e.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE => Err(e),

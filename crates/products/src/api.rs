@@ -32,6 +32,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use ecom_contracts::Group;
 use ecom_model::Product;
 use ecom_platform::Context;
 use ecom_runtime::auth::{Claims, User};
@@ -81,7 +82,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Admin routes are for group `admin` only (403 for other signed-in users).
 fn admin(User(claims): &User) -> Result<&Claims, ApiError> {
-    claims.require_group(&["admin"])?;
+    claims.require_group(Group::ADMINS)?;
     Ok(claims)
 }
 

@@ -19,10 +19,11 @@
 //! state, can ask for the caller:
 //!
 //! ```ignore
+//! use ecom_contracts::Group;
 //! use ecom_runtime::auth::User;
 //!
 //! async fn my_orders(User(claims): User, State(db): State<Db>) -> Result<Json<Value>, ApiError> {
-//!     claims.require_group(&["admin", "warehouse"])?; // 403 unless staff
+//!     claims.require_group(Group::WAREHOUSE_STAFF)?; // 403 unless warehouse staff or admin
 //!     // claims.sub is the user id
 //! }
 //! ```
@@ -56,6 +57,7 @@ use crate::{ApiError, BackendClient};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use ecom_contracts::Group;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -103,14 +105,23 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Whether the user belongs to at least one of `groups`. A group name
+    /// in the token that is no [`Group`] (none is issued) matches nothing.
+    pub fn belongs_to(&self, groups: &[Group]) -> bool {
+        self.groups
+            .iter()
+            .any(|g| groups.iter().any(|wanted| wanted.as_str() == g))
+    }
+
     /// Ok when the user belongs to at least one of `groups`; 403 otherwise.
-    pub fn require_group(&self, groups: &[&str]) -> Result<(), ApiError> {
-        if self.groups.iter().any(|g| groups.contains(&g.as_str())) {
+    pub fn require_group(&self, groups: &[Group]) -> Result<(), ApiError> {
+        if self.belongs_to(groups) {
             Ok(())
         } else {
+            let names: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
             Err(ApiError::forbidden(format!(
                 "this operation needs one of the groups: {}",
-                groups.join(", ")
+                names.join(", ")
             )))
         }
     }
@@ -643,8 +654,8 @@ mod tests {
             email: "a@b.c".into(),
             groups: vec!["warehouse".into()],
         };
-        assert!(claims.require_group(&["admin", "warehouse"]).is_ok());
-        let err = claims.require_group(&["admin"]).unwrap_err();
+        assert!(claims.require_group(Group::WAREHOUSE_STAFF).is_ok());
+        let err = claims.require_group(Group::ADMINS).unwrap_err();
         assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
         assert!(err.message().contains("admin"));
     }

@@ -408,7 +408,7 @@ async fn me(User(claims): User, State(s): State<Users>) -> Result<Json<store::Us
 }
 
 fn admin(claims: &Claims) -> Result<(), ApiError> {
-    claims.require_group(&["admin"])
+    claims.require_group(Group::ADMINS)
 }
 
 fn no_user(user_id: &str) -> ApiError {

@@ -31,6 +31,7 @@ use crate::{events, store};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use ecom_contracts::Group;
 use ecom_model::Timestamp;
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
@@ -44,9 +45,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// Groups allowed to run the warehouse's staff operations.
-pub const STAFF: &[&str] = &["admin", "warehouse"];
 
 /// What the staff operations need. Cheap to clone.
 #[derive(Clone)]
@@ -403,7 +401,7 @@ async fn list_route(
     User(caller): User,
     Query(params): Query<page::Params>,
 ) -> Result<Json<RequestIds>, ApiError> {
-    caller.require_group(STAFF)?;
+    caller.require_group(Group::WAREHOUSE_STAFF)?;
     Ok(Json(
         new_request_ids(&w, params.next_token.as_deref(), params.limit).await?,
     ))
@@ -416,7 +414,7 @@ async fn read_route(
     User(caller): User,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<PackagingRequest>, ApiError> {
-    caller.require_group(STAFF)?;
+    caller.require_group(Group::WAREHOUSE_STAFF)?;
     Ok(Json(packaging_request(&w, order_id).await?))
 }
 
@@ -427,7 +425,7 @@ async fn start_route(
     User(caller): User,
     Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(STAFF)?;
+    caller.require_group(Group::WAREHOUSE_STAFF)?;
     start_packaging(&w, input.order_id).await?;
     Ok(success())
 }
@@ -439,7 +437,7 @@ async fn update_route(
     User(caller): User,
     Json(input): Json<UpdatePackagingProductInput>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(STAFF)?;
+    caller.require_group(Group::WAREHOUSE_STAFF)?;
     update_packaging_product(&w, input.order_id, input.product_id, input.quantity).await?;
     Ok(success())
 }
@@ -451,7 +449,7 @@ async fn complete_route(
     User(caller): User,
     Json(input): Json<OrderInput>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_group(STAFF)?;
+    caller.require_group(Group::WAREHOUSE_STAFF)?;
     complete_packaging(&w, input.order_id).await?;
     Ok(success())
 }
@@ -510,7 +508,7 @@ async fn get_stock_route(
     User(caller): User,
     Path(id): Path<String>,
 ) -> Result<Json<Stock>, ApiError> {
-    caller.require_group(STAFF)?;
+    caller.require_group(Group::WAREHOUSE_STAFF)?;
     let id = product_id(&id)?;
     get_stock(&w, id).await?.map(Json).ok_or_else(|| {
         ApiError::not_found(format!(
@@ -538,7 +536,7 @@ async fn set_stock_route(
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Json<Stock>, ApiError> {
-    caller.require_group(STAFF)?;
+    caller.require_group(Group::WAREHOUSE_STAFF)?;
     let id = product_id(&id)?;
     Ok(Json(set_stock(&w, id, on_hand(&body)?).await?))
 }

@@ -41,6 +41,7 @@
 use super::{order_request, percentile_ms, BenchArgs, JsonClient};
 use anyhow::Context as _;
 use axum::body::Bytes;
+use ecom_contracts::Group;
 use ecom_runtime::ServiceKey;
 use ecom_storage::StorageTarget;
 use hyper::{Method, StatusCode};
@@ -137,8 +138,8 @@ pub async fn run(
     key: &ServiceKey,
     target: &StorageTarget,
 ) -> anyhow::Result<()> {
-    let clerk = staff(target, authority, "bench-clerk@example.com", "warehouse").await?;
-    let courier = staff(target, authority, "bench-courier@example.com", "delivery").await?;
+    let clerk = staff(target, authority, "bench-clerk@example.com", Group::Warehouse).await?;
+    let courier = staff(target, authority, "bench-courier@example.com", Group::Delivery).await?;
     let order = order_request("pre-authorised by each journey")?;
     let plan = Arc::new(Plan {
         total: order_total(&order)?,
@@ -210,11 +211,11 @@ pub async fn run(
 /// Makes a user in `group` (as `ecom users add` does) and signs them in; the
 /// ID token. A user an earlier run against the same deployment made is
 /// signed in as it is.
-async fn staff(target: &StorageTarget, authority: &str, email: &str, group: &str) -> anyhow::Result<String> {
+async fn staff(target: &StorageTarget, authority: &str, email: &str, group: Group) -> anyhow::Result<String> {
     if let Some(token) = sign_in(authority, email).await?.0 {
         return Ok(token);
     }
-    crate::cli::users::add(target, email, PASSWORD, &[group.to_owned()]).await?;
+    crate::cli::users::add(target, email, PASSWORD, &[group.to_string()]).await?;
     match sign_in(authority, email).await? {
         (Some(token), _) => Ok(token),
         (None, failure) => anyhow::bail!("signing {email} in failed: {failure}"),
