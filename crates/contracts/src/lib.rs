@@ -70,8 +70,11 @@ pub struct Modified<T> {
 
 /// `{orderId}`: the detail of events that only name an order
 /// (`PackagingFailed`, `OrderCancelled`) and the body of the backend calls
-/// that only name one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// that only name one (the warehouse's release and cancellation, see
+/// [`backend`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRef {
     /// The order.

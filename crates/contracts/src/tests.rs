@@ -120,6 +120,187 @@ fn small_payloads_are_the_json_the_services_wrote_by_hand() {
     }
 }
 
+/// The bytes a backend call puts on the wire: bodies are written straight
+/// from their struct (`serde_json::to_vec`), not through a `Value`, so the
+/// order of the fields counts.
+fn body(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+#[test]
+fn backend_bodies_are_the_bytes_callers_and_callees_wrote_by_hand() {
+    use crate::backend::{
+        Ack, PaymentClaim, PaymentClaimAnswer, PaymentRelease, Reservation, ReservationAnswer, StockLine,
+    };
+
+    // What orders wrote: structs of its own for the claim and the
+    // reservation (fields in this order), `json!` for the rest.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PaymentCheck<'a> {
+        payment_token: &'a str,
+        total: Money,
+        order_id: Uuid,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct StockRequest {
+        order_id: Uuid,
+        products: Vec<OldStockLine>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct OldStockLine {
+        product_id: Uuid,
+        quantity: i64,
+    }
+
+    let (order_id, total) = (id(1), Money::try_from(2900).unwrap());
+    let claim = PaymentClaim {
+        payment_token: "tok".into(),
+        total,
+        order_id,
+    };
+    let reservation = Reservation {
+        order_id,
+        products: vec![
+            StockLine {
+                product_id: id(2),
+                quantity: 3,
+            },
+            StockLine {
+                product_id: id(3),
+                quantity: 1,
+            },
+        ],
+    };
+    let cases: Vec<(&str, String, String)> = vec![
+        // orders → payment and warehouse
+        (
+            "payment claim",
+            body(&claim),
+            body(&PaymentCheck {
+                payment_token: "tok",
+                total,
+                order_id,
+            }),
+        ),
+        (
+            "payment release",
+            body(&PaymentRelease {
+                order_id,
+                payment_token: "tok".into(),
+            }),
+            json!({ "paymentToken": "tok", "orderId": order_id }).to_string(),
+        ),
+        (
+            "reservation",
+            body(&reservation),
+            body(&StockRequest {
+                order_id,
+                products: vec![
+                    OldStockLine {
+                        product_id: id(2),
+                        quantity: 3,
+                    },
+                    OldStockLine {
+                        product_id: id(3),
+                        quantity: 1,
+                    },
+                ],
+            }),
+        ),
+        (
+            "stock release and cancellation",
+            body(&OrderRef { order_id }),
+            json!({ "orderId": order_id }).to_string(),
+        ),
+        // payment's and the warehouse's answers, all written with `json!`
+        (
+            "claim held",
+            body(&PaymentClaimAnswer {
+                ok: true,
+                reason: None,
+            }),
+            json!({ "ok": true }).to_string(),
+        ),
+        (
+            "claim not covered",
+            body(&PaymentClaimAnswer {
+                ok: false,
+                reason: None,
+            }),
+            json!({ "ok": false }).to_string(),
+        ),
+        (
+            "token taken",
+            body(&PaymentClaimAnswer {
+                ok: false,
+                reason: Some("Payment token already used".into()),
+            }),
+            json!({ "ok": false, "reason": "Payment token already used" }).to_string(),
+        ),
+        (
+            "released, or not",
+            body(&[Ack { ok: true }, Ack { ok: false }]),
+            json!([{ "ok": true }, { "ok": false }]).to_string(),
+        ),
+        (
+            "stock held",
+            body(&ReservationAnswer {
+                ok: true,
+                out_of_stock: vec![],
+            }),
+            json!({ "ok": true }).to_string(),
+        ),
+        (
+            "out of stock",
+            body(&ReservationAnswer {
+                ok: false,
+                out_of_stock: vec![id(2), id(3)],
+            }),
+            json!({ "ok": false, "outOfStock": [id(2), id(3)] }).to_string(),
+        ),
+    ];
+    for (what, typed, by_hand) in cases {
+        assert_eq!(typed, by_hand, "{what}");
+    }
+
+    // And each side reads what the other wrote before: the claim as
+    // payment's old `ValidateRequest` did, the answers as orders' old
+    // `PaymentAnswer` and `StockAnswer` did (a missing `reason` or
+    // `outOfStock` is empty).
+    assert_eq!(
+        serde_json::from_value::<PaymentClaim>(
+            json!({"paymentToken": "tok", "total": 2900, "orderId": order_id})
+        )
+        .unwrap(),
+        claim
+    );
+    assert!(serde_json::from_value::<PaymentClaim>(
+        json!({"paymentToken": "tok", "total": -1, "orderId": order_id})
+    )
+    .is_err());
+    assert_eq!(
+        serde_json::from_value::<PaymentClaimAnswer>(json!({"ok": false})).unwrap(),
+        PaymentClaimAnswer {
+            ok: false,
+            reason: None
+        }
+    );
+    assert_eq!(
+        serde_json::from_value::<ReservationAnswer>(json!({"ok": true})).unwrap(),
+        ReservationAnswer {
+            ok: true,
+            out_of_stock: vec![]
+        }
+    );
+    assert_eq!(
+        serde_json::from_str::<Reservation>(&body(&reservation)).unwrap(),
+        reservation
+    );
+}
+
 #[test]
 fn user_created_keeps_its_dates_as_text_with_microseconds() {
     let at = Timestamp::parse("2026-11-25T21:22:57Z").unwrap();

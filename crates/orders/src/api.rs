@@ -44,7 +44,10 @@ use crate::{events, Metrics};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
-use ecom_contracts::Group;
+use ecom_contracts::backend::{
+    Ack, PaymentClaim, PaymentClaimAnswer, PaymentRelease, Reservation, ReservationAnswer, StockLine,
+};
+use ecom_contracts::{Group, OrderRef};
 use ecom_model::{Address, Money, ProductLine, Timestamp};
 use ecom_platform::Context;
 use ecom_runtime::auth::User;
@@ -394,52 +397,14 @@ struct PricingAnswer {
     pricing: i64,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentCheck<'a> {
-    payment_token: &'a str,
-    total: Money,
-    order_id: Uuid,
-}
-
-#[derive(Deserialize)]
-struct PaymentAnswer {
-    ok: bool,
-    /// Why not, when payment says (`Payment token already used`).
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StockRequest {
-    order_id: Uuid,
-    products: Vec<StockLine>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StockLine {
-    product_id: Uuid,
-    quantity: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StockAnswer {
-    ok: bool,
-    #[serde(default)]
-    out_of_stock: Vec<String>,
-}
-
 /// Gives back the stock an order held, when the order is not stored after
 /// all. Best effort: a hold that is not released here expires.
 async fn release_stock(ctx: &Context, order_id: Uuid) {
-    let answer: Result<Value, ()> = call(
+    let answer: Result<Ack, ()> = call(
         &ctx.clients.clone().with_timeout(CHECK_TIMEOUT),
         "warehouse",
         "/backend/reservations/release",
-        &json!({ "orderId": order_id }),
+        &OrderRef { order_id },
     )
     .await;
     if answer.is_err() {
@@ -463,8 +428,11 @@ struct Checked {
 /// stays expires after payment's claim TTL.
 async fn release(ctx: &Context, token: &str, order_id: Uuid) {
     let clients = ctx.clients.clone().with_timeout(CHECK_TIMEOUT);
-    let body = json!({ "paymentToken": token, "orderId": order_id });
-    let answer: Result<Value, ()> = call(&clients, "payment", "/backend/release", &body).await;
+    let body = PaymentRelease {
+        order_id,
+        payment_token: token.to_owned(),
+    };
+    let answer: Result<Ack, ()> = call(&clients, "payment", "/backend/release", &body).await;
     if answer.is_err() {
         tracing::warn!(%order_id, "could not release the payment token claim of a refused order");
     }
@@ -516,16 +484,16 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
             &clients,
             "payment",
             "/backend/validate",
-            &PaymentCheck {
-                payment_token: &request.payment_token,
+            &PaymentClaim {
+                payment_token: request.payment_token.clone(),
                 total,
                 order_id,
             },
         )
         .await;
         match answer {
-            Ok(PaymentAnswer { ok: true, .. }) => (None, true),
-            Ok(PaymentAnswer { ok: false, reason }) => (
+            Ok(PaymentClaimAnswer { ok: true, .. }) => (None, true),
+            Ok(PaymentClaimAnswer { ok: false, reason }) => (
                 Some(reason.unwrap_or_else(|| "Wrong payment token".to_owned())),
                 false,
             ),
@@ -545,15 +513,15 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
             &clients,
             "warehouse",
             "/backend/reservations",
-            &StockRequest {
+            &Reservation {
                 order_id,
                 products: lines,
             },
         )
         .await;
         match answer {
-            Ok(StockAnswer { ok: true, .. }) => (Vec::new(), true),
-            Ok(StockAnswer { out_of_stock, .. }) => (
+            Ok(ReservationAnswer { ok: true, .. }) => (Vec::new(), true),
+            Ok(ReservationAnswer { out_of_stock, .. }) => (
                 out_of_stock
                     .iter()
                     .map(|id| format!("Out of stock: {id}"))
@@ -695,7 +663,7 @@ async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<V
     // that changed under it while its OrderCreated was being applied — is
     // asked again, a few times, before the shopper is told to retry.
     let client = api.ctx.clients.get("warehouse").map_err(ApiError::internal)?;
-    let mut answer: Result<Value, ClientError> = Err(ClientError::Unreachable {
+    let mut answer: Result<Ack, ClientError> = Err(ClientError::Unreachable {
         service: "warehouse".to_owned(),
         reason: "not asked".to_owned(),
     });
@@ -704,7 +672,7 @@ async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<V
             tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
         }
         answer = client
-            .post("/backend/cancellations", &json!({ "orderId": id }))
+            .post("/backend/cancellations", &OrderRef { order_id: id })
             .await;
         match &answer {
             Ok(_) => break,

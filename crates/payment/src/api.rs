@@ -23,6 +23,7 @@ use crate::{events, store, Metrics};
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
+use ecom_contracts::backend::{Ack, PaymentClaim, PaymentClaimAnswer, PaymentRelease};
 use ecom_model::{Money, Timestamp};
 use ecom_platform::Context;
 use ecom_runtime::{ApiError, Json};
@@ -77,14 +78,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// document only (nothing constructs them).
 #[allow(dead_code)]
 mod shapes {
-    /// The answer of a validation.
-    #[derive(utoipa::ToSchema)]
-    pub struct Validated {
-        ok: bool,
-        /// `Payment token already used` when another order holds the token.
-        reason: Option<String>,
-    }
-
     /// The answer of a refund.
     #[derive(utoipa::ToSchema)]
     pub struct Refunded {
@@ -100,21 +93,6 @@ struct Refunds {
     metrics: Arc<Metrics>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct ValidateRequest {
-    payment_token: String,
-    total: Money,
-    order_id: Uuid,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct ReleaseRequest {
-    payment_token: String,
-    order_id: Uuid,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Answer {
     ok: bool,
@@ -126,13 +104,13 @@ fn stale_before() -> i64 {
     Timestamp::now().unix_micros().saturating_sub(ttl)
 }
 
-#[utoipa::path(post, path = "/backend/validate", security(("serviceCredential" = [])), tag = "backend", request_body = ValidateRequest,
-    responses((status = 200, body = shapes::Validated, description = "`ok: true` when the token covers `total` and the order now holds it"),
+#[utoipa::path(post, path = "/backend/validate", security(("serviceCredential" = [])), tag = "backend", request_body = PaymentClaim,
+    responses((status = 200, body = PaymentClaimAnswer, description = "`ok: true` when the token covers `total` and the order now holds it"),
         (status = 503, body = ecom_runtime::openapi::Error, description = "The card processor does not answer")))]
 async fn validate(
     State(ctx): State<Context>,
-    Json(req): Json<ValidateRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Json(req): Json<PaymentClaim>,
+) -> Result<Json<PaymentClaimAnswer>, ApiError> {
     // Both at once: the claim is one INSERT in payment's own database, the
     // check one read at the processor, so the claim costs createOrder no
     // extra round trip.
@@ -146,7 +124,10 @@ async fn validate(
         Err(e) => return Err(ApiError::internal(e)),
     };
     if !claimed {
-        return Ok(Json(json!({ "ok": false, "reason": ALREADY_USED })));
+        return Ok(Json(PaymentClaimAnswer {
+            ok: false,
+            reason: Some(ALREADY_USED.to_owned()),
+        }));
     }
     let covered = match covered {
         Ok(covered) => covered,
@@ -159,7 +140,10 @@ async fn validate(
     if !covered {
         release_quietly(&ctx, &req.payment_token, req.order_id).await;
     }
-    Ok(Json(json!({ "ok": covered })))
+    Ok(Json(PaymentClaimAnswer {
+        ok: covered,
+        reason: None,
+    }))
 }
 
 /// Drops a claim this validation made and no longer needs; a failure only
@@ -170,14 +154,11 @@ async fn release_quietly(ctx: &Context, token: &str, order_id: Uuid) {
     }
 }
 
-#[utoipa::path(post, path = "/backend/release", security(("serviceCredential" = [])), tag = "backend", request_body = ReleaseRequest,
-    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "The order's unconfirmed claim on the token is dropped")))]
-async fn release(
-    State(ctx): State<Context>,
-    Json(req): Json<ReleaseRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(post, path = "/backend/release", security(("serviceCredential" = [])), tag = "backend", request_body = PaymentRelease,
+    responses((status = 200, body = Ack, description = "The order's unconfirmed claim on the token is dropped (`ok`: whether there was one)")))]
+async fn release(State(ctx): State<Context>, Json(req): Json<PaymentRelease>) -> Result<Json<Ack>, ApiError> {
     let released = store::release(&ctx.db, &req.payment_token, req.order_id).await?;
-    Ok(Json(json!({ "ok": released })))
+    Ok(Json(Ack { ok: released }))
 }
 
 /// Calls a payment-3p route and returns its `ok`. An error means no answer

@@ -26,12 +26,13 @@
 //!   (untracked products absent)
 
 use crate::domain::{Action, PackagingRequest, Status};
-use crate::stock::{self, Reserved, SetRefused, Stock, Want};
+use crate::stock::{self, Reserved, SetRefused, Stock};
 use crate::{events, store};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
-use ecom_contracts::Group;
+use ecom_contracts::backend::{Ack, Reservation, ReservationAnswer};
+use ecom_contracts::{Group, OrderRef};
 use ecom_model::Timestamp;
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
@@ -187,15 +188,6 @@ mod shapes {
     pub struct OnHand {
         /// Units in the warehouse (at least what is reserved).
         on_hand: i64,
-    }
-
-    /// The answer of a reservation.
-    #[derive(utoipa::ToSchema)]
-    #[schema(rename_all = "camelCase")]
-    pub struct Reserved {
-        ok: bool,
-        /// The products short of stock, when refused.
-        out_of_stock: Option<Vec<String>>,
     }
 
     /// Units available per tracked product id.
@@ -541,19 +533,12 @@ async fn set_stock_route(
     Ok(Json(set_stock(&w, id, on_hand(&body)?).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct ReserveInput {
-    order_id: Uuid,
-    products: Vec<Want>,
-}
-
-#[utoipa::path(post, path = "/backend/reservations", security(("serviceCredential" = [])), tag = "backend", request_body = ReserveInput,
-    responses((status = 200, body = shapes::Reserved, description = "Held (`ok: true`) or refused for stock")))]
+#[utoipa::path(post, path = "/backend/reservations", security(("serviceCredential" = [])), tag = "backend", request_body = Reservation,
+    responses((status = 200, body = ReservationAnswer, description = "Held (`ok: true`) or refused for stock")))]
 async fn reserve_route(
     State(w): State<Warehouse>,
-    Json(input): Json<ReserveInput>,
-) -> Result<Json<Value>, ApiError> {
+    Json(input): Json<Reservation>,
+) -> Result<Json<ReservationAnswer>, ApiError> {
     if let Some(bad) = input.products.iter().find(|l| l.quantity < 1) {
         return Err(ApiError::bad_request(format!(
             "products: quantity of {} must be at least 1, got {}",
@@ -567,11 +552,17 @@ async fn reserve_route(
             if tracked {
                 w.metrics.made.inc();
             }
-            Ok(Json(json!({ "ok": true })))
+            Ok(Json(ReservationAnswer {
+                ok: true,
+                out_of_stock: Vec::new(),
+            }))
         }
         Reserved::OutOfStock(ids) => {
             w.metrics.refused.inc();
-            Ok(Json(json!({ "ok": false, "outOfStock": ids })))
+            Ok(Json(ReservationAnswer {
+                ok: false,
+                out_of_stock: ids,
+            }))
         }
     }
 }
@@ -590,25 +581,25 @@ pub async fn release(w: &Warehouse, order_id: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[utoipa::path(post, path = "/backend/reservations/release", security(("serviceCredential" = [])), tag = "backend", request_body = OrderInput,
-    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "What the order held is released")))]
+#[utoipa::path(post, path = "/backend/reservations/release", security(("serviceCredential" = [])), tag = "backend", request_body = OrderRef,
+    responses((status = 200, body = Ack, description = "What the order held is released (`ok: true`)")))]
 async fn release_route(
     State(w): State<Warehouse>,
-    Json(input): Json<OrderInput>,
-) -> Result<Json<Value>, ApiError> {
+    Json(input): Json<OrderRef>,
+) -> Result<Json<Ack>, ApiError> {
     release(&w, input.order_id).await?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(Ack { ok: true }))
 }
 
-#[utoipa::path(post, path = "/backend/cancellations", security(("serviceCredential" = [])), tag = "backend", request_body = OrderInput,
-    responses((status = 200, body = ecom_runtime::openapi::Ok, description = "The order's packaging is cancelled (now, before, or in advance) and its stock released"),
+#[utoipa::path(post, path = "/backend/cancellations", security(("serviceCredential" = [])), tag = "backend", request_body = OrderRef,
+    responses((status = 200, body = Ack, description = "The order's packaging is cancelled (now, before, or in advance) and its stock released (`ok: true`)"),
         (status = 409, body = ecom_runtime::openapi::Error, description = "Packaging has started")))]
 async fn cancel_route(
     State(w): State<Warehouse>,
-    Json(input): Json<OrderInput>,
-) -> Result<Json<Value>, ApiError> {
+    Json(input): Json<OrderRef>,
+) -> Result<Json<Ack>, ApiError> {
     cancel_packaging(&w, input.order_id).await?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(Ack { ok: true }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

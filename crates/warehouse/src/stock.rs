@@ -23,12 +23,13 @@
 //! twice.
 
 use anyhow::Context as _;
+use ecom_contracts::backend::StockLine;
 use ecom_contracts::warehouse::StockChanged;
 use ecom_model::Timestamp;
 use ecom_platform::{Event, Outbox};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -69,16 +70,6 @@ impl Stock {
         };
         Event::of::<StockChanged>(vec![self.product_id.to_string()], &detail)
     }
-}
-
-/// One line of a reservation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Want {
-    /// The product.
-    pub product_id: Uuid,
-    /// Units wanted (at least 1).
-    pub quantity: i64,
 }
 
 /// What a reservation request got.
@@ -184,7 +175,7 @@ pub async fn reserve(
     db: &Db,
     outbox: &Outbox,
     order_id: Uuid,
-    wants: &[Want],
+    wants: &[StockLine],
     expires: i64,
 ) -> anyhow::Result<Reserved> {
     // Sum duplicate lines, and take rows in one order so that concurrent
