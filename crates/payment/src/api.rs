@@ -19,7 +19,7 @@
 //!   refund, 404 for an order payment does not know, 409 for a payment
 //!   not captured or a refusal by the processor.
 
-use crate::{events, store, Metrics};
+use crate::{domain, events, store, Metrics};
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
@@ -217,10 +217,8 @@ async fn refund(
     let payment = store::captured(&ctx.db, order_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no payment for order {order_id}")))?;
-    if !matches!(
-        payment.status,
-        store::Status::Processed | store::Status::PartiallyRefunded | store::Status::Refunded
-    ) {
+    let step = domain::refund(payment.captured, payment.refunded, amount.cents());
+    if domain::next(Some(payment.status), step).is_none() {
         return Err(ApiError::conflict(format!(
             "the payment of order {order_id} was not captured: nothing to refund"
         )));

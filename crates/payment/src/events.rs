@@ -11,6 +11,8 @@
 //!   payment (`CANCELLED`);
 //! - `OrderModified` with `total` changed → lower the authorised amount.
 //!
+//! The statuses these move a payment through are [`crate::domain`]'s.
+//!
 //! Settling calls the card processor before recording the result, so a
 //! crash in between leaves the payment held and the event is redelivered.
 //! The second call names the same order and amount, and the processor
@@ -18,7 +20,8 @@
 //! other way (cancelled, lowered, captured for another order) is a refusal.
 
 use crate::api::{amount_request, ask};
-use crate::store::{self, Status};
+use crate::domain::{self, Step};
+use crate::store;
 use crate::Metrics;
 use anyhow::Context as _;
 use ecom_contracts::delivery::{DeliveryCompleted, DeliveryFailed};
@@ -41,6 +44,17 @@ const TOKEN_TAKEN: &str = "Payment token already used by another order";
 enum Settlement {
     Capture,
     Cancel,
+}
+
+impl Settlement {
+    /// The step it makes when the processor agrees (a refused capture
+    /// starts from the same status).
+    fn step(self) -> Step {
+        match self {
+            Settlement::Capture => Step::Capture,
+            Settlement::Cancel => Step::Cancel,
+        }
+    }
 }
 
 /// Subscribes the service's rules.
@@ -157,7 +171,8 @@ async fn on_total_modified(ctx: &Context, event: Event, modified: Modified<Order
         .with_context(|| format!("no payment known yet for order {}", order.order_id))?;
     // Only a token this order holds is touched: a payment that failed
     // because its token is another order's must not lower that order's.
-    if payment.status == Status::Held && payment.token.as_deref() == Some(order.payment_token.as_str()) {
+    let follows = domain::next(Some(payment.status), Step::NewTotal).is_some();
+    if follows && payment.token.as_deref() == Some(order.payment_token.as_str()) {
         // Lowering to the same amount twice is harmless, so a redelivery may
         // call again; only the local record goes through the inbox.
         let lowered = ask(
@@ -247,26 +262,29 @@ async fn settle(
         // OrderCreated may not have been applied yet (no global order):
         // fail so the bus retries later.
         .with_context(|| format!("no payment known yet for order {order_id}"))?;
-    let (Status::Held, Some(token)) = (payment.status, payment.token.as_deref()) else {
+    let (Some(_), Some(token)) = (
+        domain::next(Some(payment.status), settlement.step()),
+        payment.token.as_deref(),
+    ) else {
         // Settled before (a redelivery), or failed from the start.
         tracing::debug!(%order_id, rule, status = ?payment.status, "payment not held: nothing to settle");
         return Ok(());
     };
     match settlement {
         Settlement::Capture => {
-            let (to, amount, announce) = match final_total(ctx, order_id).await? {
+            let (step, amount, announce) = match final_total(ctx, order_id).await? {
                 None => {
                     let reason = "orders does not know the order";
-                    (Status::Failed, None, failed(order_id, reason)?)
+                    (Step::CaptureRefused, None, failed(order_id, reason)?)
                 }
                 Some(total) => {
                     let body = json!({ "paymentToken": token, "orderId": order_id, "amount": total });
                     if ask(ctx, "/processPayment", &body).await? {
-                        (Status::Processed, Some(total), processed(order_id, total)?)
+                        (Step::Capture, Some(total), processed(order_id, total)?)
                     } else {
                         let reason = refusal(ctx, token, order_id, total).await;
                         tracing::warn!(%order_id, %reason, "the card processor refused the capture");
-                        (Status::Failed, None, failed(order_id, &reason)?)
+                        (Step::CaptureRefused, None, failed(order_id, &reason)?)
                     }
                 }
             };
@@ -275,7 +293,7 @@ async fn settle(
             };
             let reason = announce.detail["reason"].as_str().map(str::to_owned);
             let captured = amount.map(Money::cents);
-            let changed = store::settle(&mut tx, order_id, to, reason.as_deref(), captured).await?;
+            let changed = store::settle(&mut tx, order_id, step, reason.as_deref(), captured).await?;
             if changed {
                 ctx.outbox.push(&mut tx, &announce).await?;
             }
@@ -301,7 +319,7 @@ async fn settle(
             let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
                 return Ok(());
             };
-            let changed = store::settle(&mut tx, order_id, Status::Cancelled, None, None).await?;
+            let changed = store::settle(&mut tx, order_id, Step::Cancel, None, None).await?;
             tx.commit().await.context("Failed to commit")?;
             if changed && cancelled {
                 metrics.cancelled.inc();

@@ -5,6 +5,7 @@
 //! refunds captured payments, wholly or in part (`PaymentRefunded`).
 
 pub mod api;
+pub mod domain;
 pub mod events;
 pub mod store;
 

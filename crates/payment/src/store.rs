@@ -1,55 +1,14 @@
 //! payment's tables: `payments`, one row per order, holding its token until
 //! the payment is settled; and `payment_claims`, which order holds each
-//! token (one token pays for one order).
+//! token (one token pays for one order). The statuses each statement
+//! writes, and the status it requires, come from [`crate::domain`].
 
+use crate::domain::{Status, Step};
 use anyhow::Context as _;
 use ecom_model::Timestamp;
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use uuid::Uuid;
-
-/// Where an order's payment is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// The token is held, the amount authorised.
-    Held,
-    /// Captured by the processor; the token is forgotten.
-    Processed,
-    /// Released; the token is forgotten.
-    Cancelled,
-    /// Not paid: the processor refused the capture, or the token was
-    /// another order's. The token is forgotten.
-    Failed,
-    /// Captured, and part of it refunded.
-    PartiallyRefunded,
-    /// Captured, and all of it refunded.
-    Refunded,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Held => "HELD",
-            Status::Processed => "PROCESSED",
-            Status::Cancelled => "CANCELLED",
-            Status::Failed => "FAILED",
-            Status::PartiallyRefunded => "PARTIALLY_REFUNDED",
-            Status::Refunded => "REFUNDED",
-        }
-    }
-
-    fn parse(text: &str) -> anyhow::Result<Status> {
-        match text {
-            "HELD" => Ok(Status::Held),
-            "PROCESSED" => Ok(Status::Processed),
-            "CANCELLED" => Ok(Status::Cancelled),
-            "FAILED" => Ok(Status::Failed),
-            "PARTIALLY_REFUNDED" => Ok(Status::PartiallyRefunded),
-            "REFUNDED" => Ok(Status::Refunded),
-            other => anyhow::bail!("unknown payment status '{other}'"),
-        }
-    }
-}
 
 /// An order's payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +21,21 @@ pub struct Payment {
     pub status: Status,
 }
 
-/// Remembers an order's token; a second call for the same order changes nothing.
+fn parse(text: &str) -> anyhow::Result<Status> {
+    Status::parse(text).with_context(|| format!("unknown payment status '{text}'"))
+}
+
+/// The one status `step` moves a payment from, and the one it moves it to,
+/// for the statements that change an existing row under `status = from`.
+fn one_status_from(step: Step) -> anyhow::Result<(Status, Status)> {
+    match step.moves() {
+        ([Some(from)], to) => Ok((*from, to)),
+        _ => anyhow::bail!("{step:?} does not move a payment from one status"),
+    }
+}
+
+/// Remembers an order's token ([`Step::Hold`]); a second call for the same
+/// order changes nothing.
 pub async fn hold(tx: &mut Tx, order_id: Uuid, token: &str, total: i64) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO payments (order_id, payment_token, total, status, modified_at) VALUES ($1, $2, $3, $4, $5)
@@ -71,7 +44,7 @@ pub async fn hold(tx: &mut Tx, order_id: Uuid, token: &str, total: i64) -> anyho
     .bind(order_id.to_string())
     .bind(token)
     .bind(total)
-    .bind(Status::Held.as_str())
+    .bind(Step::Hold.to().as_str())
     .bind(Timestamp::now().to_string())
     .execute(&mut **tx)
     .await
@@ -80,8 +53,8 @@ pub async fn hold(tx: &mut Tx, order_id: Uuid, token: &str, total: i64) -> anyho
 }
 
 /// Records an order whose payment failed from the start (its token is
-/// another order's): FAILED, without the token, so that nothing settles
-/// it. False when the order already had a payment.
+/// another order's, [`Step::TokenTaken`]): FAILED, without the token, so
+/// that nothing settles it. False when the order already had a payment.
 pub async fn fail_new(tx: &mut Tx, order_id: Uuid, total: i64, reason: &str) -> anyhow::Result<bool> {
     let done = sqlx::query(
         "INSERT INTO payments (order_id, payment_token, total, status, modified_at, reason) VALUES ($1, NULL, $2, $3, $4, $5)
@@ -89,7 +62,7 @@ pub async fn fail_new(tx: &mut Tx, order_id: Uuid, total: i64, reason: &str) -> 
     )
     .bind(order_id.to_string())
     .bind(total)
-    .bind(Status::Failed.as_str())
+    .bind(Step::TokenTaken.to().as_str())
     .bind(Timestamp::now().to_string())
     .bind(reason)
     .execute(&mut **tx)
@@ -109,24 +82,25 @@ pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
         Ok(Payment {
             token: r.try_get(0)?,
             total: r.try_get(1)?,
-            status: Status::parse(&r.try_get::<String, _>(2)?)?,
+            status: parse(&r.try_get::<String, _>(2)?)?,
         })
     })
     .transpose()
 }
 
-/// Records that a held payment was settled (`to`, with `reason` for a
-/// failure, and the amount `captured` for a capture) and forgets its
-/// token, except for a capture, which keeps it apart for refunds. False
-/// when it was not held (settled before): the caller then announces
-/// nothing.
+/// Records that a held payment was settled (`step`: a capture, a refused
+/// capture or a cancellation, with `reason` for a failure and the amount
+/// `captured` for a capture) and forgets its token, except for a capture,
+/// which keeps it apart for refunds. False when it was not in the status
+/// the step needs (settled before): the caller then announces nothing.
 pub async fn settle(
     tx: &mut Tx,
     order_id: Uuid,
-    to: Status,
+    step: Step,
     reason: Option<&str>,
     captured: Option<i64>,
 ) -> anyhow::Result<bool> {
+    let (from, to) = one_status_from(step)?;
     let done = sqlx::query(
         "UPDATE payments SET captured_token = CASE WHEN $6 IS NULL THEN NULL ELSE payment_token END,
              captured = $6, payment_token = NULL, status = $2, modified_at = $3, reason = $4
@@ -136,7 +110,7 @@ pub async fn settle(
     .bind(to.as_str())
     .bind(Timestamp::now().to_string())
     .bind(reason)
-    .bind(Status::Held.as_str())
+    .bind(from.as_str())
     .bind(captured)
     .execute(&mut **tx)
     .await
@@ -144,13 +118,14 @@ pub async fn settle(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records a held payment's new total.
+/// Records a held payment's new total ([`Step::NewTotal`]).
 pub async fn set_total(tx: &mut Tx, order_id: Uuid, total: i64) -> anyhow::Result<()> {
+    let (from, _) = one_status_from(Step::NewTotal)?;
     sqlx::query("UPDATE payments SET total = $2, modified_at = $3 WHERE order_id = $1 AND status = $4")
         .bind(order_id.to_string())
         .bind(total)
         .bind(Timestamp::now().to_string())
-        .bind(Status::Held.as_str())
+        .bind(from.as_str())
         .execute(&mut **tx)
         .await
         .context("Failed to update a payment's total")?;
@@ -254,7 +229,7 @@ pub async fn captured(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Captured
     .await
     .context("Failed to read a payment")?;
     row.map(|r| {
-        let status = Status::parse(&r.try_get::<String, _>(0)?)?;
+        let status = parse(&r.try_get::<String, _>(0)?)?;
         let captured: Option<i64> = r.try_get(2)?;
         Ok(Captured {
             status,
@@ -279,8 +254,10 @@ pub async fn refund_by_id(db: &Db, refund_id: &str) -> anyhow::Result<Option<(St
 
 /// Records a refund the processor made: the refund row, the new sum and
 /// status (`REFUNDED` once the sum reaches the capture, else
-/// `PARTIALLY_REFUNDED`), in the caller's transaction. False when this
-/// refund id was recorded already (a concurrent retry): nothing changes.
+/// `PARTIALLY_REFUNDED`: [`crate::domain::refund`], written in SQL so that
+/// concurrent refunds under different ids each add to the sum in one
+/// statement), in the caller's transaction. False when this refund id was
+/// recorded already (a concurrent retry): nothing changes.
 pub async fn record_refund(
     tx: &mut Tx,
     order_id: Uuid,
@@ -310,8 +287,8 @@ pub async fn record_refund(
     .bind(order_id.to_string())
     .bind(amount)
     .bind(&now)
-    .bind(Status::Refunded.as_str())
-    .bind(Status::PartiallyRefunded.as_str())
+    .bind(Step::RefundAll.to().as_str())
+    .bind(Step::Refund.to().as_str())
     .execute(&mut **tx)
     .await
     .context("Failed to add a refund to its payment")?;
