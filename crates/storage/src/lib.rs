@@ -8,6 +8,7 @@
 //! applied at start by [`Db::migrate`].
 
 pub mod files;
+mod group;
 mod migrate;
 
 pub use migrate::Migration;
@@ -23,8 +24,54 @@ use std::path::PathBuf;
 use std::sync::{Arc, Once, Weak};
 use std::time::Duration;
 
-/// A transaction on a service's database.
-pub type Tx = Transaction<'static, Any>;
+/// A write transaction on a service's database: a plain transaction on
+/// PostgreSQL; on SQLite, one member of a group that commits together
+/// (see `group.rs`). Statements take `&mut *tx` (or `&mut **tx` through a
+/// `&mut Tx`), as with sqlx's own transaction.
+pub struct Tx(TxInner);
+
+enum TxInner {
+    Plain(Transaction<'static, Any>),
+    Grouped(group::Member),
+}
+
+impl Tx {
+    /// Commits. On SQLite this returns once the group's `COMMIT` is done.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            TxInner::Plain(tx) => tx.commit().await,
+            TxInner::Grouped(member) => member.commit().await,
+        }
+    }
+
+    /// Rolls back this transaction's statements.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            TxInner::Plain(tx) => tx.rollback().await,
+            TxInner::Grouped(member) => member.rollback().await,
+        }
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        match &self.0 {
+            TxInner::Plain(tx) => tx,
+            TxInner::Grouped(member) => member.connection(),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        match &mut self.0 {
+            TxInner::Plain(tx) => tx,
+            TxInner::Grouped(member) => member.connection_mut(),
+        }
+    }
+}
 /// A row from either backend.
 pub type Row = AnyRow;
 
@@ -176,6 +223,8 @@ pub struct Db {
     /// Held by every clone; SQLite's background checkpointer stops when
     /// the last one is dropped.
     _alive: Option<Arc<()>>,
+    /// SQLite's write transactions commit in groups (`group.rs`).
+    group: Option<group::Group>,
 }
 
 fn install_drivers() {
@@ -391,6 +440,7 @@ impl Db {
                     write,
                     read,
                     _alive: Some(alive),
+                    group: Some(group::Group::new()),
                 })
             }
             StorageTarget::Postgres {
@@ -429,6 +479,7 @@ impl Db {
                     write: pool.clone(),
                     read: pool,
                     _alive: None,
+                    group: None,
                 })
             }
         }
@@ -449,13 +500,14 @@ impl Db {
         &self.write
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// Starts a write transaction. On SQLite it runs inside the writer's
+    /// group transaction (`group.rs`), which takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a transaction that reads before it writes can
     /// never fail half-way with `SQLITE_BUSY` when another process writes.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.write.begin().await,
+        match &self.group {
+            Some(group) => Ok(Tx(TxInner::Grouped(group.begin(&self.write).await?))),
+            None => Ok(Tx(TxInner::Plain(self.write.begin().await?))),
         }
     }
 

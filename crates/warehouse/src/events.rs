@@ -94,7 +94,7 @@ pub async fn on_order_created(w: &Warehouse, event: &Event) -> anyhow::Result<()
     };
     if !stock::confirm(&mut tx, order.order_id).await? {
         let ids: Vec<_> = order.products.iter().map(|l| l.product_id).collect();
-        if !stock::available(&w.db, &ids).await?.is_empty() {
+        if !stock::available_in(&mut tx, &ids).await?.is_empty() {
             // Its hold expired (or was released) before the order arrived:
             // the order goes on, and staff see the shortfall at packing.
             tracing::warn!(order_id = %order.order_id, "order created after its stock reservation was released");

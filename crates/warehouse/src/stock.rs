@@ -98,8 +98,23 @@ pub async fn get(db: &Db, product_id: Uuid) -> anyhow::Result<Option<Stock>> {
 /// Available units of the tracked products among `ids` (untracked ones are
 /// absent from the answer).
 pub async fn available(db: &Db, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, i64>> {
+    let mut conn = db.reader().acquire().await.context("Failed to read stock")?;
+    available_on(&mut conn, db.backend(), ids).await
+}
+
+/// [`available`] inside a transaction (on SQLite the writer's page cache
+/// is warm, where a reader's starts cold after every commit).
+pub async fn available_in(tx: &mut Tx, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, i64>> {
+    let backend = ecom_storage::Backend::of(tx);
+    available_on(tx, backend, ids).await
+}
+
+async fn available_on(
+    conn: &mut ecom_storage::sqlx::AnyConnection,
+    backend: ecom_storage::Backend,
+    ids: &[Uuid],
+) -> anyhow::Result<BTreeMap<Uuid, i64>> {
     let mut out = BTreeMap::new();
-    let backend = db.backend();
     for chunk in ids.chunks(ecom_storage::ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT product_id, on_hand - reserved FROM stock WHERE product_id IN ({})",
@@ -110,7 +125,7 @@ pub async fn available(db: &Db, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, i
             query = query.bind(id.to_string());
         }
         for row in query
-            .fetch_all(db.reader())
+            .fetch_all(&mut *conn)
             .await
             .context("Failed to read stock")?
         {

@@ -1,0 +1,288 @@
+//! Group commit for SQLite's one writer connection.
+//!
+//! A SQLite file has one writer at a time, so the write transactions of a
+//! service queue for its writer connection anyway. Committing each one on
+//! its own writes every page it touched to the WAL again (a busy table's
+//! last leaf page, once per order) and pays a commit's fixed cost each time.
+//! Here the transactions waiting for the writer share one SQLite
+//! transaction instead:
+//!
+//! - The first [`Group::begin`] opens `BEGIN IMMEDIATE`; each transaction
+//!   (a [`Member`]) runs inside its own `SAVEPOINT`, so its rollback undoes
+//!   its own statements only.
+//! - A member's commit releases its savepoint, hands the connection on and
+//!   waits. A committer task then takes its turn for the connection behind
+//!   every transaction already waiting (the lock is fair, first come first
+//!   served), and commits them all at once with one `COMMIT`. Each member's
+//!   `commit` returns only then, with the outcome of that `COMMIT`: a
+//!   transaction is never reported committed before it is.
+//! - Under no load a group holds one transaction; under load it holds the
+//!   ones that queued while the previous group ran, without any timer.
+//!
+//! A member dropped without commit or rollback (an early `?`) leaves a
+//! note; whoever takes the connection next rolls its savepoint back first.
+//! If SQLite rolled the whole transaction back (it does on I/O errors and
+//! a full disk), the savepoint is gone too: the group is abandoned and its
+//! waiting members get the error. The connection goes back to the pool
+//! (for single statements through [`crate::Db::writer`]) after each group.
+
+use sqlx::pool::PoolConnection;
+use sqlx::AnyConnection;
+use sqlx::{Any, AnyPool, Executor as _};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify, OwnedMappedMutexGuard, OwnedMutexGuard};
+
+/// The writer connection while a group holds it; `None` when it is back in
+/// the pool.
+type Parked = Option<PoolConnection<Any>>;
+
+/// What a member waiting for its group's `COMMIT` is told.
+type Outcome = Result<(), String>;
+
+/// The group-commit state of one SQLite database. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Group {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Group")
+    }
+}
+
+struct Inner {
+    /// The writer connection and the turn to use it.
+    conn: Arc<tokio::sync::Mutex<Parked>>,
+    /// Changed only by whoever holds `conn`'s lock.
+    state: Mutex<State>,
+    /// Wakes the committer.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// A `BEGIN IMMEDIATE` is open on the parked connection.
+    open: bool,
+    /// Members whose savepoint is released, waiting for the `COMMIT`.
+    waiting: Vec<oneshot::Sender<Outcome>>,
+    /// A member was dropped inside its savepoint: roll it back first.
+    undo: bool,
+}
+
+/// The savepoint every member runs in. One name serves all: members never
+/// nest, each releases or rolls back its own before the next begins.
+const SAVEPOINT: &str = "SAVEPOINT ecom_tx";
+const RELEASE: &str = "RELEASE ecom_tx";
+const ROLLBACK_TO: &str = "ROLLBACK TO ecom_tx";
+
+impl Group {
+    /// A group over the writer pool; its committer runs until every clone
+    /// of the group is dropped.
+    pub(crate) fn new() -> Group {
+        let group = Group {
+            inner: Arc::new(Inner {
+                conn: Arc::new(tokio::sync::Mutex::new(None)),
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+            }),
+        };
+        tokio::spawn(committer(Arc::downgrade(&group.inner)));
+        group
+    }
+
+    /// Starts a transaction in the open group, or opens one.
+    pub(crate) async fn begin(&self, pool: &AnyPool) -> Result<Member, sqlx::Error> {
+        let mut guard = self.inner.conn.clone().lock_owned().await;
+        self.inner.settle(&mut guard).await;
+        let mut conn = match guard.take() {
+            Some(conn) => conn,
+            None => pool.acquire().await?,
+        };
+        if !self.inner.state().open {
+            // On failure nothing is open: the connection goes back to the pool.
+            conn.execute("BEGIN IMMEDIATE").await?;
+            self.inner.state().open = true;
+        }
+        if let Err(e) = conn.execute(SAVEPOINT).await {
+            *guard = Some(conn);
+            self.inner.abandon(&mut guard, &e.to_string()).await;
+            return Err(e);
+        }
+        *guard = Some(conn);
+        match OwnedMutexGuard::try_map(guard, Option::as_mut) {
+            Ok(conn) => Ok(Member {
+                conn,
+                group: self.inner.clone(),
+                done: false,
+            }),
+            // Cannot happen: the connection was put there just above.
+            Err(_) => Err(sqlx::Error::PoolClosed),
+        }
+    }
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rolls back the savepoint of a member that was dropped inside it.
+    async fn settle(&self, parked: &mut Parked) {
+        if !std::mem::take(&mut self.state().undo) {
+            return;
+        }
+        let Some(conn) = parked.as_mut() else {
+            return;
+        };
+        let undone = match conn.execute(ROLLBACK_TO).await {
+            Ok(_) => conn.execute(RELEASE).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = undone {
+            self.abandon(parked, &format!("rolling back a dropped transaction failed: {e}"))
+                .await;
+        }
+    }
+
+    /// Gives up the open group: rolls back whatever is left of it and
+    /// tells its waiting members that nothing of theirs was committed.
+    async fn abandon(&self, parked: &mut Parked, why: &str) {
+        if let Some(conn) = parked.as_mut() {
+            // SQLite may have rolled back already; then this fails, harmlessly.
+            let _ = conn.execute("ROLLBACK").await;
+        }
+        let waiting = {
+            let mut state = self.state();
+            state.open = false;
+            std::mem::take(&mut state.waiting)
+        };
+        for member in waiting {
+            let _ = member.send(Err(format!("the transaction was not committed: {why}")));
+        }
+        // Back to the pool, in case the connection is in a state we do not know.
+        *parked = None;
+    }
+
+    /// Commits the open group (if any) and puts the connection back in the pool.
+    async fn commit(&self, parked: &mut Parked) {
+        self.settle(parked).await;
+        let open = self.state().open;
+        if let (true, Some(conn)) = (open, parked.as_mut()) {
+            match conn.execute("COMMIT").await {
+                Ok(_) => {
+                    let waiting = {
+                        let mut state = self.state();
+                        state.open = false;
+                        std::mem::take(&mut state.waiting)
+                    };
+                    for member in waiting {
+                        let _ = member.send(Ok(()));
+                    }
+                }
+                Err(e) => self.abandon(parked, &e.to_string()).await,
+            }
+        }
+        *parked = None;
+    }
+}
+
+/// Commits a group once its members have handed the connection on and
+/// every transaction that queued before this turn has joined it.
+async fn committer(inner: Weak<Inner>) {
+    loop {
+        let (wake, conn) = match inner.upgrade() {
+            Some(inner) => (inner.clone(), inner.conn.clone()),
+            None => return,
+        };
+        let woken = tokio::time::timeout(Duration::from_secs(1), wake.wake.notified()).await;
+        if woken.is_err() {
+            // Only to notice that the database is gone.
+            continue;
+        }
+        let mut parked = conn.lock_owned().await;
+        wake.commit(&mut parked).await;
+    }
+}
+
+/// One transaction of a group: its own savepoint inside the group's
+/// transaction, on the writer connection, which it holds until it ends.
+pub(crate) struct Member {
+    conn: OwnedMappedMutexGuard<Parked, PoolConnection<Any>>,
+    group: Arc<Inner>,
+    done: bool,
+}
+
+impl Member {
+    pub(crate) fn connection(&self) -> &AnyConnection {
+        &self.conn
+    }
+
+    pub(crate) fn connection_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+
+    /// Releases the savepoint, hands the connection on, and returns when
+    /// the group's `COMMIT` has (or has not) made it durable.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if let Err(e) = self.conn.execute(RELEASE).await {
+            self.rollback_inner().await;
+            return Err(e);
+        }
+        let (tell, told) = oneshot::channel();
+        self.group.state().waiting.push(tell);
+        self.done = true;
+        self.group.wake.notify_one();
+        drop(self);
+        match told.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(sqlx::Error::Protocol(why)),
+            Err(_) => Err(sqlx::Error::Protocol(
+                "the transaction was not committed: its group was dropped".to_owned(),
+            )),
+        }
+    }
+
+    /// Undoes this transaction's statements (only its own).
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.rollback_inner().await;
+        Ok(())
+    }
+
+    async fn rollback_inner(&mut self) {
+        self.done = true;
+        let undone = match self.conn.execute(ROLLBACK_TO).await {
+            Ok(_) => self.conn.execute(RELEASE).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = undone {
+            // The group's transaction is gone (SQLite rolled it back on an
+            // error) or in a state we cannot trust: give it up. The
+            // committer puts the connection back in the pool.
+            tracing::warn!(error = %e, "a rollback to a savepoint failed; the transaction group is abandoned");
+            let waiting = {
+                let mut state = self.group.state();
+                state.open = false;
+                std::mem::take(&mut state.waiting)
+            };
+            let _ = self.conn.execute("ROLLBACK").await;
+            for member in waiting {
+                let _ = member.send(Err(format!("the transaction was not committed: {e}")));
+            }
+        }
+        // The committer returns the connection to the pool when nobody else
+        // wants it, and commits the others' work.
+        self.group.wake.notify_one();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if !self.done {
+            // Dropped inside its savepoint: the next holder undoes it.
+            self.group.state().undo = true;
+            self.group.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! SQLite's write transactions commit in groups (`src/group.rs`): what each
+//! caller sees must be as if each had committed alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ecom_storage::sqlx::{self, Row as _};
+use ecom_storage::{Db, StorageTarget};
+use std::path::Path;
+
+async fn sqlite_db(dir: &Path) -> Db {
+    let db = Db::open(
+        &StorageTarget::Sqlite {
+            dir: dir.to_path_buf(),
+        },
+        "group",
+    )
+    .await
+    .unwrap();
+    sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    db
+}
+
+async fn values(db: &Db) -> Vec<i64> {
+    sqlx::query("SELECT v FROM t ORDER BY v")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn insert(tx: &mut ecom_storage::Tx, v: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO t (v) VALUES ($1)")
+        .bind(v)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+/// Many transactions at once: each one's commit returns only when a
+/// reader (another connection) sees its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_are_each_visible_when_their_commit_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|v| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut tx = db.begin().await.unwrap();
+                insert(&mut tx, v).await.unwrap();
+                tx.commit().await.unwrap();
+                let seen: i64 = sqlx::query("SELECT COUNT(*) FROM t WHERE v = $1")
+                    .bind(v)
+                    .fetch_one(db.reader())
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(seen, 1, "row {v} not visible after its commit returned");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(values(&db).await, (0..200).collect::<Vec<_>>());
+}
+
+/// A transaction that fails and rolls back (here on a duplicate key) takes
+/// nothing of the others in its group with it, and keeps nothing of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_undoes_only_its_own_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|v| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut tx = db.begin().await.unwrap();
+                insert(&mut tx, 1000 + v).await.unwrap();
+                if v % 3 == 0 {
+                    // A second statement that fails: the whole transaction goes.
+                    let err = insert(&mut tx, 1000 + v).await.unwrap_err();
+                    assert!(ecom_storage::is_unique_violation(&err), "{err}");
+                    tx.rollback().await.unwrap();
+                    false
+                } else {
+                    tx.commit().await.unwrap();
+                    true
+                }
+            })
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for (v, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap() {
+            expected.push(1000 + v as i64);
+        }
+    }
+    assert_eq!(values(&db).await, expected);
+}
+
+/// A transaction dropped without commit or rollback (an early `?`) is
+/// undone, and the writer is free for the next one and for single
+/// statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transaction_is_undone_and_frees_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    {
+        let mut tx = db.begin().await.unwrap();
+        insert(&mut tx, 1).await.unwrap();
+    }
+    let mut tx = db.begin().await.unwrap();
+    insert(&mut tx, 2).await.unwrap();
+    tx.commit().await.unwrap();
+    {
+        let mut tx = db.begin().await.unwrap();
+        insert(&mut tx, 3).await.unwrap();
+    }
+    // A single statement on the writer pool gets the connection back.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sqlx::query("INSERT INTO t (v) VALUES (4)").execute(db.writer()),
+    )
+    .await
+    .expect("the writer came back to the pool")
+    .unwrap();
+    assert_eq!(values(&db).await, [2, 4]);
+}
+
+/// A transaction that only reads and is committed, and one rolled back
+/// with nothing in it, leave the writer usable.
+#[tokio::test(flavor = "current_thread")]
+async fn empty_transactions_commit_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    let mut tx = db.begin().await.unwrap();
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM t")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    tx.commit().await.unwrap();
+    db.begin().await.unwrap().rollback().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    insert(&mut tx, 7).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(values(&db).await, [7]);
+}
