@@ -33,7 +33,7 @@ use serde::Serialize;
 
 /// Service name. Unlike the other services, its routes are mounted at the
 /// root of the listener (`/graphql`, as the public interface says).
-pub const NAME: &str = ecom_contracts::Service::FrontendApi.name();
+pub const NAME: &str = Service::FrontendApi.name();
 
 /// Deepest query accepted. Our own types nest at most five levels
 /// (`getOrders.orders.products.package.width`); the margin is for the
