@@ -301,6 +301,213 @@ fn backend_bodies_are_the_bytes_callers_and_callees_wrote_by_hand() {
     );
 }
 
+fn lines() -> Vec<ProductLine> {
+    serde_json::from_value(json!([
+        {"productId": id(2), "name": "Mug", "price": 1200, "quantity": 2,
+         "package": {"width": 1, "length": 2, "height": 3, "weight": 4}},
+        {"productId": id(3), "name": "Pot", "price": 900,
+         "package": {"width": 5, "length": 6, "height": 7, "weight": 8}}
+    ]))
+    .unwrap()
+}
+
+#[test]
+fn products_and_pricing_checks_are_the_bytes_orders_and_the_gateway_wrote() {
+    use crate::backend::{Parcel, PricingAnswer, PricingCheck, ProductsAnswer, ProductsCheck};
+    use ecom_model::Quantity;
+
+    // What orders wrote (its own structs, borrowing the order's lines).
+    #[derive(Serialize)]
+    struct OldProductsCheck<'a> {
+        products: &'a [ProductLine],
+    }
+    #[derive(Serialize)]
+    struct OldPricingCheck<'a> {
+        products: &'a [ProductLine],
+        address: &'a Address,
+    }
+    // What products answered (`ValidateResponse`).
+    #[derive(Serialize)]
+    struct ValidateResponse {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        products: Option<Vec<Value>>,
+    }
+
+    let (lines, address) = (lines(), address());
+    let products_check = body(&ProductsCheck { products: &lines });
+    assert_eq!(products_check, body(&OldProductsCheck { products: &lines }));
+    let pricing_check = body(&PricingCheck {
+        products: &lines,
+        address: &address,
+    });
+    assert_eq!(
+        pricing_check,
+        body(&OldPricingCheck {
+            products: &lines,
+            address: &address
+        })
+    );
+    // The gateway's `DeliveryPricingInput` had the same two fields in the
+    // same order; its lines are the shopper's input as typed.
+    let input_line = json!({"productId": "p", "name": "Mug", "package": {"width": 1}, "price": 1});
+    assert_eq!(
+        body(&PricingCheck {
+            products: vec![input_line.clone()],
+            address: json!({"country": "FR"}),
+        }),
+        format!(r#"{{"products":[{input_line}],"address":{{"country":"FR"}}}}"#)
+    );
+
+    // The callees read what orders sends: products each line as it was
+    // sent, pricing each line's box and quantity and the address.
+    let read: ProductsCheck = serde_json::from_str(&products_check).unwrap();
+    assert_eq!(
+        read.products,
+        serde_json::to_value(&lines).unwrap().as_array().unwrap().clone()
+    );
+    let read: PricingCheck = serde_json::from_str(&pricing_check).unwrap();
+    let parcel = |package: Value, quantity: i64| Parcel {
+        package: serde_json::from_value(package).unwrap(),
+        quantity: Quantity::try_from(quantity).unwrap(),
+    };
+    assert_eq!(
+        read.products,
+        [
+            parcel(json!({"width": 1, "length": 2, "height": 3, "weight": 4}), 2),
+            parcel(json!({"width": 5, "length": 6, "height": 7, "weight": 8}), 1)
+        ]
+    );
+    assert_eq!(read.address, address);
+
+    let wrong = vec![json!({"productId": id(2), "name": "Mug"})];
+    for (typed, old) in [
+        (
+            ProductsAnswer {
+                message: "All products are valid".into(),
+                products: vec![],
+            },
+            ValidateResponse {
+                message: "All products are valid".into(),
+                products: None,
+            },
+        ),
+        (
+            ProductsAnswer {
+                message: "Product 'x' not found".into(),
+                products: wrong.clone(),
+            },
+            ValidateResponse {
+                message: "Product 'x' not found".into(),
+                products: Some(wrong.clone()),
+            },
+        ),
+    ] {
+        assert_eq!(body(&typed), body(&old));
+        assert_eq!(
+            serde_json::from_str::<ProductsAnswer>(&body(&old)).unwrap(),
+            typed
+        );
+    }
+    // pricing wrote `PricingResponse { pricing }`.
+    assert_eq!(
+        body(&PricingAnswer { pricing: 1500 }),
+        json!({ "pricing": 1500 }).to_string()
+    );
+}
+
+#[test]
+fn the_gateways_backend_bodies_are_the_bytes_it_and_the_callees_wrote() {
+    use crate::backend::{Availability, AvailabilityQuery, CancelOrder, CreateOrder, Refund, RefundAnswer};
+    use std::collections::BTreeMap;
+
+    let order_id = id(1);
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "refund",
+            body(&Refund {
+                amount: 700,
+                order_id,
+                refund_id: "r-1".into(),
+            }),
+            json!({ "orderId": order_id.to_string(), "amount": 700, "refundId": "r-1" }).to_string(),
+        ),
+        (
+            "refunded",
+            body(&RefundAnswer {
+                ok: true,
+                refunded: 900,
+            }),
+            json!({ "ok": true, "refunded": 900 }).to_string(),
+        ),
+        (
+            "availability asked",
+            body(&AvailabilityQuery {
+                product_ids: vec![id(3), id(2)],
+            }),
+            json!({ "productIds": [id(3).to_string(), id(2).to_string()] }).to_string(),
+        ),
+        (
+            "availability",
+            body(&Availability {
+                available: BTreeMap::from([(id(0xb), 0), (id(0xa0), 4), (id(2), 7)]),
+            }),
+            json!({ "available": BTreeMap::from([(id(0xb), 0), (id(0xa0), 4), (id(2), 7)]) }).to_string(),
+        ),
+        (
+            "cancellation",
+            body(&CancelOrder {
+                user_id: Some("u-1".into()),
+            }),
+            json!({ "userId": "u-1" }).to_string(),
+        ),
+    ];
+    for (what, typed, by_hand) in cases {
+        assert_eq!(typed, by_hand, "{what}");
+    }
+
+    // createOrder: the gateway's `CreateCall` (this order of fields, no key
+    // when the shopper sent none) around the shopper's input.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CreateCall<'a> {
+        user_id: &'a str,
+        order: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<&'a str>,
+    }
+    let order = json!({"products": [], "deliveryPrice": 0, "paymentToken": "tok"});
+    for key in [None, Some("k-1")] {
+        let typed = CreateOrder {
+            user_id: "u-1".into(),
+            order: &order,
+            idempotency_key: key.map(str::to_owned),
+        };
+        let old = CreateCall {
+            user_id: "u-1",
+            order: &order,
+            idempotency_key: key,
+        };
+        assert_eq!(body(&typed), body(&old));
+        // Orders reads the order raw, and the key when there is one.
+        let read: CreateOrder = serde_json::from_str(&body(&old)).unwrap();
+        assert_eq!(
+            (read.order, read.idempotency_key.as_deref()),
+            (order.clone(), key)
+        );
+    }
+
+    // And the callees read what they read before.
+    let refund: Refund =
+        serde_json::from_value(json!({"orderId": order_id, "amount": -5, "refundId": "r"})).unwrap();
+    assert_eq!(refund.amount, -5, "payment answers a negative amount itself");
+    assert_eq!(
+        serde_json::from_value::<CancelOrder>(json!({})).unwrap(),
+        CancelOrder { user_id: None }
+    );
+    assert!(serde_json::from_value::<AvailabilityQuery>(json!({"productIds": ["nope"]})).is_err());
+}
+
 #[test]
 fn user_created_keeps_its_dates_as_text_with_microseconds() {
     let at = Timestamp::parse("2026-11-25T21:22:57Z").unwrap();

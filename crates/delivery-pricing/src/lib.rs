@@ -7,7 +7,7 @@ pub mod domain;
 use ecom_platform::ServiceDef;
 
 /// Service name and URL prefix.
-pub const NAME: &str = "delivery-pricing";
+pub const NAME: &str = ecom_contracts::Service::DeliveryPricing.name();
 
 /// How the binary builds this service.
 pub const SERVICE: ServiceDef = ServiceDef {

@@ -58,7 +58,7 @@ pub async fn on_package_created(
         None
     } else {
         let answer: OneOrder = clients
-            .get(Service::Orders.name())?
+            .get(Service::Orders)?
             .get(&format!("/backend/{order_id}"))
             .await
             .with_context(|| format!("Failed to fetch order {order_id}"))?;

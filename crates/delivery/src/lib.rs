@@ -14,7 +14,7 @@ use ecom_platform::ServiceDef;
 use ecom_storage::Migration;
 
 /// Service name and URL prefix.
-pub const NAME: &str = "delivery";
+pub const NAME: &str = ecom_contracts::Service::Delivery.name();
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[

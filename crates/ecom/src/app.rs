@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use ecom_contracts::Service;
 use ecom_platform::bus::embedded::{self, EmbeddedBus};
 use ecom_platform::bus::nats::NatsBus;
 use ecom_platform::bus::BusBackend;
@@ -237,7 +238,8 @@ impl App {
 
         // One verifier for every service: it fetches the users service's
         // public keys (in process or over HTTP) and caches them.
-        let verifier = ecom_runtime::auth::Verifier::from_users(clients.for_caller("ecom").get("users"));
+        let verifier =
+            ecom_runtime::auth::Verifier::from_users(clients.for_caller("ecom").get(Service::Users));
 
         let (bus, platform_db) = open_bus(&config, &target).await?;
         let stop = CancellationToken::new();

@@ -6,7 +6,7 @@
 use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::{Address, Response};
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use ecom_contracts::Group;
+use ecom_contracts::{Group, Service};
 use serde::{Deserialize, Serialize};
 
 /// A delivery of a packed order.
@@ -63,7 +63,7 @@ impl DeliveryQuery {
     ) -> async_graphql::Result<PaginatedDeliveries> {
         let user = crate::auth::staff(ctx, Group::DELIVERY_STAFF).await?;
         let gw = crate::gateway(ctx)?;
-        let client = crate::client(ctx, "delivery")?.as_user(user.token);
+        let client = crate::client(ctx, Service::Delivery)?.as_user(user.token);
         let path = format!("/deliveries?limit={PAGE_SIZE}");
         page::fetch(&gw.key, client, LIST, path, next_token.as_deref()).await
     }
@@ -79,7 +79,7 @@ impl DeliveryQuery {
             "/deliveries/{}",
             page::id_segment("input.orderId", &input.order_id)?
         );
-        crate::read_one(crate::client(ctx, "delivery")?.as_user(user.token), &path).await
+        crate::read_one(crate::client(ctx, Service::Delivery)?.as_user(user.token), &path).await
     }
 }
 
@@ -91,7 +91,7 @@ impl DeliveryMutation {
         ctx: &Context<'_>,
         input: DeliveryInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "delivery", Group::DRIVERS, "/startDelivery", &input).await
+        crate::staff_action(ctx, Service::Delivery, Group::DRIVERS, "/startDelivery", &input).await
     }
 
     /// IN_PROGRESS → FAILED: the order becomes DELIVERY_FAILED and the
@@ -101,7 +101,7 @@ impl DeliveryMutation {
         ctx: &Context<'_>,
         input: DeliveryInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "delivery", Group::DRIVERS, "/failDelivery", &input).await
+        crate::staff_action(ctx, Service::Delivery, Group::DRIVERS, "/failDelivery", &input).await
     }
 
     /// IN_PROGRESS → COMPLETED: the order becomes FULFILLED and the payment
@@ -111,6 +111,13 @@ impl DeliveryMutation {
         ctx: &Context<'_>,
         input: DeliveryInput,
     ) -> async_graphql::Result<Response> {
-        crate::staff_action(ctx, "delivery", Group::DRIVERS, "/completeDelivery", &input).await
+        crate::staff_action(
+            ctx,
+            Service::Delivery,
+            Group::DRIVERS,
+            "/completeDelivery",
+            &input,
+        )
+        .await
     }
 }

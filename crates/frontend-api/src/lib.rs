@@ -24,7 +24,7 @@ pub mod types;
 pub mod warehouse;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
-use ecom_contracts::Group;
+use ecom_contracts::{Group, Service};
 use ecom_platform::ServiceDef;
 use ecom_runtime::auth::Verifier;
 use ecom_runtime::{BackendClient, Clients, ServiceKey};
@@ -33,7 +33,7 @@ use serde::Serialize;
 
 /// Service name. Unlike the other services, its routes are mounted at the
 /// root of the listener (`/graphql`, as the public interface says).
-pub const NAME: &str = "frontend-api";
+pub const NAME: &str = Service::FrontendApi.name();
 
 /// Deepest query accepted. Our own types nest at most five levels
 /// (`getOrders.orders.products.package.width`); the margin is for the
@@ -128,7 +128,7 @@ fn gateway<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Gateway> {
         .map_err(|_| error::internal("the schema was built without services"))
 }
 
-fn client(ctx: &Context<'_>, service: &str) -> async_graphql::Result<BackendClient> {
+fn client(ctx: &Context<'_>, service: Service) -> async_graphql::Result<BackendClient> {
     gateway(ctx)?.clients.get(service).map_err(error::internal)
 }
 
@@ -150,7 +150,7 @@ async fn read_one<T: DeserializeOwned>(
 /// refusal of the caller is an error.
 async fn staff_action<B: Serialize + Sync>(
     ctx: &Context<'_>,
-    service: &str,
+    service: Service,
     groups: &[Group],
     path: &str,
     body: &B,

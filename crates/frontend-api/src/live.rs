@@ -32,7 +32,7 @@ use crate::error::{self, error};
 use crate::orders::{OneOrder, Order};
 use crate::page;
 use async_graphql::{Context, Subscription, ID};
-use ecom_contracts::Group;
+use ecom_contracts::{Group, Service};
 use ecom_platform::{Bus, Event};
 use ecom_runtime::auth::{Claims, Verifier};
 use ecom_runtime::BackendClient;
@@ -307,7 +307,7 @@ impl OrdersSubscription {
         if live.shutdown.is_cancelled() {
             return Err(error(error::SERVICE_UNAVAILABLE, "the server is shutting down"));
         }
-        let orders = gateway.clients.get("orders").map_err(error::internal)?;
+        let orders = gateway.clients.get(Service::Orders).map_err(error::internal)?;
         let path = format!("/backend/{segment}");
         // Follow first, then read: a change after the read wakes us.
         let (watching, notify) = live.hub.watch(order_id.as_str());

@@ -7,7 +7,8 @@ use crate::error::{self, error};
 use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::{Address, AddressInput, Product, ProductInput, Response};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
-use ecom_contracts::Group;
+use ecom_contracts::backend::{CancelOrder, CreateOrder, Refund, RefundAnswer};
+use ecom_contracts::{Group, Service};
 use serde::{Deserialize, Serialize};
 
 /// An order.
@@ -129,7 +130,7 @@ impl OrdersQuery {
         );
         page::fetch(
             &gw.key,
-            crate::client(ctx, "orders")?,
+            crate::client(ctx, Service::Orders)?,
             &list,
             path,
             next_token.as_deref(),
@@ -141,7 +142,7 @@ impl OrdersQuery {
     /// to someone else (the two are not told apart). Signed-in users.
     async fn get_order(&self, ctx: &Context<'_>, order_id: ID) -> async_graphql::Result<Option<Order>> {
         let user = crate::auth::user(ctx).await?;
-        let answer = crate::client(ctx, "orders")?
+        let answer = crate::client(ctx, Service::Orders)?
             .get::<OneOrder>(&format!("/backend/{}", page::id_segment("orderId", &order_id)?))
             .await;
         match answer {
@@ -151,15 +152,6 @@ impl OrdersQuery {
             Err(e) => Err(error::from_client(e)),
         }
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CreateCall<'a> {
-    user_id: &'a str,
-    order: &'a CreateOrderRequest,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    idempotency_key: Option<&'a str>,
 }
 
 #[Object]
@@ -182,12 +174,12 @@ impl OrdersMutation {
                 "Idempotency-Key: at most 200 characters",
             ));
         }
-        let call = CreateCall {
-            user_id: &user.claims.sub,
-            order: &order,
-            idempotency_key: key,
+        let call = CreateOrder {
+            user_id: user.claims.sub.clone(),
+            order,
+            idempotency_key: key.map(str::to_owned),
         };
-        crate::client(ctx, "orders")?
+        crate::client(ctx, Service::Orders)?
             .post("/backend/orders", &call)
             .await
             .map_err(error::from_client)
@@ -210,8 +202,13 @@ impl AfterOrderMutation {
     async fn cancel_order(&self, ctx: &Context<'_>, order_id: ID) -> async_graphql::Result<Response> {
         let user = crate::auth::user(ctx).await?;
         let path = format!("/backend/{}/cancel", page::id_segment("orderId", &order_id)?);
-        let answer = crate::client(ctx, "orders")?
-            .post::<_, serde_json::Value>(&path, &serde_json::json!({ "userId": user.claims.sub }))
+        let answer = crate::client(ctx, Service::Orders)?
+            .post::<_, serde_json::Value>(
+                &path,
+                &CancelOrder {
+                    user_id: Some(user.claims.sub.clone()),
+                },
+            )
             .await;
         crate::outcome(ctx, answer)
     }
@@ -247,7 +244,7 @@ impl AfterOrderMutation {
                 "Idempotency-Key: at most 200 characters",
             ));
         }
-        let order = match crate::client(ctx, "orders")?
+        let order = match crate::client(ctx, Service::Orders)?
             .get::<OneOrder>(&format!("/backend/{segment}"))
             .await
         {
@@ -271,11 +268,15 @@ impl AfterOrderMutation {
             Some(key) => refund_id_for(order.order_id.as_str(), key),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let answer = crate::client(ctx, "payment")?
-            .post::<_, serde_json::Value>(
-                "/backend/refunds",
-                &serde_json::json!({ "orderId": order.order_id.as_str(), "amount": amount, "refundId": refund_id }),
-            )
+        // Orders gives its ids as UUIDs; anything else is its fault, not
+        // the admin's.
+        let refund = Refund {
+            amount,
+            order_id: uuid::Uuid::parse_str(order.order_id.as_str()).map_err(error::internal)?,
+            refund_id,
+        };
+        let answer = crate::client(ctx, Service::Payment)?
+            .post::<_, RefundAnswer>("/backend/refunds", &refund)
             .await;
         crate::outcome(ctx, answer)
     }

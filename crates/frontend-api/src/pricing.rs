@@ -3,10 +3,11 @@
 use crate::error;
 use crate::types::{AddressInput, ProductInput};
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use serde::{Deserialize, Serialize};
+use ecom_contracts::backend::{PricingAnswer, PricingCheck};
+use ecom_contracts::Service;
 
 /// What to price: the products (with quantities) and where they go.
-#[derive(Debug, InputObject, Serialize)]
+#[derive(Debug, InputObject)]
 pub struct DeliveryPricingInput {
     /// The products; each counts `quantity` times.
     pub products: Vec<ProductInput>,
@@ -15,7 +16,7 @@ pub struct DeliveryPricingInput {
 }
 
 /// The delivery fee.
-#[derive(Debug, SimpleObject, Deserialize)]
+#[derive(Debug, SimpleObject)]
 pub struct DeliveryPricingResponse {
     /// In the smallest currency unit.
     pub pricing: i64,
@@ -34,11 +35,20 @@ impl PricingQuery {
         input: DeliveryPricingInput,
     ) -> async_graphql::Result<DeliveryPricingResponse> {
         crate::auth::user(ctx).await?;
+        // The shopper's input goes as typed: pricing checks it and names
+        // what is wrong.
+        let check = PricingCheck {
+            products: input.products,
+            address: input.address,
+        };
         // A computation: safe to send to another replica after a failure.
-        crate::client(ctx, "delivery-pricing")?
+        let answer: PricingAnswer = crate::client(ctx, Service::DeliveryPricing)?
             .idempotent()
-            .post("/backend/pricing", &input)
+            .post("/backend/pricing", &check)
             .await
-            .map_err(error::from_client)
+            .map_err(error::from_client)?;
+        Ok(DeliveryPricingResponse {
+            pricing: answer.pricing,
+        })
     }
 }

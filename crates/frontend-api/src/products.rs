@@ -6,6 +6,7 @@ use crate::error::{self, error};
 use crate::page::{self, Position, PAGE_SIZE};
 use crate::types::Product;
 use async_graphql::{Context, Object, SimpleObject, ID};
+use ecom_contracts::Service;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -73,7 +74,7 @@ impl ProductsQuery {
     /// The catalogue's categories by name, each with its number of
     /// products (at most 1000 categories). Public, like the catalogue.
     async fn categories(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Category>> {
-        let client = crate::client(ctx, "products")?.anonymous();
+        let client = crate::client(ctx, Service::Products)?.anonymous();
         let answer: Categories = client.get("/categories").await.map_err(error::from_client)?;
         Ok(answer.categories)
     }
@@ -85,7 +86,7 @@ impl ProductsQuery {
         if let Some(found) = gw.catalogue.product(&path) {
             return Ok(found);
         }
-        let client = crate::client(ctx, "products")?.anonymous();
+        let client = crate::client(ctx, Service::Products)?.anonymous();
         let found = match client.get::<Product>(&path).await {
             Ok(product) => Some(product),
             Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => None,
@@ -126,7 +127,7 @@ async fn list(
     let mut found = match gw.catalogue.page(&path) {
         Some(found) => found,
         None => {
-            let client = crate::client(ctx, "products")?.anonymous();
+            let client = crate::client(ctx, Service::Products)?.anonymous();
             let found: PaginatedProducts = client.get(&path).await.map_err(error::from_client)?;
             gw.catalogue.keep_page(path, found.clone());
             found

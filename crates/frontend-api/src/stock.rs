@@ -8,12 +8,14 @@ use crate::error::{self, error};
 use crate::page;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Object, SimpleObject, ID};
-use ecom_contracts::Group;
+use ecom_contracts::backend::{Availability as Available, AvailabilityQuery};
+use ecom_contracts::{Group, Service};
 use ecom_runtime::Clients;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// A tracked product's stock.
 #[derive(Debug, SimpleObject, Deserialize)]
@@ -43,7 +45,7 @@ impl StockQuery {
     async fn get_stock(&self, ctx: &Context<'_>, product_id: ID) -> async_graphql::Result<Option<Stock>> {
         let user = crate::auth::staff(ctx, Group::WAREHOUSE_STAFF).await?;
         let path = format!("/stock/{}", page::encode(&product_id));
-        crate::read_one(crate::client(ctx, "warehouse")?.as_user(user.token), &path).await
+        crate::read_one(crate::client(ctx, Service::Warehouse)?.as_user(user.token), &path).await
     }
 }
 
@@ -66,7 +68,7 @@ impl StockMutation {
             ));
         }
         let path = format!("/stock/{}", page::encode(&product_id));
-        crate::client(ctx, "warehouse")?
+        crate::client(ctx, Service::Warehouse)?
             .as_user(user.token)
             .put(&path, &json!({ "onHand": on_hand }))
             .await
@@ -87,30 +89,36 @@ pub fn loader(clients: Clients) -> Arc<AvailabilityLoader> {
     Arc::new(DataLoader::new(Availability { clients }, tokio::spawn))
 }
 
-#[derive(Deserialize)]
-struct AvailabilityAnswer {
-    available: HashMap<String, i64>,
-}
-
 impl Loader<String> for Availability {
     type Value = i64;
     type Error = Arc<async_graphql::Error>;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, i64>, Self::Error> {
         // Ids that are not UUIDs name no tracked product.
-        let ids: Vec<&String> = keys.iter().filter(|k| uuid::Uuid::parse_str(k).is_ok()).collect();
-        if ids.is_empty() {
+        let asked: Vec<(&String, Uuid)> = keys
+            .iter()
+            .filter_map(|k| Uuid::parse_str(k).ok().map(|id| (k, id)))
+            .collect();
+        if asked.is_empty() {
             return Ok(HashMap::new());
         }
         let client = self
             .clients
-            .get("warehouse")
+            .get(Service::Warehouse)
             .map_err(|e| Arc::new(error::internal(e)))?;
-        let answer: AvailabilityAnswer = client
-            .post("/backend/availability", &json!({ "productIds": ids }))
+        let query = AvailabilityQuery {
+            product_ids: asked.iter().map(|(_, id)| *id).collect(),
+        };
+        let answer: Available = client
+            .post("/backend/availability", &query)
             .await
             .map_err(|e| Arc::new(error::from_client(e)))?;
-        Ok(answer.available)
+        // Answered by id: each key gets its product's count (a key spelt
+        // otherwise than the canonical form still finds it).
+        Ok(asked
+            .into_iter()
+            .filter_map(|(key, id)| answer.available.get(&id).map(|n| (key.clone(), *n)))
+            .collect())
     }
 }
 

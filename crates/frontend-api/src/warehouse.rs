@@ -5,7 +5,7 @@
 use crate::page::{self, ServicePage, PAGE_SIZE};
 use crate::types::Response;
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use ecom_contracts::Group;
+use ecom_contracts::{Group, Service};
 use serde::{Deserialize, Serialize};
 
 /// A request to pack an order.
@@ -86,7 +86,7 @@ impl WarehouseQuery {
     ) -> async_graphql::Result<PaginatedPackagingRequestIds> {
         let user = crate::auth::staff(ctx, Group::WAREHOUSE_STAFF).await?;
         let gw = crate::gateway(ctx)?;
-        let client = crate::client(ctx, "warehouse")?.as_user(user.token);
+        let client = crate::client(ctx, Service::Warehouse)?.as_user(user.token);
         let path = format!("/packaging-requests?limit={PAGE_SIZE}");
         page::fetch(&gw.key, client, LIST, path, next_token.as_deref()).await
     }
@@ -102,7 +102,7 @@ impl WarehouseQuery {
             "/packaging-requests/{}",
             page::id_segment("input.orderId", &input.order_id)?
         );
-        crate::read_one(crate::client(ctx, "warehouse")?.as_user(user.token), &path).await
+        crate::read_one(crate::client(ctx, Service::Warehouse)?.as_user(user.token), &path).await
     }
 }
 
@@ -116,7 +116,7 @@ impl WarehouseMutation {
     ) -> async_graphql::Result<Response> {
         crate::staff_action(
             ctx,
-            "warehouse",
+            Service::Warehouse,
             Group::WAREHOUSE_STAFF,
             "/startPackaging",
             &input,
@@ -132,7 +132,7 @@ impl WarehouseMutation {
     ) -> async_graphql::Result<Response> {
         crate::staff_action(
             ctx,
-            "warehouse",
+            Service::Warehouse,
             Group::WAREHOUSE_STAFF,
             "/updatePackagingProduct",
             &input,
@@ -149,7 +149,7 @@ impl WarehouseMutation {
     ) -> async_graphql::Result<Response> {
         crate::staff_action(
             ctx,
-            "warehouse",
+            Service::Warehouse,
             Group::WAREHOUSE_STAFF,
             "/completePackaging",
             &input,

@@ -45,10 +45,11 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use ecom_contracts::backend::{
-    Ack, PaymentClaim, PaymentClaimAnswer, PaymentRelease, Reservation, ReservationAnswer, StockLine,
+    Ack, CancelOrder, CreateOrder, PaymentClaim, PaymentClaimAnswer, PaymentRelease, PricingAnswer,
+    PricingCheck, ProductsAnswer, ProductsCheck, Reservation, ReservationAnswer, StockLine,
 };
-use ecom_contracts::{Group, OrderRef};
-use ecom_model::{Address, Money, ProductLine, Timestamp};
+use ecom_contracts::{Group, OrderRef, Service};
+use ecom_model::{Money, Timestamp};
 use ecom_platform::Context;
 use ecom_runtime::auth::User;
 use ecom_runtime::{page, ApiError, ClientError, Json, Path, Query};
@@ -165,21 +166,6 @@ mod shapes {
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct CreateRequest {
-    user_id: String,
-    /// Checked field by field by [`OrderRequest::parse`], so that every
-    /// problem is reported, not only the first.
-    #[schema(value_type = shapes::NewOrder)]
-    order: Value,
-    /// The `Idempotency-Key` header the gateway received (at most 200
-    /// characters): the same key and order from the same user return the
-    /// first order; the same key with another order is a 409.
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
-
 /// The answer for a created order, with its history (`history`: a new
 /// order's is its creation; an order found again by its key reads its own).
 fn created(order: &Order, history: &[StatusChange]) -> Json<Value> {
@@ -275,10 +261,10 @@ fn keyed_order_id(user_id: &str, key: &str) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
-#[utoipa::path(post, path = "/backend/orders", security(("serviceCredential" = [])), tag = "backend", request_body = CreateRequest,
+#[utoipa::path(post, path = "/backend/orders", security(("serviceCredential" = [])), tag = "backend", request_body = CreateOrder<shapes::NewOrder>,
     responses((status = 200, body = shapes::CreateAnswer, description = "Created (`success: true`, `OrderCreated` is emitted), or refused with the reasons (`success: false`)"),
         (status = 409, body = ecom_runtime::openapi::Error, description = "The idempotency key was used with another order (`code: IDEMPOTENCY_KEY_REUSED`)")))]
-async fn create(State(api): State<Api>, Json(req): Json<CreateRequest>) -> Result<Json<Value>, ApiError> {
+async fn create(State(api): State<Api>, Json(req): Json<CreateOrder>) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let answer = create_order(&api, req).await;
     api.metrics
@@ -288,7 +274,7 @@ async fn create(State(api): State<Api>, Json(req): Json<CreateRequest>) -> Resul
     answer
 }
 
-async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiError> {
+async fn create_order(api: &Api, req: CreateOrder) -> Result<Json<Value>, ApiError> {
     if req.user_id.trim().is_empty() {
         return Err(ApiError::bad_request("userId: must not be empty"));
     }
@@ -373,36 +359,12 @@ async fn create_order(api: &Api, req: CreateRequest) -> Result<Json<Value>, ApiE
     Ok(created(&order, &order.assumed_history()))
 }
 
-#[derive(Serialize)]
-struct ProductsCheck<'a> {
-    products: &'a [ProductLine],
-}
-
-#[derive(Deserialize)]
-struct ProductsAnswer {
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    products: Vec<Value>,
-}
-
-#[derive(Serialize)]
-struct PricingCheck<'a> {
-    products: &'a [ProductLine],
-    address: &'a Address,
-}
-
-#[derive(Deserialize)]
-struct PricingAnswer {
-    pricing: i64,
-}
-
 /// Gives back the stock an order held, when the order is not stored after
 /// all. Best effort: a hold that is not released here expires.
 async fn release_stock(ctx: &Context, order_id: Uuid) {
     let answer: Result<Ack, ()> = call(
         &ctx.clients.clone().with_timeout(CHECK_TIMEOUT),
-        "warehouse",
+        Service::Warehouse,
         "/backend/reservations/release",
         &OrderRef { order_id },
     )
@@ -432,7 +394,7 @@ async fn release(ctx: &Context, token: &str, order_id: Uuid) {
         order_id,
         payment_token: token.to_owned(),
     };
-    let answer: Result<Ack, ()> = call(&clients, "payment", "/backend/release", &body).await;
+    let answer: Result<Ack, ()> = call(&clients, Service::Payment, "/backend/release", &body).await;
     if answer.is_err() {
         tracing::warn!(%order_id, "could not release the payment token claim of a refused order");
     }
@@ -446,7 +408,7 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
     let products = async {
         let answer = call(
             &clients,
-            "products",
+            Service::Products,
             "/backend/validate",
             &ProductsCheck {
                 products: &request.products,
@@ -462,7 +424,7 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
     let delivery = async {
         let answer = call(
             &clients,
-            "delivery-pricing",
+            Service::DeliveryPricing,
             "/backend/pricing",
             &PricingCheck {
                 products: &request.products,
@@ -482,7 +444,7 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
     let payment = async {
         let answer = call(
             &clients,
-            "payment",
+            Service::Payment,
             "/backend/validate",
             &PaymentClaim {
                 payment_token: request.payment_token.clone(),
@@ -511,7 +473,7 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
             .collect();
         let answer = call(
             &clients,
-            "warehouse",
+            Service::Warehouse,
             "/backend/reservations",
             &Reservation {
                 order_id,
@@ -546,15 +508,15 @@ async fn check_with_services(ctx: &Context, request: &OrderRequest, total: Money
 /// the shopper only as "could not contact".
 async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
     clients: &ecom_runtime::Clients,
-    service: &str,
+    service: Service,
     path: &str,
     body: &Req,
 ) -> Result<Resp, ()> {
     let client = clients.get(service).map_err(|e| {
-        tracing::warn!(service, error = %e, "no client for a service createOrder checks with");
+        tracing::warn!(%service, error = %e, "no client for a service createOrder checks with");
     })?;
     client.post(path, body).await.map_err(|e: ClientError| {
-        tracing::warn!(service, error = %e, "createOrder check failed");
+        tracing::warn!(%service, error = %e, "createOrder check failed");
     })
 }
 
@@ -599,15 +561,7 @@ async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Resu
     Ok(Json(json!({ "order": one.pop() })))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct CancelRequest {
-    /// The shopper asking: another user's order is answered as absent.
-    #[serde(default)]
-    user_id: Option<String>,
-}
-
-#[utoipa::path(post, path = "/backend/{order_id}/cancel", security(("serviceCredential" = [])), tag = "backend", params(("order_id" = String, Path, description = "The order's id (a UUID)")), request_body = CancelRequest,
+#[utoipa::path(post, path = "/backend/{order_id}/cancel", security(("serviceCredential" = [])), tag = "backend", params(("order_id" = String, Path, description = "The order's id (a UUID)")), request_body = CancelOrder,
     responses((status = 200, body = shapes::CancelAnswer, description = "Cancelled (also when it already was)"),
         (status = 404, body = ecom_runtime::openapi::Error, description = "No such order (or another user's)"),
         (status = 409, body = ecom_runtime::openapi::Error, description = "Past NEW, or its packaging has started"),
@@ -615,7 +569,7 @@ struct CancelRequest {
 async fn cancel_route(
     State(api): State<Api>,
     Path(order_id): Path<String>,
-    Json(req): Json<CancelRequest>,
+    Json(req): Json<CancelOrder>,
 ) -> Result<Json<Value>, ApiError> {
     let owner = req.user_id.as_deref().filter(|u| !u.is_empty());
     cancel(&api, &order_id, owner).await
@@ -662,9 +616,13 @@ async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<V
     // again), so a call that got no clear answer — a timeout, or a request
     // that changed under it while its OrderCreated was being applied — is
     // asked again, a few times, before the shopper is told to retry.
-    let client = api.ctx.clients.get("warehouse").map_err(ApiError::internal)?;
+    let client = api
+        .ctx
+        .clients
+        .get(Service::Warehouse)
+        .map_err(ApiError::internal)?;
     let mut answer: Result<Ack, ClientError> = Err(ClientError::Unreachable {
-        service: "warehouse".to_owned(),
+        service: Service::Warehouse,
         reason: "not asked".to_owned(),
     });
     for attempt in 0..3u32 {

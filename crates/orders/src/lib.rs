@@ -18,7 +18,7 @@ use ecom_storage::Migration;
 use std::sync::Arc;
 
 /// Service name and URL prefix.
-pub const NAME: &str = "orders";
+pub const NAME: &str = ecom_contracts::Service::Orders.name();
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[

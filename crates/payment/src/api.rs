@@ -23,7 +23,8 @@ use crate::{domain, events, store, Metrics};
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-use ecom_contracts::backend::{Ack, PaymentClaim, PaymentClaimAnswer, PaymentRelease};
+use ecom_contracts::backend::{Ack, PaymentClaim, PaymentClaimAnswer, PaymentRelease, Refund, RefundAnswer};
+use ecom_contracts::Service;
 use ecom_model::{Money, Timestamp};
 use ecom_platform::Context;
 use ecom_runtime::{ApiError, Json};
@@ -72,19 +73,6 @@ struct ApiDoc;
 /// The service's OpenAPI document, before `ecom_runtime::openapi::document`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
-}
-
-/// The shapes of answers the handlers build with `json!`, for the OpenAPI
-/// document only (nothing constructs them).
-#[allow(dead_code)]
-mod shapes {
-    /// The answer of a refund.
-    #[derive(utoipa::ToSchema)]
-    pub struct Refunded {
-        ok: bool,
-        /// The sum refunded so far for the order.
-        refunded: i64,
-    }
 }
 
 #[derive(Clone)]
@@ -164,7 +152,7 @@ async fn release(State(ctx): State<Context>, Json(req): Json<PaymentRelease>) ->
 /// Calls a payment-3p route and returns its `ok`. An error means no answer
 /// (worth retrying); `ok: false` is an answer.
 pub(crate) async fn ask(ctx: &Context, path: &str, body: &impl Serialize) -> anyhow::Result<bool> {
-    let answer: Answer = ctx.clients.get("payment-3p")?.post(path, body).await?;
+    let answer: Answer = ctx.clients.get(Service::Payment3p)?.post(path, body).await?;
     Ok(answer.ok)
 }
 
@@ -173,27 +161,18 @@ pub(crate) fn amount_request(token: &str, amount: Money) -> serde_json::Value {
     json!({ "paymentToken": token, "amount": amount })
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct RefundRequest {
-    order_id: Uuid,
-    /// A plain integer, so that 0 and negative amounts get our message.
-    amount: i64,
-    refund_id: String,
-}
-
 /// Longest refund id accepted (the processor's limit).
 const MAX_REFUND_ID: usize = 200;
 
-#[utoipa::path(post, path = "/backend/refunds", security(("serviceCredential" = [])), tag = "backend", request_body = RefundRequest,
-    responses((status = 200, body = shapes::Refunded, description = "Refunded (or already refunded under this `refundId`); `PaymentRefunded` is emitted"),
+#[utoipa::path(post, path = "/backend/refunds", security(("serviceCredential" = [])), tag = "backend", request_body = Refund,
+    responses((status = 200, body = RefundAnswer, description = "Refunded (or already refunded under this `refundId`); `PaymentRefunded` is emitted"),
         (status = 404, body = ecom_runtime::openapi::Error, description = "No payment for this order"),
         (status = 409, body = ecom_runtime::openapi::Error, description = "Not captured, the refund id was used with another amount, or the processor refused"),
         (status = 503, body = ecom_runtime::openapi::Error, description = "The card processor does not answer")))]
 async fn refund(
     State(Refunds { ctx, metrics }): State<Refunds>,
-    Json(req): Json<RefundRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Json(req): Json<Refund>,
+) -> Result<Json<RefundAnswer>, ApiError> {
     let order_id = req.order_id;
     let amount = Money::try_from(req.amount)
         .ok()
@@ -280,10 +259,10 @@ fn left_to_refund(payment: &store::Captured) -> ApiError {
     ))
 }
 
-async fn answer_refunded(ctx: &Context, order_id: Uuid) -> Result<Json<serde_json::Value>, ApiError> {
+async fn answer_refunded(ctx: &Context, order_id: Uuid) -> Result<Json<RefundAnswer>, ApiError> {
     let refunded = store::captured(&ctx.db, order_id)
         .await?
         .map(|p| p.refunded)
         .unwrap_or_default();
-    Ok(Json(json!({ "ok": true, "refunded": refunded })))
+    Ok(Json(RefundAnswer { ok: true, refunded }))
 }

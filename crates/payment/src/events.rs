@@ -201,7 +201,7 @@ async fn on_total_modified(ctx: &Context, event: Event, modified: Modified<Order
 async fn final_total(ctx: &Context, order_id: Uuid) -> anyhow::Result<Option<Money>> {
     let answer = ctx
         .clients
-        .get(Service::Orders.name())?
+        .get(Service::Orders)?
         .get::<OneOrder>(&format!("/backend/{order_id}"))
         .await;
     match answer {
@@ -225,7 +225,7 @@ struct TokenState {
 /// Why the processor refused to capture `amount` of `token` for `order_id`,
 /// as its `/status` tells (a generic reason when it does not answer).
 async fn refusal(ctx: &Context, token: &str, order_id: Uuid, amount: Money) -> String {
-    let state = match ctx.clients.get(Service::Payment3p.name()) {
+    let state = match ctx.clients.get(Service::Payment3p) {
         Ok(client) => client
             .post::<_, TokenState>("/status", &json!({ "paymentToken": token }))
             .await

@@ -15,7 +15,7 @@ use ecom_storage::Migration;
 use std::sync::Arc;
 
 /// Service name and URL prefix.
-pub const NAME: &str = "payment";
+pub const NAME: &str = ecom_contracts::Service::Payment.name();
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[

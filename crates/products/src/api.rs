@@ -27,11 +27,12 @@
 
 use crate::domain::{Page, PageQuery, PageRequest, ProductInput};
 use crate::store;
-use crate::validate::{self, ValidateRequest, ValidateResponse};
+use crate::validate::{self, Claimed};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use ecom_contracts::backend::{ProductsAnswer, ProductsCheck};
 use ecom_contracts::Group;
 use ecom_model::Product;
 use ecom_platform::Context;
@@ -128,12 +129,12 @@ async fn list_products(
 }
 
 #[utoipa::path(post, path = "/backend/validate", security(("serviceCredential" = [])), tag = "backend",
-    request_body = ValidateRequest,
-    responses((status = 200, body = ValidateResponse, description = "`All products are valid`, or the reasons and the catalogue's version of each wrong product")))]
+    request_body = ProductsCheck<Vec<Claimed>>,
+    responses((status = 200, body = ProductsAnswer, description = "`All products are valid`, or the reasons and the catalogue's version of each wrong product")))]
 async fn validate_products(
     State(ctx): State<Context>,
-    Json(req): Json<ValidateRequest>,
-) -> Result<Json<ValidateResponse>, ApiError> {
+    Json(req): Json<ProductsCheck>,
+) -> Result<Json<ProductsAnswer>, ApiError> {
     validate::validate(&ctx.db, req).await.map(Json)
 }
 

@@ -16,7 +16,7 @@ use ecom_platform::ServiceDef;
 use ecom_storage::Migration;
 
 /// Service name and URL prefix.
-pub const NAME: &str = "products";
+pub const NAME: &str = ecom_contracts::Service::Products.name();
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration::new(

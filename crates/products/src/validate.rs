@@ -9,6 +9,7 @@
 
 use crate::domain::parse_value;
 use crate::store::{self, Facts};
+use ecom_contracts::backend::{ProductsAnswer, ProductsCheck};
 use ecom_model::{Money, Package, Product};
 use ecom_runtime::ApiError;
 use ecom_storage::Db;
@@ -18,17 +19,10 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use uuid::Uuid;
 
-/// The request: `{"products": [...]}`; each product keeps its raw JSON so an
-/// unknown one is answered exactly as it was sent.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ValidateRequest {
-    /// The products to check.
-    #[schema(value_type = Vec<Claimed>)]
-    pub products: Vec<Value>,
-}
-
-/// What a caller claims about one product. Other fields (quantity,
-/// category, …) are accepted and ignored.
+/// What a caller claims about one product of a [`ProductsCheck`] (each is
+/// kept as raw JSON beside it, so that an unknown one is answered exactly
+/// as it was sent). Other fields (quantity, category, …) are accepted and
+/// ignored.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Claimed {
@@ -42,23 +36,12 @@ pub struct Claimed {
     pub price: Money,
 }
 
-/// The answer.
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct ValidateResponse {
-    /// `All products are valid`, or the reasons.
-    pub message: String,
-    /// The wrong products (catalogue's version, or the caller's when unknown).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub products: Option<Vec<Value>>,
-}
-
 /// The message when nothing is wrong.
 pub const ALL_VALID: &str = "All products are valid";
 
 /// Checks the request against the catalogue in `db`. A product that is not
 /// shaped like a product is a 400 naming the field.
-pub async fn validate(db: &Db, req: ValidateRequest) -> Result<ValidateResponse, ApiError> {
+pub async fn validate(db: &Db, req: ProductsCheck) -> Result<ProductsAnswer, ApiError> {
     let claimed = req
         .products
         .iter()
@@ -92,7 +75,7 @@ pub fn compare(
     raw: &[Value],
     facts: &HashMap<Uuid, Facts>,
     full: &HashMap<Uuid, Product>,
-) -> ValidateResponse {
+) -> ProductsAnswer {
     let mut reasons = Vec::new();
     let mut products = Vec::new();
     for (claim, raw) in claimed.iter().zip(raw) {
@@ -120,14 +103,14 @@ pub fn compare(
         }
     }
     if reasons.is_empty() {
-        ValidateResponse {
+        ProductsAnswer {
             message: ALL_VALID.to_owned(),
-            products: None,
+            products: Vec::new(),
         }
     } else {
-        ValidateResponse {
+        ProductsAnswer {
             message: reasons.join(". "),
-            products: Some(products),
+            products,
         }
     }
 }
@@ -175,7 +158,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn check(claim: Value) -> ValidateResponse {
+    fn check(claim: Value) -> ProductsAnswer {
         let parsed: Claimed = serde_json::from_value(claim.clone()).unwrap_or_else(|e| panic!("{e}"));
         let full = HashMap::from([(known().product_id, known())]);
         let facts = HashMap::from([(known().product_id, Facts::from(&known()))]);
@@ -187,7 +170,7 @@ mod tests {
         let good = json!({"productId": ID, "name": "Shoe", "price": 500, "quantity": 3,
                           "package": {"width": 1, "length": 2, "height": 3, "weight": 4}});
         assert_eq!(check(good.clone()).message, ALL_VALID);
-        assert_eq!(check(good.clone()).products, None);
+        assert_eq!(check(good.clone()).products, Vec::<Value>::new());
         let cases = [
             ("price", json!(400), format!("Invalid value for 'price': want '500', got '400' in product '{ID}'")),
             ("name", json!("Boot"), format!("Invalid value for 'name': want 'Shoe', got 'Boot' in product '{ID}'")),
@@ -205,7 +188,7 @@ mod tests {
             claim[field] = value;
             let answer = check(claim);
             assert_eq!(answer.message, reason);
-            let products = answer.products.unwrap_or_default();
+            let products = answer.products;
             assert_eq!(products.len(), 1);
             assert_eq!(products[0]["price"], 500, "the catalogue's version is returned");
             assert_eq!(products[0]["category"], "shoes");

@@ -278,8 +278,8 @@ impl std::fmt::Debug for Verifier {
 
 impl Verifier {
     /// A verifier fetching keys from the users service through `users`
-    /// (`clients.get("users")`); when that failed, one refusing every token
-    /// with the reason.
+    /// (`clients.get(Service::Users)`); when that failed, one refusing every
+    /// token with the reason.
     pub fn from_users(users: anyhow::Result<BackendClient>) -> Verifier {
         match users {
             Ok(client) => Verifier::with_source(Source::Users(client)),
@@ -794,7 +794,7 @@ mod tests {
             Default::default(),
             [("users".to_owned(), "http://127.0.0.1:1".to_owned())].into(),
         );
-        let verifier = Verifier::from_users(clients.get("users"));
+        let verifier = Verifier::from_users(clients.get(ecom_contracts::Service::Users));
         let (_, sign) = key("k1");
         let token = sign(&TokenClaims::issue(shopper(), Duration::from_secs(60)));
         for _ in 0..2 {

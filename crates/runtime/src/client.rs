@@ -18,6 +18,7 @@ use crate::ServiceKey;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use ecom_contracts::Service;
 use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -34,7 +35,7 @@ pub enum ClientError {
     #[error("could not reach {service}: {reason}")]
     Unreachable {
         /// Callee.
-        service: String,
+        service: Service,
         /// What went wrong.
         reason: String,
     },
@@ -42,7 +43,7 @@ pub enum ClientError {
     #[error("{service} answered {status}: {message}")]
     Status {
         /// Callee.
-        service: String,
+        service: Service,
         /// Status answered.
         status: StatusCode,
         /// Its `message`, if any.
@@ -54,7 +55,7 @@ pub enum ClientError {
     #[error("{service} answered something unexpected: {reason}")]
     Decode {
         /// Callee.
-        service: String,
+        service: Service,
         /// Parse error.
         reason: String,
     },
@@ -144,7 +145,11 @@ impl Replicas {
     }
 }
 
-/// Hands out clients for services by name. Cheap to clone.
+/// Hands out clients for services. Cheap to clone.
+///
+/// Configuration names services by text (`[services]`, `ECOM_<SERVICE>_URL`,
+/// the services run in this process); code asks for a [`Service`], so a
+/// misspelt one fails to compile rather than at the first call.
 #[derive(Clone)]
 pub struct Clients {
     key: ServiceKey,
@@ -205,10 +210,11 @@ impl Clients {
     }
 
     /// A client for `service`, or an error saying how to configure it.
-    pub fn get(&self, service: &str) -> anyhow::Result<BackendClient> {
-        let target = if self.local.contains(service) {
+    pub fn get(&self, service: Service) -> anyhow::Result<BackendClient> {
+        let name = service.name();
+        let target = if self.local.contains(name) {
             Target::Local(self.router.clone())
-        } else if let Some(replicas) = self.urls.get(service) {
+        } else if let Some(replicas) = self.urls.get(name) {
             Target::Http {
                 http: self.http.clone(),
                 replicas: replicas.clone(),
@@ -216,11 +222,11 @@ impl Clients {
         } else {
             anyhow::bail!(
                 "no address for service '{service}': run it in this process or set ECOM_{}_URL",
-                service.to_uppercase().replace('-', "_")
+                name.to_uppercase().replace('-', "_")
             );
         };
         Ok(BackendClient {
-            service: service.to_owned(),
+            service,
             caller: self.caller.clone(),
             key: self.key.clone(),
             target,
@@ -303,7 +309,7 @@ enum Credential {
 /// Calls one service's routes with a credential of the caller.
 #[derive(Clone)]
 pub struct BackendClient {
-    service: String,
+    service: Service,
     caller: String,
     key: ServiceKey,
     target: Target,
@@ -452,7 +458,7 @@ impl BackendClient {
                         .await;
                         match sent {
                             Ok((status, _)) if more && repeatable && matches!(status.as_u16(), 502..=504) => {
-                                tracing::debug!(service = self.service, %status, "replica unavailable; trying the next");
+                                tracing::debug!(service = %self.service, %status, "replica unavailable; trying the next");
                             }
                             Ok(answer) => {
                                 replicas.mark_up(i);
@@ -464,10 +470,10 @@ impl BackendClient {
                                 if !more {
                                     break Err(self.unreachable(e));
                                 }
-                                tracing::debug!(service = self.service, error = %e, "replica refused the connection; trying the next");
+                                tracing::debug!(service = %self.service, error = %e, "replica refused the connection; trying the next");
                             }
                             Err(e) if more && repeatable => {
-                                tracing::debug!(service = self.service, error = %e, "call to a replica failed; trying the next");
+                                tracing::debug!(service = %self.service, error = %e, "call to a replica failed; trying the next");
                             }
                             Err(e) => break Err(self.unreachable(e)),
                         }
@@ -485,7 +491,7 @@ impl BackendClient {
                     .and_then(|v| v.get(field).and_then(|m| m.as_str()).map(str::to_owned))
             };
             return Err(ClientError::Status {
-                service: self.service.clone(),
+                service: self.service,
                 status,
                 message: text("message").unwrap_or_default(),
                 code: text("code"),
@@ -496,14 +502,14 @@ impl BackendClient {
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> ClientError {
         ClientError::Unreachable {
-            service: self.service.clone(),
+            service: self.service,
             reason: reason.to_string(),
         }
     }
 
     fn decode_error(&self, reason: impl std::fmt::Display) -> ClientError {
         ClientError::Decode {
-            service: self.service.clone(),
+            service: self.service,
             reason: reason.to_string(),
         }
     }
@@ -519,7 +525,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     /// A replica that answers `{"n": <its count>}` on GET and POST
-    /// `/svc/echo`, counting the calls it received.
+    /// `/products/echo` (a stand-in for the products service), counting the calls it received.
     async fn replica() -> (String, Arc<AtomicU32>) {
         let calls = Arc::new(AtomicU32::new(0));
         let counter = calls.clone();
@@ -530,7 +536,7 @@ mod tests {
                 axum::Json(serde_json::json!({ "n": n }))
             }
         };
-        let app = Router::new().route("/svc/echo", get(handler.clone()).post(handler));
+        let app = Router::new().route("/products/echo", get(handler.clone()).post(handler));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -570,7 +576,7 @@ mod tests {
             "tests",
             BTreeSet::new(),
             LocalRouter::default(),
-            [("svc".to_owned(), urls.to_owned())].into(),
+            [("products".to_owned(), urls.to_owned())].into(),
         )
     }
 
@@ -578,7 +584,7 @@ mod tests {
     async fn calls_take_the_replicas_in_turn() {
         let (a, a_calls) = replica().await;
         let (b, b_calls) = replica().await;
-        let svc = clients(&format!("{a}, {b}/")).get("svc").unwrap();
+        let svc = clients(&format!("{a}, {b}/")).get(Service::Products).unwrap();
         for _ in 0..6 {
             let _: serde_json::Value = svc.get("/echo").await.unwrap();
         }
@@ -592,14 +598,14 @@ mod tests {
     async fn a_refused_connection_sends_any_call_to_the_next_replica() {
         let dead = refusing().await;
         let (live, calls) = replica().await;
-        let svc = clients(&format!("{dead},{live}")).get("svc").unwrap();
+        let svc = clients(&format!("{dead},{live}")).get(Service::Products).unwrap();
         for _ in 0..4 {
             let answer: Result<serde_json::Value, _> = svc.post("/echo", &serde_json::json!({})).await;
             assert!(answer.is_ok(), "{answer:?}");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 4);
         // With every replica refusing, the caller is told the service is unreachable.
-        let none = clients(&refusing().await).get("svc").unwrap();
+        let none = clients(&refusing().await).get(Service::Products).unwrap();
         let err = none.get::<serde_json::Value>("/echo").await.unwrap_err();
         assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
     }
@@ -610,7 +616,7 @@ mod tests {
         let (live, calls) = replica().await;
         let urls = format!("{vanish},{live}");
         // Each call on fresh clients starts at the first replica.
-        let post = clients(&urls).get("svc").unwrap();
+        let post = clients(&urls).get(Service::Products).unwrap();
         let err = post
             .post::<_, serde_json::Value>("/echo", &serde_json::json!({}))
             .await
@@ -619,9 +625,9 @@ mod tests {
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 0, "the POST was sent twice");
 
-        let get = clients(&urls).get("svc").unwrap();
+        let get = clients(&urls).get(Service::Products).unwrap();
         assert!(get.get::<serde_json::Value>("/echo").await.is_ok());
-        let checked = clients(&urls).get("svc").unwrap().idempotent();
+        let checked = clients(&urls).get(Service::Products).unwrap().idempotent();
         assert!(checked
             .post::<_, serde_json::Value>("/echo", &serde_json::json!({}))
             .await
@@ -639,12 +645,12 @@ mod tests {
         let timeout = Duration::from_secs(1);
         assert_eq!(
             clients(&format!("{dead},http://{addr}"))
-                .probe("svc", timeout)
+                .probe("products", timeout)
                 .await,
             Ok(())
         );
-        let err = clients(&dead).probe("svc", timeout).await.unwrap_err();
-        assert!(err.contains("no replica of svc is ready"), "{err}");
+        let err = clients(&dead).probe("products", timeout).await.unwrap_err();
+        assert!(err.contains("no replica of products is ready"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use ecom_platform::ServiceDef;
 use ecom_storage::Migration;
 
 /// Service name and URL prefix.
-pub const NAME: &str = "users";
+pub const NAME: &str = ecom_contracts::Service::Users.name();
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[

@@ -31,8 +31,8 @@ use crate::{events, store};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
-use ecom_contracts::backend::{Ack, Reservation, ReservationAnswer};
-use ecom_contracts::{Group, OrderRef};
+use ecom_contracts::backend::{Ack, Availability, AvailabilityQuery, Reservation, ReservationAnswer};
+use ecom_contracts::{Group, OrderRef, Service};
 use ecom_model::Timestamp;
 use ecom_platform::{Context, Outbox};
 use ecom_runtime::auth::User;
@@ -41,7 +41,7 @@ use ecom_runtime::staff::{success, OrderInput};
 use ecom_runtime::{page, ApiError, Clients, Json, Path, Query};
 use ecom_storage::Db;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,20 +180,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// OpenAPI document only (nothing constructs them).
 #[allow(dead_code)]
 mod shapes {
-    use std::collections::BTreeMap;
-
     /// `PUT /stock/{productId}`.
     #[derive(utoipa::ToSchema)]
     #[schema(rename_all = "camelCase")]
     pub struct OnHand {
         /// Units in the warehouse (at least what is reserved).
         on_hand: i64,
-    }
-
-    /// Units available per tracked product id.
-    #[derive(utoipa::ToSchema)]
-    pub struct Availability {
-        available: BTreeMap<String, i64>,
     }
 }
 
@@ -463,7 +455,7 @@ pub async fn set_stock(w: &Warehouse, product_id: Uuid, on_hand: i64) -> Result<
     }
     if let Some(clients) = &w.clients {
         let answer: Result<Value, _> = clients
-            .get("products")
+            .get(Service::Products)
             .map_err(ApiError::internal)?
             .get(&format!("/products/{product_id}"))
             .await;
@@ -602,23 +594,17 @@ async fn cancel_route(
     Ok(Json(Ack { ok: true }))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct AvailabilityInput {
-    product_ids: Vec<Uuid>,
-}
-
-#[utoipa::path(post, path = "/backend/availability", security(("serviceCredential" = [])), tag = "backend", request_body = AvailabilityInput,
-    responses((status = 200, body = shapes::Availability, description = "Units available per tracked product (untracked ones absent)")))]
+#[utoipa::path(post, path = "/backend/availability", security(("serviceCredential" = [])), tag = "backend", request_body = AvailabilityQuery,
+    responses((status = 200, body = Availability, description = "Units available per tracked product (untracked ones absent)")))]
 async fn availability_route(
     State(w): State<Warehouse>,
-    Json(input): Json<AvailabilityInput>,
-) -> Result<Json<Value>, ApiError> {
+    Json(input): Json<AvailabilityQuery>,
+) -> Result<Json<Availability>, ApiError> {
     if input.product_ids.len() > 1000 {
         return Err(ApiError::bad_request("productIds: at most 1000 at a time"));
     }
     let available = stock::available(&w.db, &input.product_ids).await?;
-    Ok(Json(json!({ "available": available })))
+    Ok(Json(Availability { available }))
 }
 
 /// Releases reservations whose order never arrived, and refreshes the

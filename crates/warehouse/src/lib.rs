@@ -16,7 +16,7 @@ use ecom_storage::Migration;
 use std::time::Duration;
 
 /// Service name and URL prefix.
-pub const NAME: &str = "warehouse";
+pub const NAME: &str = ecom_contracts::Service::Warehouse.name();
 
 /// Schema changes, in order.
 pub const MIGRATIONS: &[Migration] = &[
