@@ -78,6 +78,69 @@ impl Event {
     }
 }
 
+/// An event as the bus carries it (its JSON text, as the outbox stores it),
+/// with the envelope fields that routing needs read off it: the outbox
+/// relay passes it on without decoding the detail and encoding it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The event's id.
+    pub id: Uuid,
+    /// Its `source`.
+    pub source: String,
+    /// Its `detail-type`.
+    pub detail_type: String,
+    /// Its `time`.
+    pub time: Timestamp,
+    /// The whole event as JSON.
+    pub payload: String,
+}
+
+impl Encoded {
+    /// Reads the envelope of an event's JSON; the detail is skipped over,
+    /// not decoded.
+    pub fn parse(payload: String) -> Result<Encoded, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            id: Uuid,
+            #[serde(borrow)]
+            source: std::borrow::Cow<'a, str>,
+            #[serde(rename = "detail-type", borrow)]
+            detail_type: std::borrow::Cow<'a, str>,
+            time: Timestamp,
+        }
+        let head: Head<'_> = serde_json::from_str(&payload)?;
+        let (id, source, detail_type, time) = (
+            head.id,
+            head.source.into_owned(),
+            head.detail_type.into_owned(),
+            head.time,
+        );
+        Ok(Encoded {
+            id,
+            source,
+            detail_type,
+            time,
+            payload,
+        })
+    }
+
+    /// `event` encoded.
+    pub fn of(event: &Event) -> Result<Encoded, serde_json::Error> {
+        Ok(Encoded {
+            id: event.id,
+            source: event.source.clone(),
+            detail_type: event.detail_type.clone(),
+            time: event.time,
+            payload: serde_json::to_string(event)?,
+        })
+    }
+
+    /// The event decoded.
+    pub fn decode(&self) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(&self.payload)
+    }
+}
+
 /// The sources of this platform (defined with the contracts).
 pub use ecom_contracts::sources;
 
@@ -108,5 +171,22 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), traced);
+    }
+
+    #[test]
+    fn an_encoded_event_reads_its_envelope_and_keeps_the_text_as_it_was() {
+        let event = Event::new(
+            sources::ORDERS,
+            "Order\"Created",
+            vec!["o-1".into()],
+            serde_json::json!({"a": [1, {"b": "c"}]}),
+        );
+        let text = serde_json::to_string(&event).unwrap();
+        let encoded = Encoded::parse(text.clone()).unwrap();
+        assert_eq!(encoded, Encoded::of(&event).unwrap());
+        assert_eq!(encoded.payload, text);
+        assert_eq!(encoded.detail_type, "Order\"Created");
+        assert_eq!(encoded.decode().unwrap(), event);
+        assert!(Encoded::parse("{\"id\": 1}".into()).is_err());
     }
 }

@@ -168,6 +168,19 @@ impl Pattern {
     pub fn exact_values(&self, field: &str) -> Option<Vec<String>> {
         exact_values_in(&self.root, field)
     }
+
+    /// Whether the pattern tests nothing but `source` and `detail-type`,
+    /// each against plain strings: then [`Pattern::exact_values`] of the
+    /// two decides a match, and an event need not be decoded to route it.
+    #[must_use]
+    pub fn only_source_and_type(&self) -> bool {
+        self.root.any_of.is_empty()
+            && self.root.fields.iter().all(|(name, field)| {
+                (name == "source" || name == "detail-type")
+                    && matches!(field, Field::Leaf(matchers)
+                        if matchers.iter().all(|m| matches!(m, Matcher::Value(Test::Str(_)))))
+            })
+    }
 }
 
 impl FromStr for Pattern {
@@ -649,6 +662,26 @@ mod tests {
             Some(vec!["ecommerce.orders".into(), "ecommerce.warehouse".into()])
         );
         assert_eq!(exact(pattern, "detail-type"), Some(vec!["OrderCreated".into()]));
+    }
+
+    #[test]
+    fn only_source_and_type_is_true_only_for_plain_strings_of_those_two() {
+        let only = |pattern: Value| Pattern::parse(&pattern).map(|p| p.only_source_and_type());
+        assert_eq!(
+            only(json!({"source": ["a"], "detail-type": ["B", "C"]})),
+            Ok(true)
+        );
+        assert_eq!(only(json!({"detail-type": ["B"]})), Ok(true));
+        assert_eq!(
+            only(json!({"source": ["a"], "detail": {"status": ["NEW"]}})),
+            Ok(false)
+        );
+        assert_eq!(only(json!({"source": [{"prefix": "a"}]})), Ok(false));
+        assert_eq!(
+            only(json!({"source": ["a"], "$or": [{"detail-type": ["B"]}]})),
+            Ok(false)
+        );
+        assert_eq!(only(json!({"resources": ["r"]})), Ok(false));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! long as it lasts.
 
 use crate::bus::{describe_error, is_permanent};
-use crate::{Bus, Event, Outbox};
+use crate::{Bus, Encoded, Outbox};
 use anyhow::Context as _;
 use ecom_model::Timestamp;
 use ecom_runtime::metrics::{counter, Counter};
@@ -73,8 +73,9 @@ pub async fn relay_batch(service: &str, db: &Db, bus: &Bus) -> anyhow::Result<us
 /// Committed outbox rows, oldest first, as [`read_batch`] found them.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Decoded events, in outbox order...
-    events: Vec<Event>,
+    /// Events as stored (their envelope read, the detail left encoded),
+    /// in outbox order...
+    events: Vec<Encoded>,
     /// ...and the outbox seq of each.
     seqs: Vec<i64>,
     /// Rows that did not decode: seq and the decoding error.
@@ -104,7 +105,7 @@ pub async fn read_batch(db: &Db) -> anyhow::Result<Batch> {
     for row in &rows {
         let seq = row.try_get::<i64, _>(0)?;
         let payload: String = row.try_get(1)?;
-        match serde_json::from_str::<Event>(&payload) {
+        match Encoded::parse(payload) {
             Ok(event) => {
                 batch.events.push(event);
                 batch.seqs.push(seq);
@@ -138,7 +139,7 @@ pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyh
         )
         .await?;
     }
-    match bus.publish(&batch.events).await {
+    match bus.publish_encoded(&batch.events).await {
         Ok(()) => {}
         Err(e) if is_permanent(&e) => {
             tracing::warn!(
@@ -164,7 +165,7 @@ pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyh
 async fn publish_one_by_one(service: &str, db: &Db, bus: &Bus, batch: &Batch) -> anyhow::Result<()> {
     let mut published = Vec::new();
     for (seq, event) in batch.seqs.iter().zip(&batch.events) {
-        match bus.publish(std::slice::from_ref(event)).await {
+        match bus.publish_encoded(std::slice::from_ref(event)).await {
             Ok(()) => published.push(*seq),
             Err(e) if is_permanent(&e) => {
                 let what = format!("event {} ({} {})", event.id, event.source, event.detail_type);

@@ -26,7 +26,7 @@
 
 use super::{service_of, BusBackend, DeadLetter, Rule, RuleInfo, RuleMetrics};
 use crate::pattern::Pattern;
-use crate::Event;
+use crate::{Encoded, Event};
 use anyhow::Context as _;
 use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
@@ -99,6 +99,9 @@ struct StoredRule {
     pattern: Pattern,
     sources: Option<Vec<String>>,
     detail_types: Option<Vec<String>>,
+    /// The pattern tests only the source and detail-type against plain
+    /// strings: [`StoredRule::admits`] alone decides a match.
+    exact: bool,
 }
 
 impl StoredRule {
@@ -106,6 +109,7 @@ impl StoredRule {
         StoredRule {
             sources: pattern.exact_values("source"),
             detail_types: pattern.exact_values("detail-type"),
+            exact: pattern.only_source_and_type(),
             name,
             pattern,
         }
@@ -241,17 +245,26 @@ impl Inner {
     }
 
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
+        let encoded = events
+            .iter()
+            .map(Encoded::of)
+            .collect::<Result<Vec<_>, _>>()
+            .context("Failed to encode an event")?;
+        self.publish_encoded(&encoded).await
+    }
+
+    async fn publish_encoded(&self, events: &[Encoded]) -> anyhow::Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let rules = self.rules().await?;
         // A batch may repeat an id; the first copy wins, like a later publish.
         let mut seen = HashSet::new();
-        let mut encoded = Vec::with_capacity(events.len());
-        for event in events.iter().filter(|e| seen.insert(e.id)) {
-            let payload = serde_json::to_string(event).context("Failed to encode an event")?;
-            encoded.push((event, event.id.to_string(), payload));
-        }
+        let events: Vec<(&Encoded, String)> = events
+            .iter()
+            .filter(|e| seen.insert(e.id))
+            .map(|e| (e, e.id.to_string()))
+            .collect();
         let now = now_micros();
         let mut tx = self
             .db
@@ -260,21 +273,21 @@ impl Inner {
             .context("Failed to start a publish transaction")?;
         let mut fresh = HashSet::new();
         let mut latest = 0i64;
-        for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO bus_events (event_id, source, detail_type, event_time, published_at, payload)
                  VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq",
                 self.db.backend().values_sql(chunk.len(), 6)
             );
             let mut q = sqlx::query(&sql);
-            for (event, id, payload) in chunk {
+            for (event, id) in chunk {
                 q = q
                     .bind(id.clone())
                     .bind(event.source.clone())
                     .bind(event.detail_type.clone())
                     .bind(event.time.unix_micros())
                     .bind(now)
-                    .bind(payload.clone());
+                    .bind(event.payload.clone());
             }
             for row in q.fetch_all(&mut *tx).await.context("Failed to archive events")? {
                 fresh.insert(row.try_get::<String, _>(0)?);
@@ -283,15 +296,26 @@ impl Inner {
         }
         let mut deliveries = Vec::new();
         let mut woken = HashSet::new();
-        for (event, id, _) in encoded.iter().filter(|(_, id, _)| fresh.contains(id)) {
-            let value = event.to_value();
-            for rule in rules.iter().filter(|r| r.pattern.matches(&value)) {
-                deliveries.push(NewDelivery {
-                    rule: &rule.name,
-                    event_id: id,
-                    payload: None,
-                });
-                woken.insert(rule.name.clone());
+        for (event, id) in events.iter().filter(|(_, id)| fresh.contains(id)) {
+            // Decoded only for a rule that tests more than the source and
+            // detail-type, and then once.
+            let mut value: Option<serde_json::Value> = None;
+            for rule in rules
+                .iter()
+                .filter(|r| r.admits(&event.source, &event.detail_type))
+            {
+                let matched = rule.exact
+                    || rule.pattern.matches(
+                        value.get_or_insert_with(|| serde_json::from_str(&event.payload).unwrap_or_default()),
+                    );
+                if matched {
+                    deliveries.push(NewDelivery {
+                        rule: &rule.name,
+                        event_id: id,
+                        payload: None,
+                    });
+                    woken.insert(rule.name.clone());
+                }
             }
         }
         insert_deliveries(&mut tx, &deliveries).await?;
@@ -778,6 +802,10 @@ fn dead_letter_from_row(row: &ecom_storage::Row) -> anyhow::Result<DeadLetter> {
 impl BusBackend for EmbeddedBus {
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
         self.inner.publish(events).await
+    }
+
+    async fn publish_encoded(&self, events: &[Encoded]) -> anyhow::Result<()> {
+        self.inner.publish_encoded(events).await
     }
 
     async fn start(

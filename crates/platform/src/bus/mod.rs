@@ -17,7 +17,8 @@ pub use metrics::RuleMetrics;
 pub mod nats;
 
 use crate::pattern::Pattern;
-use crate::Event;
+use crate::{Encoded, Event};
+use anyhow::Context as _;
 use ecom_contracts::Contract;
 use ecom_model::Timestamp;
 use ecom_runtime::config::BusSettings;
@@ -246,6 +247,17 @@ pub trait BusBackend: Send + Sync {
     /// transient: the same call may succeed later, and parts of it may
     /// already be stored (publishing again is harmless, by id).
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()>;
+    /// [`BusBackend::publish`] of events already encoded (the outbox
+    /// relay's), sent as they are. The default decodes them and publishes
+    /// the events.
+    async fn publish_encoded(&self, events: &[Encoded]) -> anyhow::Result<()> {
+        let decoded = events
+            .iter()
+            .map(Encoded::decode)
+            .collect::<Result<Vec<_>, _>>()
+            .context("Failed to decode an encoded event")?;
+        self.publish(&decoded).await
+    }
     /// Starts delivering to `rules` until `shutdown`; every event seen is
     /// also sent to `feed` (for the listener and `ecom events tail`).
     async fn start(
@@ -319,6 +331,11 @@ impl Bus {
     /// [`BusBackend::publish`] does.
     pub async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
         self.backend.publish(events).await
+    }
+
+    /// [`Bus::publish`] of events already encoded, passed on as they are.
+    pub async fn publish_encoded(&self, events: &[Encoded]) -> anyhow::Result<()> {
+        self.backend.publish_encoded(events).await
     }
 
     /// Every event the bus carries from now on, as it is seen.

@@ -88,7 +88,7 @@ use super::{
     backoff, describe_error, exhausted, permanent, service_of, BusBackend, DeadLetter, Rule, RuleInfo,
     RuleMetrics,
 };
-use crate::Event;
+use crate::{Encoded, Event};
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::context::{
@@ -699,19 +699,27 @@ impl StoredLetter {
 #[async_trait::async_trait]
 impl BusBackend for NatsBus {
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
+        let encoded = events
+            .iter()
+            .map(Encoded::of)
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot encode an event")?;
+        self.publish_encoded(&encoded).await
+    }
+
+    async fn publish_encoded(&self, events: &[Encoded]) -> anyhow::Result<()> {
         let names = &self.shared.names;
-        // Every event is encoded and measured before any is sent, so that a
-        // refusal sends nothing of this call (see `BusBackend::publish`).
-        // The client's copy of the server's `max_payload` (from its INFO),
+        // Every event is measured before any is sent, so that a refusal
+        // sends nothing of this call (see `BusBackend::publish`). The
+        // client's copy of the server's `max_payload` (from its INFO),
         // which it checks every publish against, rather than
         // `server_info().max_payload`, which reads 0 before an INFO arrives
         // and would refuse everything.
         let max_payload = self.shared.js.client().max_payload();
         let mut messages = Vec::with_capacity(events.len());
         for event in events {
-            let payload = serde_json::to_vec(event).context("cannot encode an event")?;
             let id = event.id.to_string();
-            let size = message_size(payload.len(), &id);
+            let size = message_size(event.payload.len(), &id);
             if size > max_payload {
                 return Err(permanent(format!(
                     "event {} is {size} bytes with its headers, more than the NATS server's \
@@ -719,7 +727,9 @@ impl BusBackend for NatsBus {
                     event.id
                 )));
             }
-            let publish = Publish::build().payload(payload.into()).message_id(id);
+            let publish = Publish::build()
+                .payload(event.payload.clone().into_bytes().into())
+                .message_id(id);
             messages.push((names.event_subject(&event.source, &event.detail_type), publish));
         }
         // A node lost or a stream leader being elected leaves publishes
