@@ -678,7 +678,7 @@ mod tests {
         );
         assert_eq!(only(json!({"source": [{"prefix": "a"}]})), Ok(false));
         assert_eq!(
-            only(json!({"source": ["a"], "$or": [{"detail-type": ["B"]}]})),
+            only(json!({"source": ["a"], "$or": [{"detail-type": ["B"]}, {"detail-type": ["C"]}]})),
             Ok(false)
         );
         assert_eq!(only(json!({"resources": ["r"]})), Ok(false));
