@@ -135,6 +135,15 @@ impl Encoded {
         })
     }
 
+    /// Each of `events` encoded, for a backend's `publish`.
+    pub fn all(events: &[Event]) -> anyhow::Result<Vec<Encoded>> {
+        events
+            .iter()
+            .map(Encoded::of)
+            .collect::<Result<_, _>>()
+            .context("Failed to encode an event")
+    }
+
     /// The event decoded.
     pub fn decode(&self) -> Result<Event, serde_json::Error> {
         serde_json::from_str(&self.payload)

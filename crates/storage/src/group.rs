@@ -153,6 +153,14 @@ impl Inner {
             // SQLite may have rolled back already; then this fails, harmlessly.
             let _ = conn.execute("ROLLBACK").await;
         }
+        self.close_failed(why);
+        // Back to the pool, in case the connection is in a state we do not know.
+        *parked = None;
+    }
+
+    /// Marks the group closed and tells its waiting members that nothing of
+    /// theirs was committed.
+    fn close_failed(&self, why: &str) {
         let waiting = {
             let mut state = self.state();
             state.open = false;
@@ -161,8 +169,6 @@ impl Inner {
         for member in waiting {
             let _ = member.send(Err(format!("the transaction was not committed: {why}")));
         }
-        // Back to the pool, in case the connection is in a state we do not know.
-        *parked = None;
     }
 
     /// Commits the open group (if any) and puts the connection back in the pool.
@@ -261,15 +267,8 @@ impl Member {
             // error) or in a state we cannot trust: give it up. The
             // committer puts the connection back in the pool.
             tracing::warn!(error = %e, "a rollback to a savepoint failed; the transaction group is abandoned");
-            let waiting = {
-                let mut state = self.group.state();
-                state.open = false;
-                std::mem::take(&mut state.waiting)
-            };
             let _ = self.conn.execute("ROLLBACK").await;
-            for member in waiting {
-                let _ = member.send(Err(format!("the transaction was not committed: {e}")));
-            }
+            self.group.close_failed(&e.to_string());
         }
         // The committer returns the connection to the pool when nobody else
         // wants it, and commits the others' work.

@@ -245,12 +245,7 @@ impl Inner {
     }
 
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
-        let encoded = events
-            .iter()
-            .map(Encoded::of)
-            .collect::<Result<Vec<_>, _>>()
-            .context("Failed to encode an event")?;
-        self.publish_encoded(&encoded).await
+        self.publish_encoded(&Encoded::all(events)?).await
     }
 
     async fn publish_encoded(&self, events: &[Encoded]) -> anyhow::Result<()> {

@@ -699,12 +699,7 @@ impl StoredLetter {
 #[async_trait::async_trait]
 impl BusBackend for NatsBus {
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
-        let encoded = events
-            .iter()
-            .map(Encoded::of)
-            .collect::<Result<Vec<_>, _>>()
-            .context("cannot encode an event")?;
-        self.publish_encoded(&encoded).await
+        self.publish_encoded(&Encoded::all(events)?).await
     }
 
     async fn publish_encoded(&self, events: &[Encoded]) -> anyhow::Result<()> {
