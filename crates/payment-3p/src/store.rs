@@ -100,7 +100,7 @@ async fn insert_group(db: &Db, group: &[Pending], tokens: &[Uuid]) -> Result<(),
             .bind(TokenStatus::Authorised.as_str())
             .bind(now.clone());
     }
-    query.execute(db.writer()).await.map(|_| ())
+    db.write(query).await.map(|_| ())
 }
 
 /// The amount held by a live token, if the token is live.
@@ -116,16 +116,18 @@ pub async fn authorised_amount(db: &Db, token: &str) -> Result<Option<i64>, sqlx
 /// Lowers (or keeps) the held amount; false when the token is not live or
 /// `amount` is above what is held.
 pub async fn update_amount(db: &Db, token: &str, amount: Money) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE payment_tokens SET amount = $2, modified_at = $3
+    let done = db
+        .write(
+            sqlx::query(
+                "UPDATE payment_tokens SET amount = $2, modified_at = $3
          WHERE token = $1 AND status = $4 AND amount >= $2",
-    )
-    .bind(token)
-    .bind(amount.cents())
-    .bind(Timestamp::now().to_string())
-    .bind(Operation::UpdateAmount.moves().0.as_str())
-    .execute(db.writer())
-    .await?;
+            )
+            .bind(token)
+            .bind(amount.cents())
+            .bind(Timestamp::now().to_string())
+            .bind(Operation::UpdateAmount.moves().0.as_str()),
+        )
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -147,7 +149,7 @@ pub async fn process(
     let live = from.as_str();
     let done = match amount {
         Some(amount) => {
-            sqlx::query(
+            db.write(sqlx::query(
                 "UPDATE payment_tokens SET status = $2, captured_amount = $3, order_id = $4, modified_at = $5
                  WHERE token = $1 AND status = $6 AND amount >= $3",
             )
@@ -156,11 +158,10 @@ pub async fn process(
             .bind(amount.cents())
             .bind(order_id)
             .bind(now)
-            .bind(live)
-            .execute(db.writer())
+            .bind(live))
             .await?
         }
-        None => sqlx::query(
+        None => db.write(sqlx::query(
             "UPDATE payment_tokens SET status = $2, captured_amount = amount, order_id = $3, modified_at = $4
                  WHERE token = $1 AND status = $5",
         )
@@ -168,8 +169,7 @@ pub async fn process(
         .bind(to.as_str())
         .bind(order_id)
         .bind(now)
-        .bind(live)
-        .execute(db.writer())
+        .bind(live))
         .await?,
     };
     if done.rows_affected() == 1 {
@@ -192,15 +192,14 @@ pub async fn process(
 /// or when it was already cancelled for the same (named) order; false
 /// otherwise.
 pub async fn cancel(db: &Db, token: &str, order_id: Option<&str>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = db.write(sqlx::query(
         "UPDATE payment_tokens SET status = $2, order_id = $3, modified_at = $4 WHERE token = $1 AND status = $5",
     )
     .bind(token)
     .bind(Operation::Cancel.moves().1.as_str())
     .bind(order_id)
     .bind(Timestamp::now().to_string())
-    .bind(Operation::Cancel.moves().0.as_str())
-    .execute(db.writer())
+    .bind(Operation::Cancel.moves().0.as_str()))
     .await?;
     if done.rows_affected() == 1 {
         return Ok(true);

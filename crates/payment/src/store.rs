@@ -139,18 +139,20 @@ pub async fn set_total(tx: &mut Tx, order_id: Uuid, total: i64) -> anyhow::Resul
 /// orders exactly one wins (the unique key on the token decides).
 pub async fn claim(db: &Db, token: &str, order_id: Uuid, stale_before: i64) -> anyhow::Result<bool> {
     let order = order_id.to_string();
-    let won = sqlx::query(
-        "INSERT INTO payment_claims (payment_token, order_id, claimed_at, confirmed) VALUES ($1, $2, $3, 0)
-         ON CONFLICT (payment_token) DO UPDATE SET order_id = excluded.order_id, claimed_at = excluded.claimed_at
-         WHERE payment_claims.confirmed = 0 AND payment_claims.claimed_at < $4
-         RETURNING order_id",
-    )
-    .bind(token)
-    .bind(&order)
-    .bind(Timestamp::now().unix_micros())
-    .bind(stale_before)
-    .fetch_optional(db.writer())
-    .await
+    let won = db
+        .write_returning(
+            sqlx::query(
+                "INSERT INTO payment_claims (payment_token, order_id, claimed_at, confirmed) VALUES ($1, $2, $3, 0)
+                 ON CONFLICT (payment_token) DO UPDATE SET order_id = excluded.order_id, claimed_at = excluded.claimed_at
+                 WHERE payment_claims.confirmed = 0 AND payment_claims.claimed_at < $4
+                 RETURNING order_id",
+            )
+            .bind(token)
+            .bind(&order)
+            .bind(Timestamp::now().unix_micros())
+            .bind(stale_before),
+        )
+        .await
     .context("Failed to claim a payment token")?;
     if won.is_some() {
         return Ok(true);
@@ -192,14 +194,16 @@ pub async fn confirm(tx: &mut Tx, token: &str, order_id: Uuid) -> anyhow::Result
 /// Drops `order_id`'s unconfirmed claim on `token` (its order was refused);
 /// true when there was one. A confirmed claim (the order exists) stays.
 pub async fn release(db: &Db, token: &str, order_id: Uuid) -> anyhow::Result<bool> {
-    let done = sqlx::query(
-        "DELETE FROM payment_claims WHERE payment_token = $1 AND order_id = $2 AND confirmed = 0",
-    )
-    .bind(token)
-    .bind(order_id.to_string())
-    .execute(db.writer())
-    .await
-    .context("Failed to release a payment claim")?;
+    let done = db
+        .write(
+            sqlx::query(
+                "DELETE FROM payment_claims WHERE payment_token = $1 AND order_id = $2 AND confirmed = 0",
+            )
+            .bind(token)
+            .bind(order_id.to_string()),
+        )
+        .await
+        .context("Failed to release a payment claim")?;
     Ok(done.rows_affected() == 1)
 }
 

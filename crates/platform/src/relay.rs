@@ -2,6 +2,15 @@
 //! to the bus, oldest first, then deletes them. Runs for as long as the
 //! process does; on start it sends whatever a crash left behind.
 //!
+//! On SQLite the delete is deferred: the relay reads past the last row it
+//! published (`seq` grows in commit order there, since one writer commits
+//! at a time and `AUTOINCREMENT` never reuses a value) and deletes every
+//! published row in one statement at most every [`SWEEP_EVERY`], instead
+//! of one write per batch. A crash before the sweep only means those rows
+//! are published again, which the bus ignores by event id. On PostgreSQL
+//! a transaction that took a lower `seq` can commit after a higher one was
+//! read, so the relay deletes exactly the rows it published, at once.
+//!
 //! An event the bus refuses for good (a [`crate::bus::Permanent`] error,
 //! such as an event larger than NATS takes in one message) is moved to
 //! `_outbox_rejected` with the refusal, logged and counted in
@@ -15,23 +24,30 @@ use anyhow::Context as _;
 use ecom_model::Timestamp;
 use ecom_runtime::metrics::{counter, Counter};
 use ecom_storage::sqlx::{self, Row as _};
-use ecom_storage::Db;
+use ecom_storage::{Backend, Db};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const BATCH: i64 = 500;
 /// How often the relay looks even when no commit woke it (commits in other
 /// processes, such as the CLI, do not wake this one).
 const POLL: Duration = Duration::from_millis(250);
+/// How often, at most, the relay deletes what it published (SQLite).
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
 
 /// Relays until `shutdown`.
 pub async fn run(service: &'static str, db: Db, outbox: Outbox, bus: Bus, shutdown: CancellationToken) {
     // Created now so that `/metrics` shows the count (0) of every service.
     rejected_counter(service);
     let mut failures = 0u32;
+    let mut sweep = (db.backend() == Backend::Sqlite).then(Sweep::default);
     loop {
-        match relay_batch(service, &db, &bus).await {
+        let relayed = match &mut sweep {
+            Some(sweep) => relay_after(service, &db, &bus, sweep).await,
+            None => relay_batch(service, &db, &bus).await,
+        };
+        match relayed {
             Ok(n) if n as i64 == BATCH => continue,
             Ok(_) => failures = 0,
             Err(e) => {
@@ -70,6 +86,47 @@ pub async fn relay_batch(service: &str, db: &Db, bus: &Bus) -> anyhow::Result<us
     send_batch(service, db, bus, batch).await
 }
 
+/// What the relay published on SQLite and has not deleted yet.
+#[derive(Debug)]
+struct Sweep {
+    /// Every outbox row up to this `seq` is published (or set aside).
+    published: i64,
+    /// Every row up to this `seq` is deleted.
+    swept: i64,
+    /// When the last sweep ran.
+    at: Instant,
+}
+
+impl Default for Sweep {
+    fn default() -> Sweep {
+        Sweep {
+            published: 0,
+            swept: 0,
+            at: Instant::now() - SWEEP_EVERY,
+        }
+    }
+}
+
+/// [`relay_batch`] on SQLite: reads past the rows published already, and
+/// deletes those at most every [`SWEEP_EVERY`] (module documentation).
+async fn relay_after(service: &str, db: &Db, bus: &Bus, sweep: &mut Sweep) -> anyhow::Result<usize> {
+    let batch = read(db, Some(sweep.published)).await?;
+    let n = batch.len();
+    if let Some(last) = batch.last() {
+        // Rows left to delete (`true`) go with a sweep; the others are gone.
+        publish_batch(service, db, bus, &batch).await?;
+        sweep.published = sweep.published.max(last);
+    }
+    if sweep.published > sweep.swept && sweep.at.elapsed() >= SWEEP_EVERY {
+        db.write(sqlx::query("DELETE FROM _outbox WHERE seq <= $1").bind(sweep.published))
+            .await
+            .context("Failed to delete published events from the outbox")?;
+        sweep.swept = sweep.published;
+        sweep.at = Instant::now();
+    }
+    Ok(n)
+}
+
 /// Committed outbox rows, oldest first, as [`read_batch`] found them.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -92,11 +149,24 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The highest outbox seq the batch holds.
+    fn last(&self) -> Option<i64> {
+        let undecodable = self.undecodable.iter().map(|(seq, _)| *seq);
+        self.seqs.iter().copied().chain(undecodable).max()
+    }
 }
 
 /// Reads up to [`BATCH`] committed outbox rows, oldest first.
 pub async fn read_batch(db: &Db) -> anyhow::Result<Batch> {
-    let rows = sqlx::query("SELECT seq, payload FROM _outbox ORDER BY seq LIMIT $1")
+    read(db, None).await
+}
+
+/// Reads up to [`BATCH`] committed outbox rows after `seq` `after`, oldest
+/// first.
+async fn read(db: &Db, after: Option<i64>) -> anyhow::Result<Batch> {
+    let rows = sqlx::query("SELECT seq, payload FROM _outbox WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .bind(after.unwrap_or(i64::MIN))
         .bind(BATCH)
         .fetch_all(db.reader())
         .await
@@ -126,8 +196,21 @@ pub async fn read_batch(db: &Db) -> anyhow::Result<Batch> {
 /// event). Any other error is returned for the caller to retry; rows
 /// already published are deleted first.
 pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyhow::Result<usize> {
+    if publish_batch(service, db, bus, &batch).await? {
+        // Publishing is idempotent by event id, so a crash before this
+        // delete only means the batch is published again.
+        delete_rows(db, &batch.seqs).await?;
+    }
+    Ok(batch.len())
+}
+
+/// Publishes `batch` (the undecodable rows set aside); true when its
+/// events went in one publish and their rows are left for the caller to
+/// delete, false when the bus refused the batch for good and its events
+/// were published one at a time, each row deleted or set aside then.
+async fn publish_batch(service: &str, db: &Db, bus: &Bus, batch: &Batch) -> anyhow::Result<bool> {
     if batch.is_empty() {
-        return Ok(0);
+        return Ok(false);
     }
     for (seq, error) in &batch.undecodable {
         set_aside(
@@ -147,16 +230,11 @@ pub async fn send_batch(service: &str, db: &Db, bus: &Bus, batch: Batch) -> anyh
                 error = %describe_error(&e),
                 "the bus refused a batch for good; publishing its events one at a time"
             );
-            return publish_one_by_one(service, db, bus, &batch)
-                .await
-                .map(|()| batch.len());
+            return publish_one_by_one(service, db, bus, batch).await.map(|()| false);
         }
         Err(e) => return Err(e),
     }
-    // Publishing is idempotent by event id, so a crash before this delete
-    // only means the batch is published again.
-    delete_rows(db, &batch.seqs).await?;
-    Ok(batch.len())
+    Ok(true)
 }
 
 /// Publishes the events of `batch` one at a time, setting aside those the
@@ -241,8 +319,7 @@ async fn delete_rows(db: &Db, seqs: &[i64]) -> anyhow::Result<()> {
         for seq in chunk {
             query = query.bind(*seq);
         }
-        query
-            .execute(db.writer())
+        db.write(query)
             .await
             .context("Failed to delete published events from the outbox")?;
     }

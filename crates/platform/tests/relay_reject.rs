@@ -496,3 +496,59 @@ async fn an_undecodable_outbox_row_is_set_aside_and_the_rest_published() {
         drop_schemas(&target).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_relay_publishes_every_row_once_and_empties_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, target) in targets(dir.path()) {
+        eprintln!("running on {name}");
+        let service: &'static str = match name {
+            "sqlite" => "sweep-sqlite",
+            _ => "sweep-postgres",
+        };
+        let s = Setup::new(&target, &[]).await;
+        let outbox = Outbox::new();
+        let relay = tokio::spawn(ecom_platform::relay::run(
+            service,
+            s.svc.clone(),
+            outbox.clone(),
+            s.bus.clone(),
+            s.stop.clone(),
+        ));
+        // Commits while the relay runs, some of them more than one batch
+        // (on SQLite it reads past what it published and deletes later).
+        let mut all = Vec::new();
+        for round in 0..20 {
+            let events: Vec<Event> = (0..if round % 7 == 0 { 600 } else { 3 })
+                .map(|n| good(round * 1000 + n))
+                .collect();
+            let mut tx = s.svc.begin().await.unwrap();
+            outbox.push_all(&mut tx, &events).await.unwrap();
+            outbox.commit(tx).await.unwrap();
+            all.extend(ids(&events));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        s.received_all(&all).await;
+        let svc = s.svc.clone();
+        eventually("the outbox is empty", || {
+            let svc = svc.clone();
+            async move {
+                let n: i64 = sqlx::query("SELECT COUNT(*) FROM _outbox")
+                    .fetch_one(svc.reader())
+                    .await
+                    .unwrap()
+                    .try_get(0)
+                    .unwrap();
+                n == 0
+            }
+        })
+        .await;
+        let published: usize = s.calls().iter().sum();
+        assert_eq!(published, all.len(), "{name}: each row published once");
+        assert_eq!(s.received.lock().unwrap().len(), all.len(), "{name}");
+        s.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
+        s.finish().await;
+        drop_schemas(&target).await;
+    }
+}

@@ -495,9 +495,50 @@ impl Db {
         &self.read
     }
 
-    /// The pool for single-statement writes.
+    /// The pool for single-statement writes. Prefer [`Db::write`] on hot
+    /// paths: a statement run here on SQLite commits on its own.
     pub fn writer(&self) -> &AnyPool {
         &self.write
+    }
+
+    /// Runs one write statement as its own transaction. On SQLite it joins
+    /// the writer's group (`group.rs`), so it shares a `COMMIT` with the
+    /// transactions queued with it instead of paying for one of its own;
+    /// on PostgreSQL it runs on its own (autocommit).
+    pub async fn write<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        if self.group.is_none() {
+            return query.execute(&self.write).await;
+        }
+        let mut tx = self.begin().await?;
+        match query.execute(&mut *tx).await {
+            Ok(done) => tx.commit().await.map(|()| done),
+            Err(e) => {
+                tx.rollback().await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Db::write`] for a statement that returns at most one row
+    /// (`… RETURNING`).
+    pub async fn write_returning<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Option<AnyRow>, sqlx::Error> {
+        if self.group.is_none() {
+            return query.fetch_optional(&self.write).await;
+        }
+        let mut tx = self.begin().await?;
+        match query.fetch_optional(&mut *tx).await {
+            Ok(row) => tx.commit().await.map(|()| row),
+            Err(e) => {
+                tx.rollback().await.ok();
+                Err(e)
+            }
+        }
     }
 
     /// Starts a write transaction. On SQLite it runs inside the writer's

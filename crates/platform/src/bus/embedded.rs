@@ -478,15 +478,18 @@ impl Inner {
     ) -> anyhow::Result<Option<i64>> {
         let now = now_micros();
         if outcomes.iter().all(|(_, result)| result.is_ok()) {
-            // The usual case: one statement, no transaction around it.
+            // The usual case: one statement per chunk of ids, each its own
+            // write (on SQLite sharing a `COMMIT` with the writes queued
+            // with it). A crash between two only redelivers the rest.
             let ids: Vec<i64> = outcomes.iter().map(|(c, _)| c.id).collect();
-            let mut conn = self
-                .db
-                .writer()
-                .acquire()
-                .await
-                .context("Failed to acknowledge deliveries")?;
-            self.acknowledge(&mut conn, &ids).await?;
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let sql = self.acknowledge_sql(chunk.len());
+                let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+                self.db
+                    .write(query)
+                    .await
+                    .context("Failed to acknowledge deliveries")?;
+            }
             metrics.delivered.add(ids.len() as u64);
             return Ok(None);
         }
@@ -558,17 +561,19 @@ impl Inner {
         Ok(next_retry)
     }
 
+    /// The statement that deletes `n` deliveries by id.
+    fn acknowledge_sql(&self, n: usize) -> String {
+        format!(
+            "DELETE FROM bus_deliveries WHERE id IN ({})",
+            self.db.backend().list_sql(n)
+        )
+    }
+
     /// Deletes the deliveries `ids` (handled or dead-lettered).
     async fn acknowledge(&self, conn: &mut sqlx::AnyConnection, ids: &[i64]) -> anyhow::Result<()> {
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "DELETE FROM bus_deliveries WHERE id IN ({})",
-                self.db.backend().list_sql(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
+            let sql = self.acknowledge_sql(chunk.len());
+            let q = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
             q.execute(&mut *conn)
                 .await
                 .context("Failed to acknowledge deliveries")?;
