@@ -9,9 +9,17 @@
 //! - One worker per rule claims due deliveries in batches, runs the handler
 //!   on each (bounded concurrency), deletes those that succeeded and
 //!   reschedules the others with exponential backoff and full jitter, or
-//!   moves them to the rule's dead-letter queue once exhausted. An
-//!   in-process publish wakes the worker at once; a short poll catches
-//!   publishes of other processes and retries falling due.
+//!   moves them to the rule's dead-letter queue once exhausted. A short
+//!   poll catches publishes of other processes and retries falling due.
+//! - An in-process publish hands each delivery of a rule this process
+//!   serves straight to its worker, with the payload, so the worker does
+//!   not read it back; the row is stored due only after [`LEASE`], the
+//!   time the worker has to deal with it before a table read would take it
+//!   again (and `start` makes such rows of its rules due at once, for a
+//!   process that stopped before dealing with them). The worker
+//!   acknowledges handed deliveries through a shared task that deletes
+//!   them together every [`ACK_EVERY`]: a crash in between only delivers
+//!   them again, which handlers take (their inbox).
 //! - `start` stores the process's rules and removes the stored rules of its
 //!   services (the name before the first dot) that it no longer has, with
 //!   their pending deliveries: rules deleted from the code stop collecting
@@ -66,6 +74,11 @@ const CONCURRENCY: usize = 64;
 /// How often a worker looks for work nobody woke it for (publishes from
 /// other processes).
 const POLL: Duration = Duration::from_millis(250);
+/// How long a delivery handed to an in-process worker stays out of table
+/// reads.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often handed deliveries that were dealt with are deleted.
+const ACK_EVERY: Duration = Duration::from_millis(20);
 /// How long the stored rules are trusted before being read again.
 const RULES_TTL: Duration = Duration::from_secs(1);
 /// How often the backlog and lag gauges are refreshed.
@@ -86,11 +99,26 @@ struct Inner {
     settings: BusSettings,
     rules: Mutex<Option<(Instant, Arc<Vec<StoredRule>>)>>,
     /// Workers of this process, by rule name.
-    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    wakers: Mutex<HashMap<String, Arc<Local>>>,
+    /// Handed deliveries dealt with, for the acknowledging task to delete.
+    acks: Mutex<Vec<i64>>,
+    /// Wakes the acknowledging task.
+    acked: Notify,
     /// Wakes the feed task after an in-process publish.
     published: Notify,
     /// The highest archive position this process has published.
     latest: AtomicI64,
+}
+
+/// What a worker of this process shares with publishes.
+#[derive(Default)]
+struct Local {
+    wake: Notify,
+    /// Deliveries an in-process publish handed over (their rows leased).
+    handed: Mutex<Vec<Claimed>>,
+    /// Set when the worker should also read the table: deliveries were
+    /// added without being handed over (a redrive, a replay).
+    scan: std::sync::atomic::AtomicBool,
 }
 
 /// A rule as stored in `bus_rules`.
@@ -132,6 +160,9 @@ struct Claimed {
     payload: Option<String>,
     attempts: i64,
     created_at: i64,
+    /// Handed over by an in-process publish (its row leased), rather than
+    /// read from the table.
+    handed: bool,
 }
 
 fn now_micros() -> i64 {
@@ -156,28 +187,66 @@ async fn insert_deliveries(tx: &mut ecom_storage::Tx, rows: &[NewDelivery<'_>]) 
     let now = now_micros();
     let mut added = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO bus_deliveries (rule, event_id, payload, attempts, due_at, created_at) VALUES {}
-             ON CONFLICT (rule, event_id) DO NOTHING",
-            ecom_storage::Backend::of(tx).values_sql(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(&sql);
-        for d in chunk {
-            q = q
-                .bind(d.rule.to_owned())
-                .bind(d.event_id.to_owned())
-                .bind(d.payload.map(str::to_owned))
-                .bind(0i64)
-                .bind(now)
-                .bind(now);
-        }
-        added += q
+        let sql = insert_sql(ecom_storage::Backend::of(tx), chunk.len(), "");
+        added += bind_deliveries(sqlx::query(&sql), chunk, now, now)
             .execute(&mut **tx)
             .await
             .context("Failed to queue deliveries")?
             .rows_affected();
     }
     Ok(added)
+}
+
+/// Inserts deliveries to hand to in-process workers, due only after
+/// [`LEASE`]; returns the id, rule and event id of each one added.
+async fn insert_leased(
+    tx: &mut ecom_storage::Tx,
+    rows: &[NewDelivery<'_>],
+) -> anyhow::Result<Vec<(i64, String, String)>> {
+    let now = now_micros();
+    let due = now.saturating_add(micros(LEASE));
+    let mut added = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = insert_sql(
+            ecom_storage::Backend::of(tx),
+            chunk.len(),
+            " RETURNING id, rule, event_id",
+        );
+        for row in bind_deliveries(sqlx::query(&sql), chunk, due, now)
+            .fetch_all(&mut **tx)
+            .await
+            .context("Failed to queue deliveries")?
+        {
+            added.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(added)
+}
+
+fn insert_sql(backend: ecom_storage::Backend, rows: usize, returning: &str) -> String {
+    format!(
+        "INSERT INTO bus_deliveries (rule, event_id, payload, attempts, due_at, created_at) VALUES {}
+         ON CONFLICT (rule, event_id) DO NOTHING{returning}",
+        backend.values_sql(rows, 6)
+    )
+}
+
+fn bind_deliveries<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    rows: &[NewDelivery<'_>],
+    due: i64,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for d in rows {
+        q = q
+            .bind(d.rule.to_owned())
+            .bind(d.event_id.to_owned())
+            .bind(d.payload.map(str::to_owned))
+            .bind(0i64)
+            .bind(due)
+            .bind(now);
+    }
+    q
 }
 
 impl EmbeddedBus {
@@ -192,6 +261,8 @@ impl EmbeddedBus {
                 settings,
                 rules: Mutex::new(None),
                 wakers: Mutex::new(HashMap::new()),
+                acks: Mutex::new(Vec::new()),
+                acked: Notify::new(),
                 published: Notify::new(),
                 latest: AtomicI64::new(0),
             }),
@@ -235,13 +306,24 @@ impl Inner {
         Ok(rules)
     }
 
+    /// Wakes the workers of `rules` in this process to read the table.
     fn wake(&self, rules: impl IntoIterator<Item = String>) {
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         for rule in rules {
             if let Some(w) = wakers.get(&rule) {
-                w.notify_one();
+                w.scan.store(true, Ordering::Release);
+                w.wake.notify_one();
             }
         }
+    }
+
+    /// The worker of `rule` in this process, if it runs here.
+    fn local(&self, rule: &str) -> Option<Arc<Local>> {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rule)
+            .cloned()
     }
 
     async fn publish(&self, events: &[Event]) -> anyhow::Result<()> {
@@ -290,7 +372,9 @@ impl Inner {
             }
         }
         let mut deliveries = Vec::new();
+        let mut handed = Vec::new();
         let mut woken = HashSet::new();
+        let mut payloads: HashMap<&str, &str> = HashMap::new();
         for (event, id) in events.iter().filter(|(_, id)| fresh.contains(id)) {
             // Decoded only for a rule that tests more than the source and
             // detail-type, and then once.
@@ -303,22 +387,56 @@ impl Inner {
                     || rule.pattern.matches(
                         value.get_or_insert_with(|| serde_json::from_str(&event.payload).unwrap_or_default()),
                     );
-                if matched {
-                    deliveries.push(NewDelivery {
-                        rule: &rule.name,
-                        event_id: id,
-                        payload: None,
-                    });
+                if !matched {
+                    continue;
+                }
+                let delivery = NewDelivery {
+                    rule: &rule.name,
+                    event_id: id,
+                    payload: None,
+                };
+                if self.local(&rule.name).is_some() {
+                    payloads.insert(id.as_str(), event.payload.as_str());
+                    handed.push(delivery);
+                } else {
+                    deliveries.push(delivery);
                     woken.insert(rule.name.clone());
                 }
             }
         }
         insert_deliveries(&mut tx, &deliveries).await?;
+        let leased = insert_leased(&mut tx, &handed).await?;
         tx.commit().await.context("Failed to commit a publish")?;
         self.latest.fetch_max(latest, Ordering::AcqRel);
+        self.hand_over(leased, &payloads);
         self.wake(woken);
         self.published.notify_one();
         Ok(())
+    }
+
+    /// Gives each leased delivery to its rule's worker in this process. A
+    /// worker that stopped meanwhile leaves its rows to the next start.
+    fn hand_over(&self, leased: Vec<(i64, String, String)>, payloads: &HashMap<&str, &str>) {
+        let created_at = now_micros();
+        for (id, rule, event_id) in leased {
+            let Some(local) = self.local(&rule) else {
+                continue;
+            };
+            let payload = payloads.get(event_id.as_str()).map(|p| (*p).to_owned());
+            local
+                .handed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Claimed {
+                    id,
+                    event_id,
+                    payload,
+                    attempts: 0,
+                    created_at,
+                    handed: true,
+                });
+            local.wake.notify_one();
+        }
     }
 
     async fn publish_raw(&self, source: &str, detail_type: &str, payload: &[u8]) -> anyhow::Result<()> {
@@ -410,10 +528,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Claims due deliveries of `rule`, runs them, and records the
-    /// outcomes; returns how many it claimed and when the earliest retry it
-    /// scheduled falls due.
-    async fn run_batch(&self, rule: &Rule, metrics: &RuleMetrics) -> anyhow::Result<(usize, Option<i64>)> {
+    /// Reads up to [`BATCH`] due deliveries of `rule` from the table.
+    async fn due(&self, rule: &Rule) -> anyhow::Result<Vec<Claimed>> {
         let now = now_micros();
         let rows = sqlx::query(
             "SELECT d.id, d.event_id, COALESCE(d.payload, e.payload), d.attempts, d.created_at
@@ -426,9 +542,6 @@ impl Inner {
         .fetch_all(self.db.reader())
         .await
         .context("Failed to read due deliveries")?;
-        if rows.is_empty() {
-            return Ok((0, None));
-        }
         let claimed = rows
             .iter()
             .map(|row| {
@@ -438,10 +551,24 @@ impl Inner {
                     payload: row.try_get(2)?,
                     attempts: row.try_get(3)?,
                     created_at: row.try_get(4)?,
+                    handed: false,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let count = claimed.len();
+        Ok(claimed)
+    }
+
+    /// Runs `claimed` deliveries of `rule` and records the outcomes;
+    /// returns when the earliest retry it scheduled falls due.
+    async fn run(
+        &self,
+        rule: &Rule,
+        metrics: &RuleMetrics,
+        claimed: Vec<Claimed>,
+    ) -> anyhow::Result<Option<i64>> {
+        if claimed.is_empty() {
+            return Ok(None);
+        }
         let outcomes: Vec<(Claimed, anyhow::Result<()>)> = futures::stream::iter(claimed)
             .map(|c| {
                 let handler = rule.handler.clone();
@@ -464,8 +591,7 @@ impl Inner {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let next_retry = self.record(rule, metrics, outcomes).await?;
-        Ok((count, next_retry))
+        self.record(rule, metrics, outcomes).await
     }
 
     /// Acknowledges successes, reschedules or dead-letters failures, in one
@@ -478,10 +604,21 @@ impl Inner {
     ) -> anyhow::Result<Option<i64>> {
         let now = now_micros();
         if outcomes.iter().all(|(_, result)| result.is_ok()) {
-            // The usual case: one statement per chunk of ids, each its own
-            // write (on SQLite sharing a `COMMIT` with the writes queued
-            // with it). A crash between two only redelivers the rest.
-            let ids: Vec<i64> = outcomes.iter().map(|(c, _)| c.id).collect();
+            // The usual case. Handed deliveries go to the acknowledging
+            // task (their rows stay out of reads until then); the others
+            // are deleted now, one statement per chunk of ids, each its
+            // own write (on SQLite sharing a `COMMIT` with the writes
+            // queued with it). A crash between two only redelivers the rest.
+            let (handed, read): (Vec<_>, Vec<_>) = outcomes.iter().map(|(c, _)| c).partition(|c| c.handed);
+            if !handed.is_empty() {
+                self.acks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(handed.iter().map(|c| c.id));
+                self.acked.notify_one();
+                metrics.delivered.add(handed.len() as u64);
+            }
+            let ids: Vec<i64> = read.iter().map(|c| c.id).collect();
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let sql = self.acknowledge_sql(chunk.len());
                 let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
@@ -581,29 +718,51 @@ impl Inner {
         Ok(())
     }
 
-    async fn worker(self: Arc<Self>, rule: Arc<Rule>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    async fn worker(self: Arc<Self>, rule: Arc<Rule>, local: Arc<Local>, shutdown: CancellationToken) {
         let metrics = RuleMetrics::new(&rule.name);
         let mut failures = 0u32;
         // Retries this worker scheduled: the only deliveries due in the
         // future that nobody will wake it for (others wait at most a poll).
         let mut next_retry: Option<i64> = None;
+        // Read the table first: what was due before this start.
+        let mut scan = true;
         while !shutdown.is_cancelled() {
-            let result = self.run_batch(&rule, &metrics).await;
-            if let Ok((_, Some(due))) = result {
-                next_retry = Some(next_retry.map_or(due, |t| t.min(due)));
+            let mut claimed = std::mem::take(&mut *local.handed.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut full = false;
+            let mut result = Ok(None);
+            if std::mem::take(&mut scan) | local.scan.swap(false, Ordering::AcqRel) {
+                match self.due(&rule).await {
+                    Ok(rows) => {
+                        full = rows.len() as i64 == BATCH;
+                        claimed.extend(rows);
+                    }
+                    Err(e) => result = Err(e),
+                }
+            }
+            if result.is_ok() {
+                result = self.run(&rule, &metrics, claimed).await;
             }
             match result {
-                Ok((n, _)) if n as i64 == BATCH => continue,
-                Ok(_) => failures = 0,
+                Ok(due) => {
+                    failures = 0;
+                    if let Some(due) = due {
+                        next_retry = Some(next_retry.map_or(due, |t| t.min(due)));
+                    }
+                }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(rule = rule.name, error = %format!("{e:#}"), "delivery failed; will retry");
                 }
             }
+            if full {
+                scan = true;
+                continue;
+            }
             let now = now_micros();
             if next_retry.is_some_and(|t| t <= now) {
-                // Due now: the next batch takes it.
+                // Due now: the next read takes it.
                 next_retry = None;
+                scan = true;
                 continue;
             }
             let pause = if failures > 0 {
@@ -612,11 +771,60 @@ impl Inner {
                 next_retry.map_or(POLL, |t| Duration::from_micros((t - now) as u64).min(POLL))
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => break,
+                _ = local.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => scan = true,
             }
         }
+        // Publishes from now on leave this rule's deliveries to a read.
+        self.wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&rule.name);
+    }
+
+    /// Deletes the handed deliveries workers dealt with, together, every
+    /// [`ACK_EVERY`]; at shutdown, what is left.
+    async fn acknowledger(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let stopping = tokio::select! {
+                _ = shutdown.cancelled() => true,
+                _ = self.acked.notified() => false,
+            };
+            if !stopping {
+                tokio::time::sleep(ACK_EVERY).await;
+            }
+            let ids = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|e| e.into_inner()));
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let sql = self.acknowledge_sql(chunk.len());
+                let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+                if let Err(e) = self.db.write(query).await {
+                    // Their leases run out and they are delivered again.
+                    tracing::warn!(error = %e, "could not delete delivered events; they will be delivered again");
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Makes the leased deliveries of `rules` due now: this process serves
+    /// them, so whatever an earlier process was handed and did not deal
+    /// with is for it.
+    async fn unlease(&self, rules: &[Arc<Rule>]) -> anyhow::Result<()> {
+        let now = now_micros();
+        for rule in rules {
+            self.db
+                .write(
+                    sqlx::query("UPDATE bus_deliveries SET due_at = $1 WHERE rule = $2 AND attempts = 0 AND due_at > $1")
+                        .bind(now)
+                        .bind(rule.name.clone()),
+                )
+                .await
+                .context("Failed to take over the deliveries of an earlier process")?;
+        }
+        Ok(())
     }
 
     /// Copies each newly archived event to `feed`, in archive order.
@@ -815,20 +1023,22 @@ impl BusBackend for EmbeddedBus {
         shutdown: CancellationToken,
     ) -> anyhow::Result<JoinHandle<()>> {
         self.inner.register(&rules).await?;
+        self.inner.unlease(&rules).await?;
         let mut tasks = Vec::new();
         for rule in &rules {
-            let wake = Arc::new(Notify::new());
+            let local = Arc::new(Local::default());
             self.inner
                 .wakers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(rule.name.clone(), wake.clone());
+                .insert(rule.name.clone(), local.clone());
             tasks.push(tokio::spawn(self.inner.clone().worker(
                 rule.clone(),
-                wake,
+                local,
                 shutdown.clone(),
             )));
         }
+        tasks.push(tokio::spawn(self.inner.clone().acknowledger(shutdown.clone())));
         // Read here, so the feed shows everything published once `start` returns.
         let last = self
             .inner
