@@ -192,6 +192,15 @@ impl EstablishParams {
     }
 
     pub(crate) fn establish(&self) -> Result<ConnectionState, Error> {
+        // ecom patch: SQLite's memory statistics take one process-wide mutex
+        // on every allocation, which connections on different threads then
+        // wait for and wake each other through. Off, before SQLite first
+        // initialises (the first open); later calls are refused, harmlessly.
+        static MEMSTATUS_OFF: std::sync::Once = std::sync::Once::new();
+        MEMSTATUS_OFF.call_once(|| unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int);
+        });
+
         let mut handle = null_mut();
 
         // <https://www.sqlite.org/c3ref/open.html>
