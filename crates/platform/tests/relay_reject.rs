@@ -195,6 +195,24 @@ impl Setup {
         .await;
     }
 
+    /// Waits until the running relay has emptied the outbox.
+    async fn outbox_empties(&self) {
+        let svc = self.svc.clone();
+        eventually("the outbox is empty", || {
+            let svc = svc.clone();
+            async move {
+                let n: i64 = sqlx::query("SELECT COUNT(*) FROM _outbox")
+                    .fetch_one(svc.reader())
+                    .await
+                    .unwrap()
+                    .try_get(0)
+                    .unwrap();
+                n == 0
+            }
+        })
+        .await;
+    }
+
     fn calls(&self) -> Vec<usize> {
         self.door.calls.lock().unwrap().clone()
     }
@@ -355,20 +373,7 @@ async fn a_transient_failure_is_retried_by_the_relay_and_sets_nothing_aside() {
         ));
 
         s.received_all(&ids(&events)).await;
-        let svc = s.svc.clone();
-        eventually("the outbox is empty", || {
-            let svc = svc.clone();
-            async move {
-                let n: i64 = sqlx::query("SELECT COUNT(*) FROM _outbox")
-                    .fetch_one(svc.reader())
-                    .await
-                    .unwrap()
-                    .try_get(0)
-                    .unwrap();
-                n == 0
-            }
-        })
-        .await;
+        s.outbox_empties().await;
         assert_eq!(
             s.calls(),
             vec![5, 5, 5, 5],
@@ -529,20 +534,7 @@ async fn the_running_relay_publishes_every_row_once_and_empties_the_outbox() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         s.received_all(&all).await;
-        let svc = s.svc.clone();
-        eventually("the outbox is empty", || {
-            let svc = svc.clone();
-            async move {
-                let n: i64 = sqlx::query("SELECT COUNT(*) FROM _outbox")
-                    .fetch_one(svc.reader())
-                    .await
-                    .unwrap()
-                    .try_get(0)
-                    .unwrap();
-                n == 0
-            }
-        })
-        .await;
+        s.outbox_empties().await;
         let published: usize = s.calls().iter().sum();
         assert_eq!(published, all.len(), "{name}: each row published once");
         assert_eq!(s.received.lock().unwrap().len(), all.len(), "{name}");
