@@ -102,7 +102,11 @@ impl Default for Sweep {
         Sweep {
             published: 0,
             swept: 0,
-            at: Instant::now() - SWEEP_EVERY,
+            // Due at once (`checked_sub`: an `Instant` cannot go below
+            // the clock's start).
+            at: Instant::now()
+                .checked_sub(SWEEP_EVERY)
+                .unwrap_or_else(Instant::now),
         }
     }
 }
