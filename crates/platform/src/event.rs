@@ -109,17 +109,11 @@ impl Encoded {
             time: Timestamp,
         }
         let head: Head<'_> = serde_json::from_str(&payload)?;
-        let (id, source, detail_type, time) = (
-            head.id,
-            head.source.into_owned(),
-            head.detail_type.into_owned(),
-            head.time,
-        );
         Ok(Encoded {
-            id,
-            source,
-            detail_type,
-            time,
+            id: head.id,
+            source: head.source.into_owned(),
+            detail_type: head.detail_type.into_owned(),
+            time: head.time,
             payload,
         })
     }

@@ -195,6 +195,17 @@ impl Setup {
         .await;
     }
 
+    /// The relay of `outbox` running on the service database until `stop`.
+    fn run_relay(&self, service: &'static str, outbox: Outbox) -> JoinHandle<()> {
+        tokio::spawn(ecom_platform::relay::run(
+            service,
+            self.svc.clone(),
+            outbox,
+            self.bus.clone(),
+            self.stop.clone(),
+        ))
+    }
+
     /// Waits until the running relay has emptied the outbox.
     async fn outbox_empties(&self) {
         let svc = self.svc.clone();
@@ -364,13 +375,7 @@ async fn a_transient_failure_is_retried_by_the_relay_and_sets_nothing_aside() {
         let events: Vec<Event> = (0..5).map(good).collect();
         s.write(&events).await;
         let outbox = Outbox::new();
-        let relay = tokio::spawn(ecom_platform::relay::run(
-            service,
-            s.svc.clone(),
-            outbox,
-            s.bus.clone(),
-            s.stop.clone(),
-        ));
+        let relay = s.run_relay(service, outbox);
 
         s.received_all(&ids(&events)).await;
         s.outbox_empties().await;
@@ -513,13 +518,7 @@ async fn the_running_relay_publishes_every_row_once_and_empties_the_outbox() {
         };
         let s = Setup::new(&target, &[]).await;
         let outbox = Outbox::new();
-        let relay = tokio::spawn(ecom_platform::relay::run(
-            service,
-            s.svc.clone(),
-            outbox.clone(),
-            s.bus.clone(),
-            s.stop.clone(),
-        ));
+        let relay = s.run_relay(service, outbox.clone());
         // Commits while the relay runs, some of them more than one batch
         // (on SQLite it reads past what it published and deletes later).
         let mut all = Vec::new();

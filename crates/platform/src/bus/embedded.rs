@@ -375,6 +375,9 @@ impl Inner {
         let mut handed = Vec::new();
         let mut woken = HashSet::new();
         let mut payloads: HashMap<&str, &str> = HashMap::new();
+        // The worker of each matched rule in this process (if any), looked
+        // up once per publish and used again to hand the deliveries over.
+        let mut locals: HashMap<&str, Option<Arc<Local>>> = HashMap::new();
         for (event, id) in events.iter().filter(|(_, id)| fresh.contains(id)) {
             // Decoded only for a rule that tests more than the source and
             // detail-type, and then once.
@@ -395,7 +398,10 @@ impl Inner {
                     event_id: id,
                     payload: None,
                 };
-                if self.local(&rule.name).is_some() {
+                let local = locals
+                    .entry(rule.name.as_str())
+                    .or_insert_with(|| self.local(&rule.name));
+                if local.is_some() {
                     payloads.insert(id.as_str(), event.payload.as_str());
                     handed.push(delivery);
                 } else {
@@ -408,18 +414,23 @@ impl Inner {
         let leased = insert_leased(&mut tx, &handed).await?;
         tx.commit().await.context("Failed to commit a publish")?;
         self.latest.fetch_max(latest, Ordering::AcqRel);
-        self.hand_over(leased, &payloads);
+        Self::hand_over(leased, &payloads, &locals);
         self.wake(woken);
         self.published.notify_one();
         Ok(())
     }
 
     /// Gives each leased delivery to its rule's worker in this process. A
-    /// worker that stopped meanwhile leaves its rows to the next start.
-    fn hand_over(&self, leased: Vec<(i64, String, String)>, payloads: &HashMap<&str, &str>) {
+    /// worker that stops before dealing with it leaves its row to the next
+    /// start.
+    fn hand_over(
+        leased: Vec<(i64, String, String)>,
+        payloads: &HashMap<&str, &str>,
+        locals: &HashMap<&str, Option<Arc<Local>>>,
+    ) {
         let created_at = now_micros();
         for (id, rule, event_id) in leased {
-            let Some(local) = self.local(&rule) else {
+            let Some(Some(local)) = locals.get(rule.as_str()) else {
                 continue;
             };
             let payload = payloads.get(event_id.as_str()).map(|p| (*p).to_owned());
@@ -606,9 +617,7 @@ impl Inner {
         if outcomes.iter().all(|(_, result)| result.is_ok()) {
             // The usual case. Handed deliveries go to the acknowledging
             // task (their rows stay out of reads until then); the others
-            // are deleted now, one statement per chunk of ids, each its
-            // own write (on SQLite sharing a `COMMIT` with the writes
-            // queued with it). A crash between two only redelivers the rest.
+            // are deleted now.
             let (handed, read): (Vec<_>, Vec<_>) = outcomes.iter().map(|(c, _)| c).partition(|c| c.handed);
             if !handed.is_empty() {
                 self.acks
@@ -619,14 +628,7 @@ impl Inner {
                 metrics.delivered.add(handed.len() as u64);
             }
             let ids: Vec<i64> = read.iter().map(|c| c.id).collect();
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let sql = self.acknowledge_sql(chunk.len());
-                let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
-                self.db
-                    .write(query)
-                    .await
-                    .context("Failed to acknowledge deliveries")?;
-            }
+            self.delete_deliveries(&ids).await?;
             metrics.delivered.add(ids.len() as u64);
             return Ok(None);
         }
@@ -706,7 +708,23 @@ impl Inner {
         )
     }
 
-    /// Deletes the deliveries `ids` (handled or dead-lettered).
+    /// Deletes the deliveries `ids`, one statement per chunk, each its own
+    /// write (on SQLite sharing a `COMMIT` with the writes queued with it).
+    /// A crash between two only delivers the rest again.
+    async fn delete_deliveries(&self, ids: &[i64]) -> anyhow::Result<()> {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = self.acknowledge_sql(chunk.len());
+            let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+            self.db
+                .write(query)
+                .await
+                .context("Failed to acknowledge deliveries")?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the deliveries `ids` (handled or dead-lettered) in `conn`'s
+    /// transaction.
     async fn acknowledge(&self, conn: &mut sqlx::AnyConnection, ids: &[i64]) -> anyhow::Result<()> {
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = self.acknowledge_sql(chunk.len());
@@ -730,6 +748,7 @@ impl Inner {
             let mut claimed = std::mem::take(&mut *local.handed.lock().unwrap_or_else(|e| e.into_inner()));
             let mut full = false;
             let mut result = Ok(None);
+            // `|`, not `||`: the flag a publish set is cleared either way.
             if std::mem::take(&mut scan) | local.scan.swap(false, Ordering::AcqRel) {
                 match self.due(&rule).await {
                     Ok(rows) => {
@@ -795,13 +814,9 @@ impl Inner {
                 tokio::time::sleep(ACK_EVERY).await;
             }
             let ids = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|e| e.into_inner()));
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let sql = self.acknowledge_sql(chunk.len());
-                let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
-                if let Err(e) = self.db.write(query).await {
-                    // Their leases run out and they are delivered again.
-                    tracing::warn!(error = %e, "could not delete delivered events; they will be delivered again");
-                }
+            if let Err(e) = self.delete_deliveries(&ids).await {
+                // Their leases run out and they are delivered again.
+                tracing::warn!(error = %format!("{e:#}"), "could not delete delivered events; they will be delivered again");
             }
             if stopping {
                 return;
