@@ -150,6 +150,79 @@ mod reservations {
     }
 
     #[tokio::test]
+    async fn asking_again_for_an_orders_hold_holds_nothing_more() {
+        on_each_storage(|app| async move {
+            let admin = app.user_token(&["admin"]).await;
+            let lamp = product(&app, &admin, 1500).await;
+            let mug = product(&app, &admin, 300).await;
+            let (lamp_id, mug_id) = (lamp["productId"].clone(), mug["productId"].clone());
+            for id in [&lamp_id, &mug_id] {
+                let (status, body) =
+                    set_stock(&app, &admin, id.as_str().unwrap(), json!({"onHand": 5})).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+            let order_id = Uuid::now_v7();
+            let hold = json!({"orderId": order_id, "products": [{"productId": lamp_id, "quantity": 2}]});
+            // The caller's retries, four at once, then one more: one hold.
+            let answers = futures::future::join_all(
+                (0..4).map(|_| app.post_as_service("/warehouse/backend/reservations", &hold)),
+            )
+            .await;
+            for (status, body) in answers {
+                assert_eq!((status, &body["ok"]), (StatusCode::OK, &json!(true)), "{body}");
+            }
+            let (status, body) = app
+                .post_as_service("/warehouse/backend/reservations", &hold)
+                .await;
+            assert_eq!((status, &body["ok"]), (StatusCode::OK, &json!(true)), "{body}");
+            // The same order asking for more lines changes nothing either.
+            let more = json!({"orderId": order_id, "products": [
+                {"productId": lamp_id, "quantity": 2}, {"productId": mug_id, "quantity": 1}]});
+            let (status, body) = app
+                .post_as_service("/warehouse/backend/reservations", &more)
+                .await;
+            assert_eq!((status, &body["ok"]), (StatusCode::OK, &json!(true)), "{body}");
+            let lamp_stock = stock(&app, &admin, lamp_id.as_str().unwrap()).await;
+            assert_eq!(
+                (lamp_stock["reserved"].as_i64(), lamp_stock["available"].as_i64()),
+                (Some(2), Some(3))
+            );
+            assert_eq!(stock(&app, &admin, mug_id.as_str().unwrap()).await["reserved"], 0);
+
+            // Another order for the lamp (known tracked by now) and an
+            // untracked product: the lamp is held, the other needs nothing.
+            let vase = product(&app, &admin, 900).await;
+            let mixed = json!({"orderId": Uuid::now_v7(), "products": [
+                {"productId": lamp_id, "quantity": 3}, {"productId": vase["productId"], "quantity": 7}]});
+            let (status, body) = app
+                .post_as_service("/warehouse/backend/reservations", &mixed)
+                .await;
+            assert_eq!((status, &body["ok"]), (StatusCode::OK, &json!(true)), "{body}");
+            assert_eq!(
+                stock(&app, &admin, lamp_id.as_str().unwrap()).await["available"],
+                0
+            );
+            let path = format!("/warehouse/stock/{}", vase["productId"].as_str().unwrap());
+            assert_eq!(app.get_with_token(&path, &admin).await.0, StatusCode::NOT_FOUND);
+            // ...and one more is refused for the lamp alone.
+            let (status, body) = app
+                .post_as_service(
+                    "/warehouse/backend/reservations",
+                    &json!({
+                "orderId": Uuid::now_v7(), "products": [
+                    {"productId": vase["productId"], "quantity": 1}, {"productId": lamp_id, "quantity": 1}]}),
+                )
+                .await;
+            assert_eq!(
+                (status, &body["outOfStock"]),
+                (StatusCode::OK, &json!([lamp_id])),
+                "{body}"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn two_warehouse_replicas_on_postgresql_never_hold_more_than_there_is() {
         if !storages().contains(&common::Storage::Postgres) {
             eprintln!("SKIPPED: replicas need ECOM_TEST_DATABASE_URL");

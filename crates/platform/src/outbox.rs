@@ -6,13 +6,15 @@
 //! Created / Modified / Deleted events are derived from the row's old and
 //! new images, like a table change stream.
 
-use crate::Event;
+use crate::{Encoded, Event};
 use anyhow::Context as _;
 use ecom_contracts::{Contract, Modified};
-use ecom_storage::{Migration, Tx};
+use ecom_storage::sqlx::Row as _;
+use ecom_storage::{Backend, Migration, Tx};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Platform tables in every service database (scope `platform`).
@@ -41,7 +43,17 @@ pub const SCOPE: &str = "_platform";
 #[derive(Clone, Default)]
 pub struct Outbox {
     wake: Arc<Notify>,
+    handed: Arc<Mutex<Handed>>,
 }
+
+/// Committed outbox rows handed to the relay in memory (SQLite), by seq,
+/// so that it need not read back what was just written. At most
+/// [`HANDED_AT_MOST`]: past that (a relay that is not running, or stuck)
+/// rows are left to the relay's read of the table.
+pub(crate) type Handed = BTreeMap<i64, Encoded>;
+
+/// How many committed rows wait in memory for the relay, at most.
+const HANDED_AT_MOST: usize = 2_000;
 
 impl Outbox {
     /// A new outbox handle.
@@ -61,14 +73,21 @@ impl Outbox {
     /// With traces on, an event that carries no trace context gets the
     /// current span's (the request or handler writing it), so that the
     /// relay publishes it and its handlers continue that trace.
+    ///
+    /// On SQLite the rows are also handed to this process's relay once
+    /// `tx` commits (their `seq`s taken with `RETURNING`), so that it
+    /// publishes them without reading them back (`relay.rs`).
     pub async fn push_all(&self, tx: &mut Tx, events: &[Event]) -> anyhow::Result<()> {
         let traceparent = ecom_runtime::telemetry::traceparent();
+        let hand_over = Backend::of(tx) == Backend::Sqlite;
         for chunk in events.chunks(ecom_storage::ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}",
-                ecom_storage::Backend::of(tx).values_sql(chunk.len(), 3)
+                "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}{}",
+                Backend::of(tx).values_sql(chunk.len(), 3),
+                if hand_over { " RETURNING seq" } else { "" }
             );
             let mut q = ecom_storage::sqlx::query(&sql);
+            let mut encoded = Vec::with_capacity(if hand_over { chunk.len() } else { 0 });
             for event in chunk {
                 let payload = match &traceparent {
                     Some(traceparent) if event.traceparent.is_none() => serde_json::to_string(&Event {
@@ -78,16 +97,78 @@ impl Outbox {
                     _ => serde_json::to_string(event),
                 }
                 .context("Failed to encode an event")?;
+                if hand_over {
+                    encoded.push(Encoded {
+                        id: event.id,
+                        source: event.source.clone(),
+                        detail_type: event.detail_type.clone(),
+                        time: event.time,
+                        payload: payload.clone(),
+                    });
+                }
                 q = q
                     .bind(event.id.to_string())
                     .bind(payload)
                     .bind(event.time.unix_micros());
             }
-            q.execute(&mut **tx)
+            if !hand_over {
+                q.execute(&mut **tx)
+                    .await
+                    .context("Failed to write to the outbox")?;
+                continue;
+            }
+            let rows = q
+                .fetch_all(&mut **tx)
                 .await
                 .context("Failed to write to the outbox")?;
+            // One statement's rows take consecutive seqs in VALUES order
+            // (one writer); were that ever not so, the relay would only
+            // publish the chunk's events in another order, all at once.
+            let mut seqs = rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .context("Failed to read the outbox seq")?;
+            seqs.sort_unstable();
+            if seqs.len() == encoded.len() {
+                let (handed, wake) = (self.handed.clone(), self.wake.clone());
+                tx.after_commit(move || {
+                    let mut handed = handed.lock().unwrap_or_else(|e| e.into_inner());
+                    if handed.len() + seqs.len() <= HANDED_AT_MOST {
+                        handed.extend(seqs.into_iter().zip(encoded));
+                    }
+                    drop(handed);
+                    wake.notify_one();
+                });
+            }
         }
         Ok(())
+    }
+
+    /// The committed rows handed over after seq `after`, up to `limit` of
+    /// them in seq order: `Some` (perhaps empty) when they continue
+    /// `after` without a gap, `None` when a row between is missing (written
+    /// by another process or handle, or not kept), for the relay to read the
+    /// table. Rows up to `after` are dropped.
+    pub(crate) fn take_handed(&self, after: i64, limit: usize) -> Option<Vec<(i64, Encoded)>> {
+        let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+        let rest = handed.split_off(&(after.saturating_add(1)));
+        *handed = rest;
+        let mut next = after.saturating_add(1);
+        match handed.first_key_value() {
+            None => return Some(Vec::new()),
+            Some((first, _)) if *first != next => return None,
+            Some(_) => {}
+        }
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            match handed.remove(&next) {
+                Some(event) => taken.push((next, event)),
+                None => break,
+            }
+            next += 1;
+        }
+        Some(taken)
     }
 
     /// Commits `tx` and wakes the relay, so events leave at once rather

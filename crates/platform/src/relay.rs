@@ -11,6 +11,15 @@
 //! a transaction that took a lower `seq` can commit after a higher one was
 //! read, so the relay deletes exactly the rows it published, at once.
 //!
+//! Also on SQLite, rows this process commits are handed to the relay in
+//! memory, in commit order ([`Outbox::push_all`]), and the relay publishes
+//! them without reading the table. Committed seqs have no gaps there (a
+//! rolled-back insert gives its seq back), so the relay knows the rows it
+//! was handed follow the last one it published; when they do not (a row
+//! written by another process, such as the CLI, or one not kept in
+//! memory), and at start, after a failure and when it polls, it reads the
+//! table as above.
+//!
 //! An event the bus refuses for good (a [`crate::bus::Permanent`] error,
 //! such as an event larger than NATS takes in one message) is moved to
 //! `_outbox_rejected` with the refusal, logged and counted in
@@ -44,7 +53,7 @@ pub async fn run(service: &'static str, db: Db, outbox: Outbox, bus: Bus, shutdo
     let mut sweep = (db.backend() == Backend::Sqlite).then(Sweep::default);
     loop {
         let relayed = match &mut sweep {
-            Some(sweep) => relay_after(service, &db, &bus, sweep).await,
+            Some(sweep) => relay_after(service, &db, &outbox, &bus, sweep).await,
             None => relay_batch(service, &db, &bus).await,
         };
         match relayed {
@@ -63,7 +72,12 @@ pub async fn run(service: &'static str, db: Db, outbox: Outbox, bus: Bus, shutdo
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = outbox.woken() => {}
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(pause) => {
+                // Rows of other processes wake nobody here.
+                if let Some(sweep) = &mut sweep {
+                    sweep.read_table = true;
+                }
+            }
         }
     }
 }
@@ -95,6 +109,8 @@ struct Sweep {
     swept: i64,
     /// When the last sweep ran.
     at: Instant,
+    /// The next batch comes from the table, not from what was handed over.
+    read_table: bool,
 }
 
 impl Default for Sweep {
@@ -107,20 +123,39 @@ impl Default for Sweep {
             at: Instant::now()
                 .checked_sub(SWEEP_EVERY)
                 .unwrap_or_else(Instant::now),
+            read_table: true,
         }
     }
 }
 
-/// [`relay_batch`] on SQLite: reads past the rows published already, and
-/// deletes those at most every [`SWEEP_EVERY`] (module documentation).
-async fn relay_after(service: &str, db: &Db, bus: &Bus, sweep: &mut Sweep) -> anyhow::Result<usize> {
-    let batch = read(db, Some(sweep.published)).await?;
+/// [`relay_batch`] on SQLite: takes the rows past those published already
+/// from what commits handed over, or else reads them, and deletes published
+/// rows at most every [`SWEEP_EVERY`] (module documentation).
+async fn relay_after(
+    service: &str,
+    db: &Db,
+    outbox: &Outbox,
+    bus: &Bus,
+    sweep: &mut Sweep,
+) -> anyhow::Result<usize> {
+    let handed = match sweep.read_table {
+        true => None,
+        false => outbox.take_handed(sweep.published, BATCH as usize),
+    };
+    let batch = match handed {
+        Some(rows) => Batch::of(rows),
+        None => read(db, Some(sweep.published)).await?,
+    };
     let n = batch.len();
     if let Some(last) = batch.last() {
+        // Until this batch is out, what it took from memory is only in
+        // the table.
+        sweep.read_table = true;
         // Rows left to delete (`true`) go with a sweep; the others are gone.
         publish_batch(service, db, bus, &batch).await?;
         sweep.published = sweep.published.max(last);
     }
+    sweep.read_table = false;
     if sweep.published > sweep.swept && sweep.at.elapsed() >= SWEEP_EVERY {
         db.write(sqlx::query("DELETE FROM _outbox WHERE seq <= $1").bind(sweep.published))
             .await
@@ -144,6 +179,16 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch of rows handed over in memory, in seq order.
+    fn of(rows: Vec<(i64, Encoded)>) -> Batch {
+        let (seqs, events) = rows.into_iter().unzip();
+        Batch {
+            events,
+            seqs,
+            undecodable: Vec::new(),
+        }
+    }
+
     /// How many outbox rows the batch holds.
     pub fn len(&self) -> usize {
         self.events.len() + self.undecodable.len()

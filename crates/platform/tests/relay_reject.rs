@@ -543,3 +543,76 @@ async fn the_running_relay_publishes_every_row_once_and_empties_the_outbox() {
         drop_schemas(&target).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_handed_over_in_memory_and_rows_written_elsewhere_are_each_published_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, target) in targets(dir.path()) {
+        eprintln!("running on {name}");
+        let service: &'static str = match name {
+            "sqlite" => "handed-sqlite",
+            _ => "handed-postgres",
+        };
+        let s = Setup::new(&target, &[]).await;
+        let outbox = Outbox::new();
+        let relay = s.run_relay(service, outbox.clone());
+        // Eight writers at once (on SQLite their commits share groups): most
+        // rows through the relay's own handle (handed over in memory), some
+        // through another handle on the same database (as the CLI writes;
+        // nothing is handed over), and some rolled back (their seqs are
+        // taken again on SQLite).
+        let writers = (0..8).map(|w| {
+            let (svc, outbox) = (s.svc.clone(), outbox.clone());
+            tokio::spawn(async move {
+                let other = Outbox::new();
+                let (mut committed, mut undone) = (Vec::new(), Vec::new());
+                for i in 0..25 {
+                    let events = vec![good(w * 1000 + i), good(w * 1000 + 500 + i)];
+                    let mut tx = svc.begin().await.unwrap();
+                    match i % 5 {
+                        0 => {
+                            other.push_all(&mut tx, &events).await.unwrap();
+                            other.commit(tx).await.unwrap();
+                            committed.extend(ids(&events));
+                        }
+                        1 => {
+                            outbox.push_all(&mut tx, &events).await.unwrap();
+                            tx.rollback().await.unwrap();
+                            undone.extend(ids(&events));
+                        }
+                        _ => {
+                            outbox.push_all(&mut tx, &events).await.unwrap();
+                            outbox.commit(tx).await.unwrap();
+                            committed.extend(ids(&events));
+                        }
+                    }
+                }
+                (committed, undone)
+            })
+        });
+        let (mut committed, mut undone) = (Vec::new(), Vec::new());
+        for writer in futures::future::join_all(writers).await {
+            let (c, u) = writer.unwrap();
+            committed.extend(c);
+            undone.extend(u);
+        }
+        s.received_all(&committed).await;
+        s.outbox_empties().await;
+        let published: usize = s.calls().iter().sum();
+        assert_eq!(
+            published,
+            committed.len(),
+            "{name}: each committed row published once"
+        );
+        let received = s.received.lock().unwrap().clone();
+        assert_eq!(received.len(), committed.len(), "{name}");
+        assert!(
+            undone.iter().all(|id| !received.contains(id)),
+            "{name}: nothing rolled back is published"
+        );
+        s.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
+        s.finish().await;
+        drop_schemas(&target).await;
+    }
+}

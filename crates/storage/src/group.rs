@@ -26,6 +26,7 @@
 //! waiting members get the error. The connection goes back to the pool
 //! (for single statements through [`crate::Db::writer`]) after each group.
 
+use crate::AfterCommit;
 use sqlx::pool::PoolConnection;
 use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Executor as _};
@@ -39,6 +40,10 @@ type Parked = Option<PoolConnection<Any>>;
 
 /// What a member waiting for its group's `COMMIT` is told.
 type Outcome = Result<(), String>;
+
+/// A member waiting for its group's `COMMIT`: where to tell it, and what
+/// to run first if the `COMMIT` succeeds.
+type Waiting = (oneshot::Sender<Outcome>, Vec<AfterCommit>);
 
 /// The group-commit state of one SQLite database. Cheap to clone.
 #[derive(Clone)]
@@ -66,7 +71,7 @@ struct State {
     /// A `BEGIN IMMEDIATE` is open on the parked connection.
     open: bool,
     /// Members whose savepoint is released, waiting for the `COMMIT`.
-    waiting: Vec<oneshot::Sender<Outcome>>,
+    waiting: Vec<Waiting>,
     /// A member was dropped inside its savepoint: roll it back first.
     undo: bool,
 }
@@ -166,7 +171,7 @@ impl Inner {
             state.open = false;
             std::mem::take(&mut state.waiting)
         };
-        for member in waiting {
+        for (member, _) in waiting {
             let _ = member.send(Err(format!("the transaction was not committed: {why}")));
         }
     }
@@ -178,12 +183,17 @@ impl Inner {
         if let (true, Some(conn)) = (open, parked.as_mut()) {
             match conn.execute("COMMIT").await {
                 Ok(_) => {
-                    let waiting = {
+                    let mut waiting = {
                         let mut state = self.state();
                         state.open = false;
                         std::mem::take(&mut state.waiting)
                     };
-                    for member in waiting {
+                    // Every member's work first, in commit order: what one
+                    // hands on is never seen after what a later one does.
+                    for (_, after) in &mut waiting {
+                        after.drain(..).for_each(|f| f());
+                    }
+                    for (member, _) in waiting {
                         let _ = member.send(Ok(()));
                     }
                 }
@@ -230,14 +240,15 @@ impl Member {
     }
 
     /// Releases the savepoint, hands the connection on, and returns when
-    /// the group's `COMMIT` has (or has not) made it durable.
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+    /// the group's `COMMIT` has (or has not) made it durable; `after` runs
+    /// (in the committer) once it has.
+    pub(crate) async fn commit(mut self, after: Vec<AfterCommit>) -> Result<(), sqlx::Error> {
         if let Err(e) = self.conn.execute(RELEASE).await {
             self.rollback_inner().await;
             return Err(e);
         }
         let (tell, told) = oneshot::channel();
-        self.group.state().waiting.push(tell);
+        self.group.state().waiting.push((tell, after));
         self.done = true;
         self.group.wake.notify_one();
         drop(self);

@@ -28,7 +28,14 @@ use std::time::Duration;
 /// PostgreSQL; on SQLite, one member of a group that commits together
 /// (see `group.rs`). Statements take `&mut *tx` (or `&mut **tx` through a
 /// `&mut Tx`), as with sqlx's own transaction.
-pub struct Tx(TxInner);
+pub struct Tx {
+    inner: TxInner,
+    after_commit: Vec<AfterCommit>,
+}
+
+/// Work to run once a transaction's changes are durable (see
+/// [`Tx::after_commit`]).
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
 
 enum TxInner {
     Plain(Transaction<'static, Any>),
@@ -36,17 +43,36 @@ enum TxInner {
 }
 
 impl Tx {
+    fn new(inner: TxInner) -> Tx {
+        Tx {
+            inner,
+            after_commit: Vec::new(),
+        }
+    }
+
     /// Commits. On SQLite this returns once the group's `COMMIT` is done.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.0 {
-            TxInner::Plain(tx) => tx.commit().await,
-            TxInner::Grouped(member) => member.commit().await,
+        match self.inner {
+            TxInner::Plain(tx) => {
+                tx.commit().await?;
+                self.after_commit.into_iter().for_each(|f| f());
+                Ok(())
+            }
+            TxInner::Grouped(member) => member.commit(self.after_commit).await,
         }
+    }
+
+    /// Runs `f` once this transaction has committed, and never if it does
+    /// not. On SQLite the group's committer runs the `f`s of all its
+    /// members, in commit order, right after their `COMMIT` and before any
+    /// member hears of it; so `f` must be quick and must not block.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(f));
     }
 
     /// Rolls back this transaction's statements.
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self.0 {
+        match self.inner {
             TxInner::Plain(tx) => tx.rollback().await,
             TxInner::Grouped(member) => member.rollback().await,
         }
@@ -57,7 +83,7 @@ impl std::ops::Deref for Tx {
     type Target = sqlx::AnyConnection;
 
     fn deref(&self) -> &sqlx::AnyConnection {
-        match &self.0 {
+        match &self.inner {
             TxInner::Plain(tx) => tx,
             TxInner::Grouped(member) => member.connection(),
         }
@@ -66,7 +92,7 @@ impl std::ops::Deref for Tx {
 
 impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        match &mut self.0 {
+        match &mut self.inner {
             TxInner::Plain(tx) => tx,
             TxInner::Grouped(member) => member.connection_mut(),
         }
@@ -547,8 +573,8 @@ impl Db {
     /// never fail half-way with `SQLITE_BUSY` when another process writes.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         match &self.group {
-            Some(group) => Ok(Tx(TxInner::Grouped(group.begin(&self.write).await?))),
-            None => Ok(Tx(TxInner::Plain(self.write.begin().await?))),
+            Some(group) => Ok(Tx::new(TxInner::Grouped(group.begin(&self.write).await?))),
+            None => Ok(Tx::new(TxInner::Plain(self.write.begin().await?))),
         }
     }
 

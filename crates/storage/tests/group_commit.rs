@@ -152,3 +152,55 @@ async fn empty_transactions_commit_and_roll_back() {
     tx.commit().await.unwrap();
     assert_eq!(values(&db).await, [7]);
 }
+
+/// Work registered with `after_commit` runs once for each transaction that
+/// commits, never for one rolled back or dropped, and (the outbox relay
+/// counts on it) in commit order: with `AUTOINCREMENT`, committed seqs
+/// come out increasing and without gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_commit_runs_in_commit_order_and_only_for_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    sqlx::query("CREATE TABLE s (seq INTEGER PRIMARY KEY AUTOINCREMENT, v INTEGER NOT NULL)")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..200)
+        .map(|v: i64| {
+            let (db, ran) = (db.clone(), ran.clone());
+            tokio::spawn(async move {
+                let mut tx = db.begin().await.unwrap();
+                let seq: i64 = sqlx::query("INSERT INTO s (v) VALUES ($1) RETURNING seq")
+                    .bind(v)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap()
+                    .get(0);
+                tx.after_commit(move || ran.lock().unwrap().push(seq));
+                match v % 4 {
+                    1 => tx.rollback().await.unwrap(),
+                    2 => drop(tx),
+                    _ => tx.commit().await.unwrap(),
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let ran = ran.lock().unwrap().clone();
+    assert_eq!(
+        ran,
+        (1..=100).collect::<Vec<i64>>(),
+        "in seq order, once each, no gaps"
+    );
+    let stored: Vec<i64> = sqlx::query("SELECT seq FROM s ORDER BY seq")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, ran);
+}

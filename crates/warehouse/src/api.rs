@@ -63,6 +63,8 @@ pub struct Warehouse {
     packaging_failed: Arc<Counter>,
     /// Reservation and stock figures.
     pub metrics: Arc<StockMetrics>,
+    /// Products seen tracked (a hint for reservations).
+    seen_tracked: stock::SeenTracked,
 }
 
 /// Inventory figures on `/metrics`.
@@ -128,6 +130,7 @@ impl Warehouse {
             packages_created: outcome("created"),
             packaging_failed: outcome("failed"),
             metrics: Arc::new(StockMetrics::new()),
+            seen_tracked: stock::SeenTracked::default(),
         }
     }
 }
@@ -539,7 +542,16 @@ async fn reserve_route(
     }
     let expires =
         Timestamp::now().unix_micros() + i64::try_from(w.reservation_ttl.as_micros()).unwrap_or(i64::MAX / 2);
-    match stock::reserve(&w.db, &w.outbox, input.order_id, &input.products, expires).await? {
+    match stock::reserve(
+        &w.db,
+        &w.outbox,
+        &w.seen_tracked,
+        input.order_id,
+        &input.products,
+        expires,
+    )
+    .await?
+    {
         Reserved::Held { tracked } => {
             if tracked {
                 w.metrics.made.inc();

@@ -30,7 +30,8 @@ use ecom_platform::{Event, Outbox};
 use ecom_storage::sqlx::{self, Row as _};
 use ecom_storage::{Db, Tx};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Largest `onHand` staff may set: far below where sums could overflow.
@@ -183,12 +184,43 @@ pub async fn set(
     Ok(Ok(stock))
 }
 
+/// Products this process has seen tracked: only a hint. A reservation
+/// for one of them skips the read before its transaction and finds out
+/// inside it what is tracked; a stale entry costs that transaction,
+/// nothing else. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct SeenTracked(Arc<Mutex<HashSet<Uuid>>>);
+
+/// How many products [`SeenTracked`] remembers before it starts over.
+const SEEN_AT_MOST: usize = 100_000;
+
+impl SeenTracked {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn any(&self, ids: &[Uuid]) -> bool {
+        let seen = self.set();
+        ids.iter().any(|id| seen.contains(id))
+    }
+
+    fn add(&self, ids: impl Iterator<Item = Uuid>) {
+        let mut seen = self.set();
+        if seen.len() >= SEEN_AT_MOST {
+            seen.clear();
+        }
+        seen.extend(ids);
+    }
+}
+
 /// Holds the tracked lines of `order_id` until `expires` (µs since the
 /// epoch), all or nothing. Asking again for an order that already holds
-/// stock changes nothing and answers as the first time did.
+/// stock changes nothing and answers as the first time did (unless the
+/// stock it would take is gone meanwhile: then it answers out of stock).
 pub async fn reserve(
     db: &Db,
     outbox: &Outbox,
+    seen: &SeenTracked,
     order_id: Uuid,
     wants: &[StockLine],
     expires: i64,
@@ -200,38 +232,31 @@ pub async fn reserve(
         *wanted.entry(w.product_id).or_default() += w.quantity;
     }
     let ids: Vec<Uuid> = wanted.keys().copied().collect();
-    // The common case, a catalogue without stock, costs one read and no
-    // write transaction.
-    let tracked = available(db, &ids).await?;
-    if tracked.is_empty() {
-        return Ok(Reserved::Held { tracked: false });
-    }
-    let short: Vec<Uuid> = tracked
-        .iter()
-        .filter(|(id, available)| wanted.get(id).is_some_and(|q| q > available))
-        .map(|(id, _)| *id)
-        .collect();
-    if !short.is_empty() {
-        return Ok(Reserved::OutOfStock(short));
+    // A catalogue without stock costs one read and no write transaction;
+    // products seen tracked before go straight to the transaction.
+    if !seen.any(&ids) {
+        let tracked = available(db, &ids).await?;
+        if tracked.is_empty() {
+            return Ok(Reserved::Held { tracked: false });
+        }
+        let short: Vec<Uuid> = tracked
+            .iter()
+            .filter(|(id, available)| wanted.get(id).is_some_and(|q| q > available))
+            .map(|(id, _)| *id)
+            .collect();
+        if !short.is_empty() {
+            return Ok(Reserved::OutOfStock(short));
+        }
+        seen.add(tracked.keys().copied());
+        wanted.retain(|id, _| tracked.contains_key(id));
     }
 
     let mut tx = db.begin().await.context("Failed to begin")?;
-    let order = order_id.to_string();
-    let already = sqlx::query("SELECT 1 FROM stock_reservations WHERE order_id = $1 LIMIT 1")
-        .bind(&order)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("Failed to read reservations")?;
-    if already.is_some() {
-        return Ok(Reserved::Held { tracked: true });
-    }
     let now = Timestamp::now().to_string();
-    let mut events = Vec::new();
-    let mut short = Vec::new();
-    for (product_id, quantity) in &wanted {
-        if !tracked.contains_key(product_id) {
-            continue;
-        }
+    let mut events = Vec::with_capacity(wanted.len());
+    let mut held = Vec::with_capacity(wanted.len());
+    let mut missed = Vec::new();
+    for (product_id, quantity) in wanted {
         let row = sqlx::query(
             "UPDATE stock SET reserved = reserved + $2, modified_at = $3
              WHERE product_id = $1 AND on_hand - reserved >= $2
@@ -243,29 +268,58 @@ pub async fn reserve(
         .fetch_optional(&mut *tx)
         .await
         .context("Failed to reserve stock")?;
-        let Some(r) = row else {
-            short.push(*product_id);
-            continue;
-        };
-        events.push(Stock::new(*product_id, r.try_get(0)?, r.try_get(1)?).event()?);
-        sqlx::query(
-            "INSERT INTO stock_reservations (order_id, product_id, quantity, expires_micros) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&order)
-        .bind(product_id.to_string())
-        .bind(quantity)
-        .bind(expires)
-        .execute(&mut *tx)
-        .await
-        .context("Failed to record a reservation")?;
+        match row {
+            Some(r) => {
+                events.push(Stock::new(product_id, r.try_get(0)?, r.try_get(1)?).event()?);
+                held.push((product_id, quantity));
+            }
+            None => missed.push(product_id),
+        }
     }
-    if !short.is_empty() {
-        // Another order took the last units between the read and the write.
+    if !missed.is_empty() {
+        // Untracked, or short (another order took the last units): the
+        // stock rows tell which.
+        let short: Vec<Uuid> = available_in(&mut tx, &missed).await?.into_keys().collect();
+        if !short.is_empty() {
+            tx.rollback().await.ok();
+            return Ok(Reserved::OutOfStock(short));
+        }
+    }
+    if held.is_empty() {
         tx.rollback().await.ok();
-        return Ok(Reserved::OutOfStock(short));
+        return Ok(Reserved::Held { tracked: false });
+    }
+    // The holds: when the order holds stock already (a retried call) they
+    // conflict, and nothing changes.
+    let order = order_id.to_string();
+    let mut inserted = 0;
+    for chunk in held.chunks(ecom_storage::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO stock_reservations (order_id, product_id, quantity, expires_micros) VALUES {}
+             ON CONFLICT (order_id, product_id) DO NOTHING",
+            ecom_storage::Backend::of(&tx).values_sql(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for (product_id, quantity) in chunk {
+            query = query
+                .bind(&order)
+                .bind(product_id.to_string())
+                .bind(*quantity)
+                .bind(expires);
+        }
+        inserted += query
+            .execute(&mut *tx)
+            .await
+            .context("Failed to record a reservation")?
+            .rows_affected();
+    }
+    if inserted < held.len() as u64 {
+        tx.rollback().await.ok();
+        return Ok(Reserved::Held { tracked: true });
     }
     outbox.push_all(&mut tx, &events).await?;
     outbox.commit(tx).await?;
+    seen.add(held.into_iter().map(|(id, _)| id));
     Ok(Reserved::Held { tracked: true })
 }
 
