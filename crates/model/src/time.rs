@@ -52,18 +52,34 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second(),
-            d.microsecond()
-        )
+        let (year, month, day) = self.0.to_calendar_date();
+        let (hour, minute, second, micros) = self.0.to_hms_micro();
+        let Ok(year @ 0..=9999) = u32::try_from(year) else {
+            return write!(
+                f,
+                "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}Z",
+                u8::from(month)
+            );
+        };
+        // Every event and most rows carry timestamps: digits written in
+        // place, not through the formatting machinery (a tenth of the cost).
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        for (at, width, value) in [
+            (0, 4, year),
+            (5, 2, u32::from(u8::from(month))),
+            (8, 2, u32::from(day)),
+            (11, 2, u32::from(hour)),
+            (14, 2, u32::from(minute)),
+            (17, 2, u32::from(second)),
+            (20, 6, micros),
+        ] {
+            let mut value = value;
+            for digit in out[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -90,6 +106,27 @@ mod tests {
         assert_eq!(Timestamp::parse(&now.to_string()), Ok(now));
         let shifted = Timestamp::parse("2020-01-23T12:53:49.131052+02:00").map(|t| t.to_string());
         assert_eq!(shifted, Ok("2020-01-23T10:53:49.131052Z".to_owned()));
+    }
+
+    #[test]
+    fn text_is_rfc_3339_with_microseconds_in_any_year() {
+        let t = |text: &str| Timestamp::parse(text).map(|t| t.to_string());
+        assert_eq!(
+            t("2026-11-30T09:05:07.000042Z"),
+            Ok("2026-11-30T09:05:07.000042Z".to_owned())
+        );
+        assert_eq!(
+            t("0999-01-02T03:04:05Z"),
+            Ok("0999-01-02T03:04:05.000000Z".to_owned())
+        );
+        assert_eq!(
+            t("9999-12-31T23:59:59.999999Z"),
+            Ok("9999-12-31T23:59:59.999999Z".to_owned())
+        );
+        // Before year 0 (only reachable from a number): the general path,
+        // as before.
+        let early = Timestamp::from_unix_micros(-62_200_000_000_000_000).map(|t| t.to_string());
+        assert_eq!(early.as_deref(), Some("-002-12-17T14:13:20.000000Z"));
     }
 
     #[test]

@@ -29,7 +29,7 @@
 use crate::AfterCommit;
 use sqlx::pool::PoolConnection;
 use sqlx::AnyConnection;
-use sqlx::{Any, AnyPool, Executor as _};
+use sqlx::{Any, AnyPool};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify, OwnedMappedMutexGuard, OwnedMutexGuard};
@@ -82,6 +82,13 @@ const SAVEPOINT: &str = "SAVEPOINT ecom_tx";
 const RELEASE: &str = "RELEASE ecom_tx";
 const ROLLBACK_TO: &str = "ROLLBACK TO ecom_tx";
 
+/// Runs one of the group's fixed statements as a prepared statement the
+/// connection keeps: given as a bare `&str`, it would be parsed again on
+/// every use (a few per transaction, each a few thousand instructions).
+async fn run(conn: &mut AnyConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(conn).await.map(|_| ())
+}
+
 impl Group {
     /// A group over the writer pool; its committer runs until every clone
     /// of the group is dropped.
@@ -107,10 +114,10 @@ impl Group {
         };
         if !self.inner.state().open {
             // On failure nothing is open: the connection goes back to the pool.
-            conn.execute("BEGIN IMMEDIATE").await?;
+            run(&mut conn, "BEGIN IMMEDIATE").await?;
             self.inner.state().open = true;
         }
-        if let Err(e) = conn.execute(SAVEPOINT).await {
+        if let Err(e) = run(&mut conn, SAVEPOINT).await {
             *guard = Some(conn);
             self.inner.abandon(&mut guard, &e.to_string()).await;
             return Err(e);
@@ -141,8 +148,8 @@ impl Inner {
         let Some(conn) = parked.as_mut() else {
             return;
         };
-        let undone = match conn.execute(ROLLBACK_TO).await {
-            Ok(_) => conn.execute(RELEASE).await.map(|_| ()),
+        let undone = match run(conn, ROLLBACK_TO).await {
+            Ok(()) => run(conn, RELEASE).await,
             Err(e) => Err(e),
         };
         if let Err(e) = undone {
@@ -156,7 +163,7 @@ impl Inner {
     async fn abandon(&self, parked: &mut Parked, why: &str) {
         if let Some(conn) = parked.as_mut() {
             // SQLite may have rolled back already; then this fails, harmlessly.
-            let _ = conn.execute("ROLLBACK").await;
+            let _ = run(conn, "ROLLBACK").await;
         }
         self.close_failed(why);
         // Back to the pool, in case the connection is in a state we do not know.
@@ -181,8 +188,8 @@ impl Inner {
         self.settle(parked).await;
         let open = self.state().open;
         if let (true, Some(conn)) = (open, parked.as_mut()) {
-            match conn.execute("COMMIT").await {
-                Ok(_) => {
+            match run(conn, "COMMIT").await {
+                Ok(()) => {
                     let mut waiting = {
                         let mut state = self.state();
                         state.open = false;
@@ -243,7 +250,7 @@ impl Member {
     /// the group's `COMMIT` has (or has not) made it durable; `after` runs
     /// (in the committer) once it has.
     pub(crate) async fn commit(mut self, after: Vec<AfterCommit>) -> Result<(), sqlx::Error> {
-        if let Err(e) = self.conn.execute(RELEASE).await {
+        if let Err(e) = run(&mut self.conn, RELEASE).await {
             self.rollback_inner().await;
             return Err(e);
         }
@@ -269,8 +276,8 @@ impl Member {
 
     async fn rollback_inner(&mut self) {
         self.done = true;
-        let undone = match self.conn.execute(ROLLBACK_TO).await {
-            Ok(_) => self.conn.execute(RELEASE).await.map(|_| ()),
+        let undone = match run(&mut self.conn, ROLLBACK_TO).await {
+            Ok(()) => run(&mut self.conn, RELEASE).await,
             Err(e) => Err(e),
         };
         if let Err(e) = undone {
@@ -278,7 +285,7 @@ impl Member {
             // error) or in a state we cannot trust: give it up. The
             // committer puts the connection back in the pool.
             tracing::warn!(error = %e, "a rollback to a savepoint failed; the transaction group is abandoned");
-            let _ = self.conn.execute("ROLLBACK").await;
+            let _ = run(&mut self.conn, "ROLLBACK").await;
             self.group.close_failed(&e.to_string());
         }
         // The committer returns the connection to the pool when nobody else
