@@ -152,8 +152,9 @@ impl Outbox {
     /// table. Rows up to `after` are dropped.
     pub(crate) fn take_handed(&self, after: i64, limit: usize) -> Option<Vec<(i64, Encoded)>> {
         let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
-        let rest = handed.split_off(&(after.saturating_add(1)));
-        *handed = rest;
+        while handed.first_key_value().is_some_and(|(seq, _)| *seq <= after) {
+            handed.pop_first();
+        }
         let mut next = after.saturating_add(1);
         match handed.first_key_value() {
             None => return Some(Vec::new()),
@@ -242,6 +243,38 @@ pub fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_takes_handed_rows_only_where_they_follow_what_it_published() {
+        let outbox = Outbox::new();
+        assert_eq!(
+            outbox.take_handed(0, 10).map(|r| r.len()),
+            Some(0),
+            "nothing handed: nothing to do"
+        );
+        let row = |seq: i64| {
+            let event = Event::new("test", "Thing", vec![], json!({"n": seq}));
+            (seq, Encoded::of(&event).unwrap())
+        };
+        outbox.handed.lock().unwrap().extend([3, 5, 6, 7, 9].map(row));
+        let seqs = |taken: Option<Vec<(i64, Encoded)>>| {
+            taken.map(|t| t.into_iter().map(|(s, _)| s).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            seqs(outbox.take_handed(3, 10)),
+            None,
+            "4 is missing: read the table"
+        );
+        assert_eq!(
+            seqs(outbox.take_handed(4, 2)),
+            Some(vec![5, 6]),
+            "up to the limit, rows up to 4 dropped"
+        );
+        assert_eq!(seqs(outbox.take_handed(6, 10)), Some(vec![7]), "up to the gap");
+        assert_eq!(seqs(outbox.take_handed(7, 10)), None, "8 is missing");
+        assert_eq!(seqs(outbox.take_handed(8, 10)), Some(vec![9]));
+        assert_eq!(outbox.handed.lock().unwrap().len(), 0);
+    }
 
     #[test]
     fn changed_names_top_fields_including_nested_and_removed_ones() {
