@@ -120,7 +120,7 @@ pub async fn update_amount(db: &Db, token: &str, amount: Money) -> Result<bool, 
         .write(
             sqlx::query(
                 "UPDATE payment_tokens SET amount = $2, modified_at = $3
-         WHERE token = $1 AND status = $4 AND amount >= $2",
+                 WHERE token = $1 AND status = $4 AND amount >= $2",
             )
             .bind(token)
             .bind(amount.cents())

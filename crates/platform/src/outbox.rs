@@ -79,11 +79,12 @@ impl Outbox {
     /// publishes them without reading them back (`relay.rs`).
     pub async fn push_all(&self, tx: &mut Tx, events: &[Event]) -> anyhow::Result<()> {
         let traceparent = ecom_runtime::telemetry::traceparent();
-        let hand_over = Backend::of(tx) == Backend::Sqlite;
+        let backend = Backend::of(tx);
+        let hand_over = backend == Backend::Sqlite;
         for chunk in events.chunks(ecom_storage::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}{}",
-                Backend::of(tx).values_sql(chunk.len(), 3),
+                backend.values_sql(chunk.len(), 3),
                 if hand_over { " RETURNING seq" } else { "" }
             );
             let mut q = ecom_storage::sqlx::query(&sql);

@@ -907,3 +907,63 @@ async fn replaying_a_window_of_many_batches_re_sends_each_matching_event_once() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_handled_while_delivery_stops_is_not_delivered_again_after_a_restart() {
+    on_each_backend(|env| async move {
+        // First "process": its handler is still running when the stop comes.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let blocked = Arc::new(AtomicBool::new(true));
+        let first = env.bus().await;
+        let (c, b) = (calls.clone(), blocked.clone());
+        first
+            .subscribe(
+                Rule::new(
+                    "test.stopping",
+                    json!({"source": ["ecommerce.orders"]}),
+                    move |_| {
+                        let (calls, blocked) = (c.clone(), b.clone());
+                        async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            while blocked.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            Ok(())
+                        }
+                    },
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let (token, handle) = start(&first).await;
+        first.publish(&[order_event(json!({"n": 1}))]).await.unwrap();
+        eventually("the handler runs", || async { calls.load(Ordering::SeqCst) == 1 }).await;
+        token.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // It succeeds after the stop was asked for; delivery ends after it.
+        blocked.store(false, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("delivery stops")
+            .unwrap();
+        // The next process gets only what comes next.
+        let second = env.bus().await;
+        second
+            .subscribe(counting_rule(
+                "test.stopping",
+                json!({"source": ["ecommerce.orders"]}),
+                calls.clone(),
+            ))
+            .unwrap();
+        let running = start(&second).await;
+        second.publish(&[order_event(json!({"n": 2}))]).await.unwrap();
+        eventually("the later event is delivered", || async {
+            calls.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the first event once");
+        stop(running).await;
+    })
+    .await;
+}

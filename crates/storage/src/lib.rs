@@ -70,6 +70,18 @@ impl Tx {
         self.after_commit.push(Box::new(f));
     }
 
+    /// Commits when its statement's `outcome` is a success (returning it),
+    /// else rolls back and returns the statement's error.
+    async fn settle<T>(self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        match outcome {
+            Ok(value) => self.commit().await.map(|()| value),
+            Err(e) => {
+                self.rollback().await.ok();
+                Err(e)
+            }
+        }
+    }
+
     /// Rolls back this transaction's statements.
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self.inner {
@@ -539,13 +551,8 @@ impl Db {
             return query.execute(&self.write).await;
         }
         let mut tx = self.begin().await?;
-        match query.execute(&mut *tx).await {
-            Ok(done) => tx.commit().await.map(|()| done),
-            Err(e) => {
-                tx.rollback().await.ok();
-                Err(e)
-            }
-        }
+        let done = query.execute(&mut *tx).await;
+        tx.settle(done).await
     }
 
     /// [`Db::write`] for a statement that returns at most one row
@@ -558,13 +565,8 @@ impl Db {
             return query.fetch_optional(&self.write).await;
         }
         let mut tx = self.begin().await?;
-        match query.fetch_optional(&mut *tx).await {
-            Ok(row) => tx.commit().await.map(|()| row),
-            Err(e) => {
-                tx.rollback().await.ok();
-                Err(e)
-            }
-        }
+        let row = query.fetch_optional(&mut *tx).await;
+        tx.settle(row).await
     }
 
     /// Starts a write transaction. On SQLite it runs inside the writer's

@@ -803,24 +803,25 @@ impl Inner {
     }
 
     /// Deletes the handed deliveries workers dealt with, together, every
-    /// [`ACK_EVERY`]; at shutdown, what is left.
+    /// [`ACK_EVERY`], until `shutdown` (the task `start` returns deletes
+    /// the last ones once the workers have stopped).
     async fn acknowledger(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let stopping = tokio::select! {
-                _ = shutdown.cancelled() => true,
-                _ = self.acked.notified() => false,
-            };
-            if !stopping {
-                tokio::time::sleep(ACK_EVERY).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.acked.notified() => {}
             }
-            let ids = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|e| e.into_inner()));
-            if let Err(e) = self.delete_deliveries(&ids).await {
-                // Their leases run out and they are delivered again.
-                tracing::warn!(error = %format!("{e:#}"), "could not delete delivered events; they will be delivered again");
-            }
-            if stopping {
-                return;
-            }
+            tokio::time::sleep(ACK_EVERY).await;
+            self.delete_acknowledged().await;
+        }
+    }
+
+    /// Deletes the handed deliveries dealt with so far.
+    async fn delete_acknowledged(&self) {
+        let ids = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = self.delete_deliveries(&ids).await {
+            // Their leases run out and they are delivered again.
+            tracing::warn!(error = %format!("{e:#}"), "could not delete delivered events; they will be delivered again");
         }
     }
 
@@ -1067,8 +1068,12 @@ impl BusBackend for EmbeddedBus {
         )));
         let names = rules.iter().map(|r| r.name.clone()).collect();
         tasks.push(tokio::spawn(self.inner.clone().maintain(names, shutdown)));
+        let inner = self.inner.clone();
         Ok(tokio::spawn(async move {
             futures::future::join_all(tasks).await;
+            // What the workers dealt with after the acknowledger's last
+            // round: deleted now rather than delivered again at the next start.
+            inner.delete_acknowledged().await;
         }))
     }
 
