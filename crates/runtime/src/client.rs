@@ -407,6 +407,7 @@ impl BackendClient {
                     let mut req = Request::builder()
                         .method(method)
                         .uri(&uri)
+                        .extension(crate::server::InProcess)
                         .header(header::CONTENT_TYPE, "application/json");
                     if let Some(token) = &token {
                         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));

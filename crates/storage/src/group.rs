@@ -8,8 +8,11 @@
 //! transaction instead:
 //!
 //! - The first [`Group::begin`] opens `BEGIN IMMEDIATE`; each transaction
-//!   (a [`Member`]) runs inside its own `SAVEPOINT`, so its rollback undoes
-//!   its own statements only.
+//!   (a [`Member`]) that joins it later runs inside its own `SAVEPOINT`, so
+//!   its rollback undoes its own statements only. The first one needs
+//!   none: the transaction holds nothing else, so its rollback is a
+//!   `ROLLBACK` of the whole (under no load every group is one member, and
+//!   the savepoint's two statements a transaction would be pure cost).
 //! - A member's commit releases its savepoint, hands the connection on and
 //!   waits. A committer task then takes its turn for the connection behind
 //!   every transaction already waiting (the lock is fair, first come first
@@ -20,7 +23,8 @@
 //!   ones that queued while the previous group ran, without any timer.
 //!
 //! A member dropped without commit or rollback (an early `?`) leaves a
-//! note; whoever takes the connection next rolls its savepoint back first.
+//! note; whoever takes the connection next rolls its savepoint (or, for a
+//! group's first member, the whole transaction) back first.
 //! If SQLite rolled the whole transaction back (it does on I/O errors and
 //! a full disk), the savepoint is gone too: the group is abandoned and its
 //! waiting members get the error. The connection goes back to the pool
@@ -72,8 +76,19 @@ struct State {
     open: bool,
     /// Members whose savepoint is released, waiting for the `COMMIT`.
     waiting: Vec<Waiting>,
-    /// A member was dropped inside its savepoint: roll it back first.
-    undo: bool,
+    /// A member was dropped before it ended: undo its work first.
+    undo: Undo,
+}
+
+/// What a member dropped before it ended left to undo.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    #[default]
+    Nothing,
+    /// Its savepoint.
+    Savepoint,
+    /// The whole transaction: it was the group's first member (so alone in it).
+    Transaction,
 }
 
 /// The savepoint every member runs in. One name serves all: members never
@@ -112,21 +127,26 @@ impl Group {
             Some(conn) => conn,
             None => pool.acquire().await?,
         };
-        if !self.inner.state().open {
-            // On failure nothing is open: the connection goes back to the pool.
+        let savepoint = self.inner.state().open;
+        if savepoint {
+            if let Err(e) = run(&mut conn, SAVEPOINT).await {
+                *guard = Some(conn);
+                self.inner.abandon(&mut guard, &e.to_string()).await;
+                return Err(e);
+            }
+        } else {
+            // The group's first member: nothing else is in the transaction,
+            // so it needs no savepoint. On failure nothing is open: the
+            // connection goes back to the pool.
             run(&mut conn, "BEGIN IMMEDIATE").await?;
             self.inner.state().open = true;
-        }
-        if let Err(e) = run(&mut conn, SAVEPOINT).await {
-            *guard = Some(conn);
-            self.inner.abandon(&mut guard, &e.to_string()).await;
-            return Err(e);
         }
         *guard = Some(conn);
         match OwnedMutexGuard::try_map(guard, Option::as_mut) {
             Ok(conn) => Ok(Member {
                 conn,
                 group: self.inner.clone(),
+                savepoint,
                 done: false,
             }),
             // Cannot happen: the connection was put there just above.
@@ -140,17 +160,23 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Rolls back the savepoint of a member that was dropped inside it.
+    /// Undoes the work of a member that was dropped before it ended.
     async fn settle(&self, parked: &mut Parked) {
-        if !std::mem::take(&mut self.state().undo) {
-            return;
-        }
+        let undo = std::mem::take(&mut self.state().undo);
         let Some(conn) = parked.as_mut() else {
             return;
         };
-        let undone = match run(conn, ROLLBACK_TO).await {
-            Ok(()) => run(conn, RELEASE).await,
-            Err(e) => Err(e),
+        let undone = match undo {
+            Undo::Nothing => return,
+            Undo::Savepoint => match run(conn, ROLLBACK_TO).await {
+                Ok(()) => run(conn, RELEASE).await,
+                Err(e) => Err(e),
+            },
+            Undo::Transaction => {
+                let undone = run(conn, "ROLLBACK").await;
+                self.state().open = false;
+                undone
+            }
         };
         if let Err(e) = undone {
             self.abandon(parked, &format!("rolling back a dropped transaction failed: {e}"))
@@ -230,10 +256,14 @@ async fn committer(inner: Weak<Inner>) {
 }
 
 /// One transaction of a group: its own savepoint inside the group's
-/// transaction, on the writer connection, which it holds until it ends.
+/// transaction (or, for the group's first, the transaction itself), on the
+/// writer connection, which it holds until it ends.
 pub(crate) struct Member {
     conn: OwnedMappedMutexGuard<Parked, PoolConnection<Any>>,
     group: Arc<Inner>,
+    /// It runs in a savepoint of its own; else it opened the group's
+    /// transaction and is alone in it.
+    savepoint: bool,
     done: bool,
 }
 
@@ -250,9 +280,11 @@ impl Member {
     /// the group's `COMMIT` has (or has not) made it durable; `after` runs
     /// (in the committer) once it has.
     pub(crate) async fn commit(mut self, after: Vec<AfterCommit>) -> Result<(), sqlx::Error> {
-        if let Err(e) = run(&mut self.conn, RELEASE).await {
-            self.rollback_inner().await;
-            return Err(e);
+        if self.savepoint {
+            if let Err(e) = run(&mut self.conn, RELEASE).await {
+                self.rollback_inner().await;
+                return Err(e);
+            }
         }
         let (tell, told) = oneshot::channel();
         self.group.state().waiting.push((tell, after));
@@ -276,9 +308,16 @@ impl Member {
 
     async fn rollback_inner(&mut self) {
         self.done = true;
-        let undone = match run(&mut self.conn, ROLLBACK_TO).await {
-            Ok(()) => run(&mut self.conn, RELEASE).await,
-            Err(e) => Err(e),
+        let undone = if self.savepoint {
+            match run(&mut self.conn, ROLLBACK_TO).await {
+                Ok(()) => run(&mut self.conn, RELEASE).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            // Alone in the group's transaction: roll all of it back.
+            let undone = run(&mut self.conn, "ROLLBACK").await;
+            self.group.state().open = false;
+            undone
         };
         if let Err(e) = undone {
             // The group's transaction is gone (SQLite rolled it back on an
@@ -297,8 +336,12 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         if !self.done {
-            // Dropped inside its savepoint: the next holder undoes it.
-            self.group.state().undo = true;
+            // Dropped before it ended: the next holder undoes it.
+            self.group.state().undo = if self.savepoint {
+                Undo::Savepoint
+            } else {
+                Undo::Transaction
+            };
             self.group.wake.notify_one();
         }
     }

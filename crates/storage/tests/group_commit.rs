@@ -204,3 +204,55 @@ async fn after_commit_runs_in_commit_order_and_only_for_commits() {
         .collect();
     assert_eq!(stored, ran);
 }
+
+/// A group's first transaction runs without a savepoint of its own (it is
+/// alone in the group's transaction when it begins): its rollback, or its
+/// drop, undoes only its own work while others queue behind it, and a
+/// later member's rollback leaves the first one's work in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_first_transaction_undoes_only_itself_and_later_ones_only_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path()).await;
+    let queue = |v: i64, commit: bool| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            insert(&mut tx, v).await.unwrap();
+            if commit {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+        })
+    };
+    let queued = || tokio::time::sleep(std::time::Duration::from_millis(50));
+
+    // The first rolls back while another waits for the writer.
+    let mut first = db.begin().await.unwrap();
+    insert(&mut first, 1).await.unwrap();
+    let waiting = queue(2, true);
+    queued().await;
+    first.rollback().await.unwrap();
+    waiting.await.unwrap();
+    assert_eq!(values(&db).await, [2]);
+
+    // The first commits; of the two that joined its group, one rolls back.
+    let mut first = db.begin().await.unwrap();
+    insert(&mut first, 3).await.unwrap();
+    let rolled_back = queue(4, false);
+    let committed = queue(5, true);
+    queued().await;
+    first.commit().await.unwrap();
+    rolled_back.await.unwrap();
+    committed.await.unwrap();
+    assert_eq!(values(&db).await, [2, 3, 5]);
+
+    // The first is dropped (an early `?`) while another waits.
+    let mut first = db.begin().await.unwrap();
+    insert(&mut first, 6).await.unwrap();
+    let waiting = queue(7, true);
+    queued().await;
+    drop(first);
+    waiting.await.unwrap();
+    assert_eq!(values(&db).await, [2, 3, 5, 7]);
+}

@@ -64,7 +64,7 @@ pub struct Warehouse {
     /// Reservation and stock figures.
     pub metrics: Arc<StockMetrics>,
     /// Products seen tracked (a hint for reservations).
-    seen_tracked: stock::SeenTracked,
+    pub(crate) seen_tracked: stock::SeenTracked,
 }
 
 /// Inventory figures on `/metrics`.

@@ -199,7 +199,7 @@ impl SeenTracked {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn any(&self, ids: &[Uuid]) -> bool {
+    pub(crate) fn any(&self, ids: &[Uuid]) -> bool {
         let seen = self.set();
         ids.iter().any(|id| seen.contains(id))
     }
