@@ -188,6 +188,11 @@ fn required<T: DeserializeOwned>(
 
 /// Parses one field, recording a message naming its path when it is wrong.
 fn field<T: DeserializeOwned>(value: &Value, name: &str, errors: &mut Vec<String>) -> Option<T> {
+    // Plainly first: tracking the path costs every field; only a field
+    // that fails is read again with it, for the message.
+    if let Ok(v) = T::deserialize(value) {
+        return Some(v);
+    }
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(err) => {

@@ -182,11 +182,17 @@ fn status_of(text: &str) -> anyhow::Result<OrderStatus> {
 pub async fn histories(db: &Db, orders: &[Order]) -> anyhow::Result<HashMap<Uuid, Vec<StatusChange>>> {
     let mut out: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
     for chunk in orders.chunks(ecom_storage::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT order_id, status, at_micros FROM order_status_changes WHERE order_id IN ({})
-             ORDER BY at_micros, order_id",
-            db.backend().list_sql(chunk.len())
-        );
+        // One order (a poll of its state) is a plain lookup; neither asks
+        // the engine to sort (each history is sorted below).
+        let sql = match chunk.len() {
+            1 => {
+                "SELECT order_id, status, at_micros FROM order_status_changes WHERE order_id = $1".to_owned()
+            }
+            n => format!(
+                "SELECT order_id, status, at_micros FROM order_status_changes WHERE order_id IN ({})",
+                db.backend().list_sql(n)
+            ),
+        };
         let mut query = sqlx::query(&sql);
         for order in chunk {
             query = query.bind(order.order_id.to_string());
@@ -205,6 +211,9 @@ pub async fn histories(db: &Db, orders: &[Order]) -> anyhow::Result<HashMap<Uuid
                     at: Timestamp::from_unix_micros(at).context("bad time in order_status_changes")?,
                 });
         }
+    }
+    for history in out.values_mut() {
+        history.sort_by_key(|change| change.at);
     }
     for order in orders {
         out.entry(order.order_id)

@@ -108,6 +108,11 @@ pub fn content_differs(a: &Product, b: &Product) -> bool {
 /// Parses `value` as a `T`, naming the field at fault under `prefix`
 /// (`products[2].price: …`).
 pub fn parse_value<T: DeserializeOwned>(value: &serde_json::Value, prefix: &str) -> Result<T, String> {
+    // Plainly first: tracking the path costs every field; only a value
+    // that fails is read again with it, for the message.
+    if let Ok(v) = T::deserialize(value) {
+        return Ok(v);
+    }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
