@@ -362,6 +362,35 @@ mod reservations {
             app.stop().await;
         }
     }
+
+    /// The sweeper finds expired holds in the expiry index (which keeps
+    /// only holds not yet confirmed), not by reading every hold on each
+    /// sweep, as SQLite's plan for the query it had (`DISTINCT order_id`)
+    /// did. SQLite only: PostgreSQL's plan depends on its statistics.
+    #[tokio::test]
+    async fn the_sweeper_reads_expired_holds_from_the_expiry_index() {
+        use ecom_storage::sqlx::{self, Row as _};
+        let app = TestApp::spawn(common::Storage::Sqlite).await;
+        let db = app.open_db("warehouse").await;
+        let plan: Vec<String> = sqlx::query(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            ecom_warehouse::stock::EXPIRED_HOLDS_SQL
+        ))
+        .bind(0i64)
+        .bind(10i64)
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(3))
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("INDEX stock_reservations_by_expiry")),
+            "{plan:?}"
+        );
+        app.stop().await;
+    }
 }
 
 mod following_the_order {

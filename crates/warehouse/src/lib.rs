@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         include_str!("../migrations/0001_packaging_requests.sql"),
     ),
     Migration::new(2, "stock", include_str!("../migrations/0002_stock.sql")),
+    Migration::new(
+        3,
+        "expiry index of unconfirmed holds",
+        include_str!("../migrations/0003_expiry_index_of_unconfirmed_holds.sql"),
+    ),
 ];
 
 /// How the binary builds this service.

@@ -467,18 +467,29 @@ async fn move_stock(
         .transpose()
 }
 
-/// Orders whose holds expired before `now` (µs), at most `limit`.
+/// Which holds expired: a range of the expiry index, which holds only the
+/// unconfirmed ones. (With `DISTINCT order_id`, SQLite preferred scanning
+/// every hold in primary-key order, on each sweep.)
+pub const EXPIRED_HOLDS_SQL: &str =
+    "SELECT order_id FROM stock_reservations WHERE expires_micros < $1 ORDER BY expires_micros LIMIT $2";
+
+/// Orders whose holds expired before `now` (µs), from at most `limit` holds.
 pub async fn expired_orders(db: &Db, now: i64, limit: i64) -> anyhow::Result<Vec<Uuid>> {
-    let rows =
-        sqlx::query("SELECT DISTINCT order_id FROM stock_reservations WHERE expires_micros < $1 LIMIT $2")
-            .bind(now)
-            .bind(limit)
-            .fetch_all(db.reader())
-            .await
-            .context("Failed to read expired reservations")?;
-    rows.iter()
-        .map(|r| Uuid::parse_str(&r.try_get::<String, _>(0)?).context("bad order id in stock_reservations"))
-        .collect()
+    let rows = sqlx::query(EXPIRED_HOLDS_SQL)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await
+        .context("Failed to read expired reservations")?;
+    let (mut orders, mut seen) = (Vec::new(), HashSet::new());
+    for row in &rows {
+        let id =
+            Uuid::parse_str(&row.try_get::<String, _>(0)?).context("bad order id in stock_reservations")?;
+        if seen.insert(id) {
+            orders.push(id);
+        }
+    }
+    Ok(orders)
 }
 
 /// How many tracked products have nothing available.
