@@ -42,6 +42,7 @@ use crate::domain::{Order, OrderLife as _, OrderRequest, OrderStatus, StatusChan
 use crate::store;
 use crate::{events, Metrics};
 use axum::extract::State;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use ecom_contracts::backend::{
@@ -168,13 +169,36 @@ mod shapes {
 
 /// The answer for a created order, with its history (`history`: a new
 /// order's is its creation; an order found again by its key reads its own).
-fn created(order: &Order, history: &[StatusChange]) -> Json<Value> {
-    let order = WithHistory { order, history };
-    Json(json!({ "success": true, "message": "Order created", "order": order }))
+/// Written straight to the body (createOrder's answer is on every order:
+/// a JSON tree built first and then written cost as much again).
+fn created(order: &Order, history: &[StatusChange]) -> Response {
+    #[derive(Serialize)]
+    struct Created<'a> {
+        success: bool,
+        message: &'static str,
+        order: WithHistory<'a>,
+    }
+    Json(Created {
+        success: true,
+        message: "Order created",
+        order: WithHistory { order, history },
+    })
+    .into_response()
 }
 
-fn refused(errors: Vec<String>) -> Json<Value> {
-    Json(json!({ "success": false, "message": "Validation errors", "errors": errors }))
+fn refused(errors: Vec<String>) -> Response {
+    #[derive(Serialize)]
+    struct Refused {
+        success: bool,
+        message: &'static str,
+        errors: Vec<String>,
+    }
+    Json(Refused {
+        success: false,
+        message: "Validation errors",
+        errors,
+    })
+    .into_response()
 }
 
 /// The code of a 409 for an idempotency key sent again with another request.
@@ -188,7 +212,7 @@ async fn replay(
     order: &Order,
     stored_hash: Option<&str>,
     request_hash: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if stored_hash.is_none_or(|stored| stored == request_hash) {
         let histories = store::histories(&api.ctx.db, std::slice::from_ref(order)).await?;
         let history = histories
@@ -264,7 +288,7 @@ fn keyed_order_id(user_id: &str, key: &str) -> Uuid {
 #[utoipa::path(post, path = "/backend/orders", security(("serviceCredential" = [])), tag = "backend", request_body = CreateOrder<shapes::NewOrder>,
     responses((status = 200, body = shapes::CreateAnswer, description = "Created (`success: true`, `OrderCreated` is emitted), or refused with the reasons (`success: false`)"),
         (status = 409, body = ecom_runtime::openapi::Error, description = "The idempotency key was used with another order (`code: IDEMPOTENCY_KEY_REUSED`)")))]
-async fn create(State(api): State<Api>, Json(req): Json<CreateOrder>) -> Result<Json<Value>, ApiError> {
+async fn create(State(api): State<Api>, Json(req): Json<CreateOrder>) -> Result<Response, ApiError> {
     let started = Instant::now();
     let answer = create_order(&api, req).await;
     api.metrics
@@ -274,7 +298,7 @@ async fn create(State(api): State<Api>, Json(req): Json<CreateOrder>) -> Result<
     answer
 }
 
-async fn create_order(api: &Api, req: CreateOrder) -> Result<Json<Value>, ApiError> {
+async fn create_order(api: &Api, req: CreateOrder) -> Result<Response, ApiError> {
     if req.user_id.trim().is_empty() {
         return Err(ApiError::bad_request("userId: must not be empty"));
     }
