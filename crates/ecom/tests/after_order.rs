@@ -622,7 +622,7 @@ mod refunds {
                 .events()
                 .into_iter()
                 .filter(|e| e.detail_type == "PaymentRefunded" && e.resources == [order_id.clone()])
-                .map(|e| e.detail["amount"].as_i64().unwrap())
+                .map(|e| e.detail.value()["amount"].as_i64().unwrap())
                 .collect();
             events.sort();
             assert_eq!(events, [500, 1000, 1500]);
@@ -701,7 +701,7 @@ mod tracking {
                     e.detail_type == "DeliveryStarted" && e.resources == [order_id.clone()]
                 })
                 .await;
-            let tracking = started.detail["trackingId"].as_str().unwrap().to_owned();
+            let tracking = started.detail.value()["trackingId"].as_str().unwrap().to_owned();
             assert_eq!(tracking.len(), 12, "{tracking}");
             assert!(tracking.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()), "{tracking}");
             let (_, delivery) = shop

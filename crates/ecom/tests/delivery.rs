@@ -235,7 +235,10 @@ async fn completing_a_started_delivery_emits_delivery_completed_with_the_address
             .filter(|e| e.detail_type == "DeliveryStarted" && e.resources == [order_id.to_string()])
             .collect();
         assert_eq!(started.len(), 1, "{started:?}");
-        let tracking = started[0].detail["trackingId"].as_str().unwrap_or_default();
+        let tracking = started[0].detail.value()["trackingId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         assert_eq!(
             started[0].detail,
             json!({ "orderId": order_id, "trackingId": tracking })
@@ -320,7 +323,7 @@ async fn deleting_a_delivery_without_an_outcome_emits_delivery_failed() {
                 .filter(|e| from_delivery(order_id)(e) && e.detail_type == "DeliveryFailed")
                 .collect();
             let expected = json!({ "orderId": order_id, "address": address });
-            let details: Vec<Value> = failed.into_iter().map(|e| e.detail).collect();
+            let details: Vec<Value> = failed.into_iter().map(|e| e.detail.value()).collect();
             assert_eq!(
                 details,
                 if emits { vec![expected] } else { vec![] },

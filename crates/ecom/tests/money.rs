@@ -412,7 +412,9 @@ mod one_token_one_order {
             let orders_created = app
                 .events()
                 .iter()
-                .filter(|e| e.detail_type == "OrderCreated" && e.detail["paymentToken"] == token.as_str())
+                .filter(|e| {
+                    e.detail_type == "OrderCreated" && e.detail.value()["paymentToken"] == token.as_str()
+                })
                 .count();
             assert_eq!(orders_created, 1);
         })
@@ -526,9 +528,9 @@ mod one_token_one_order {
                 })
                 .await;
             assert_eq!(failure.source, "ecommerce.payment");
-            assert_eq!(failure.detail["orderId"], second_id.as_str());
+            assert_eq!(failure.detail.value()["orderId"], second_id.as_str());
             assert_eq!(
-                failure.detail["reason"],
+                failure.detail.value()["reason"],
                 "Payment token already used by another order"
             );
             wait_for_status(&app, &second_id, "PAYMENT_FAILED").await;

@@ -484,8 +484,11 @@ async fn a_packed_and_delivered_order_is_fulfilled_and_its_payment_processed() {
                 e.detail_type == "OrderModified" && e.resources == [id]
             })
             .await;
-        assert_eq!(modified.detail["changed"], json!(["modifiedDate", "status"]));
-        assert_eq!(modified.detail["new"], packaged);
+        assert_eq!(
+            modified.detail.value()["changed"],
+            json!(["modifiedDate", "status"])
+        );
+        assert_eq!(modified.detail.value()["new"], packaged);
 
         app.publish(&[delivery("DeliveryCompleted", &order)]).await;
         wait_for_status(&app, id, "FULFILLED").await;
@@ -551,7 +554,7 @@ async fn packing_fewer_items_lowers_the_total_and_the_authorised_amount() {
             })
             .await;
         assert_eq!(
-            modified.detail["changed"],
+            modified.detail.value()["changed"],
             json!(["modifiedDate", "products", "status", "total"])
         );
 

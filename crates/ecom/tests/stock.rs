@@ -425,7 +425,7 @@ mod following_the_order {
             wait_for_stock(&app, &warehouse, &id, 8, 0).await;
             let changed = app
                 .wait_for_event("StockChanged after packing", |e| {
-                    e.detail_type == "StockChanged" && e.detail["onHand"] == 8
+                    e.detail_type == "StockChanged" && e.detail.value()["onHand"] == 8
                 })
                 .await;
             assert_eq!(changed.source, "ecommerce.warehouse");
@@ -547,7 +547,7 @@ mod following_the_order {
                 "ecommerce.orders",
                 "OrderDeleted",
                 vec![order_id.clone()],
-                created.detail.clone(),
+                created.detail.value(),
             );
             let mut deleted_again = deleted.clone();
             deleted_again.id = Uuid::now_v7();
@@ -715,7 +715,7 @@ mod staff {
             .await;
             // The CLI's StockChanged leaves through the outbox to the bus.
             app.wait_for_event("StockChanged from the CLI", |e| {
-                e.detail_type == "StockChanged" && e.detail["productId"] == json!(new_id)
+                e.detail_type == "StockChanged" && e.detail.value()["productId"] == json!(new_id)
             })
             .await;
         })

@@ -170,12 +170,12 @@ mod sign_up_and_sign_in {
             let user_id = sign_up(&app, "dan@example.com").await;
             let event = app
                 .wait_for_event("UserCreated for dan", |e| {
-                    e.detail_type == "UserCreated" && e.detail["email"] == "dan@example.com"
+                    e.detail_type == "UserCreated" && e.detail.value()["email"] == "dan@example.com"
                 })
                 .await;
             assert_eq!(event.source, "ecommerce.users");
             assert_eq!(event.resources, vec![user_id.clone()]);
-            assert_eq!(event.detail["userId"], user_id.as_str());
+            assert_eq!(event.detail.value()["userId"], user_id.as_str());
         })
         .await;
     }
@@ -714,7 +714,7 @@ mod admin {
             staff_token(&app, &admin, "lee@example.com", &["warehouse"]).await;
             let event = app
                 .wait_for_event("UserCreated for lee", |e| {
-                    e.detail_type == "UserCreated" && e.detail["email"] == "lee@example.com"
+                    e.detail_type == "UserCreated" && e.detail.value()["email"] == "lee@example.com"
                 })
                 .await;
             assert_eq!(event.source, "ecommerce.users");
@@ -740,10 +740,10 @@ mod cli {
             // The CLI's user is announced too (the running server relays it).
             let event = app
                 .wait_for_event("UserCreated for boss", |e| {
-                    e.detail_type == "UserCreated" && e.detail["email"] == "boss@example.com"
+                    e.detail_type == "UserCreated" && e.detail.value()["email"] == "boss@example.com"
                 })
                 .await;
-            assert_eq!(event.detail["userId"], admin_id.as_str());
+            assert_eq!(event.detail.value()["userId"], admin_id.as_str());
 
             let admin = id_token(&app, "boss@example.com").await;
             let shopper_id = sign_up(&app, "mia@example.com").await;

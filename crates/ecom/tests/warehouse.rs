@@ -446,14 +446,14 @@ async fn lowering_lines_then_completing_emits_package_created_with_what_remains(
             .await;
         assert_eq!(event.source, "ecommerce.warehouse");
         assert_eq!(event.detail_type, "PackageCreated");
-        let mut products = event.detail["products"].as_array().unwrap().clone();
+        let mut products = event.detail.value()["products"].as_array().unwrap().clone();
         products.sort_by_key(|p| p["productId"].as_str().unwrap().to_owned());
         let mut expected = vec![
             json!({"productId": shoe, "quantity": 2}),
             json!({"productId": sock, "quantity": 2}),
         ];
         expected.sort_by_key(|p| p["productId"].as_str().unwrap().to_owned());
-        assert_eq!(event.detail["orderId"], json!(order_id));
+        assert_eq!(event.detail.value()["orderId"], json!(order_id));
         assert_eq!(products, expected);
     })
     .await;

@@ -272,26 +272,35 @@ async fn settle(
     };
     match settlement {
         Settlement::Capture => {
-            let (step, amount, announce) = match final_total(ctx, order_id).await? {
+            let (step, amount, announce, reason) = match final_total(ctx, order_id).await? {
                 None => {
                     let reason = "orders does not know the order";
-                    (Step::CaptureRefused, None, failed(order_id, reason)?)
+                    (
+                        Step::CaptureRefused,
+                        None,
+                        failed(order_id, reason)?,
+                        Some(reason.to_owned()),
+                    )
                 }
                 Some(total) => {
                     let body = json!({ "paymentToken": token, "orderId": order_id, "amount": total });
                     if ask(ctx, "/processPayment", &body).await? {
-                        (Step::Capture, Some(total), processed(order_id, total)?)
+                        (Step::Capture, Some(total), processed(order_id, total)?, None)
                     } else {
                         let reason = refusal(ctx, token, order_id, total).await;
                         tracing::warn!(%order_id, %reason, "the card processor refused the capture");
-                        (Step::CaptureRefused, None, failed(order_id, &reason)?)
+                        (
+                            Step::CaptureRefused,
+                            None,
+                            failed(order_id, &reason)?,
+                            Some(reason),
+                        )
                     }
                 }
             };
             let Some(mut tx) = inbox::begin(&ctx.db, rule, event.id).await? else {
                 return Ok(());
             };
-            let reason = announce.detail["reason"].as_str().map(str::to_owned);
             let captured = amount.map(Money::cents);
             let changed = store::settle(&mut tx, order_id, step, reason.as_deref(), captured).await?;
             if changed {

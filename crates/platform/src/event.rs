@@ -4,8 +4,74 @@ use anyhow::Context as _;
 use ecom_contracts::Contract;
 use ecom_model::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
+
+/// An event's payload as JSON text, kept as it was written: an event is
+/// encoded from its typed detail and decoded into one without a JSON tree
+/// in between (building, walking and freeing one cost more than the rest of
+/// encoding an event). [`Detail::value`] gives the tree where one is wanted.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Detail(Box<RawValue>);
+
+impl Detail {
+    /// `value`'s text.
+    pub fn of(value: &Value) -> Detail {
+        // A Value always encodes; the fallback (`null`) cannot happen.
+        Detail(serde_json::value::to_raw_value(value).unwrap_or_default())
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a JSON tree (`null` if its text were not JSON, which
+    /// no event's can be: it was read or written as JSON).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl Default for Detail {
+    fn default() -> Detail {
+        Detail(Box::default())
+    }
+}
+
+impl From<Value> for Detail {
+    fn from(value: Value) -> Detail {
+        Detail::of(&value)
+    }
+}
+
+/// Equal when the JSON is: the same text, or text that reads as the same value.
+impl PartialEq for Detail {
+    fn eq(&self, other: &Detail) -> bool {
+        self.get() == other.get() || self.value() == other.value()
+    }
+}
+
+/// Equal when the text reads as `other`.
+impl PartialEq<Value> for Detail {
+    fn eq(&self, other: &Value) -> bool {
+        self.value() == *other
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl std::fmt::Debug for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
 
 /// One event on the bus.
 ///
@@ -30,7 +96,7 @@ pub struct Event {
     #[serde(default)]
     pub resources: Vec<String>,
     /// The payload.
-    pub detail: Value,
+    pub detail: Detail,
     /// The W3C trace context of the span that wrote the event (a request,
     /// or a handler of another event), so that its handlers continue the
     /// same trace. Only with traces on; absent from the JSON otherwise
@@ -42,6 +108,11 @@ pub struct Event {
 impl Event {
     /// A new event with a fresh id, stamped now.
     pub fn new(source: &str, detail_type: &str, resources: Vec<String>, detail: Value) -> Event {
+        Event::with(source, detail_type, resources, Detail::of(&detail))
+    }
+
+    /// [`Event::new`] with the payload's text.
+    pub fn with(source: &str, detail_type: &str, resources: Vec<String>, detail: Detail) -> Event {
         Event {
             version: "0".to_owned(),
             id: Uuid::now_v7(),
@@ -58,9 +129,9 @@ impl Event {
     /// `detail` as payload. Fails only if the payload cannot be encoded,
     /// which no payload of the contracts can.
     pub fn of<E: Contract>(resources: Vec<String>, detail: &E::Detail) -> anyhow::Result<Event> {
-        let detail = serde_json::to_value(detail)
+        let detail = serde_json::value::to_raw_value(detail)
             .with_context(|| format!("Failed to encode a {} detail", E::DETAIL_TYPE))?;
-        Ok(Event::new(E::SOURCE, E::DETAIL_TYPE, resources, detail))
+        Ok(Event::with(E::SOURCE, E::DETAIL_TYPE, resources, Detail(detail)))
     }
 
     /// The detail read as contract `E`'s payload. A detail that does not
@@ -68,7 +139,7 @@ impl Event {
     /// [`crate::bus::permanent`]: the event goes to the dead-letter queue
     /// at once instead of being retried.
     pub fn detail_as<E: Contract>(&self) -> anyhow::Result<E::Detail> {
-        E::Detail::deserialize(&self.detail)
+        serde_json::from_str::<E::Detail>(self.detail.get())
             .map_err(|e| crate::bus::permanent(format!("{} detail is malformed: {e}", E::DETAIL_TYPE)))
     }
 

@@ -14,6 +14,6 @@ pub mod relay;
 pub mod service;
 
 pub use bus::{Bus, Rule};
-pub use event::{Encoded, Event};
+pub use event::{Detail, Encoded, Event};
 pub use outbox::Outbox;
 pub use service::{Context, ServiceDef};

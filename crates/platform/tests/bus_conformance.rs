@@ -283,7 +283,7 @@ async fn a_handler_that_fails_twice_then_succeeds_receives_the_event_three_times
                 "test.flaky",
                 json!({"source": ["ecommerce.orders"]}),
                 move |e: Event| {
-                    let n = e.detail["n"].as_i64().unwrap_or(0);
+                    let n = e.detail.value()["n"].as_i64().unwrap_or(0);
                     let attempt = {
                         let mut calls = c.lock().unwrap();
                         calls.push(n);
@@ -516,7 +516,7 @@ async fn each_rule_receives_only_the_events_its_pattern_matches() {
             Rule::new(name, pattern, move |e: Event| {
                 let seen = seen.clone();
                 async move {
-                    let what = match e.detail["marker"].as_bool() {
+                    let what = match e.detail.value()["marker"].as_bool() {
                         Some(true) => format!("{} marker", e.detail_type),
                         _ => e.detail_type,
                     };
@@ -666,7 +666,7 @@ async fn the_feed_shows_every_published_event() {
                 .unwrap();
             got.push((*event).clone());
         }
-        got.sort_by_key(|e| e.detail["n"].as_i64());
+        got.sort_by_key(|e| e.detail.value()["n"].as_i64());
         assert_eq!(got, events);
         stop(running).await;
     })

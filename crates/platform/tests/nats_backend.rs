@@ -558,7 +558,7 @@ fn event_of_size(size: usize) -> Event {
     let mut event = order_event("OrderCreated", json!({"pad": ""}));
     let headers = "NATS/1.0\r\nNats-Msg-Id: \r\n\r\n".len() + event.id.to_string().len();
     let base = serde_json::to_vec(&event).unwrap().len() + headers;
-    event.detail = json!({"pad": "x".repeat(size - base)});
+    event.detail = json!({"pad": "x".repeat(size - base)}).into();
     assert_eq!(serde_json::to_vec(&event).unwrap().len() + headers, size);
     event
 }

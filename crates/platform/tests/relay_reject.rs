@@ -72,7 +72,7 @@ impl BusBackend for TestBus {
         if self.transient.contains(&call) {
             anyhow::bail!("connection reset (call {call})");
         }
-        if let Some(poison) = events.iter().find(|e| e.detail["poison"] == json!(true)) {
+        if let Some(poison) = events.iter().find(|e| e.detail.value()["poison"] == json!(true)) {
             return Err(permanent(format!("event {} is poison", poison.id)));
         }
         self.inner.publish(events).await

@@ -363,7 +363,7 @@ mod tests {
         );
         let event = event.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(event.resources, vec!["o-1"]);
-        assert_eq!(event.detail["a"], 1);
+        assert_eq!(event.detail.value()["a"], 1);
     }
 
     #[test]

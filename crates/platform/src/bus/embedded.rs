@@ -1010,7 +1010,7 @@ fn dead_letter_from_row(row: &ecom_storage::Row) -> anyhow::Result<DeadLetter> {
         detail_type: String::new(),
         time: Timestamp::from_unix_micros(failed_at).unwrap_or_else(Timestamp::now),
         resources: Vec::new(),
-        detail: serde_json::Value::String(payload),
+        detail: serde_json::Value::String(payload).into(),
         traceparent: None,
     });
     Ok(DeadLetter {

@@ -678,7 +678,7 @@ impl StoredLetter {
             detail_type: "MalformedMessage".to_owned(),
             time: failed_at,
             resources: Vec::new(),
-            detail: serde_json::json!({ "payload": String::from_utf8_lossy(&payload) }),
+            detail: serde_json::json!({ "payload": String::from_utf8_lossy(&payload) }).into(),
             traceparent: None,
         });
         Some(StoredLetter {
