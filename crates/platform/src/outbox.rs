@@ -9,7 +9,6 @@
 use crate::{Encoded, Event};
 use anyhow::Context as _;
 use ecom_contracts::{Contract, Modified};
-use ecom_storage::sqlx::Row as _;
 use ecom_storage::{Backend, Migration, Tx};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -83,9 +82,8 @@ impl Outbox {
         let hand_over = backend == Backend::Sqlite;
         for chunk in events.chunks(ecom_storage::ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}{}",
+                "INSERT INTO _outbox (event_id, payload, created_at) VALUES {}",
                 backend.values_sql(chunk.len(), 3),
-                if hand_over { " RETURNING seq" } else { "" }
             );
             let mut q = ecom_storage::sqlx::query(&sql);
             let mut encoded = Vec::with_capacity(if hand_over { chunk.len() } else { 0 });
@@ -112,36 +110,32 @@ impl Outbox {
                     .bind(payload)
                     .bind(event.time.unix_micros());
             }
-            if !hand_over {
-                q.execute(&mut **tx)
-                    .await
-                    .context("Failed to write to the outbox")?;
-                continue;
-            }
-            let rows = q
-                .fetch_all(&mut **tx)
+            let done = q
+                .execute(&mut **tx)
                 .await
                 .context("Failed to write to the outbox")?;
-            // One statement's rows take consecutive seqs in VALUES order
-            // (one writer); were that ever not so, the relay would only
-            // publish the chunk's events in another order, all at once.
-            let mut seqs = rows
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<Vec<_>, _>>()
-                .context("Failed to read the outbox seq")?;
-            seqs.sort_unstable();
-            if seqs.len() == encoded.len() {
-                let (handed, wake) = (self.handed.clone(), self.wake.clone());
-                tx.after_commit(move || {
-                    let mut handed = handed.lock().unwrap_or_else(|e| e.into_inner());
-                    if handed.len() + seqs.len() <= HANDED_AT_MOST {
-                        handed.extend(seqs.into_iter().zip(encoded));
-                    }
-                    drop(handed);
-                    wake.notify_one();
-                });
+            if !hand_over {
+                continue;
             }
+            // One statement's rows take consecutive seqs in VALUES order
+            // (one writer, no seq given), the last being SQLite's last
+            // inserted rowid: learnt so, not with `RETURNING`, which SQLite
+            // runs through an ephemeral table. Without it the rows are not
+            // handed over, and the relay reads them from the table.
+            let n = encoded.len();
+            let Some(last) = done.last_insert_id().filter(|_| done.rows_affected() == n as u64) else {
+                continue;
+            };
+            let seqs = (last + 1 - n as i64)..=last;
+            let (handed, wake) = (self.handed.clone(), self.wake.clone());
+            tx.after_commit(move || {
+                let mut handed = handed.lock().unwrap_or_else(|e| e.into_inner());
+                if handed.len() + n <= HANDED_AT_MOST {
+                    handed.extend(seqs.zip(encoded));
+                }
+                drop(handed);
+                wake.notify_one();
+            });
         }
         Ok(())
     }
@@ -304,7 +298,7 @@ mod tests {
             (e.source.as_str(), e.detail_type.as_str()),
             ("ecommerce.products", "ProductModified")
         );
-        assert_eq!(e.detail["changed"], json!(["name"]));
+        assert_eq!(e.detail.value()["changed"], json!(["name"]));
         assert_eq!(e.resources, vec!["1"]);
     }
 }

@@ -409,6 +409,25 @@ async fn publishing_one_event_id_twice_has_one_effect() {
             2,
             "one call for the id published three times, one for the later event"
         );
+        // A batch mixing an id published before and a new one: the new one
+        // is delivered, the old one not again.
+        bus.publish(&[event.clone(), order_event(json!({"n": 3}))])
+            .await
+            .unwrap();
+        eventually("the new event of a mixed batch is delivered", || async {
+            calls.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+        bus.publish(&[order_event(json!({"n": 4}))]).await.unwrap();
+        eventually("the barrier after it is delivered", || async {
+            calls.load(Ordering::SeqCst) >= 4
+        })
+        .await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "the old id of the mixed batch is not delivered again"
+        );
         stop(running).await;
     })
     .await;

@@ -137,6 +137,28 @@ async fn available_on(
     Ok(out)
 }
 
+/// `onHand` and `reserved` of the tracked products among `ids`, inside a
+/// transaction.
+async fn figures_in(tx: &mut Tx, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, (i64, i64)>> {
+    let backend = ecom_storage::Backend::of(tx);
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(ecom_storage::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT product_id, on_hand, reserved FROM stock WHERE product_id IN ({})",
+            backend.list_sql(chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut **tx).await.context("Failed to read stock")? {
+            let id: String = row.try_get(0)?;
+            out.insert(Uuid::parse_str(&id)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(out)
+}
+
 /// Why staff's new `onHand` was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetRefused {
@@ -253,37 +275,45 @@ pub async fn reserve(
 
     let mut tx = db.begin().await.context("Failed to begin")?;
     let now = Timestamp::now().to_string();
-    let mut events = Vec::with_capacity(wanted.len());
     let mut held = Vec::with_capacity(wanted.len());
-    let mut missed = Vec::new();
-    for (product_id, quantity) in wanted {
-        let row = sqlx::query(
+    for (product_id, quantity) in &wanted {
+        // No `RETURNING`: SQLite runs it through an ephemeral table, which
+        // cost more than the update; the figures are read once below.
+        let done = sqlx::query(
             "UPDATE stock SET reserved = reserved + $2, modified_at = $3
-             WHERE product_id = $1 AND on_hand - reserved >= $2
-             RETURNING on_hand, reserved",
+             WHERE product_id = $1 AND on_hand - reserved >= $2",
         )
         .bind(product_id.to_string())
-        .bind(quantity)
+        .bind(*quantity)
         .bind(&now)
-        .fetch_optional(&mut *tx)
+        .execute(&mut *tx)
         .await
         .context("Failed to reserve stock")?;
-        match row {
-            Some(r) => {
-                events.push(Stock::new(product_id, r.try_get(0)?, r.try_get(1)?).event()?);
-                held.push((product_id, quantity));
-            }
-            None => missed.push(product_id),
+        if done.rows_affected() > 0 {
+            held.push((*product_id, *quantity));
         }
     }
-    if !missed.is_empty() {
-        // Untracked, or short (another order took the last units): the
-        // stock rows tell which.
-        let short: Vec<Uuid> = available_in(&mut tx, &missed).await?.into_keys().collect();
-        if !short.is_empty() {
-            tx.rollback().await.ok();
-            return Ok(Reserved::OutOfStock(short));
-        }
+    // After the updates (so with their rows locked on PostgreSQL): the new
+    // figures of what was held, and which of the rest is tracked (short)
+    // rather than untracked.
+    let ids: Vec<Uuid> = wanted.keys().copied().collect();
+    let figures = figures_in(&mut tx, &ids).await?;
+    let short: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| figures.contains_key(id) && !held.iter().any(|(h, _)| h == *id))
+        .copied()
+        .collect();
+    if !short.is_empty() {
+        // Another order took the last units.
+        tx.rollback().await.ok();
+        return Ok(Reserved::OutOfStock(short));
+    }
+    let mut events = Vec::with_capacity(held.len());
+    for (product_id, _) in &held {
+        let &(on_hand, reserved) = figures
+            .get(product_id)
+            .context("a product just reserved has no stock row")?;
+        events.push(Stock::new(*product_id, on_hand, reserved).event()?);
     }
     if held.is_empty() {
         tx.rollback().await.ok();

@@ -228,6 +228,9 @@ fn map_arguments(args: AnyArguments<'_>) -> SqliteArguments<'_> {
 fn map_result(res: SqliteQueryResult) -> AnyQueryResult {
     AnyQueryResult {
         rows_affected: res.rows_affected(),
-        last_insert_id: None,
+        // ecom patch: SQLite's last inserted rowid, which upstream left out
+        // of the Any result (so a caller needed `RETURNING`, which SQLite
+        // runs through an ephemeral table, to learn it).
+        last_insert_id: Some(res.last_insert_rowid()),
     }
 }

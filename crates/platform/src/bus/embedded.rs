@@ -350,11 +350,17 @@ impl Inner {
             .context("Failed to start a publish transaction")?;
         let mut fresh = HashSet::new();
         let mut latest = 0i64;
+        // On SQLite (one writer) a statement's new rows take consecutive
+        // seqs ending at its last inserted rowid: when every row of a chunk
+        // is new, which is the rule, that says all `RETURNING` would have,
+        // without the ephemeral table SQLite runs `RETURNING` through.
+        let sqlite = self.db.backend() == ecom_storage::Backend::Sqlite;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO bus_events (event_id, source, detail_type, event_time, published_at, payload)
-                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq",
-                self.db.backend().values_sql(chunk.len(), 6)
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING{}",
+                self.db.backend().values_sql(chunk.len(), 6),
+                if sqlite { "" } else { " RETURNING event_id, seq" }
             );
             let mut q = sqlx::query(&sql);
             for (event, id) in chunk {
@@ -366,9 +372,32 @@ impl Inner {
                     .bind(now)
                     .bind(event.payload.clone());
             }
-            for row in q.fetch_all(&mut *tx).await.context("Failed to archive events")? {
+            if !sqlite {
+                for row in q.fetch_all(&mut *tx).await.context("Failed to archive events")? {
+                    fresh.insert(row.try_get::<String, _>(0)?);
+                    latest = latest.max(row.try_get::<i64, _>(1)?);
+                }
+                continue;
+            }
+            let done = q.execute(&mut *tx).await.context("Failed to archive events")?;
+            let (added, last) = (done.rows_affected(), done.last_insert_id().unwrap_or(0));
+            if added == 0 {
+                continue;
+            }
+            latest = latest.max(last);
+            if added == chunk.len() as u64 {
+                fresh.extend(chunk.iter().map(|(_, id)| id.clone()));
+                continue;
+            }
+            // Some were published before: the new rows tell which are new.
+            let rows = sqlx::query("SELECT event_id FROM bus_events WHERE seq > $1 AND seq <= $2")
+                .bind(last - added as i64)
+                .bind(last)
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to read archived events")?;
+            for row in rows {
                 fresh.insert(row.try_get::<String, _>(0)?);
-                latest = latest.max(row.try_get::<i64, _>(1)?);
             }
         }
         let mut deliveries = Vec::new();
