@@ -12,7 +12,7 @@ use uuid::Uuid;
 /// encoded from its typed detail and decoded into one without a JSON tree
 /// in between (building, walking and freeing one cost more than the rest of
 /// encoding an event). [`Detail::value`] gives the tree where one is wanted.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Detail(Box<RawValue>);
 
@@ -32,12 +32,6 @@ impl Detail {
     /// no event's can be: it was read or written as JSON).
     pub fn value(&self) -> Value {
         serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
-    }
-}
-
-impl Default for Detail {
-    fn default() -> Detail {
-        Detail(Box::default())
     }
 }
 
