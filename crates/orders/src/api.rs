@@ -55,7 +55,7 @@ use ecom_platform::Context;
 use ecom_runtime::auth::User;
 use ecom_runtime::{page, ApiError, ClientError, Json, Path, Query};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -102,7 +102,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
-/// The shapes of the answers the handlers build with `json!`, for the
+/// The shapes of the answers the handlers write, for the
 /// OpenAPI document only (nothing constructs them).
 #[allow(dead_code)]
 mod shapes {
@@ -552,20 +552,40 @@ struct WithHistory<'a> {
     history: &'a [StatusChange],
 }
 
-/// `orders` with their histories (one read for all of them).
-async fn with_histories(api: &Api, orders: &[Order]) -> Result<Vec<Value>, ApiError> {
-    let histories = store::histories(&api.ctx.db, orders).await?;
+/// The histories of `orders` (one read for all of them), for [`paired`].
+async fn histories(api: &Api, orders: &[Order]) -> Result<Histories, ApiError> {
+    Ok(store::histories(&api.ctx.db, orders).await?)
+}
+
+type Histories = std::collections::HashMap<Uuid, Vec<StatusChange>>;
+
+/// Each of `orders` with its history, to be written straight to a body.
+fn paired<'a>(orders: &'a [Order], histories: &'a Histories) -> Vec<WithHistory<'a>> {
     orders
         .iter()
-        .map(|order| {
-            let history = histories
+        .map(|order| WithHistory {
+            order,
+            history: histories
                 .get(&order.order_id)
                 .map(Vec::as_slice)
-                .unwrap_or_default();
-            serde_json::to_value(WithHistory { order, history })
-                .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("Failed to encode an order")))
+                .unwrap_or_default(),
         })
         .collect()
+}
+
+/// `{"order": …}` (with `"success": true` for a cancellation's answer).
+fn one_order(order: &Order, histories: &Histories, success: Option<bool>) -> Response {
+    #[derive(Serialize)]
+    struct One<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        success: Option<bool>,
+        order: Option<WithHistory<'a>>,
+    }
+    Json(One {
+        success,
+        order: paired(std::slice::from_ref(order), histories).pop(),
+    })
+    .into_response()
 }
 
 fn order_not_found(order_id: &str) -> ApiError {
@@ -575,14 +595,14 @@ fn order_not_found(order_id: &str) -> ApiError {
 #[utoipa::path(get, path = "/backend/{order_id}", security(("serviceCredential" = [])), tag = "backend", params(("order_id" = String, Path, description = "The order's id (a UUID)")),
     responses((status = 200, body = shapes::OneOrder, description = "The order with its history"),
         (status = 404, body = ecom_runtime::openapi::Error, description = "No such order")))]
-async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_order(State(api): State<Api>, Path(order_id): Path<String>) -> Result<Response, ApiError> {
     // An id that is not a UUID names no order.
     let id = Uuid::parse_str(&order_id).map_err(|_| order_not_found(&order_id))?;
     let order = store::get(&api.ctx.db, id)
         .await?
         .ok_or_else(|| order_not_found(&order_id))?;
-    let mut one = with_histories(&api, std::slice::from_ref(&order)).await?;
-    Ok(Json(json!({ "order": one.pop() })))
+    let histories = histories(&api, std::slice::from_ref(&order)).await?;
+    Ok(one_order(&order, &histories, None))
 }
 
 #[utoipa::path(post, path = "/backend/{order_id}/cancel", security(("serviceCredential" = [])), tag = "backend", params(("order_id" = String, Path, description = "The order's id (a UUID)")), request_body = CancelOrder,
@@ -594,7 +614,7 @@ async fn cancel_route(
     State(api): State<Api>,
     Path(order_id): Path<String>,
     Json(req): Json<CancelOrder>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let owner = req.user_id.as_deref().filter(|u| !u.is_empty());
     cancel(&api, &order_id, owner).await
 }
@@ -609,14 +629,14 @@ async fn admin_cancel_route(
     State(api): State<Api>,
     User(caller): User,
     Path(order_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require_group(Group::ADMINS)?;
     cancel(&api, &order_id, None).await
 }
 
 /// Cancels an order (of `owner`, when given) while it is NEW and its
 /// packaging has not started; see the module's documentation.
-async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<Value>, ApiError> {
+async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(order_id).map_err(|_| order_not_found(order_id))?;
     let order = store::get(&api.ctx.db, id)
         .await?
@@ -703,9 +723,9 @@ async fn cancel(api: &Api, order_id: &str, owner: Option<&str>) -> Result<Json<V
     cancelled_answer(api, &new).await
 }
 
-async fn cancelled_answer(api: &Api, order: &Order) -> Result<Json<Value>, ApiError> {
-    let mut one = with_histories(api, std::slice::from_ref(order)).await?;
-    Ok(Json(json!({ "success": true, "order": one.pop() })))
+async fn cancelled_answer(api: &Api, order: &Order) -> Result<Response, ApiError> {
+    let histories = histories(api, std::slice::from_ref(order)).await?;
+    Ok(one_order(order, &histories, Some(true)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -724,23 +744,31 @@ async fn list(
     State(api): State<Api>,
     Path(user_id): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = page::limit(q.limit)?;
     let after = match q.next_token.as_deref().filter(|t| !t.is_empty()) {
         None => None,
         Some(token) => Some(page::position(token)?),
     };
     let (orders, next) = store::list_by_user(&api.ctx.db, &user_id, after.as_ref(), limit).await?;
-    let orders = with_histories(&api, &orders).await?;
-    Ok(Json(json!({
-        "orders": orders,
-        "nextToken": next.map(|p| page::next_token(&p)),
-    })))
+    let histories = histories(&api, &orders).await?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Listed<'a> {
+        orders: Vec<WithHistory<'a>>,
+        next_token: Option<String>,
+    }
+    Ok(Json(Listed {
+        orders: paired(&orders, &histories),
+        next_token: next.map(|p| page::next_token(&p)),
+    })
+    .into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_request_hash_ignores_key_order_and_sees_every_value() {
