@@ -409,24 +409,28 @@ async fn publishing_one_event_id_twice_has_one_effect() {
             2,
             "one call for the id published three times, one for the later event"
         );
-        // A batch mixing an id published before and a new one: the new one
-        // is delivered, the old one not again.
-        bus.publish(&[event.clone(), order_event(json!({"n": 3}))])
-            .await
-            .unwrap();
-        eventually("the new event of a mixed batch is delivered", || async {
-            calls.load(Ordering::SeqCst) >= 3
+        // A batch with an id published before between two new ones: the new
+        // ones are delivered, the old one not again.
+        bus.publish(&[
+            order_event(json!({"n": 3})),
+            event.clone(),
+            order_event(json!({"n": 4})),
+        ])
+        .await
+        .unwrap();
+        eventually("the new events of a mixed batch are delivered", || async {
+            calls.load(Ordering::SeqCst) >= 4
         })
         .await;
-        bus.publish(&[order_event(json!({"n": 4}))]).await.unwrap();
+        bus.publish(&[order_event(json!({"n": 5}))]).await.unwrap();
         eventually("the barrier after it is delivered", || async {
-            calls.load(Ordering::SeqCst) >= 4
+            calls.load(Ordering::SeqCst) >= 5
         })
         .await;
         assert_eq!(
             calls.load(Ordering::SeqCst),
-            4,
-            "the old id of the mixed batch is not delivered again"
+            5,
+            "both new ids of the mixed batch delivered, the old one not again"
         );
         stop(running).await;
     })

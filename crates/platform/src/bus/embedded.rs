@@ -389,13 +389,19 @@ impl Inner {
                 fresh.extend(chunk.iter().map(|(_, id)| id.clone()));
                 continue;
             }
-            // Some were published before: the new rows tell which are new.
-            let rows = sqlx::query("SELECT event_id FROM bus_events WHERE seq > $1 AND seq <= $2")
-                .bind(last - added as i64)
-                .bind(last)
-                .fetch_all(&mut *tx)
-                .await
-                .context("Failed to read archived events")?;
+            // Some were published before. A row skipped on conflict still
+            // used up a seq, so this statement's rows lie among the last
+            // `chunk.len()` seqs, with gaps; of those, the rows stamped with
+            // this publish's time are its own.
+            let rows = sqlx::query(
+                "SELECT event_id FROM bus_events WHERE seq > $1 AND seq <= $2 AND published_at = $3",
+            )
+            .bind(last - chunk.len() as i64)
+            .bind(last)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .context("Failed to read archived events")?;
             for row in rows {
                 fresh.insert(row.try_get::<String, _>(0)?);
             }
