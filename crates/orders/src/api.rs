@@ -563,14 +563,16 @@ type Histories = std::collections::HashMap<Uuid, Vec<StatusChange>>;
 fn paired<'a>(orders: &'a [Order], histories: &'a Histories) -> Vec<WithHistory<'a>> {
     orders
         .iter()
-        .map(|order| WithHistory {
-            order,
-            history: histories
-                .get(&order.order_id)
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-        })
+        .map(|order| with_history(order, histories))
         .collect()
+}
+
+fn with_history<'a>(order: &'a Order, histories: &'a Histories) -> WithHistory<'a> {
+    let history = histories
+        .get(&order.order_id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    WithHistory { order, history }
 }
 
 /// `{"order": …}` (with `"success": true` for a cancellation's answer).
@@ -579,11 +581,11 @@ fn one_order(order: &Order, histories: &Histories, success: Option<bool>) -> Res
     struct One<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         success: Option<bool>,
-        order: Option<WithHistory<'a>>,
+        order: WithHistory<'a>,
     }
     Json(One {
         success,
-        order: paired(std::slice::from_ref(order), histories).pop(),
+        order: with_history(order, histories),
     })
     .into_response()
 }

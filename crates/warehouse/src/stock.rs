@@ -100,25 +100,38 @@ pub async fn get(db: &Db, product_id: Uuid) -> anyhow::Result<Option<Stock>> {
 /// absent from the answer).
 pub async fn available(db: &Db, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, i64>> {
     let mut conn = db.reader().acquire().await.context("Failed to read stock")?;
-    available_on(&mut conn, db.backend(), ids).await
+    Ok(available_of(figures_on(&mut conn, db.backend(), ids).await?))
 }
 
 /// [`available`] inside a transaction (on SQLite the writer's page cache
 /// is warm, where a reader's starts cold after every commit).
 pub async fn available_in(tx: &mut Tx, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, i64>> {
-    let backend = ecom_storage::Backend::of(tx);
-    available_on(tx, backend, ids).await
+    Ok(available_of(figures_in(tx, ids).await?))
 }
 
-async fn available_on(
+fn available_of(figures: BTreeMap<Uuid, (i64, i64)>) -> BTreeMap<Uuid, i64> {
+    figures
+        .into_iter()
+        .map(|(id, (on_hand, reserved))| (id, on_hand - reserved))
+        .collect()
+}
+
+/// `onHand` and `reserved` of the tracked products among `ids`, inside a
+/// transaction.
+async fn figures_in(tx: &mut Tx, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, (i64, i64)>> {
+    let backend = ecom_storage::Backend::of(tx);
+    figures_on(tx, backend, ids).await
+}
+
+async fn figures_on(
     conn: &mut ecom_storage::sqlx::AnyConnection,
     backend: ecom_storage::Backend,
     ids: &[Uuid],
-) -> anyhow::Result<BTreeMap<Uuid, i64>> {
+) -> anyhow::Result<BTreeMap<Uuid, (i64, i64)>> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(ecom_storage::ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT product_id, on_hand - reserved FROM stock WHERE product_id IN ({})",
+            "SELECT product_id, on_hand, reserved FROM stock WHERE product_id IN ({})",
             backend.list_sql(chunk.len())
         );
         let mut query = sqlx::query(&sql);
@@ -130,28 +143,6 @@ async fn available_on(
             .await
             .context("Failed to read stock")?
         {
-            let id: String = row.try_get(0)?;
-            out.insert(Uuid::parse_str(&id)?, row.try_get::<i64, _>(1)?);
-        }
-    }
-    Ok(out)
-}
-
-/// `onHand` and `reserved` of the tracked products among `ids`, inside a
-/// transaction.
-async fn figures_in(tx: &mut Tx, ids: &[Uuid]) -> anyhow::Result<BTreeMap<Uuid, (i64, i64)>> {
-    let backend = ecom_storage::Backend::of(tx);
-    let mut out = BTreeMap::new();
-    for chunk in ids.chunks(ecom_storage::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT product_id, on_hand, reserved FROM stock WHERE product_id IN ({})",
-            backend.list_sql(chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id.to_string());
-        }
-        for row in query.fetch_all(&mut **tx).await.context("Failed to read stock")? {
             let id: String = row.try_get(0)?;
             out.insert(Uuid::parse_str(&id)?, (row.try_get(1)?, row.try_get(2)?));
         }
