@@ -393,6 +393,97 @@ mod reservations {
     }
 }
 
+/// Migration 4 rebuilt the stock tables (as `WITHOUT ROWID` on SQLite):
+/// what a warehouse held before it is there after, on both backends.
+#[tokio::test]
+async fn the_rebuilt_stock_tables_keep_their_rows() {
+    use ecom_storage::sqlx::{self, Row as _};
+    use ecom_storage::{Db, StorageTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let mut targets = vec![StorageTarget::Sqlite {
+        dir: dir.path().to_path_buf(),
+    }];
+    match std::env::var("ECOM_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => targets.push(StorageTarget::Postgres {
+            url,
+            schema_prefix: format!("t{}_", &Uuid::new_v4().simple().to_string()[..10]),
+            max_connections: 2,
+        }),
+        None => eprintln!("note: ECOM_TEST_DATABASE_URL is not set: the rebuild on PostgreSQL skipped"),
+    }
+    for target in targets {
+        let db = Db::open(&target, "warehouse").await.unwrap();
+        let before = &ecom_warehouse::MIGRATIONS[..3];
+        db.migrate("warehouse", before).await.unwrap();
+        for sql in [
+            "INSERT INTO stock (product_id, on_hand, reserved, modified_at) VALUES ('p', 10, 3, 't')",
+            "INSERT INTO stock_reservations (order_id, product_id, quantity, expires_micros) VALUES ('o1', 'p', 2, NULL), ('o2', 'p', 1, 99)",
+            "INSERT INTO stock_shipped (order_id, product_id, quantity) VALUES ('o0', 'p', 4)",
+        ] {
+            sqlx::query(sql).execute(db.writer()).await.unwrap();
+        }
+        db.migrate("warehouse", ecom_warehouse::MIGRATIONS).await.unwrap();
+        let rows = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_all(db.reader())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| {
+                                r.try_get::<String, _>(i)
+                                    .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
+                                    .unwrap_or_else(|_| "NULL".into())
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            rows("SELECT product_id, on_hand, reserved, modified_at FROM stock").await,
+            ["p 10 3 t"],
+            "{target:?}"
+        );
+        assert_eq!(
+            rows("SELECT order_id, product_id, quantity, expires_micros FROM stock_reservations ORDER BY order_id").await,
+            ["o1 p 2 NULL", "o2 p 1 99"],
+            "{target:?}"
+        );
+        assert_eq!(
+            rows("SELECT order_id, product_id, quantity FROM stock_shipped").await,
+            ["o0 p 4"],
+            "{target:?}"
+        );
+        if let StorageTarget::Sqlite { .. } = target {
+            let tables = rows("SELECT sql FROM sqlite_master WHERE name IN ('stock', 'stock_reservations', 'stock_shipped')").await;
+            assert_eq!(tables.len(), 3);
+            assert!(tables.iter().all(|t| t.ends_with("WITHOUT ROWID")), "{tables:?}");
+        }
+        // The checks came along: reserved cannot pass onHand.
+        assert!(
+            sqlx::query("UPDATE stock SET reserved = 11 WHERE product_id = 'p'")
+                .execute(db.writer())
+                .await
+                .is_err()
+        );
+        db.close().await;
+        if let StorageTarget::Postgres {
+            url, schema_prefix, ..
+        } = &target
+        {
+            ecom_storage::drop_schemas(url, schema_prefix).await.unwrap();
+        }
+    }
+}
+
 mod following_the_order {
     use super::*;
 

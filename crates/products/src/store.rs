@@ -163,11 +163,13 @@ pub async fn facts(db: &Db, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Facts>
     Ok(found)
 }
 
-/// `SELECT columns FROM products WHERE product_id IN (ids)`.
+/// `SELECT columns FROM products WHERE product_id IN (ids)` (as
+/// [`Backend::lookup_sql`] writes it).
 async fn select_in(db: &Db, columns: &str, ids: &[Uuid]) -> anyhow::Result<Vec<Row>> {
-    let sql = format!(
-        "SELECT {columns} FROM products WHERE product_id IN ({})",
-        db.backend().list_sql(ids.len())
+    let sql = db.backend().lookup_sql(
+        &format!("SELECT {columns} FROM products"),
+        "product_id",
+        ids.len(),
     );
     let mut query = sqlx::query(&sql);
     for id in ids {
@@ -221,12 +223,9 @@ pub async fn page(db: &Db, req: &PageRequest) -> anyhow::Result<Page> {
 /// same product take turns (SQLite's `BEGIN IMMEDIATE` already serialises
 /// every writer; PostgreSQL needs the row lock).
 async fn get_for_update(tx: &mut Tx, backend: Backend, id: Uuid) -> anyhow::Result<Option<Product>> {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    };
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM products WHERE product_id = $1{lock}"
+        "SELECT {COLUMNS} FROM products WHERE product_id = $1{}",
+        backend.for_update()
     ))
     .bind(id.to_string())
     .fetch_optional(&mut **tx)

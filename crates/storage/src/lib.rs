@@ -164,6 +164,39 @@ impl Backend {
         out
     }
 
+    /// What a `SELECT` ends with to lock the rows it reads until the
+    /// transaction ends: `FOR UPDATE` on PostgreSQL; nothing on SQLite,
+    /// whose `BEGIN IMMEDIATE` already makes every writer take turns.
+    pub fn for_update(&self) -> &'static str {
+        match self {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// The rows of `select` (`SELECT … FROM …`, without `WHERE`) whose
+    /// `key` is one of `n` values, bound in order: `… WHERE key IN ($1, …)`
+    /// on PostgreSQL; on SQLite one point lookup per value joined by
+    /// `UNION ALL`, because SQLite builds an `IN (…)` list into an
+    /// ephemeral b-tree of its own each time, which costs more than the
+    /// lookups. A value given twice may give its row twice.
+    pub fn lookup_sql(&self, select: &str, key: &str, n: usize) -> String {
+        match self {
+            Backend::Postgres => format!("{select} WHERE {key} IN ({})", self.list_sql(n)),
+            Backend::Sqlite => {
+                let one = format!("{select} WHERE {key} = ?");
+                let mut out = String::with_capacity(n * (one.len() + 11));
+                for i in 0..n {
+                    if i > 0 {
+                        out.push_str(" UNION ALL ");
+                    }
+                    out.push_str(&one);
+                }
+                out
+            }
+        }
+    }
+
     fn push_placeholder(&self, out: &mut String, n: usize) {
         match self {
             Backend::Sqlite => out.push('?'),
@@ -713,6 +746,26 @@ mod tests {
         .unwrap();
         let names: Vec<String> = rows.iter().map(|r| r.try_get(0).unwrap()).collect();
         assert_eq!(names, ["one", "two"]);
+        // A lookup by several keys: point lookups on SQLite, an `IN` list
+        // on PostgreSQL; absent keys give nothing.
+        assert_eq!(
+            Backend::Postgres.lookup_sql("SELECT b FROM t", "a", 2),
+            "SELECT b FROM t WHERE a IN ($1, $2)"
+        );
+        let sql = sqlite.backend().lookup_sql("SELECT b FROM t", "a", 3);
+        assert_eq!(
+            sql,
+            "SELECT b FROM t WHERE a = ? UNION ALL SELECT b FROM t WHERE a = ? UNION ALL SELECT b FROM t WHERE a = ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(2i64)
+            .bind(3i64)
+            .bind(1i64)
+            .fetch_all(sqlite.reader())
+            .await
+            .unwrap();
+        let names: Vec<String> = rows.iter().map(|r| r.try_get(0).unwrap()).collect();
+        assert_eq!(names, ["two", "one"]);
     }
 
     async fn count(db: &Db) -> i64 {

@@ -3,9 +3,13 @@
 //! Versions are counted per scope: a service's own tables are one scope,
 //! the platform's tables in the same database (outbox, inbox) another.
 //!
-//! A migration is plain SQL that both engines accept. Two placeholders cover
-//! what they spell differently: `{{serial}}` (an auto-increment integer
-//! primary key) and `{{blob}}` (a byte string).
+//! A migration is plain SQL that both engines accept. Three placeholders
+//! cover what they spell differently: `{{serial}}` (an auto-increment
+//! integer primary key), `{{blob}}` (a byte string) and
+//! `{{without_rowid}}`, written after a table's closing parenthesis:
+//! SQLite's `WITHOUT ROWID` (the table is one b-tree ordered by its primary
+//! key, instead of rows by rowid plus an index of the key), nothing on
+//! PostgreSQL.
 
 use crate::{Backend, Db};
 use anyhow::Context as _;
@@ -30,11 +34,13 @@ impl Migration {
 }
 
 fn render(sql: &str, backend: Backend) -> String {
-    let (serial, blob) = match backend {
-        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
-        Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+    let (serial, blob, without_rowid) = match backend {
+        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", " WITHOUT ROWID"),
+        Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA", ""),
     };
-    sql.replace("{{serial}}", serial).replace("{{blob}}", blob)
+    sql.replace("{{serial}}", serial)
+        .replace("{{blob}}", blob)
+        .replace(" {{without_rowid}}", without_rowid)
 }
 
 pub(crate) async fn apply(db: &Db, scope: &str, migrations: &[Migration]) -> anyhow::Result<()> {
@@ -96,4 +102,22 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_render_per_backend() {
+        let sql = "CREATE TABLE t (id {{serial}}, b {{blob}}) {{without_rowid}};";
+        assert_eq!(
+            render(sql, Backend::Sqlite),
+            "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, b BLOB) WITHOUT ROWID;"
+        );
+        assert_eq!(
+            render(sql, Backend::Postgres),
+            "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, b BYTEA);"
+        );
+    }
 }

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         "expiry index of unconfirmed holds",
         include_str!("../migrations/0003_expiry_index_of_unconfirmed_holds.sql"),
     ),
+    Migration::new(
+        4,
+        "stock tables without rowid",
+        include_str!("../migrations/0004_stock_tables_without_rowid.sql"),
+    ),
 ];
 
 /// How the binary builds this service.

@@ -130,9 +130,10 @@ async fn figures_on(
 ) -> anyhow::Result<BTreeMap<Uuid, (i64, i64)>> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(ecom_storage::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT product_id, on_hand, reserved FROM stock WHERE product_id IN ({})",
-            backend.list_sql(chunk.len())
+        let sql = backend.lookup_sql(
+            "SELECT product_id, on_hand, reserved FROM stock",
+            "product_id",
+            chunk.len(),
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {

@@ -199,19 +199,51 @@ async fn insert_deliveries(tx: &mut ecom_storage::Tx, rows: &[NewDelivery<'_>]) 
 
 /// Inserts deliveries to hand to in-process workers, due only after
 /// [`LEASE`]; returns the id, rule and event id of each one added.
+///
+/// On SQLite a chunk first goes in as a plain `INSERT`: then its rows take
+/// consecutive ids in `VALUES` order (one writer) ending at the last
+/// inserted rowid, which says all `RETURNING` would have without the
+/// ephemeral table SQLite runs `RETURNING` through. A delivery already
+/// pending makes that statement fail, and undo only itself (SQLite's
+/// statement rollback); the chunk then goes in with `ON CONFLICT DO
+/// NOTHING RETURNING`, as on PostgreSQL, where a failed statement would
+/// end the transaction.
 async fn insert_leased(
     tx: &mut ecom_storage::Tx,
     rows: &[NewDelivery<'_>],
 ) -> anyhow::Result<Vec<(i64, String, String)>> {
     let now = now_micros();
     let due = now.saturating_add(micros(LEASE));
+    let backend = ecom_storage::Backend::of(tx);
     let mut added = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = insert_sql(
-            ecom_storage::Backend::of(tx),
-            chunk.len(),
-            " RETURNING id, rule, event_id",
-        );
+        if backend == ecom_storage::Backend::Sqlite {
+            let sql = format!(
+                "INSERT INTO bus_deliveries (rule, event_id, payload, attempts, due_at, created_at) VALUES {}",
+                backend.values_sql(chunk.len(), 6)
+            );
+            match bind_deliveries(sqlx::query(&sql), chunk, due, now)
+                .execute(&mut **tx)
+                .await
+            {
+                Ok(done) => {
+                    let n = chunk.len() as i64;
+                    if let Some(last) = done.last_insert_id().filter(|_| done.rows_affected() == n as u64) {
+                        added.extend(
+                            chunk
+                                .iter()
+                                .zip(last + 1 - n..)
+                                .map(|(d, id)| (id, d.rule.to_owned(), d.event_id.to_owned())),
+                        );
+                        continue;
+                    }
+                    anyhow::bail!("queued deliveries without learning their ids");
+                }
+                Err(e) if ecom_storage::is_unique_violation(&e) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("Failed to queue deliveries")),
+            }
+        }
+        let sql = insert_sql(backend, chunk.len(), " RETURNING id, rule, event_id");
         for row in bind_deliveries(sqlx::query(&sql), chunk, due, now)
             .fetch_all(&mut **tx)
             .await
