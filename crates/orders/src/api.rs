@@ -64,19 +64,30 @@ use uuid::Uuid;
 /// refused with "Failure to contact the … service".
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Handler state.
+/// Handler state, behind an `Arc`: every request clones it.
 #[derive(Clone)]
-pub struct Api {
+pub struct Api(Arc<ApiState>);
+
+/// See [`Api`].
+pub struct ApiState {
     ctx: Context,
     metrics: Arc<Metrics>,
 }
 
+impl std::ops::Deref for Api {
+    type Target = ApiState;
+
+    fn deref(&self) -> &ApiState {
+        &self.0
+    }
+}
+
 /// The service's routes.
 pub fn router(ctx: &Context, metrics: Arc<Metrics>) -> Router {
-    let state = Api {
+    let state = Api(Arc::new(ApiState {
         ctx: ctx.clone(),
         metrics,
-    };
+    }));
     let backend = ctx.backend(
         Router::new()
             .route("/backend/orders", post(create))

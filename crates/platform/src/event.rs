@@ -23,6 +23,11 @@ impl Detail {
         Detail(serde_json::value::to_raw_value(value).unwrap_or_default())
     }
 
+    /// A detail written as JSON text elsewhere (checked to be JSON).
+    pub fn from_json(text: String) -> Result<Detail, serde_json::Error> {
+        RawValue::from_string(text).map(Detail)
+    }
+
     /// The JSON text.
     pub fn get(&self) -> &str {
         self.0.get()

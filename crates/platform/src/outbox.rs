@@ -6,12 +6,13 @@
 //! Created / Modified / Deleted events are derived from the row's old and
 //! new images, like a table change stream.
 
-use crate::{Encoded, Event};
+use crate::{Detail, Encoded, Event};
 use anyhow::Context as _;
 use ecom_contracts::{Contract, Modified};
 use ecom_storage::{Backend, Migration, Tx};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -181,10 +182,6 @@ impl Outbox {
     }
 }
 
-fn to_object(value: &impl Serialize) -> anyhow::Result<Value> {
-    serde_json::to_value(value).context("Failed to encode a resource")
-}
-
 /// `<Resource>Created` (contract `E`) with the whole new resource as detail.
 pub fn created<E: Contract>(id: &str, new: &E::Detail) -> anyhow::Result<Event> {
     Event::of::<E>(vec![id.to_owned()], new)
@@ -198,25 +195,50 @@ pub fn deleted<E: Contract>(id: &str, old: &E::Detail) -> anyhow::Result<Event> 
 /// `<Resource>Modified` (contract `E`, whose detail is [`Modified`]) with
 /// `{old, new, changed}`, where `changed` lists the top-level fields that
 /// differ (a nested change names its top field). `None` when nothing
-/// changed. Built from the two images directly rather than through a
-/// [`Modified`] value, which would need copies of both.
+/// changed. Built from the two images' JSON text directly, rather than
+/// through a [`Modified`] value (which would need copies of both) or JSON
+/// trees (building, comparing and freeing two trees per change cost more
+/// than the rest of the event).
 pub fn modified<E, R>(id: &str, old: &R, new: &R) -> anyhow::Result<Option<Event>>
 where
     E: Contract<Detail = Modified<R>>,
     R: Serialize,
 {
-    let (old, new) = (to_object(old)?, to_object(new)?);
-    let changed = changed_fields(&old, &new);
+    let encode = |value: &R| serde_json::to_string(value).context("Failed to encode a resource");
+    let (old, new) = (encode(old)?, encode(new)?);
+    let changed = changed_in_text(&old, &new);
     if changed.is_empty() {
         return Ok(None);
     }
-    let detail = json!({ "old": old, "new": new, "changed": changed });
-    Ok(Some(Event::new(
+    let changed = serde_json::to_string(&changed).context("Failed to encode changed fields")?;
+    let detail = format!(r#"{{"changed":{changed},"new":{new},"old":{old}}}"#);
+    Ok(Some(Event::with(
         E::SOURCE,
         E::DETAIL_TYPE,
         vec![id.to_owned()],
-        detail,
+        Detail::from_json(detail).context("Failed to encode a change")?,
     )))
+}
+
+/// [`changed_fields`] of two JSON texts: the fields of each are read as
+/// raw text, and a field whose texts differ is compared as values (the same
+/// value may be written two ways).
+fn changed_in_text(old: &str, new: &str) -> Vec<String> {
+    type Fields<'a> = BTreeMap<String, &'a RawValue>;
+    let fields = |text| serde_json::from_str::<Fields<'_>>(text).unwrap_or_default();
+    let (old, new) = (fields(old), fields(new));
+    let differ = |a: &RawValue, b: &RawValue| {
+        a.get() != b.get()
+            && serde_json::from_str::<Value>(a.get()).ok() != serde_json::from_str::<Value>(b.get()).ok()
+    };
+    let mut changed: Vec<String> = old
+        .iter()
+        .filter(|(k, v)| new.get(*k).is_none_or(|n| differ(v, n)))
+        .map(|(k, _)| k.clone())
+        .chain(new.keys().filter(|k| !old.contains_key(*k)).cloned())
+        .collect();
+    changed.sort();
+    changed
 }
 
 /// Top-level field names whose values differ (or exist on one side only),
@@ -238,6 +260,7 @@ pub fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_relay_takes_handed_rows_only_where_they_follow_what_it_published() {
@@ -276,6 +299,13 @@ mod tests {
         let old = json!({"a": 1, "b": {"x": 1}, "c": 3, "gone": true});
         let new = json!({"a": 1, "b": {"x": 2}, "c": 4, "added": 0});
         assert_eq!(changed_fields(&old, &new), vec!["added", "b", "c", "gone"]);
+        // The same from the texts, where one value written two ways (keys
+        // in another order, other spacing) is no change.
+        let old = r#"{"a": 1, "b": {"x": 1, "y": 2}, "c": 3, "gone": true, "d": [1]}"#;
+        let new = r#"{"a": 1, "b": {"y": 2, "x": 2}, "c": 4, "added": 0, "d": [ 1 ]}"#;
+        assert_eq!(changed_in_text(old, new), vec!["added", "b", "c", "gone"]);
+        let reordered = r#"{"b": {"y": 2, "x": 1}, "a": 1, "gone": true, "c": 3, "d": [1]}"#;
+        assert!(changed_in_text(old, reordered).is_empty());
     }
 
     #[test]
@@ -299,6 +329,8 @@ mod tests {
             ("ecommerce.products", "ProductModified")
         );
         assert_eq!(e.detail.value()["changed"], json!(["name"]));
+        let detail: Modified<ecom_model::Product> = serde_json::from_str(e.detail.get()).unwrap();
+        assert_eq!((detail.old, detail.new), (v, renamed));
         assert_eq!(e.resources, vec!["1"]);
     }
 }

@@ -47,9 +47,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// What the staff operations need. Cheap to clone.
+/// What the staff operations need: [`WarehouseState`] behind an `Arc`, so
+/// that the clone every request makes of it is one count.
 #[derive(Clone)]
-pub struct Warehouse {
+pub struct Warehouse(Arc<WarehouseState>);
+
+impl std::ops::Deref for Warehouse {
+    type Target = WarehouseState;
+
+    fn deref(&self) -> &WarehouseState {
+        &self.0
+    }
+}
+
+/// See [`Warehouse`].
+pub struct WarehouseState {
     /// The warehouse's database.
     pub db: Db,
     /// Its outbox (packaging outcomes and stock changes leave through it).
@@ -107,14 +119,20 @@ impl StockMetrics {
 impl Warehouse {
     /// The state of the warehouse built from its context.
     pub fn new(ctx: &Context) -> Warehouse {
-        let mut w = Warehouse::with(ctx.db.clone(), ctx.outbox.clone());
-        w.clients = Some(ctx.clients.clone());
-        w.reservation_ttl = ctx.config.reservation_ttl;
-        w
+        Warehouse::of(
+            ctx.db.clone(),
+            ctx.outbox.clone(),
+            Some(ctx.clients.clone()),
+            ctx.config.reservation_ttl,
+        )
     }
 
     /// The state from its parts (tests build it without a whole platform).
     pub fn with(db: Db, outbox: Outbox) -> Warehouse {
+        Warehouse::of(db, outbox, None, ecom_runtime::config::DEFAULT_RESERVATION_TTL)
+    }
+
+    fn of(db: Db, outbox: Outbox, clients: Option<Clients>, reservation_ttl: Duration) -> Warehouse {
         let outcome = |o: &str| {
             counter(
                 "ecom_warehouse_packages_total",
@@ -122,16 +140,16 @@ impl Warehouse {
                 &[("outcome", o)],
             )
         };
-        Warehouse {
+        Warehouse(Arc::new(WarehouseState {
             db,
             outbox,
-            clients: None,
-            reservation_ttl: ecom_runtime::config::DEFAULT_RESERVATION_TTL,
+            clients,
+            reservation_ttl,
             packages_created: outcome("created"),
             packaging_failed: outcome("failed"),
             metrics: Arc::new(StockMetrics::new()),
             seen_tracked: stock::SeenTracked::default(),
-        }
+        }))
     }
 }
 
