@@ -62,16 +62,16 @@ pub async fn get(db: &Db, order_id: Uuid) -> anyhow::Result<Option<Order>> {
 /// order at once (its `PackageCreated` and `DeliveryCompleted` delivered
 /// together, to two replicas) otherwise both read the old image on
 /// PostgreSQL and the later write undid the earlier (an order FULFILLED
-/// went back to PACKAGED; found by the chaos suite). The lock is a write
-/// that changes nothing, the same SQL on both engines (SQLite's write
-/// transactions are serialised already).
+/// went back to PACKAGED; found by the chaos suite). The lock is `FOR
+/// UPDATE` on PostgreSQL; SQLite's write transactions are serialised
+/// already. (It was a write that changed nothing, the same SQL on both
+/// engines, which on SQLite rewrote the row on every status change.)
 pub async fn get_in(tx: &mut Tx, order_id: Uuid) -> anyhow::Result<Option<Order>> {
-    sqlx::query("UPDATE orders SET order_id = order_id WHERE order_id = $1")
-        .bind(order_id.to_string())
-        .execute(&mut **tx)
-        .await
-        .context("Failed to lock an order")?;
-    let row = sqlx::query("SELECT body FROM orders WHERE order_id = $1")
+    let sql = format!(
+        "SELECT body FROM orders WHERE order_id = $1{}",
+        ecom_storage::Backend::of(tx).for_update()
+    );
+    let row = sqlx::query(&sql)
         .bind(order_id.to_string())
         .fetch_optional(&mut **tx)
         .await
