@@ -10,35 +10,21 @@ use ecom_platform::bus::BusBackend as _;
 use ecom_platform::{Bus, Event, Rule};
 use ecom_runtime::config::BusSettings;
 use ecom_storage::sqlx::{self, Row as _};
-use ecom_storage::{Db, StorageTarget};
+use ecom_storage::Db;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-fn targets(dir: &std::path::Path) -> Vec<StorageTarget> {
-    let mut targets = vec![StorageTarget::Sqlite {
-        dir: dir.to_path_buf(),
-    }];
-    match std::env::var("ECOM_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        Some(url) => targets.push(StorageTarget::Postgres {
-            url,
-            schema_prefix: format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]),
-            max_connections: 5,
-        }),
-        None => eprintln!("note: ECOM_TEST_DATABASE_URL is not set: this test on PostgreSQL skipped"),
-    }
-    targets
-}
+#[path = "support/targets.rs"]
+mod support;
+use support::{clean_up, storage_targets};
 
 #[tokio::test]
 async fn a_pending_delivery_stays_and_the_rest_of_the_batch_is_handed_over() {
     let dir = tempfile::tempdir().unwrap();
-    for target in targets(dir.path()) {
+    for target in storage_targets(dir.path(), "this test") {
         let db = Db::open(&target, "platform").await.unwrap();
         let embedded = Arc::new(
             EmbeddedBus::open(db.clone(), BusSettings::default())
@@ -116,11 +102,6 @@ async fn a_pending_delivery_stays_and_the_rest_of_the_batch_is_handed_over() {
         shutdown.cancel();
         worker.await.unwrap();
         db.close().await;
-        if let StorageTarget::Postgres {
-            url, schema_prefix, ..
-        } = &target
-        {
-            ecom_storage::drop_schemas(url, schema_prefix).await.unwrap();
-        }
+        clean_up(&target).await;
     }
 }

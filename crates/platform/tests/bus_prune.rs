@@ -9,29 +9,15 @@ use ecom_platform::bus::BusBackend as _;
 use ecom_platform::{Bus, Event, Rule};
 use ecom_runtime::config::BusSettings;
 use ecom_storage::sqlx::{self, Row as _};
-use ecom_storage::{Db, StorageTarget};
+use ecom_storage::Db;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn targets(dir: &std::path::Path) -> Vec<StorageTarget> {
-    let mut targets = vec![StorageTarget::Sqlite {
-        dir: dir.to_path_buf(),
-    }];
-    match std::env::var("ECOM_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        Some(url) => targets.push(StorageTarget::Postgres {
-            url,
-            schema_prefix: format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]),
-            max_connections: 5,
-        }),
-        None => eprintln!("note: ECOM_TEST_DATABASE_URL is not set: pruning on PostgreSQL skipped"),
-    }
-    targets
-}
+#[path = "support/targets.rs"]
+mod support;
+use support::{clean_up, storage_targets};
 
 fn event_at(source: &str, time: Timestamp) -> Event {
     let mut event = Event::new(source, "Thing", vec![], json!({}));
@@ -51,7 +37,7 @@ async fn archived(db: &Db) -> i64 {
 #[tokio::test]
 async fn pruning_removes_old_events_in_slices_but_keeps_those_awaiting_delivery() {
     let dir = tempfile::tempdir().unwrap();
-    for target in targets(dir.path()) {
+    for target in storage_targets(dir.path(), "pruning") {
         let db = Db::open(&target, "platform").await.unwrap();
         let settings = BusSettings {
             retention: Duration::from_secs(3600),
@@ -89,11 +75,6 @@ async fn pruning_removes_old_events_in_slices_but_keeps_those_awaiting_delivery(
         assert_eq!(archived(&db).await, 11, "recent events and the awaited one stay");
         assert_eq!(embedded.prune().await.unwrap(), 0);
         db.close().await;
-        if let StorageTarget::Postgres {
-            url, schema_prefix, ..
-        } = &target
-        {
-            ecom_storage::drop_schemas(url, schema_prefix).await.unwrap();
-        }
+        clean_up(&target).await;
     }
 }

@@ -35,12 +35,12 @@ impl Migration {
 
 fn render(sql: &str, backend: Backend) -> String {
     let (serial, blob, without_rowid) = match backend {
-        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", " WITHOUT ROWID"),
+        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "WITHOUT ROWID"),
         Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA", ""),
     };
     sql.replace("{{serial}}", serial)
         .replace("{{blob}}", blob)
-        .replace(" {{without_rowid}}", without_rowid)
+        .replace("{{without_rowid}}", without_rowid)
 }
 
 pub(crate) async fn apply(db: &Db, scope: &str, migrations: &[Migration]) -> anyhow::Result<()> {
@@ -117,7 +117,7 @@ mod tests {
         );
         assert_eq!(
             render(sql, Backend::Postgres),
-            "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, b BYTEA);"
+            "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, b BYTEA) ;"
         );
     }
 }
