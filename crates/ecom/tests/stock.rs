@@ -400,21 +400,9 @@ async fn the_rebuilt_stock_tables_keep_their_rows() {
     use ecom_storage::sqlx::{self, Row as _};
     use ecom_storage::{Db, StorageTarget};
     let dir = tempfile::tempdir().unwrap();
-    let mut targets = vec![StorageTarget::Sqlite {
-        dir: dir.path().to_path_buf(),
-    }];
-    match std::env::var("ECOM_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        Some(url) => targets.push(StorageTarget::Postgres {
-            url,
-            schema_prefix: format!("t{}_", &Uuid::new_v4().simple().to_string()[..10]),
-            max_connections: 2,
-        }),
-        None => eprintln!("note: ECOM_TEST_DATABASE_URL is not set: the rebuild on PostgreSQL skipped"),
-    }
-    for target in targets {
+    for storage in storages() {
+        let prefix = format!("t{}_", &Uuid::new_v4().simple().to_string()[..10]);
+        let target = storage.target(dir.path(), &prefix);
         let db = Db::open(&target, "warehouse").await.unwrap();
         let before = &ecom_warehouse::MIGRATIONS[..3];
         db.migrate("warehouse", before).await.unwrap();

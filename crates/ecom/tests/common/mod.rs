@@ -26,6 +26,23 @@ pub enum Storage {
     Postgres,
 }
 
+impl Storage {
+    /// Where this storage keeps a test's data: SQLite files in `dir`, or
+    /// the schemas with `schema_prefix` in the test database.
+    pub fn target(self, dir: &std::path::Path, schema_prefix: &str) -> StorageTarget {
+        match self {
+            Storage::Sqlite => StorageTarget::Sqlite {
+                dir: dir.to_path_buf(),
+            },
+            Storage::Postgres => StorageTarget::Postgres {
+                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
+                schema_prefix: schema_prefix.to_owned(),
+                max_connections: 5,
+            },
+        }
+    }
+}
+
 /// The storages to test: SQLite always, PostgreSQL when
 /// `ECOM_TEST_DATABASE_URL` is set (a note says when it was skipped).
 pub fn storages() -> Vec<Storage> {
@@ -159,16 +176,7 @@ impl TestApp {
         let mut config = Config::merge(&args, ConfigFile::default(), &[], |_| None).unwrap();
         config.users.sign_ups_per_hour = 0;
         configure(&mut config);
-        let target = match storage {
-            Storage::Sqlite => StorageTarget::Sqlite {
-                dir: dir.path().to_path_buf(),
-            },
-            Storage::Postgres => StorageTarget::Postgres {
-                url: postgres_url().expect("ECOM_TEST_DATABASE_URL"),
-                schema_prefix: schema_prefix.clone(),
-                max_connections: 5,
-            },
-        };
+        let target = storage.target(dir.path(), &schema_prefix);
         let key = ServiceKey::load_or_create(config.service_key.as_deref(), dir.path()).unwrap();
         let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
         let app = App::build_with(config, &names, target).await.unwrap();
