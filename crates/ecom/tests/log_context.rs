@@ -1,62 +1,78 @@
-//! Log lines carry the span of the request they were written for
+//! Log lines carry the request they were written for
 //! (`request{request_id, method, route}`, docs/operations.md "Logs"). With
-//! traces off, a call between services in one process gets no span of its
-//! own: what the callee logs carries its caller's span, so one createOrder
-//! is one request id in the log, and the internal calls do not pay for
-//! spans. A request from outside the process always gets its span.
+//! traces off, a call between services in one process keeps its caller's
+//! context: what the callee logs names its caller's request, so one
+//! createOrder is one request id in the log. A request from outside the
+//! process always has its own.
 //!
 //! The subscriber is process-wide, so this binary installs one for its
-//! only test: a layer that records every `request` span's fields.
+//! only test: a layer that records, for every line tower-http writes as a
+//! request starts and ends (at `debug`: enabled here, where nothing
+//! filters), the URI it is for and the request the log names.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{on_each_storage, send, TestApp};
+use ecom_runtime::logs::CurrentRequest;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-/// `route` and `request_id` of a `request` span.
-#[derive(Debug, Clone, Default)]
-struct RequestSpan {
-    route: String,
-    request_id: String,
+/// A line about a request: the URI tower-http's span names, and the
+/// request the log names.
+#[derive(Debug, Clone)]
+struct Line {
+    uri: String,
+    request: Option<CurrentRequest>,
 }
 
-impl tracing::field::Visit for RequestSpan {
+/// The `uri` field of tower-http's span, kept in the span.
+struct Uri(String);
+
+impl tracing::field::Visit for Uri {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "route" => self.route = format!("{value:?}").trim_matches('"').to_owned(),
-            "request_id" => self.request_id = format!("{value:?}"),
-            _ => {}
-        }
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        match field.name() {
-            "route" => self.route = value.to_owned(),
-            "request_id" => self.request_id = value.to_owned(),
-            _ => {}
+        if field.name() == "uri" {
+            self.0 = format!("{value:?}");
         }
     }
 }
 
-/// Records the `request` spans made.
-struct Recorder(Arc<Mutex<Vec<RequestSpan>>>);
+/// Records tower-http's lines.
+struct Recorder(Arc<Mutex<Vec<Line>>>);
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+impl<S> tracing_subscriber::Layer<S> for Recorder
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     fn on_new_span(
         &self,
         attrs: &tracing::span::Attributes<'_>,
-        _id: &tracing::span::Id,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        if attrs.metadata().name() == "request" {
-            let mut span = RequestSpan::default();
-            attrs.record(&mut span);
-            self.0.lock().unwrap().push(span);
+        if attrs.metadata().target().starts_with("tower_http") {
+            let mut uri = Uri(String::new());
+            attrs.record(&mut uri);
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(uri);
+            }
         }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if !event.metadata().target().starts_with("tower_http") {
+            return;
+        }
+        let uri = ctx
+            .event_span(event)
+            .and_then(|span| span.extensions().get::<Uri>().map(|u| u.0.clone()))
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(Line {
+            uri,
+            request: ecom_runtime::logs::current_request(),
+        });
     }
 }
 
@@ -91,41 +107,42 @@ async fn create_order(app: &TestApp, request_id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_between_services_in_one_process_log_under_their_callers_request() {
-    let spans: Arc<Mutex<Vec<RequestSpan>>> = Arc::default();
-    let subscriber = tracing_subscriber::registry().with(Recorder(spans.clone()));
+    let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
+    let subscriber = tracing_subscriber::registry().with(Recorder(lines.clone()));
     tracing::subscriber::set_global_default(subscriber).unwrap();
     assert!(!ecom_runtime::telemetry::tracing_enabled(), "traces are off here");
 
     on_each_storage(|app| {
-        let spans = spans.clone();
+        let lines = lines.clone();
         async move {
-            spans.lock().unwrap().clear();
+            lines.lock().unwrap().clear();
             create_order(&app, "log-context-1").await;
-            let made = spans.lock().unwrap().clone();
-            // The gateway's request, with the caller's id: and no span for
-            // the gateway's call to orders, nor for orders' checks with
-            // products, delivery-pricing, payment and the warehouse.
-            let mine: Vec<&str> = made
-                .iter()
-                .filter(|s| s.request_id == "log-context-1")
-                .map(|s| s.route.as_str())
-                .collect();
-            assert_eq!(mine, ["/graphql"], "{made:?}");
-            for internal in [
+            let written = lines.lock().unwrap().clone();
+            // The gateway's request, and its calls to orders, and orders'
+            // checks with products, delivery-pricing, payment and the
+            // warehouse: every line names the gateway's request, with the
+            // caller's id.
+            for uri in [
+                "/graphql",
                 "/orders/backend/orders",
                 "/products/backend/validate",
                 "/delivery-pricing/backend/pricing",
                 "/payment/backend/validate",
                 "/warehouse/backend/reservations",
             ] {
-                assert!(
-                    !made.iter().any(|s| s.route == internal),
-                    "{internal} got a span of its own: {made:?}"
-                );
+                let about: Vec<&Line> = written.iter().filter(|l| l.uri.ends_with(uri)).collect();
+                assert!(!about.is_empty(), "no line about {uri}: {written:?}");
+                for line in about {
+                    let request = line.request.as_ref().expect("a line inside a request names it");
+                    assert_eq!(request.request_id, "log-context-1", "{line:?}");
+                    assert_eq!(request.route, "/graphql", "{line:?}");
+                    assert_eq!(request.method, "POST", "{line:?}");
+                }
             }
 
-            // The same route called from outside the process has its span.
-            spans.lock().unwrap().clear();
+            // The same route called from outside the process is a request
+            // of its own, with an id of its own.
+            lines.lock().unwrap().clear();
             let (status, body) = app
                 .get_with_token(
                     "/orders/backend/users/someone/orders",
@@ -133,12 +150,21 @@ async fn calls_between_services_in_one_process_log_under_their_callers_request()
                 )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            let made = spans.lock().unwrap().clone();
-            assert!(
-                made.iter()
-                    .any(|s| s.route == "/orders/backend/users/{user_id}/orders"),
-                "{made:?}"
-            );
+            let written = lines.lock().unwrap().clone();
+            let about: Vec<&Line> = written
+                .iter()
+                .filter(|l| l.uri.ends_with("/orders/backend/users/someone/orders"))
+                .collect();
+            assert!(!about.is_empty(), "{written:?}");
+            for line in about {
+                let request = line.request.as_ref().expect("a line inside a request names it");
+                assert_eq!(
+                    request.route, "/orders/backend/users/{user_id}/orders",
+                    "{line:?}"
+                );
+                assert_eq!(request.method, "GET", "{line:?}");
+                assert_ne!(request.request_id, "log-context-1", "{line:?}");
+            }
             app.stop().await;
         }
     })

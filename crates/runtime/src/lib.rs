@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod hex;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod page;

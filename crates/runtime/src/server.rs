@@ -18,15 +18,14 @@ use tower::ServiceExt as _;
 
 /// Adds what every router of the platform has: JSON 404s and 405s, a
 /// panic guard that answers 500 as JSON instead of dropping the
-/// connection, and request tracing.
+/// connection, request tracing, metrics and the request's log context.
 pub fn finish(router: Router) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn(request_span))
+        .layer(axum::middleware::from_fn(observe))
 }
 
 /// The request id header: taken from the caller when it sends a usable
@@ -34,62 +33,78 @@ pub fn finish(router: Router) -> Router {
 /// always answered.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Runs each request inside a span `request{request_id, method, route}`,
-/// so every log line written while answering it carries its id, and
-/// answers the id in `x-request-id`. With traces on, the span is also the
-/// request's server span (named `<METHOD> <route>`), the child of the
-/// caller's `traceparent` when it sent one.
+/// [`REQUEST_ID`] as a header name (made once, not parsed per request).
+static REQUEST_ID_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static(REQUEST_ID);
+
+/// What every request goes through, outermost: its log context, its
+/// metrics ([`RouteMetrics`]) and its `x-request-id`.
 ///
-/// Kept apart from [`track`] (metrics), which it wraps: it is outermost so
-/// that the metrics and the handlers all run inside the span.
+/// Every line logged while answering a request names it,
+/// `request{request_id, method, route}` ([`crate::logs`]), and the answer
+/// carries the id in `x-request-id`. With traces off the context is a
+/// task-local value that costs nothing until a line is written; with
+/// traces on it is a span, the request's server span (named
+/// `<METHOD> <route>`), the child of the caller's `traceparent` when it
+/// sent one.
 ///
 /// A call from another service in this process ([`InProcess`]) with traces
-/// off gets no span of its own: it runs inside its caller's, whose lines
-/// then carry the id of the request that caused it (one id for a whole
-/// createOrder), and the span (its fields formatted for the log on
-/// creation) is not paid for on every internal call.
-async fn request_span(req: Request, next: axum::middleware::Next) -> Response {
-    if req.extensions().get::<InProcess>().is_some() && !crate::telemetry::tracing_enabled() {
-        return next.run(req).await;
-    }
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| usable_request_id(v))
-        .map(str::to_owned)
-        .unwrap_or_else(new_request_id);
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str())
-        .unwrap_or("unmatched");
+/// off keeps its caller's context: its lines then carry the id of the
+/// request that caused it (one id for a whole createOrder). Its metrics
+/// are counted all the same.
+async fn observe(req: Request, next: axum::middleware::Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let metrics = RouteMetrics::of(route.as_ref().map_or("unmatched", |p| p.as_str()));
+    let method = method_index(req.method());
+    let started = std::time::Instant::now();
+    let traced = crate::telemetry::tracing_enabled();
+    let response = if req.extensions().get::<InProcess>().is_some() && !traced {
+        next.run(req).await
+    } else {
+        let id = req
+            .headers()
+            .get(&REQUEST_ID_HEADER)
+            .filter(|v| usable_request_id(v.as_bytes()))
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        let mut response = if traced {
+            traced_request(req, next, &id, route).await
+        } else {
+            let context = crate::logs::RequestContext {
+                id: id.clone(),
+                method: req.method().clone(),
+                route,
+            };
+            crate::logs::scope(context, next.run(req)).await
+        };
+        response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
+        response
+    };
+    metrics.count(method, response.status(), started);
+    response
+}
+
+/// Answers `req` inside its span, with traces on.
+async fn traced_request(
+    req: Request,
+    next: axum::middleware::Next,
+    id: &axum::http::HeaderValue,
+    route: Option<axum::extract::MatchedPath>,
+) -> Response {
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     let span = tracing::info_span!(
         "request",
-        request_id = %id,
+        request_id = %id.to_str().unwrap_or("?"),
         method = %req.method(),
         route,
-        otel.name = tracing::field::Empty,
-        otel.kind = tracing::field::Empty,
-        service = tracing::field::Empty,
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        service = service_of(route),
         http.response.status_code = tracing::field::Empty,
     );
-    let traced = crate::telemetry::tracing_enabled();
-    if traced {
-        // Recorded only with traces on, so that log lines stay short.
-        span.record("otel.name", format!("{} {route}", req.method()));
-        span.record("otel.kind", "server");
-        span.record("service", service_of(route));
-        let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
-        crate::telemetry::follow(&span, parent);
-    }
-    let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
-    if traced {
-        span.record("http.response.status_code", response.status().as_u16());
-    }
-    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
+    let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+    crate::telemetry::follow(&span, parent);
+    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     response
 }
 
@@ -102,60 +117,25 @@ pub(crate) struct InProcess;
 /// random half drawn once per process and a counter. Unique without
 /// asking the operating system for randomness on every request (as a
 /// random UUID per request did).
-fn new_request_id() -> String {
+fn new_request_id() -> axum::http::HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix:016x}{n:016x}")
+    let id = (u128::from(prefix) << 64) | u128::from(n);
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((id >> (4 * (31 - i))) & 0xf) as usize];
+    }
+    // Hex digits are a valid header value.
+    axum::http::HeaderValue::from_bytes(&text).unwrap_or(axum::http::HeaderValue::from_static("0"))
 }
 
 /// Whether a request id sent by a caller can be logged and answered as it
 /// is: short, and visible ASCII only (no spaces, no control characters
 /// that would forge log lines).
-fn usable_request_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// Counts every request and times it, per service and route (the route as
-/// declared, `{param}`s and all, so the number of series stays small):
-/// `ecom_http_requests_total{service, route, method, status}` and
-/// `ecom_http_request_duration_seconds{service, route}`. Calls between
-/// services in one process go through here too.
-async fn track(req: Request, next: axum::middleware::Next) -> Response {
-    let metrics = {
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map_or("unmatched", |p| p.as_str());
-        RouteMetrics::of(route)
-    };
-    let method = method_index(req.method());
-    let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    metrics.duration.observe_duration(started.elapsed());
-    let status = match response.status().as_u16() {
-        100..=199 => 0,
-        200..=299 => 1,
-        300..=399 => 2,
-        400..=499 => 3,
-        _ => 4,
-    };
-    metrics.requests[method][status]
-        .get_or_init(|| {
-            crate::metrics::counter(
-                "ecom_http_requests_total",
-                "HTTP requests answered, per service, route, method and status class.",
-                &[
-                    ("service", service_of(&metrics.route)),
-                    ("route", &metrics.route),
-                    ("method", METHODS[method]),
-                    ("status", STATUS_CLASSES[status]),
-                ],
-            )
-        })
-        .inc();
-    response
+fn usable_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.iter().all(u8::is_ascii_graphic)
 }
 
 /// Methods counted by name; any other is counted as `OTHER`.
@@ -171,6 +151,12 @@ fn method_index(method: &axum::http::Method) -> usize {
         .unwrap_or(7)
 }
 
+/// Every request is counted and timed, per service and route (the route as
+/// declared, `{param}`s and all, so the number of series stays small):
+/// `ecom_http_requests_total{service, route, method, status}` and
+/// `ecom_http_request_duration_seconds{service, route}`. Calls between
+/// services in one process are counted too.
+///
 /// One declared route's metrics, looked up once per request under a read
 /// lock with no allocation: asking the registry (a global mutex, the label
 /// strings copied) on every request cost more than the request's own
@@ -183,6 +169,33 @@ struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// Counts an answer with `status` to a request with the method of
+    /// index `method`, begun at `started`.
+    fn count(&self, method: usize, status: StatusCode, started: std::time::Instant) {
+        self.duration.observe_duration(started.elapsed());
+        let status = match status.as_u16() {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
+        };
+        self.requests[method][status]
+            .get_or_init(|| {
+                crate::metrics::counter(
+                    "ecom_http_requests_total",
+                    "HTTP requests answered, per service, route, method and status class.",
+                    &[
+                        ("service", service_of(&self.route)),
+                        ("route", &self.route),
+                        ("method", METHODS[method]),
+                        ("status", STATUS_CLASSES[status]),
+                    ],
+                )
+            })
+            .inc();
+    }
+
     fn of(route: &str) -> Arc<RouteMetrics> {
         static ROUTES: OnceLock<RwLock<HashMap<String, Arc<RouteMetrics>>>> = OnceLock::new();
         let routes = ROUTES.get_or_init(Default::default);

@@ -105,13 +105,9 @@ pub fn init_with(format: LogFormat, export: Option<TraceExport>) -> Telemetry {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,async_nats=warn"));
     // Colour codes only for a terminal: a log redirected to a file stays plain.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
-        LogFormat::Human => fmt.with_filter(filter).boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
-    };
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = crate::logs::layer(format, ansi, std::io::stderr)
+        .with_filter(filter)
+        .boxed();
     let mut layers = vec![fmt];
     let mut problem = None;
     let provider = match export.map(provider) {

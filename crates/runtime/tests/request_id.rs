@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt as _;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 /// Log output kept in memory.
 #[derive(Clone, Default)]
@@ -53,10 +54,11 @@ fn request(id: Option<&str>) -> Request<Body> {
 async fn log_lines_inside_a_request_carry_its_id_and_the_answer_returns_it() {
     let lines = Lines::default();
     let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = tracing_subscriber::registry().with(ecom_runtime::logs::layer(
+        ecom_runtime::LogFormat::Human,
+        false,
+        move || writer.clone(),
+    ));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let answer = app().oneshot(request(Some("checkout-42"))).await.unwrap();
