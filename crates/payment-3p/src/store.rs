@@ -100,7 +100,11 @@ async fn insert_group(db: &Db, group: &[Pending], tokens: &[Uuid]) -> Result<(),
             .bind(TokenStatus::Authorised.as_str())
             .bind(now.clone());
     }
-    db.write(query).await.map(|_| ())
+    // A statement of its own (autocommit), not the writer's group commit
+    // (`Db::write`): the group is already made here, and the next one
+    // waits for this one's commit, so the group commit's hand-over to its
+    // committer only added latency (preauth 39k against 45k req/s).
+    query.execute(db.writer()).await.map(|_| ())
 }
 
 /// The amount held by a live token, if the token is live.
