@@ -26,6 +26,12 @@ pub fn finish(router: Router) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn(observe))
+        // Turns every handler into its route now: a router whose handlers
+        // still wait for their state (`()` here) makes them into routes on
+        // every request, cloning and boxing each time (`axum::serve` does
+        // this too, in `into_make_service`; our server and the in-process
+        // clients call the router directly).
+        .with_state(())
 }
 
 /// The request id header: taken from the caller when it sends a usable
