@@ -47,8 +47,11 @@ tokio::task_local! {
 /// Runs `work` (a request's answer) with `context` as the request every
 /// line it writes names. Calls it makes to services in this process run
 /// on the same task, so their lines name the same request.
-pub(crate) async fn scope<F: Future>(context: RequestContext, work: F) -> F::Output {
-    REQUEST.scope(context, work).await
+pub(crate) fn scope<F: Future>(
+    context: RequestContext,
+    work: F,
+) -> tokio::task::futures::TaskLocalFuture<RequestContext, F> {
+    REQUEST.scope(context, work)
 }
 
 /// The request being answered on this task, as the log names it.

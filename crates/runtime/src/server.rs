@@ -8,9 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -25,7 +28,7 @@ pub fn finish(router: Router) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn(observe))
+        .layer(ObserveLayer)
         // Turns every handler into its route now: a router whose handlers
         // still wait for their state (`()` here) makes them into routes on
         // every request, cloning and boxing each time (`axum::serve` does
@@ -57,46 +60,152 @@ static REQUEST_ID_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_
 /// off keeps its caller's context: its lines then carry the id of the
 /// request that caused it (one id for a whole createOrder). Its metrics
 /// are counted all the same.
-async fn observe(req: Request, next: axum::middleware::Next) -> Response {
-    let route = req.extensions().get::<axum::extract::MatchedPath>().cloned();
-    let metrics = RouteMetrics::of(route.as_ref().map_or("unmatched", |p| p.as_str()));
-    let method = method_index(req.method());
-    let started = std::time::Instant::now();
-    let traced = crate::telemetry::tracing_enabled();
-    let response = if req.extensions().get::<InProcess>().is_some() && !traced {
-        next.run(req).await
-    } else {
+///
+/// A tower layer of its own rather than `axum::middleware::from_fn`, which
+/// clones and boxes the inner service and boxes two futures per request:
+/// this wraps the route's future as it is.
+#[derive(Debug, Clone, Copy)]
+struct ObserveLayer;
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
+    }
+}
+
+/// The service of [`ObserveLayer`].
+#[derive(Debug, Clone)]
+struct Observe<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Observe<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+        let metrics = RouteMetrics::of(route.as_ref().map_or("unmatched", |p| p.as_str()));
+        let method = method_index(req.method());
+        let started = std::time::Instant::now();
+        let traced = crate::telemetry::tracing_enabled();
+        if req.extensions().get::<InProcess>().is_some() && !traced {
+            return Observed {
+                answer: Answer::Plain {
+                    answer: self.inner.call(req),
+                },
+                metrics,
+                method,
+                started,
+                id: None,
+            };
+        }
         let id = req
             .headers()
             .get(&REQUEST_ID_HEADER)
             .filter(|v| usable_request_id(v.as_bytes()))
             .cloned()
             .unwrap_or_else(new_request_id);
-        let mut response = if traced {
-            traced_request(req, next, &id, route).await
+        let answer = if traced {
+            let span = request_span(&req, &id, route.as_ref());
+            let answer = tracing::Instrument::instrument(self.inner.call(req), span.clone());
+            Answer::Traced {
+                answer: Box::pin(async move {
+                    let response = answer.await;
+                    if let Ok(response) = &response {
+                        span.record("http.response.status_code", response.status().as_u16());
+                    }
+                    response
+                }),
+            }
         } else {
             let context = crate::logs::RequestContext {
                 id: id.clone(),
                 method: req.method().clone(),
                 route,
             };
-            crate::logs::scope(context, next.run(req)).await
+            Answer::InContext {
+                answer: crate::logs::scope(context, self.inner.call(req)),
+            }
         };
-        response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
-        response
-    };
-    metrics.count(method, response.status(), started);
-    response
+        Observed {
+            answer,
+            metrics,
+            method,
+            started,
+            id: Some(id),
+        }
+    }
 }
 
-/// Answers `req` inside its span, with traces on.
-async fn traced_request(
-    req: Request,
-    next: axum::middleware::Next,
+pin_project_lite::pin_project! {
+    /// The answer of [`Observe`]: the route's, counted, with its
+    /// `x-request-id`.
+    struct Observed<F> {
+        #[pin]
+        answer: Answer<F>,
+        metrics: Arc<RouteMetrics>,
+        method: usize,
+        started: std::time::Instant,
+        // `None` for a call within this process with traces off.
+        id: Option<axum::http::HeaderValue>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = AnswerProjection]
+    enum Answer<F> {
+        // A call within this process, with traces off: its caller's context.
+        Plain { #[pin] answer: F },
+        // Traces off: the request in the task's log context.
+        InContext { #[pin] answer: tokio::task::futures::TaskLocalFuture<crate::logs::RequestContext, F> },
+        // Traces on: the request's span.
+        Traced { answer: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> },
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = match this.answer.project() {
+            AnswerProjection::Plain { answer } => answer.poll(cx),
+            AnswerProjection::InContext { answer } => answer.poll(cx),
+            AnswerProjection::Traced { answer } => answer.as_mut().poll(cx),
+        };
+        let Poll::Ready(Ok(mut response)) = answer else {
+            return answer;
+        };
+        if let Some(id) = this.id.take() {
+            response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
+        }
+        this.metrics.count(*this.method, response.status(), *this.started);
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The span of a request, with traces on.
+fn request_span(
+    req: &Request,
     id: &axum::http::HeaderValue,
-    route: Option<axum::extract::MatchedPath>,
-) -> Response {
-    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    route: Option<&axum::extract::MatchedPath>,
+) -> tracing::Span {
+    let route = route.map_or("unmatched", |p| p.as_str());
     let span = tracing::info_span!(
         "request",
         request_id = %id.to_str().unwrap_or("?"),
@@ -109,9 +218,7 @@ async fn traced_request(
     );
     let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
     crate::telemetry::follow(&span, parent);
-    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
-    response
+    span
 }
 
 /// Marks a request that a service's client made of another service in
