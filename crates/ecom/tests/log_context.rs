@@ -6,9 +6,9 @@
 //! process always has its own.
 //!
 //! The subscriber is process-wide, so this binary installs one for its
-//! only test: a layer that records, for every line tower-http writes as a
-//! request starts and ends (at `debug`: enabled here, where nothing
-//! filters), the URI it is for and the request the log names.
+//! only test: a layer that records, for every `answered` line (written at
+//! `debug` for each answer, enabled here, where nothing filters), the URI
+//! it is for and the request the log names.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,15 +20,14 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-/// A line about a request: the URI tower-http's span names, and the
-/// request the log names.
+/// An `answered` line: the URI it is for, and the request the log names.
 #[derive(Debug, Clone)]
 struct Line {
     uri: String,
     request: Option<CurrentRequest>,
 }
 
-/// The `uri` field of tower-http's span, kept in the span.
+/// The `uri` field of a line.
 struct Uri(String);
 
 impl tracing::field::Visit for Uri {
@@ -39,38 +38,21 @@ impl tracing::field::Visit for Uri {
     }
 }
 
-/// Records tower-http's lines.
+/// Records the `answered` lines.
 struct Recorder(Arc<Mutex<Vec<Line>>>);
 
-impl<S> tracing_subscriber::Layer<S> for Recorder
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if attrs.metadata().target().starts_with("tower_http") {
-            let mut uri = Uri(String::new());
-            attrs.record(&mut uri);
-            if let Some(span) = ctx.span(id) {
-                span.extensions_mut().insert(uri);
-            }
-        }
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        if !event.metadata().target().starts_with("tower_http") {
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "ecom_runtime::server" {
             return;
         }
-        let uri = ctx
-            .event_span(event)
-            .and_then(|span| span.extensions().get::<Uri>().map(|u| u.0.clone()))
-            .unwrap_or_default();
+        let mut uri = Uri(String::new());
+        event.record(&mut uri);
+        if uri.0.is_empty() {
+            return;
+        }
         self.0.lock().unwrap().push(Line {
-            uri,
+            uri: uri.0,
             request: ecom_runtime::logs::current_request(),
         });
     }

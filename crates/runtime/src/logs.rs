@@ -54,6 +54,12 @@ pub(crate) fn scope<F: Future>(
     REQUEST.scope(context, work)
 }
 
+/// Runs `work` with `context` as the request its lines name (the answer's
+/// own lines, written once the answer's task-local scope has ended).
+pub(crate) fn within<R>(context: RequestContext, work: impl FnOnce() -> R) -> R {
+    REQUEST.sync_scope(context, work)
+}
+
 /// The request being answered on this task, as the log names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentRequest {

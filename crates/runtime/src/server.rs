@@ -27,7 +27,6 @@ pub fn finish(router: Router) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(ObserveLayer)
         // Turns every handler into its route now: a router whose handlers
         // still wait for their state (`()` here) makes them into routes on
@@ -60,6 +59,9 @@ static REQUEST_ID_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_
 /// off keeps its caller's context: its lines then carry the id of the
 /// request that caused it (one id for a whole createOrder). Its metrics
 /// are counted all the same.
+///
+/// With `debug` logs on, each answer is a line (`answered uri=… status=…
+/// latency_us=…`); a server error (5xx) is always one, at `error`.
 ///
 /// A tower layer of its own rather than `axum::middleware::from_fn`, which
 /// clones and boxes the inner service and boxes two futures per request:
@@ -100,6 +102,8 @@ where
         let method = method_index(req.method());
         let started = std::time::Instant::now();
         let traced = crate::telemetry::tracing_enabled();
+        // Kept only when the line that names it will be written.
+        let uri = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().clone());
         if req.extensions().get::<InProcess>().is_some() && !traced {
             return Observed {
                 answer: Answer::Plain {
@@ -109,6 +113,7 @@ where
                 method,
                 started,
                 id: None,
+                uri,
             };
         }
         let id = req
@@ -120,14 +125,16 @@ where
         let answer = if traced {
             let span = request_span(&req, &id, route.as_ref());
             let answer = tracing::Instrument::instrument(self.inner.call(req), span.clone());
+            let recorded = span.clone();
             Answer::Traced {
                 answer: Box::pin(async move {
                     let response = answer.await;
                     if let Ok(response) = &response {
-                        span.record("http.response.status_code", response.status().as_u16());
+                        recorded.record("http.response.status_code", response.status().as_u16());
                     }
                     response
                 }),
+                span,
             }
         } else {
             let context = crate::logs::RequestContext {
@@ -145,6 +152,7 @@ where
             method,
             started,
             id: Some(id),
+            uri,
         }
     }
 }
@@ -160,6 +168,8 @@ pin_project_lite::pin_project! {
         started: std::time::Instant,
         // `None` for a call within this process with traces off.
         id: Option<axum::http::HeaderValue>,
+        // `Some` when `debug` lines are written.
+        uri: Option<axum::http::Uri>,
     }
 }
 
@@ -171,7 +181,7 @@ pin_project_lite::pin_project! {
         // Traces off: the request in the task's log context.
         InContext { #[pin] answer: tokio::task::futures::TaskLocalFuture<crate::logs::RequestContext, F> },
         // Traces on: the request's span.
-        Traced { answer: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> },
+        Traced { answer: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>, span: tracing::Span },
     }
 }
 
@@ -183,10 +193,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let answer = match this.answer.project() {
-            AnswerProjection::Plain { answer } => answer.poll(cx),
-            AnswerProjection::InContext { answer } => answer.poll(cx),
-            AnswerProjection::Traced { answer } => answer.as_mut().poll(cx),
+        // The answer, and what its own lines are written in: the request's
+        // context (back from the task-local, which ends with the answer)
+        // or its span.
+        let (answer, context, span) = match this.answer.project() {
+            AnswerProjection::Plain { answer } => (answer.poll(cx), None, None),
+            AnswerProjection::InContext { mut answer } => {
+                let polled = answer.as_mut().poll(cx);
+                let context = if polled.is_ready() {
+                    answer.take_value()
+                } else {
+                    None
+                };
+                (polled, context, None)
+            }
+            AnswerProjection::Traced { answer, span } => (answer.as_mut().poll(cx), None, Some(span)),
         };
         let Poll::Ready(Ok(mut response)) = answer else {
             return answer;
@@ -194,7 +215,26 @@ where
         if let Some(id) = this.id.take() {
             response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
         }
-        this.metrics.count(*this.method, response.status(), *this.started);
+        let status = response.status();
+        this.metrics.count(*this.method, status, *this.started);
+        let uri = this.uri.take();
+        if uri.is_some() || status.is_server_error() {
+            let started = *this.started;
+            let lines = move || {
+                if let Some(uri) = uri {
+                    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    tracing::debug!(%uri, status = status.as_u16(), latency_us, "answered");
+                }
+                if status.is_server_error() {
+                    tracing::error!(status = status.as_u16(), "answered with a server error");
+                }
+            };
+            match (context, span) {
+                (Some(context), _) => crate::logs::within(context, lines),
+                (None, Some(span)) => span.in_scope(lines),
+                (None, None) => lines(),
+            }
+        }
         Poll::Ready(Ok(response))
     }
 }

@@ -32,13 +32,20 @@ impl Lines {
 }
 
 fn app() -> Router {
-    ecom_runtime::server::finish(Router::new().route(
-        "/orders/backend/{id}",
-        get(|| async {
-            tracing::info!("reading the order");
-            "ok"
-        }),
-    ))
+    ecom_runtime::server::finish(
+        Router::new()
+            .route(
+                "/orders/backend/{id}",
+                get(|| async {
+                    tracing::info!("reading the order");
+                    "ok"
+                }),
+            )
+            .route(
+                "/orders/broken",
+                get(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+            ),
+    )
 }
 
 fn request(id: Option<&str>) -> Request<Body> {
@@ -81,4 +88,20 @@ async fn log_lines_inside_a_request_carry_its_id_and_the_answer_returns_it() {
         );
     }
     assert!(!lines.text().contains("forged"));
+
+    // A server error is a line of its own, at `error`, naming the request.
+    let broken = Request::get("/orders/broken")
+        .header("x-request-id", "broken-1")
+        .body(Body::empty())
+        .unwrap();
+    let answer = app().oneshot(broken).await.unwrap();
+    assert_eq!(answer.status(), 503);
+    let log = lines.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("answered with a server error"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("request_id=broken-1"), "{line}");
+    assert!(line.contains("status=503"), "{line}");
 }
