@@ -1238,6 +1238,11 @@ impl BusBackend for EmbeddedBus {
         let Some(stored) = rules.iter().find(|r| r.name == rule) else {
             anyhow::bail!("{}", unknown_rule(rule, rules.iter().map(|r| r.name.as_str())));
         };
+        // Deliveries handled but not yet deleted (the acknowledging task
+        // deletes them every ACK_EVERY) would make the replay's rows for
+        // the same events conflict and be skipped: an event handled a
+        // moment ago would not be delivered again.
+        self.inner.delete_acknowledged().await;
         let mut last = 0i64;
         let mut queued = 0;
         loop {
